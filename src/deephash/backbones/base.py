@@ -1,0 +1,101 @@
+"""The backbone contract: a frozen feature extractor that carries its own preprocessing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deephash.errors import WeightsError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: ``--weights`` values that are not paths.
+PRETRAINED, RANDOM = "default", "none"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the pretrained weights expect pixels: normalisation, resampling, native size."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+    native_size: int = 224
+
+
+class Backbone(nn.Module):
+    """``(B, 3, H, W)`` normalised images -> ``(B, num_features)`` features.
+
+    Features are the representation before the classifier: globally pooled features for
+    ResNet and EfficientNet, fc7 (after its ReLU) for VGG.
+
+    Attributes:
+        name: registry name.
+        num_features: feature dimension D.
+        preprocessing: what the data pipeline must do to images (read from here only).
+        weights_id: identifies the weights for the feature cache; ``None`` for random
+            initialisation, whose features are never cached.
+    """
+
+    def __init__(self, name: str, body: nn.Module, num_features: int,
+                 preprocessing: Preprocessing, weights_id: str | None) -> None:
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.num_features = num_features
+        self.preprocessing = preprocessing
+        self.weights_id = weights_id
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+
+def file_digest(path: Path) -> str:
+    """First 16 hex digits of the file's SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``path`` (plain, or under a ``state_dict``/``model`` key)."""
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise WeightsError(f"cannot load weights file {path}: {exc}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):
+            data = data[key]
+    if not isinstance(data, Mapping):
+        raise WeightsError(f"weights file {path} holds no state dict")
+    return dict(data)
+
+
+def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with a short, actionable error."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise WeightsError(f"weights from {source} do not fit {type(model).__name__}: "
+                           f"{first}") from None
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {', '.join(result.missing_keys[:3])}"
+                        f"{' ...' if len(result.missing_keys) > 3 else ''}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected {', '.join(result.unexpected_keys[:3])}"
+                        f"{' ...' if len(result.unexpected_keys) > 3 else ''}")
+    if problems:
+        raise WeightsError(f"weights from {source} do not fit {type(model).__name__}: "
+                           f"{'; '.join(problems)}")

@@ -1,0 +1,70 @@
+"""The ``deephash`` command: each subcommand parses arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from deephash.config import add_arguments, apply_arguments, load_yaml
+from deephash.errors import DeephashError
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from deephash.studies.baseline import run_baseline
+    from deephash.studies.baseline_config import BaselineConfig
+
+    config = load_yaml(BaselineConfig, Path(args.config)) if args.config else BaselineConfig()
+    run_baseline(apply_arguments(config, args))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from deephash.backbones import BACKBONES
+    from deephash.data import PROTOCOLS
+
+    names = BACKBONES.names() if args.what == "backbones" else PROTOCOLS.names()
+    print("\n".join(names))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deephash.studies.baseline_config import BaselineConfig
+
+    parser = argparse.ArgumentParser(prog="deephash", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    baseline = commands.add_parser(
+        "baseline", help="measure frozen pretrained features on a protocol",
+        description="Extract (cached) backbone features and write metrics, splits, "
+                    "embeddings, a PR curve and a t-SNE map into a run folder.")
+    baseline.add_argument("--config", help="YAML config to start from (e.g. a run's config.yaml)")
+    add_arguments(baseline, BaselineConfig)
+    baseline.set_defaults(handler=_baseline)
+
+    listing = commands.add_parser("list", help="list registered components")
+    listing.add_argument("what", choices=("backbones", "protocols"))
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    try:
+        return int(args.handler(args))
+    except DeephashError as exc:
+        print(f"deephash: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deephash: interrupted; finished feature shards are kept and a rerun resumes",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The one data-set abstraction every part of deephash reads images through."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+from PIL import Image
+
+from deephash.errors import DataError
+
+
+class ImageDataset(abc.ABC):
+    """All images of a data set: the official training part first, then the test part.
+
+    An index in ``range(len(self))`` is a *pool index*; splits, feature caches and saved
+    embeddings all refer to images by it.
+
+    Attributes:
+        name: human-readable name for reports.
+        classes: class names; label ``c`` means ``classes[c]``.
+        labels: ``(N,)`` int64 class labels.
+        is_test: ``(N,)`` bool, True for images of the official test part.
+    """
+
+    name: str
+    classes: list[str]
+    labels: np.ndarray
+    is_test: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @abc.abstractmethod
+    def load_image(self, index: int) -> Image.Image:
+        """The image at ``index`` as RGB; raises :class:`DataError` naming the file."""
+
+    @abc.abstractmethod
+    def describe(self, index: int) -> str:
+        """Where image ``index`` comes from (a path, or ``cifar10:test[17]``)."""
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A digest that changes whenever any image file changes (cache key input)."""
+
+    def check(self) -> None:
+        """Refuse data sets that no protocol can split."""
+        if len(self.classes) < 2:
+            raise DataError(
+                f"{self.name}: found {len(self.classes)} class(es) "
+                f"({', '.join(self.classes) or 'none'}); retrieval needs at least 2 classes"
+            )
+        if not self.is_test.any() or self.is_test.all():
+            raise DataError(f"{self.name}: needs both training and test images")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode (grayscale, palette, 16-bit, alpha) to 8-bit RGB."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
+    return image.convert("RGB")

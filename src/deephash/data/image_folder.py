@@ -1,0 +1,94 @@
+"""Image-folder data sets: ``ROOT/train/<class>/*`` and ``ROOT/test/<class>/*``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from deephash.data.dataset import ImageDataset, to_rgb
+from deephash.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
+                    ".pgm")
+
+
+def _list_images(folder: Path) -> list[str]:
+    return sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.is_file() and not entry.name.startswith(".")
+        and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
+def _class_folders(part: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(part) if e.is_dir() and not e.name.startswith("."))
+
+
+class ImageFolderDataset(ImageDataset):
+    """Images sorted by (part, class name, file name); classes are ``train/``'s folders."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.name = f"{self.root.name} (image folder)"
+        for part in ("train", "test"):
+            if not (self.root / part).is_dir():
+                raise DataError(
+                    f"{self.root} has no {part}/ folder; an image-folder data set needs "
+                    f"{self.root}/train/<class>/*.jpg and {self.root}/test/<class>/*.jpg"
+                )
+        self.classes = _class_folders(self.root / "train")
+        test_classes = _class_folders(self.root / "test")
+        unknown = sorted(set(test_classes) - set(self.classes))
+        if unknown:
+            raise DataError(
+                f"{self.root}/test has class folder(s) {', '.join(unknown)} that train/ lacks; "
+                "every test class needs training images"
+            )
+        paths: list[str] = []
+        labels: list[int] = []
+        is_test: list[bool] = []
+        for part in ("train", "test"):
+            for label, cls in enumerate(self.classes):
+                folder = self.root / part / cls
+                if not folder.is_dir():
+                    continue
+                names = _list_images(folder)
+                if part == "train" and not names:
+                    raise DataError(f"class folder {folder} has no images "
+                                    f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
+                paths.extend(f"{part}/{cls}/{n}" for n in names)
+                labels.extend([label] * len(names))
+                is_test.extend([part == "test"] * len(names))
+        self.paths = paths
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.is_test = np.asarray(is_test, dtype=bool)
+        self._fingerprint: str | None = None
+        self.check()
+
+    def load_image(self, index: int) -> Image.Image:
+        path = self.root / self.paths[index]
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return to_rgb(image)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            raise DataError(f"cannot read image {path}: {exc}; replace or delete the file"
+                            ) from None
+
+    def describe(self, index: int) -> str:
+        return str(self.root / self.paths[index])
+
+    def fingerprint(self) -> str:
+        """SHA-256 over every file's relative path, size and modification time."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for rel in self.paths:
+                stat = os.stat(self.root / rel)
+                digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint

@@ -1,0 +1,54 @@
+"""Find and open a data set from ``--data-dir`` / ``DEEPHASH_DATA``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deephash.data.cifar10 import Cifar10Dataset, download_cifar10, find_cifar10
+from deephash.data.dataset import ImageDataset
+from deephash.data.image_folder import ImageFolderDataset
+from deephash.errors import DataError
+
+DATASET_KINDS = ("auto", "cifar10", "imagefolder")
+DEFAULT_DOWNLOAD_DIR = Path("~/.cache/deephash/data").expanduser()
+
+
+def resolve_data_dir(data_dir: str | None, dataset: str) -> Path:
+    """``data_dir``, else ``$DEEPHASH_DATA``, else (CIFAR-10 only) a download folder."""
+    chosen = data_dir or os.environ.get("DEEPHASH_DATA")
+    if chosen:
+        return Path(chosen).expanduser()
+    if dataset == "cifar10":
+        return DEFAULT_DOWNLOAD_DIR
+    raise DataError("no data location: pass --data-dir DIR or set DEEPHASH_DATA "
+                    "(or --dataset cifar10 to download CIFAR-10)")
+
+
+def open_dataset(data_dir: str | None, dataset: str = "auto",
+                 download: bool = True) -> ImageDataset:
+    """Open an image folder or the official CIFAR-10 release.
+
+    ``auto`` picks CIFAR-10 when ``cifar-10-batches-py`` is at or under the folder, else an
+    image folder (``train/`` and ``test/``). ``cifar10`` downloads the release when it is
+    missing and ``download`` is set.
+    """
+    if dataset not in DATASET_KINDS:
+        raise DataError(f"unknown dataset kind {dataset!r}; known: {', '.join(DATASET_KINDS)}")
+    root = resolve_data_dir(data_dir, dataset)
+    if dataset != "cifar10" and not root.is_dir():
+        raise DataError(f"data folder {root} does not exist; pass --data-dir with an existing "
+                        "folder (or set DEEPHASH_DATA)")
+    cifar = find_cifar10(root) if root.is_dir() else None
+    if dataset == "cifar10" or (dataset == "auto" and cifar is not None):
+        if cifar is None:
+            if not download:
+                raise DataError(f"no {root}/cifar-10-batches-py; allow --download or extract "
+                                "the official release there")
+            root.mkdir(parents=True, exist_ok=True)
+            cifar = download_cifar10(root)
+        return Cifar10Dataset(cifar)
+    if dataset == "auto" and not (root / "train").is_dir():
+        raise DataError(f"{root} holds neither cifar-10-batches-py nor an image folder "
+                        "(train/<class>/*, test/<class>/*)")
+    return ImageFolderDataset(root)

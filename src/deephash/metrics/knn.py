@@ -1,0 +1,33 @@
+"""k-nearest-neighbour classification from a ranking.
+
+A query is assigned the majority label of its k nearest database items (ties in distance
+broken by database index, see :mod:`deephash.metrics.ranking`). When several labels share
+the most votes, the one whose nearest member ranks first wins, so k=1 is exactly 1-NN.
+kNN accuracy is the fraction of queries whose assigned label equals their own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def knn_predict(neighbor_labels: np.ndarray, k: int, n_classes: int) -> np.ndarray:
+    """Majority vote among the first ``k`` columns.
+
+    Args:
+        neighbor_labels: ``(Q, K)`` int labels of the nearest items, nearest first, K >= k.
+        k: votes to count.
+        n_classes: labels lie in ``range(n_classes)``.
+
+    Returns:
+        ``(Q,)`` int64 predicted labels.
+    """
+    labels = neighbor_labels[:, :k]
+    n_queries = labels.shape[0]
+    votes = np.zeros((n_queries, n_classes), dtype=np.int64)
+    np.add.at(votes, (np.arange(n_queries)[:, None], labels), 1)
+    first = np.full((n_queries, n_classes), k, dtype=np.int64)
+    positions = np.broadcast_to(np.arange(k), labels.shape)
+    np.minimum.at(first, (np.arange(n_queries)[:, None], labels), positions)
+    # more votes first; among equal votes, the earliest first member
+    return np.argmax(votes * (k + 1) + (k - first), axis=1).astype(np.int64)

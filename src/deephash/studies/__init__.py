@@ -1,0 +1,1 @@
+"""End-to-end studies, each one library function behind one CLI subcommand."""

@@ -1,0 +1,82 @@
+"""The baseline study: frozen pretrained features, measured on a protocol.
+
+``run_baseline`` opens the data set, writes the seeded splits, extracts (or reads cached)
+backbone features of every pool image, and evaluates them: validation queries against
+the training part (for later model selection) and the test protocol (query against
+database), with kNN accuracy, mAP, precision@k, a PR curve and a t-SNE map.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deephash.backbones import create_backbone
+from deephash.data import ImageDataset, Splits, make_splits, open_dataset
+from deephash.devices import resolve_device
+from deephash.features import compute_features, transform_spec
+from deephash.studies.baseline_config import BaselineConfig, ExtractionConfig
+from deephash.studies.report import validation_report, write_results
+from deephash.studies.run_folder import prepare_run, write_run_info, write_splits
+
+log = logging.getLogger(__name__)
+
+
+def cache_location(cfg: ExtractionConfig) -> Path | None:
+    """The feature cache root, or ``None`` when caching is off."""
+    if not cfg.cache:
+        return None
+    return Path(cfg.cache_dir or os.environ.get("DEEPHASH_CACHE")
+                or Path.home() / ".cache" / "deephash").expanduser()
+
+
+def load_features(config: BaselineConfig, dataset: ImageDataset,
+                  device: torch.device) -> dict[str, np.ndarray]:
+    """Pool features per view: ``{"identity": (N, D)}`` (plus ``"hflip"`` when asked)."""
+    backbone = create_backbone(config.backbone.name, config.backbone.weights)
+    ext = config.extraction
+    views = ("identity", "hflip") if ext.flip_views else ("identity",)
+    return {
+        view: compute_features(dataset, backbone,
+                               transform_spec(backbone, config.backbone.image_size, view),
+                               cache_dir=cache_location(ext), batch_size=ext.batch_size,
+                               num_workers=ext.num_workers, device=device)
+        for view in views
+    }
+
+
+def open_protocol(config: BaselineConfig) -> tuple[ImageDataset, Splits]:
+    dataset = open_dataset(config.data.data_dir, config.data.dataset, config.data.download)
+    splits = make_splits(config.data.protocol, dataset.labels, dataset.is_test, config.seed,
+                         classes=dataset.classes)
+    return dataset, splits
+
+
+def run_baseline(config: BaselineConfig) -> dict[str, Any]:
+    """Run the study into ``config.out``; returns the metrics written to ``metrics.json``."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    run = prepare_run(config.out, config)
+    dataset, splits = open_protocol(config)
+    write_splits(run, splits, dataset)
+    log.info("%s: %d images, %d classes; protocol %s: %s", dataset.name, len(dataset),
+             len(dataset.classes), splits.protocol, splits.sizes())
+    device = resolve_device(config.extraction.device)
+    features = load_features(config, dataset, device)["identity"]
+    timings["features"] = time.perf_counter() - start
+    val = validation_report(features, dataset.labels, splits, config.evaluation)
+    timings["validation"] = time.perf_counter() - start - timings["features"]
+    title = f"{config.backbone.name} {config.backbone.image_size}px on {dataset.name}"
+    metrics = write_results(run, features, dataset, splits, config.evaluation, config.seed,
+                            title, extra_metrics={f"val_{k}": v for k, v in val.metrics.items()})
+    timings["total"] = time.perf_counter() - start
+    write_run_info(run, device, timings)
+    log.info("wrote %s: %s", run, {k: round(v, 4) for k, v in metrics.items()
+                                   if isinstance(v, float)})
+    return metrics

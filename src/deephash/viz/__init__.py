@@ -1,0 +1,1 @@
+"""Plots: t-SNE maps and precision-recall curves."""

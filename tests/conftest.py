@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny generated image folders, the shared CIFAR-10 mirror."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("DEEPHASH_PROGRESS", "0")
+
+SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
+
+#: one base colour per class, so that even random features separate the classes somewhat
+CLASS_COLOURS = [(220, 40, 40), (40, 200, 40), (40, 60, 220), (230, 210, 30)]
+
+
+def make_image_folder(root: Path, n_classes: int = 3, n_train: int = 8, n_test: int = 3,
+                      size: tuple[int, int] = (20, 16), seed: int = 0) -> Path:
+    """``root/train/<class>/NN.png`` and ``root/test/...``: noisy class colours, mixed modes."""
+    rng = np.random.default_rng(seed)
+    for part, count in (("train", n_train), ("test", n_test)):
+        for c in range(n_classes):
+            folder = root / part / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = np.clip(np.array(CLASS_COLOURS[c % len(CLASS_COLOURS)])
+                                 + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255)
+                image = Image.fromarray(pixels.astype(np.uint8))
+                if i % 3 == 1:
+                    image = image.convert("L")  # grayscale files must become RGB
+                if i % 3 == 2:
+                    image = image.resize((size[0] + 7, size[1] + 3))  # odd sizes
+                image.save(folder / f"{i:02d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def shared_cifar() -> Path:
+    if not (SHARED_CIFAR / "train").is_dir():
+        pytest.skip("the shared CIFAR-10 mirror (../shared/data/cifar10) is not present")
+    return SHARED_CIFAR.resolve()

@@ -1,0 +1,109 @@
+"""``deephash baseline`` end to end on tiny generated image folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from deephash.cli import main
+from deephash.data import Splits
+from deephash.metrics import EvaluationSpec, evaluate_retrieval
+
+FLAT_KEYS = ("knn_acc@1", "knn_acc@10", "map@all", "map@1000", "p@10", "p@100")
+
+
+def baseline(data: Path, out: Path, cache: Path, *extra: str) -> int:
+    return main(["baseline", "--data-dir", str(data), "--out", str(out), "--cache-dir",
+                 str(cache), "--image-size", "32", "--batch-size", "16", "--num-workers", "0",
+                 "--tsne-points", "30", *extra])
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    from conftest import make_image_folder
+
+    return make_image_folder(tmp_path / "data", n_classes=3, n_train=12, n_test=4)
+
+
+def test_baseline_writes_the_run_folder(folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert baseline(folder, run, tmp_path / "cache") == 0
+    for name in ("config.yaml", "run.json", "splits.json", "metrics.json", "tsne.png",
+                 "pr_curve.json", "pr_curve.png", "embeddings/query.npz",
+                 "embeddings/database.npz"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["distance"] == "cosine"
+    for key in FLAT_KEYS:
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["knn_acc@1"] > 0.5  # class colours are easy for ImageNet features
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["backbone"]["image_size"] == 32 and config["data"]["protocol"] == "cifar10"
+    splits = Splits.from_json(run / "splits.json")
+    assert splits.sizes() == {"train": 33, "val": 3, "query": 12, "database": 36}
+
+    # the saved vectors are exactly what was ranked: the metrics can be recomputed
+    query, database = (np.load(run / "embeddings" / f"{n}.npz") for n in ("query", "database"))
+    assert query["x"].dtype == np.float32 and query["y"].dtype == np.int64
+    assert np.array_equal(query["index"], splits.query)
+    again = evaluate_retrieval(query["x"], database["x"], query["y"], database["y"],
+                               metrics["distance"], EvaluationSpec(map_cutoffs=(1000,)))
+    for key in FLAT_KEYS:
+        assert again.metrics[key] == pytest.approx(metrics[key]), key
+
+
+def test_second_run_reads_the_cache(folder: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    assert baseline(folder, tmp_path / "a", tmp_path / "cache") == 0
+    import deephash.features as features
+
+    def no_extraction(*args: object, **kwargs: object) -> None:
+        raise AssertionError("features were extracted again")
+
+    monkeypatch.setattr(features, "extract_features", no_extraction)
+    assert baseline(folder, tmp_path / "b", tmp_path / "cache", "--seed", "3") == 0
+    first = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["n_query"] == first["n_query"]
+
+
+def test_config_file_is_reusable(folder: Path, tmp_path: Path) -> None:
+    assert baseline(folder, tmp_path / "a", tmp_path / "cache", "--distance", "euclidean") == 0
+    assert main(["baseline", "--config", str(tmp_path / "a" / "config.yaml"), "--out",
+                 str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("a", "b"))
+    assert a == b and b["distance"] == "euclidean"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data-dir", "/nonexistent/folder"], "does not exist"),
+    (["--backbone", "resnet9"], "unknown backbone 'resnet9'; known: efficientnet_lite0"),
+    (["--protocol", "nope"], "unknown protocol 'nope'; known: cifar10, dtsh-1"),
+    (["--device", "cuda:0"], "cuda"),
+])
+def test_bad_input_gives_one_clear_line(folder: Path, tmp_path: Path, args: list[str],
+                                        message: str, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["baseline", "--data-dir", str(folder), "--out", str(tmp_path / "r"),
+            "--cache-dir", str(tmp_path / "c"), *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_corrupt_image_is_named_by_the_cli(folder: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (folder / "train" / "class1" / "05.png").write_bytes(b"broken")
+    assert baseline(folder, tmp_path / "r", tmp_path / "cache") == 2
+    assert "class1/05.png" in capsys.readouterr().err
+
+
+def test_list_registries(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "backbones"]) == 0
+    assert "efficientnet_lite0" in capsys.readouterr().out.split()

@@ -1,0 +1,85 @@
+"""Feature extraction on real images, through the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deephash.backbones import Backbone, Preprocessing
+from deephash.data import open_dataset
+from deephash.errors import DataError
+from deephash.features import compute_features, feature_key, transform_spec
+from deephash.features.cache import FeatureCache
+
+
+class MeanColour(torch.nn.Module):
+    """A transparent stand-in backbone: per-channel means plus a position-sensitive one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        left = x[..., : x.shape[-1] // 2].mean(dim=(1, 2, 3))
+        return torch.cat([x.mean(dim=(2, 3)), left[:, None]], dim=1)
+
+
+def colour_backbone() -> Backbone:
+    return Backbone("colour", MeanColour(), 4, Preprocessing((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+                    weights_id="test:colour")
+
+
+def test_features_match_a_direct_computation(image_folder: Path, tmp_path: Path) -> None:
+    data = open_dataset(str(image_folder))
+    backbone = colour_backbone()
+    spec = transform_spec(backbone, 16)
+    features = compute_features(data, backbone, spec, cache_dir=tmp_path / "c", batch_size=5)
+    assert features.shape == (len(data), 4) and features.dtype == np.float32
+    transform = spec.build()
+    for i in (0, 7, len(data) - 1):
+        expected = backbone(transform(data.load_image(i))[None])[0].numpy()
+        np.testing.assert_allclose(features[i], expected, atol=1e-6)
+
+
+def test_second_run_reads_the_cache_and_views_differ(image_folder: Path, tmp_path: Path) -> None:
+    data = open_dataset(str(image_folder))
+    backbone = colour_backbone()
+    identity = compute_features(data, backbone, transform_spec(backbone, 16), cache_dir=tmp_path)
+    calls = backbone.body.calls
+    again = compute_features(data, backbone, transform_spec(backbone, 16), cache_dir=tmp_path)
+    assert backbone.body.calls == calls and np.array_equal(again, identity)
+    flipped = compute_features(data, backbone, transform_spec(backbone, 16, "hflip"),
+                               cache_dir=tmp_path)
+    assert backbone.body.calls > calls
+    np.testing.assert_allclose(flipped[:, :3], identity[:, :3], atol=1e-5)  # means: invariant
+    assert not np.allclose(flipped[:, 3], identity[:, 3])  # the left half is not
+
+
+def test_corrupt_image_stops_with_its_name_and_keeps_finished_shards(
+        image_folder: Path, tmp_path: Path) -> None:
+    bad = image_folder / "test" / "class0" / "01.png"  # pool index 25: the fourth shard
+    bad.write_bytes(b"\x89PNG broken")
+    data = open_dataset(str(image_folder))
+    backbone = colour_backbone()
+    spec = transform_spec(backbone, 16)
+    for workers in (0, 2):
+        with pytest.raises(DataError, match=r"cannot read image .*test/class0/01\.png"):
+            compute_features(data, backbone, spec, cache_dir=tmp_path, num_workers=workers,
+                             batch_size=4, shard_size=8)
+    shards = FeatureCache(tmp_path).entry(feature_key(backbone, data, spec)) / "shards"
+    assert sorted(p.name for p in shards.iterdir()) == ["00000.npy", "00001.npy", "00002.npy"]
+
+
+def test_non_finite_features_are_refused(image_folder: Path) -> None:
+    class Broken(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full((x.shape[0], 2), float("nan"))
+
+    backbone = Backbone("broken", Broken(), 2, Preprocessing((0.0,) * 3, (1.0,) * 3), None)
+    with pytest.raises(DataError, match="NaN"):
+        compute_features(open_dataset(str(image_folder)), backbone,
+                         transform_spec(backbone, 8), cache_dir=None)
