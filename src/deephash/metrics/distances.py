@@ -32,19 +32,24 @@ class Distance:
         return F.normalize(x, dim=1) if self.name == "cosine" else x
 
     def matrix(self, queries: torch.Tensor, database: torch.Tensor,
-               database_sq_norms: torch.Tensor | None = None) -> torch.Tensor:
+               database_sq_norms: torch.Tensor | None = None,
+               buffer: torch.Tensor | None = None) -> torch.Tensor:
         """Prepared ``(Q, D)`` and ``(N, D)`` -> ``(Q, N)`` float32 distances.
 
-        ``database_sq_norms`` (``(N,)``) may be passed to avoid recomputing it per chunk.
+        ``database_sq_norms`` (``(N,)``) may be passed to avoid recomputing it per chunk;
+        ``buffer``, a float64 tensor of at least ``Q * N`` elements, is used as scratch
+        space (every step runs in place, so chunked callers allocate nothing large).
         """
-        dots = queries @ database.T
+        n_q, n_d = queries.shape[0], database.shape[0]
+        scratch = None if buffer is None else buffer.view(-1)[: n_q * n_d].view(n_q, n_d)
+        work = torch.mm(queries, database.T, out=scratch)
         if self.name == "cosine":
-            return (1.0 - dots).float()
+            return work.mul_(-1.0).add_(1.0).float()
         if database_sq_norms is None:
             database_sq_norms = (database * database).sum(1)
-        squared = ((queries * queries).sum(1, keepdim=True) + database_sq_norms - 2.0 * dots)
-        squared = squared.clamp_min_(0.0)
-        return (squared if self.name == "sqeuclidean" else squared.sqrt_()).float()
+        work.mul_(-2.0).add_(database_sq_norms).add_((queries * queries).sum(1, keepdim=True))
+        work.clamp_min_(0.0)
+        return (work if self.name == "sqeuclidean" else work.sqrt_()).float()
 
 
 DISTANCE_NAMES = ("euclidean", "sqeuclidean", "cosine")

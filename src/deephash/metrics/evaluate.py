@@ -138,6 +138,7 @@ def evaluate_retrieval(query: np.ndarray | torch.Tensor, database: np.ndarray | 
     cutoffs = _curve_cutoffs(n_items, spec.curve_points)
     self_columns = _self_columns(query_ids, database_ids, len(query_labels))
     d_sq = (d * d).sum(1)
+    scratch = torch.empty(min(chunk_size, len(query_labels)) * n_items, dtype=torch.float64)
     workers = workers or torch.get_num_threads()
     bar = progress_bar(len(query_labels), f"ranking {distance}", unit="query")
     results: list[dict[str, np.ndarray]] = []
@@ -146,7 +147,7 @@ def evaluate_retrieval(query: np.ndarray | torch.Tensor, database: np.ndarray | 
         for start in range(0, len(query_labels), chunk_size):
             stop = min(start + chunk_size, len(query_labels))
             with torch.inference_mode():
-                chunk = metric.matrix(q[start:stop], d, d_sq).numpy()
+                chunk = metric.matrix(q[start:stop], d, d_sq, scratch).numpy()
             while len(pending) >= workers:  # bound memory: at most `workers` chunks queued
                 results.append(pending.pop(0).result())
                 bar.update(len(results[-1]["ap"]))
