@@ -1,0 +1,64 @@
+"""The miner contract: a batch's detached distances and labels in, index tuples out.
+
+Miners never invent a triplet: a batch without any valid one (all one class, all distinct
+classes, a single image) yields empty index tensors, which the losses turn into a zero
+loss that keeps a gradient path.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class Triplets(NamedTuple):
+    """Batch indices of mined triplets, each ``(T,)`` int64."""
+
+    anchor: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return int(self.anchor.numel())
+
+    @classmethod
+    def empty(cls, device: torch.device) -> Triplets:
+        none = torch.empty(0, dtype=torch.long, device=device)
+        return cls(none, none, none)
+
+
+class MiningBatch(NamedTuple):
+    """What a miner sees: ``distances`` ``(B, B)`` (detached), ``labels`` ``(B,)``,
+    ``embeddings`` ``(B, D)`` (detached)."""
+
+    distances: torch.Tensor
+    labels: torch.Tensor
+    embeddings: torch.Tensor
+
+
+def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(positive, negative)`` ``(B, B)`` bool masks: same label but not the same item;
+    different label."""
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    return same & ~eye, ~same
+
+
+class TripletMiner:
+    """Base class: subclasses implement :meth:`mine`.
+
+    ``set_progress(t)`` tells the miner how far training is (0 at the start, 1 at the end);
+    only curriculum miners use it.
+    """
+
+    name = "base"
+
+    def mine(self, batch: MiningBatch) -> Triplets:
+        raise NotImplementedError
+
+    def set_progress(self, fraction: float) -> None:
+        del fraction
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
