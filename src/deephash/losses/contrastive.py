@@ -17,8 +17,6 @@ def pairs_of(triplets: Triplets) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     """
     first = torch.cat([triplets.anchor, triplets.anchor])
     second = torch.cat([triplets.positive, triplets.negative])
-    same = torch.cat([torch.ones_like(triplets.anchor, dtype=torch.bool),
-                      torch.zeros_like(triplets.anchor, dtype=torch.bool)])
     size = int(torch.cat([first, second]).max()) + 1 if len(first) else 1
     key = torch.unique(first * size + second)
     first, second = key // size, key % size

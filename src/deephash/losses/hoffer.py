@@ -1,4 +1,4 @@
-"""The triplet network loss of Hoffer & Ailon ("Deep metric learning using triplet network", 2015)."""
+"""The loss of Hoffer & Ailon, "Deep metric learning using triplet network" (2015)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ class Triplets(NamedTuple):
     positive: torch.Tensor
     negative: torch.Tensor
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return int(self.anchor.numel())
 
     @classmethod
