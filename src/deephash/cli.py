@@ -21,17 +21,31 @@ def _baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from deephash.studies.train import run_train
+    from deephash.training.config import TrainConfig
+
+    config = load_yaml(TrainConfig, Path(args.config)) if args.config else TrainConfig()
+    run_train(apply_arguments(config, args))
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from deephash.backbones import BACKBONES
     from deephash.data import PROTOCOLS
+    from deephash.losses import LOSSES
+    from deephash.miners import MINERS
 
-    names = BACKBONES.names() if args.what == "backbones" else PROTOCOLS.names()
+    registries = {"backbones": BACKBONES, "protocols": PROTOCOLS, "losses": LOSSES,
+                  "miners": MINERS}
+    names = registries[args.what].names()  # type: ignore[attr-defined]
     print("\n".join(names))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from deephash.studies.baseline_config import BaselineConfig
+    from deephash.training.config import TrainConfig
 
     parser = argparse.ArgumentParser(prog="deephash", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -45,8 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(baseline, BaselineConfig)
     baseline.set_defaults(handler=_baseline)
 
+    train = commands.add_parser(
+        "train", help="train an embedding head (or the whole network) with a triplet loss",
+        description="Train with a loss and an online miner, keep the epoch with the best "
+                    "validation mAP@all, and evaluate it on the test protocol.")
+    train.add_argument("--config", help="YAML config to start from (e.g. a run's config.yaml)")
+    add_arguments(train, TrainConfig)
+    train.set_defaults(handler=_train)
+
     listing = commands.add_parser("list", help="list registered components")
-    listing.add_argument("what", choices=("backbones", "protocols"))
+    listing.add_argument("what", choices=("backbones", "protocols", "losses", "miners"))
     listing.set_defaults(handler=_list)
     return parser
 

@@ -133,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if inner is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(inner) is tuple:
-            parser.add_argument(flag, nargs="+", type=typing.get_args(inner)[0], **kwargs)
+            parser.add_argument(flag, nargs="*", type=typing.get_args(inner)[0], **kwargs)
         else:
             parser.add_argument(flag, type=inner, **kwargs)
 

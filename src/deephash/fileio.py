@@ -40,10 +40,12 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write(path, lambda h: np.savez(h, **arrays))  # type: ignore[arg-type]
 
 
-def save_json(path: Path, data: Any) -> None:
-    text = (json.dumps(data, indent=2) + "\n").encode()
-
+def save_bytes(path: Path, data: bytes) -> None:
     def write(handle: IO[bytes]) -> None:
-        handle.write(text)
+        handle.write(data)
 
     atomic_write(path, write)
+
+
+def save_json(path: Path, data: Any) -> None:
+    save_bytes(path, (json.dumps(data, indent=2) + "\n").encode())

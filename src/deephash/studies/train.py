@@ -1,0 +1,121 @@
+"""``deephash train``: a triplet-trained embedding, selected on validation, measured on test.
+
+Writes the baseline's run-folder layout (config, splits, metrics.json with the same keys,
+PR curve, t-SNE, embeddings) plus ``best.pt`` (the checkpoint with the best validation
+mAP@all, carrying its configuration), ``last.pt`` (for ``--resume``), ``history.json``
+and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deephash.backbones import create_backbone
+from deephash.data import ImageDataset, Splits
+from deephash.devices import resolve_device
+from deephash.errors import ConfigError
+from deephash.features import transform_spec
+from deephash.fileio import save_json
+from deephash.losses import create_loss
+from deephash.miners import create_miner
+from deephash.studies.baseline import load_features, open_protocol
+from deephash.studies.report import write_results
+from deephash.studies.run_folder import prepare_run, write_run_info, write_splits
+from deephash.training.checkpoint import read_checkpoint, save_checkpoint
+from deephash.training.config import TrainConfig
+from deephash.training.inputs import FeatureInputs, ImageInputs
+from deephash.training.model import build_model
+from deephash.training.sampler import BalancedBatchSampler
+from deephash.training.trainer import TrainingSetup, embed, fit
+from deephash.viz.training_curves import plot_training_curves
+
+log = logging.getLogger(__name__)
+
+
+def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
+           device: torch.device) -> TrainingSetup:
+    cfg = config.training
+    extraction = dataclasses.replace(config.extraction,
+                                     flip_views=cfg.flip_augment and cfg.mode == "frozen")
+    features = load_features(dataclasses.replace(config, extraction=extraction), dataset, device)
+    torch.manual_seed(config.seed)
+    backbone = None
+    inputs: FeatureInputs | ImageInputs
+    if cfg.mode == "finetune":
+        backbone = create_backbone(config.backbone.name, config.backbone.weights)
+        spec = transform_spec(backbone, config.backbone.image_size)
+        inputs = ImageInputs(dataset, spec, cfg.flip_augment, config.extraction.num_workers,
+                             backbone.num_features)
+    else:
+        inputs = FeatureInputs(features["identity"], features.get("hflip"), config.seed)
+    model = build_model(cfg, features["identity"].shape[1], backbone)
+    model.head.set_feature_statistics(torch.from_numpy(features["identity"][splits.train]))
+    model.to(device)
+    groups: list[dict[str, Any]] = [{"params": model.head.parameters(), "lr": cfg.lr}]
+    if model.backbone is not None:
+        groups.append({"params": model.backbone.parameters(), "lr": cfg.backbone_lr})
+    optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+    sampler = BalancedBatchSampler(dataset.labels[splits.train], cfg.batch_classes,
+                                   cfg.batch_samples, config.seed, cfg.batches_per_epoch or None,
+                                   cfg.small_classes, dataset.classes)
+    return TrainingSetup(
+        model=model, inputs=inputs,
+        loss=create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction),
+        miner=create_miner(cfg.miner, cfg.margin, config.seed), sampler=sampler,
+        labels=dataset.labels, train=splits.train, val=splits.val, optimizer=optimizer,
+        epochs=cfg.epochs, device=device, eval_distance=config.evaluation.distance)
+
+
+def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]:
+    """Train into ``config.out``; returns ``metrics.json`` (test) or the validation summary.
+
+    With ``evaluate_test=False`` (margin selection) the test protocol is not touched.
+    """
+    started = time.perf_counter()
+    run = Path(config.out)
+    resume_state = None
+    if config.training.resume:
+        if not (run / "last.pt").is_file():
+            raise ConfigError(f"--resume: {run / 'last.pt'} does not exist; start without it")
+        resume_state = read_checkpoint(run / "last.pt")
+    prepare_run(run, config)
+    dataset, splits = open_protocol(config)
+    write_splits(run, splits, dataset)
+    device = resolve_device(config.extraction.device)
+    setup = _setup(config, dataset, splits, device)
+    if resume_state is not None:
+        setup.model.load_state_dict(resume_state["model"])
+    cfg = config.training
+    log.info("training %s + %s (margin %g), %s mode, %d epochs of %d batches of %d x %d",
+             cfg.loss, cfg.miner, cfg.margin, cfg.mode, cfg.epochs, len(setup.sampler),
+             cfg.batch_classes, cfg.batch_samples)
+
+    def save(path: Path, extra: dict[str, Any]) -> None:
+        save_checkpoint(path, config, setup.model, **extra)
+
+    history = [dataclasses.asdict(h) for h in fit(setup, run, save, resume_state)]
+    save_json(run / "history.json", history)
+    plot_training_curves(history, run / "curves.png",
+                         f"{cfg.loss} + {cfg.miner}, margin {cfg.margin:g}")
+    best = read_checkpoint(run / "best.pt")
+    setup.model.load_state_dict(best["model"])
+    summary = {"val_map@all": best["val_map"], "best_epoch": int(best["epoch"]) + 1,
+               "train_seconds": history[-1]["elapsed_seconds"] if history else 0.0}
+    if evaluate_test:
+        rows = np.union1d(splits.query, splits.database)
+        vectors = np.zeros((len(dataset), cfg.embedding_dim), dtype=np.float32)
+        vectors[rows] = embed(setup.model, setup.inputs, rows, device)
+        title = f"{cfg.loss} + {cfg.miner} on {dataset.name}"
+        summary = write_results(run, vectors, dataset, splits, config.evaluation, config.seed,
+                                title, extra_metrics=summary)
+    else:
+        save_json(run / "validation.json", summary)
+    write_run_info(run, device, {"total": time.perf_counter() - started})
+    return summary

@@ -1,0 +1,1 @@
+"""Training embeddings with triplet losses: sampler, head, trainer, checkpoints."""

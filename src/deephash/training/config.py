@@ -1,0 +1,52 @@
+"""Configuration of triplet training (``deephash train``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from deephash.studies.baseline_config import BaselineConfig
+
+MODES = ("frozen", "finetune")
+
+
+@dataclass
+class TrainingConfig:
+    loss: str = field(default="facenet", metadata={
+        "help": "facenet (margin), hoffer (softmax ratio) or contrastive (pairs)"})
+    miner: str = field(default="semi-hard", metadata={
+        "help": "batch-all, batch-hard, semi-hard, random-hard, distance-weighted, curriculum"})
+    margin: float = field(default=0.2, metadata={"help": "margin of the loss and the miner"})
+    distance: str = field(default="euclidean", metadata={
+        "flag": "--train-distance", "help": "distance inside the loss: euclidean, "
+                                            "sqeuclidean or cosine"})
+    reduction: str = field(default="mean_active", metadata={
+        "help": "mean, mean_active (over non-zero losses) or sum"})
+    mode: str = field(default="frozen", metadata={
+        "choices": MODES, "help": "frozen: train a head on cached features; finetune: "
+                                  "also train the backbone on augmented images"})
+    epochs: int = field(default=15, metadata={"help": "training epochs"})
+    batch_classes: int = field(default=10, metadata={"help": "P: classes per batch"})
+    batch_samples: int = field(default=16, metadata={"help": "K: images per class per batch"})
+    batches_per_epoch: int = field(default=0, metadata={
+        "help": "batches per epoch (0: training images / batch size)"})
+    small_classes: str = field(default="replace", metadata={
+        "choices": ("replace", "error"),
+        "help": "a class with fewer than K images: sample with replacement, or refuse"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine schedule)"})
+    backbone_lr: float = field(default=1e-4, metadata={"help": "finetune: backbone learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "Adam weight decay"})
+    embedding_dim: int = field(default=128, metadata={"help": "output dimension"})
+    hidden_dims: tuple[int, ...] = field(default=(512,), metadata={
+        "help": "hidden widths of the head's MLP (none: a linear head)"})
+    normalize: bool = field(default=True, metadata={"help": "L2-normalise the embeddings"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout after hidden layers"})
+    flip_augment: bool = field(default=True, metadata={
+        "help": "frozen: use cached mirrored-view features as augmentation; finetune: flips"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue an interrupted run from RUN_DIR/last.pt"})
+
+
+@dataclass
+class TrainConfig(BaselineConfig):
+    out: str = field(default="runs/train", metadata={"help": "run folder to write"})
+    training: TrainingConfig = field(default_factory=TrainingConfig)

@@ -1,0 +1,38 @@
+"""The trained model: an optional backbone (finetune mode) and the embedding head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deephash.backbones import Backbone
+from deephash.training.config import TrainingConfig
+from deephash.training.head import EmbeddingHead
+
+
+class EmbeddingModel(nn.Module):
+    """Frozen mode: ``(B, D_features)`` features -> ``(B, embedding_dim)``.
+    Finetune mode: ``(B, 3, H, W)`` images -> backbone -> head -> ``(B, embedding_dim)``."""
+
+    def __init__(self, head: EmbeddingHead, backbone: Backbone | None = None) -> None:
+        super().__init__()
+        self.head = head
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backbone is not None:
+            x = self.backbone(x)
+        return self.head(x.float())
+
+    def train(self, mode: bool = True) -> EmbeddingModel:
+        super().train(mode)
+        if self.backbone is not None:  # BatchNorm keeps its ImageNet statistics
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+
+def build_model(cfg: TrainingConfig, in_dim: int, backbone: Backbone | None) -> EmbeddingModel:
+    head = EmbeddingHead(in_dim, cfg.hidden_dims, cfg.embedding_dim, cfg.normalize, cfg.dropout)
+    return EmbeddingModel(head, backbone if cfg.mode == "finetune" else None)

@@ -1,0 +1,78 @@
+"""Balanced P x K batches, driven by an explicit seed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from deephash.errors import ConfigError
+
+SMALL_CLASS_POLICIES = ("replace", "error")
+
+
+class BalancedBatchSampler:
+    """Batches of ``n_classes`` (P) distinct classes with ``n_samples`` (K) items each.
+
+    Within a class, items are drawn without replacement from a shuffled queue that is
+    refilled when it runs out, so an epoch covers every item about equally often. A class
+    with fewer than K items is sampled with replacement (``small_classes="replace"``) or
+    refused at construction (``"error"``); a class with a single item can never provide a
+    positive pair and is always refused for batch use.
+
+    Epoch ``e`` is generated from ``np.random.default_rng([seed, e])`` alone, so any epoch
+    can be replayed (a resumed run sees the same batches as an uninterrupted one).
+
+    Args:
+        labels: ``(N,)`` int labels of the items to sample (positions 0..N-1 are yielded).
+        batches_per_epoch: defaults to N // (P*K), at least 1.
+    """
+
+    def __init__(self, labels: np.ndarray, n_classes: int, n_samples: int, seed: int,
+                 batches_per_epoch: int | None = None, small_classes: str = "replace",
+                 class_names: list[str] | None = None) -> None:
+        if small_classes not in SMALL_CLASS_POLICIES:
+            raise ConfigError(f"small_classes must be one of {SMALL_CLASS_POLICIES}")
+        if n_samples < 2:
+            raise ConfigError(f"--batch-samples must be at least 2 (got {n_samples}): "
+                              "a triplet needs two images of its anchor's class")
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.classes = np.unique(self.labels)
+        self.members = {int(c): np.flatnonzero(self.labels == c) for c in self.classes}
+        name = (lambda c: class_names[c]) if class_names else str
+        for c, items in self.members.items():
+            if len(items) < 2:
+                raise ConfigError(f"class {name(c)!r} has 1 training image; triplet mining "
+                                  "needs at least 2 per class (remove the class or add images)")
+            if len(items) < n_samples and small_classes == "error":
+                raise ConfigError(f"class {name(c)!r} has {len(items)} training images, fewer "
+                                  f"than --batch-samples {n_samples}; lower it or allow "
+                                  "sampling with replacement")
+        if n_classes < 2 or n_classes > len(self.classes):
+            raise ConfigError(f"--batch-classes must be between 2 and the {len(self.classes)} "
+                              f"classes present (got {n_classes})")
+        self.n_classes, self.n_samples, self.seed = n_classes, n_samples, seed
+        self.batch_size = n_classes * n_samples
+        self.batches_per_epoch = batches_per_epoch or max(1, len(self.labels) // self.batch_size)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def epoch(self, epoch: int) -> Iterator[np.ndarray]:
+        """The ``(P*K,)`` position batches of one epoch."""
+        rng = np.random.default_rng([self.seed, epoch])
+        queues = {c: rng.permutation(items) for c, items in self.members.items()}
+        heads = dict.fromkeys(self.members, 0)
+        for _ in range(self.batches_per_epoch):
+            batch = []
+            for c in rng.choice(self.classes, self.n_classes, replace=False):
+                c = int(c)
+                items = self.members[c]
+                if len(items) < self.n_samples:
+                    batch.append(rng.choice(items, self.n_samples, replace=True))
+                    continue
+                if heads[c] + self.n_samples > len(items):
+                    queues[c], heads[c] = rng.permutation(items), 0
+                batch.append(queues[c][heads[c]:heads[c] + self.n_samples])
+                heads[c] += self.n_samples
+            yield np.concatenate(batch)

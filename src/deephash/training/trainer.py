@@ -1,0 +1,209 @@
+"""One training loop for both modes (frozen features, finetuned backbone).
+
+Per batch: embeddings -> the loss's distance matrix -> the miner's triplets (on detached
+distances) -> the loss. Per epoch: diagnostics (loss, fraction of active triplets, mean
+anchor-positive and anchor-negative distances, embedding norm, empty batches) and the
+validation score (validation queries against the training part); the best epoch on
+validation is kept as ``best.pt``, every epoch as ``last.pt`` (for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from deephash.losses import TripletLoss
+from deephash.metrics import EvaluationSpec, evaluate_retrieval
+from deephash.miners import MiningBatch, TripletMiner
+from deephash.progress import progress_bar
+from deephash.training.model import EmbeddingModel
+from deephash.training.sampler import BalancedBatchSampler
+
+log = logging.getLogger(__name__)
+
+VALIDATION_SPEC = EvaluationSpec(knn_k=(10,), map_cutoffs=(), precision_k=())
+
+
+class Inputs(Protocol):
+    in_dim: int
+
+    def train_batches(self, batches: list[np.ndarray]) -> Any: ...
+
+    def eval_batches(self, indices: np.ndarray, batch_size: int) -> Any: ...
+
+
+@dataclass
+class EpochRecord:
+    """One line of ``history.json``."""
+
+    epoch: int
+    loss: float
+    active_fraction: float
+    mean_positive_distance: float
+    mean_negative_distance: float
+    embedding_norm: float
+    triplets_per_batch: float
+    empty_batches: int
+    train_seconds: float
+    val_map: float
+    val_knn: float
+    elapsed_seconds: float
+
+
+@dataclass
+class TrainingSetup:
+    """Everything the loop needs; built by :mod:`deephash.studies.train`."""
+
+    model: EmbeddingModel
+    inputs: Inputs
+    loss: TripletLoss
+    miner: TripletMiner
+    sampler: BalancedBatchSampler
+    labels: np.ndarray          # (N_pool,) int64
+    train: np.ndarray           # pool indices the sampler's positions refer to
+    val: np.ndarray             # pool indices of validation queries
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    device: torch.device
+    eval_distance: str
+    eval_batch_size: int = 1024
+
+
+@torch.no_grad()
+def embed(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray, device: torch.device,
+          batch_size: int = 1024) -> np.ndarray:
+    """``(len(indices), embedding_dim)`` float32 embeddings in eval mode."""
+    model.eval()
+    parts = [model(x.to(device)).float().cpu() for x in inputs.eval_batches(indices, batch_size)]
+    return torch.cat(parts).numpy() if parts else np.zeros((0, model.head.out_dim), np.float32)
+
+
+def validate(setup: TrainingSetup) -> tuple[float, float]:
+    """(mAP@all, kNN@10) of validation queries against the training part."""
+    both = np.concatenate([setup.val, setup.train])
+    vectors = embed(setup.model, setup.inputs, both, setup.device, setup.eval_batch_size)
+    val, train = vectors[: len(setup.val)], vectors[len(setup.val):]
+    report = evaluate_retrieval(val, train, setup.labels[setup.val], setup.labels[setup.train],
+                                setup.eval_distance, VALIDATION_SPEC)
+    return report.metrics["map@all"], report.metrics["knn_acc@10"]
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=device.type == "cuda")
+
+
+def train_epoch(setup: TrainingSetup, epoch: int,
+                scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, float]:
+    """One epoch; returns the mean diagnostics over batches that had triplets."""
+    model, sampler = setup.model, setup.sampler
+    model.train()
+    batches = [setup.train[positions] for positions in sampler.epoch(epoch)]
+    sums = dict.fromkeys(("loss", "active", "pos", "neg", "norm", "items"), 0.0)
+    useful, empty = 0, 0
+    bar = progress_bar(len(batches), f"epoch {epoch + 1}/{setup.epochs}", unit="batch")
+    for step, (indices, x) in enumerate(zip(batches, setup.inputs.train_batches(batches),
+                                            strict=True)):
+        setup.miner.set_progress((epoch + step / len(batches)) / setup.epochs)
+        labels = torch.from_numpy(setup.labels[indices]).to(setup.device)
+        with _autocast(setup.device):
+            embeddings = model(x.to(setup.device, non_blocking=True))
+        embeddings = embeddings.float()
+        distances = setup.loss.distance.matrix(embeddings)
+        triplets = setup.miner.mine(MiningBatch(distances.detach(), labels, embeddings.detach()))
+        out = setup.loss(distances, triplets)
+        setup.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        setup.optimizer.step()
+        scheduler.step()
+        bar.update(1)
+        if out.n_items == 0:
+            empty += 1
+            continue
+        useful += 1
+        for key, value in (("loss", out.loss.item()), ("active", out.active_fraction),
+                           ("pos", out.mean_positive_distance),
+                           ("neg", out.mean_negative_distance),
+                           ("norm", float(embeddings.detach().norm(dim=1).mean())),
+                           ("items", out.n_items)):
+            sums[key] += value
+    bar.close()
+    means = {k: (v / useful if useful else math.nan) for k, v in sums.items()}
+    means["empty"] = empty
+    return means
+
+
+def fit(setup: TrainingSetup, run: Path, save: Callable[[Path, dict[str, Any]], None],
+        resume_state: dict[str, Any] | None = None) -> list[EpochRecord]:
+    """Train for ``setup.epochs``; ``save(path, extra)`` writes a checkpoint.
+
+    Returns the per-epoch history. ``best.pt`` holds the epoch with the highest validation
+    mAP@all (the first such epoch on ties).
+    """
+    total_steps = setup.epochs * len(setup.sampler)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        setup.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps)
+                                                         / max(total_steps, 1))))
+    history: list[EpochRecord] = []
+    best, start_epoch, elapsed = -1.0, 0, 0.0
+    if resume_state is not None:
+        setup.optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        history = [EpochRecord(**h) for h in resume_state["history"]]
+        best, start_epoch = resume_state["best_val_map"], resume_state["epoch"] + 1
+        elapsed = history[-1].elapsed_seconds if history else 0.0
+        _set_generator_states(setup, resume_state["generators"])
+        log.info("resuming after epoch %d (best validation mAP %.4f)", start_epoch, best)
+    for epoch in range(start_epoch, setup.epochs):
+        started = time.perf_counter()
+        stats = train_epoch(setup, epoch, scheduler)
+        train_seconds = time.perf_counter() - started
+        val_map, val_knn = validate(setup)
+        elapsed += time.perf_counter() - started
+        record = EpochRecord(epoch, stats["loss"], stats["active"], stats["pos"], stats["neg"],
+                             stats["norm"], stats["items"], int(stats["empty"]), train_seconds,
+                             val_map, val_knn, elapsed)
+        history.append(record)
+        log.info("epoch %d/%d: loss %.4f, active %.3f, d+ %.3f, d- %.3f, val mAP %.4f, "
+                 "val 10-NN %.4f (%.1f s)", epoch + 1, setup.epochs, record.loss,
+                 record.active_fraction, record.mean_positive_distance,
+                 record.mean_negative_distance, val_map, val_knn, train_seconds)
+        if val_map > best:
+            best = val_map
+            save(run / "best.pt", {"epoch": epoch, "val_map": val_map})
+        save(run / "last.pt", {
+            "epoch": epoch, "best_val_map": best, "optimizer": setup.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "history": [asdict(h) for h in history],
+            "generators": _generator_states(setup)})
+    return history
+
+
+def _generators(setup: TrainingSetup) -> dict[str, torch.Generator]:
+    found = {}
+    for name, owner in (("miner", setup.miner), ("inputs", setup.inputs)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator):
+            found[name] = generator
+    return found
+
+
+def _generator_states(setup: TrainingSetup) -> dict[str, torch.Tensor]:
+    states = {name: g.get_state() for name, g in _generators(setup).items()}
+    states["torch"] = torch.get_rng_state()  # dropout
+    return states
+
+
+def _set_generator_states(setup: TrainingSetup, states: dict[str, torch.Tensor]) -> None:
+    for name, generator in _generators(setup).items():
+        if name in states:
+            generator.set_state(states[name])
+    if "torch" in states:
+        torch.set_rng_state(states["torch"])

@@ -1,0 +1,39 @@
+"""Training curves from a run's per-epoch history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def plot_training_curves(history: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Loss, active fraction, mean distances and validation scores against epoch."""
+    epochs = [h["epoch"] + 1 for h in history]
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), dpi=100)
+    panels = [
+        (axes[0, 0], [("loss", "loss")], "training loss"),
+        (axes[0, 1], [("active_fraction", "active triplets")], "fraction of active triplets"),
+        (axes[1, 0], [("mean_positive_distance", "anchor-positive"),
+                      ("mean_negative_distance", "anchor-negative"),
+                      ("embedding_norm", "embedding norm")], "mean distances"),
+        (axes[1, 1], [("val_map", "validation mAP@all"), ("val_knn", "validation 10-NN acc")],
+         "validation (val queries vs train)"),
+    ]
+    for ax, series, name in panels:
+        for key, label in series:
+            ax.plot(epochs, [h[key] for h in history], marker=".", label=label)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,68 @@
+"""``deephash train`` end to end on a tiny generated image folder, both modes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deephash.cli import main
+from deephash.training.checkpoint import load_model
+
+FLAT_KEYS = ("knn_acc@1", "knn_acc@10", "map@all", "map@1000", "p@10", "p@100")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    from conftest import make_image_folder
+
+    return make_image_folder(tmp_path / "data", n_classes=3, n_train=12, n_test=4)
+
+
+def train(data: Path, out: Path, cache: Path, *extra: str) -> int:
+    return main(["train", "--data-dir", str(data), "--out", str(out), "--cache-dir", str(cache),
+                 "--image-size", "32", "--num-workers", "0", "--tsne-points", "30",
+                 "--batch-classes", "3", "--batch-samples", "4", "--embedding-dim", "16",
+                 "--hidden-dims", "32", *extra])
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_train_writes_the_run_folder(folder: Path, tmp_path: Path, mode: str) -> None:
+    run = tmp_path / "run"
+    assert train(folder, run, tmp_path / "cache", "--mode", mode, "--epochs", "2",
+                 "--miner", "batch-hard", "--margin", "0.3") == 0
+    for name in ("config.yaml", "splits.json", "metrics.json", "tsne.png", "pr_curve.json",
+                 "embeddings/query.npz", "embeddings/database.npz", "best.pt", "last.pt",
+                 "history.json", "curves.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert all(0.0 <= metrics[k] <= 1.0 for k in FLAT_KEYS)
+    assert metrics["best_epoch"] in (1, 2) and 0 <= metrics["val_map@all"] <= 1
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    config, model = load_model(run / "best.pt")
+    assert config.training.mode == mode and (model.backbone is not None) == (mode == "finetune")
+    query = np.load(run / "embeddings" / "query.npz")
+    assert query["x"].shape == (12, 16)
+    np.testing.assert_allclose(np.linalg.norm(query["x"], axis=1), 1.0, atol=1e-5)
+
+
+def test_train_resume_continues_the_run(folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train(folder, run, tmp_path / "cache", "--epochs", "1", "--no-flip-augment") == 0
+    assert train(folder, run, tmp_path / "cache", "--epochs", "3", "--no-flip-augment",
+                 "--resume") == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+
+
+def test_train_errors_are_one_line(folder: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert train(folder, tmp_path / "r", tmp_path / "c", "--miner", "hardest") == 2
+    assert "unknown miner 'hardest'; known: batch-all" in capsys.readouterr().err
+    assert train(folder, tmp_path / "r", tmp_path / "c", "--batch-classes", "5") == 2
+    assert "between 2 and the 3 classes" in capsys.readouterr().err
+    assert train(folder, tmp_path / "new", tmp_path / "c", "--resume") == 2
+    assert "last.pt does not exist" in capsys.readouterr().err

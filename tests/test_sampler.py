@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deephash.errors import ConfigError
+from deephash.training.sampler import BalancedBatchSampler
+
+
+def labels_of(counts: list[int]) -> np.ndarray:
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def test_batches_hold_p_classes_of_k_distinct_items() -> None:
+    labels = labels_of([40, 40, 40, 40, 40])
+    sampler = BalancedBatchSampler(labels, n_classes=3, n_samples=4, seed=0)
+    assert len(sampler) == 200 // 12
+    for batch in sampler.epoch(0):
+        assert batch.shape == (12,)
+        classes, counts = np.unique(labels[batch], return_counts=True)
+        assert len(classes) == 3 and set(counts) == {4}
+        assert len(np.unique(batch)) == 12
+
+
+def test_an_epoch_covers_items_evenly() -> None:
+    labels = labels_of([30, 30])
+    sampler = BalancedBatchSampler(labels, n_classes=2, n_samples=5, seed=1)
+    seen = np.concatenate(list(sampler.epoch(0)))
+    assert sorted(seen.tolist()) == list(range(60))  # 6 batches of 2 x 5: each item once
+
+
+def test_epochs_are_reproducible_from_seed_and_epoch() -> None:
+    labels = labels_of([20, 20, 20])
+    a = BalancedBatchSampler(labels, 2, 3, seed=4)
+    b = BalancedBatchSampler(labels, 2, 3, seed=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a.epoch(2), b.epoch(2), strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a.epoch(2), a.epoch(3), strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(
+        a.epoch(2), BalancedBatchSampler(labels, 2, 3, seed=5).epoch(2), strict=True))
+
+
+def test_small_classes_are_replaced_or_refused() -> None:
+    labels = labels_of([10, 3])
+    sampler = BalancedBatchSampler(labels, 2, 5, seed=0, batches_per_epoch=7)
+    for batch in sampler.epoch(0):
+        small = batch[labels[batch] == 1]
+        assert len(small) == 5 and set(small.tolist()) <= {10, 11, 12}
+    with pytest.raises(ConfigError, match="class 'b' has 3 training images, fewer than"):
+        BalancedBatchSampler(labels, 2, 5, seed=0, small_classes="error", class_names=["a", "b"])
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="class 'lonely' has 1 training image"):
+        BalancedBatchSampler(labels_of([5, 1]), 2, 2, seed=0, class_names=["many", "lonely"])
+    with pytest.raises(ConfigError, match="between 2 and the 2 classes"):
+        BalancedBatchSampler(labels_of([5, 5]), 3, 2, seed=0)
+    with pytest.raises(ConfigError, match="at least 2"):
+        BalancedBatchSampler(labels_of([5, 5]), 2, 1, seed=0)

@@ -1,0 +1,117 @@
+"""The training loop on small synthetic features: learning, empty batches, resume, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from deephash.losses import create_loss
+from deephash.miners import create_miner
+from deephash.training.checkpoint import load_model, read_checkpoint, save_checkpoint
+from deephash.training.config import TrainConfig, TrainingConfig
+from deephash.training.inputs import FeatureInputs
+from deephash.training.model import build_model
+from deephash.training.sampler import BalancedBatchSampler
+from deephash.training.trainer import TrainingSetup, embed, fit, validate
+
+
+def synthetic(seed: int = 0, n_classes: int = 4, per_class: int = 40, dim: int = 16) -> dict:
+    """Noisy class clusters whose first two dimensions carry no signal."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), per_class)
+    centres = rng.normal(size=(n_classes, dim)) * 1.2
+    centres[:, :2] = 0
+    x = (centres[labels] + rng.normal(size=(len(labels), dim))).astype(np.float32)
+    order = rng.permutation(len(labels))
+    val = np.sort(order[: len(labels) // 5])
+    train = np.sort(order[len(labels) // 5:])
+    return {"x": x, "labels": labels, "train": train, "val": val}
+
+
+def make_setup(data: dict, miner: str = "semi-hard", margin: float = 0.3, epochs: int = 4,
+               seed: int = 0) -> tuple[TrainingSetup, TrainConfig]:
+    cfg = TrainingConfig(miner=miner, margin=margin, epochs=epochs, batch_classes=4,
+                         batch_samples=6, hidden_dims=(32,), embedding_dim=8)
+    config = TrainConfig(training=cfg, seed=seed)
+    torch.manual_seed(seed)
+    model = build_model(cfg, data["x"].shape[1], None)
+    model.head.set_feature_statistics(torch.from_numpy(data["x"][data["train"]]))
+    inputs = FeatureInputs(data["x"], data["x"] * -1.0, seed)  # a "mirrored" view
+    setup = TrainingSetup(
+        model=model, inputs=inputs, loss=create_loss("facenet", margin),
+        miner=create_miner(miner, margin, seed),
+        sampler=BalancedBatchSampler(data["labels"][data["train"]], 4, 6, seed),
+        labels=data["labels"], train=data["train"], val=data["val"],
+        optimizer=torch.optim.Adam(model.parameters(), lr=5e-3), epochs=epochs,
+        device=torch.device("cpu"), eval_distance="cosine")
+    return setup, config
+
+
+def saver(setup: TrainingSetup, config: TrainConfig) -> Any:
+    return lambda path, extra: save_checkpoint(path, config, setup.model, **extra)
+
+
+def test_training_improves_validation_and_keeps_the_best(tmp_path: Path) -> None:
+    data = synthetic()
+    setup, config = make_setup(data, epochs=6)
+    before, _ = validate(setup)
+    history = fit(setup, tmp_path, saver(setup, config))
+    assert len(history) == 6
+    assert max(h.val_map for h in history) > before + 0.05
+    assert all(h.empty_batches == 0 and 0 < h.active_fraction <= 1 for h in history)
+    assert history[-1].loss < history[0].loss
+    best = read_checkpoint(tmp_path / "best.pt")
+    assert best["val_map"] == max(h.val_map for h in history)
+    assert best["epoch"] == int(np.argmax([h.val_map for h in history]))
+
+
+def test_batches_without_triplets_are_counted_not_invented(tmp_path: Path) -> None:
+    data = synthetic()
+    setup, config = make_setup(data, margin=0.0, epochs=2)  # semi-hard window (d, d) is empty
+    weights = [p.detach().clone() for p in setup.model.parameters()]
+    history = fit(setup, tmp_path, saver(setup, config))
+    assert all(h.empty_batches == len(setup.sampler) for h in history)
+    assert all(np.isnan(h.loss) for h in history)  # no batch had a loss to average
+    assert all(torch.equal(a, b) for a, b in zip(weights, setup.model.parameters(),
+                                                 strict=True))
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
+    data = synthetic(1)
+    straight, config = make_setup(data, miner="random-hard", epochs=4)
+    full = fit(straight, tmp_path / "a", saver(straight, config))
+
+    first, config2 = make_setup(data, miner="random-hard", epochs=4)
+    save = saver(first, config2)
+
+    def save_then_die(path: Path, extra: dict[str, Any]) -> None:
+        save(path, extra)
+        if path.name == "last.pt" and extra["epoch"] == 1:
+            raise KeyboardInterrupt  # killed after the second epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(first, tmp_path / "b", save_then_die)
+    resumed, config3 = make_setup(data, miner="random-hard", epochs=4)
+    state = read_checkpoint(tmp_path / "b" / "last.pt")
+    resumed.model.load_state_dict(state["model"])
+    history = fit(resumed, tmp_path / "b", saver(resumed, config3), resume_state=state)
+    assert [h.epoch for h in history] == [0, 1, 2, 3]
+    assert [h.val_map for h in history[2:]] == pytest.approx([h.val_map for h in full[2:]],
+                                                             abs=1e-6)
+
+
+def test_checkpoint_rebuilds_the_model_from_the_file_alone(tmp_path: Path) -> None:
+    data = synthetic(2)
+    setup, config = make_setup(data, epochs=1)
+    fit(setup, tmp_path, saver(setup, config))
+    loaded_config, model = load_model(tmp_path / "last.pt")
+    assert loaded_config.training.embedding_dim == 8
+    rows = np.arange(20)
+    setup.model.load_state_dict(read_checkpoint(tmp_path / "last.pt")["model"])
+    np.testing.assert_allclose(embed(model, setup.inputs, rows, torch.device("cpu")),
+                               embed(setup.model, setup.inputs, rows, torch.device("cpu")),
+                               atol=1e-6)
