@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from deephash.config import add_arguments, apply_arguments, load_yaml
 from deephash.errors import DeephashError
@@ -27,6 +28,22 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_yaml(TrainConfig, Path(args.config)) if args.config else TrainConfig()
     run_train(apply_arguments(config, args))
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    """select-margin, miner-study and loss-study: build the config, call the study."""
+    from deephash.studies.loss_study import LossStudyConfig, run_loss_study
+    from deephash.studies.miner_study import MinerStudyConfig, run_miner_study
+    from deephash.studies.select_margin import SelectMarginConfig, run_select_margin
+
+    studies: dict[str, tuple[type, Callable[[Any], Any]]] = {
+        "select-margin": (SelectMarginConfig, run_select_margin),
+        "miner-study": (MinerStudyConfig, run_miner_study),
+        "loss-study": (LossStudyConfig, run_loss_study)}
+    cls, run = studies[args.command]
+    config = load_yaml(cls, Path(args.config)) if args.config else cls()
+    run(apply_arguments(config, args))
     return 0
 
 
@@ -66,6 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML config to start from (e.g. a run's config.yaml)")
     add_arguments(train, TrainConfig)
     train.set_defaults(handler=_train)
+
+    from deephash.studies.loss_study import LossStudyConfig
+    from deephash.studies.miner_study import MinerStudyConfig
+    from deephash.studies.select_margin import SelectMarginConfig
+
+    for name, cls, text in (
+            ("select-margin", SelectMarginConfig,
+             "train each margin of a grid, choose on validation, test the winner once"),
+            ("miner-study", MinerStudyConfig,
+             "compare online miners at equal loss, margin, budget and seed"),
+            ("loss-study", LossStudyConfig,
+             "compare the baseline and each loss, each with its selected margin")):
+        study = commands.add_parser(name, help=text, description=text)
+        study.add_argument("--config", help="YAML config to start from")
+        add_arguments(study, cls)
+        study.set_defaults(handler=_study)
 
     listing = commands.add_parser("list", help="list registered components")
     listing.add_argument("what", choices=("backbones", "protocols", "losses", "miners"))

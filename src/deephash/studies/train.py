@@ -108,14 +108,29 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
     setup.model.load_state_dict(best["model"])
     summary = {"val_map@all": best["val_map"], "best_epoch": int(best["epoch"]) + 1,
                "train_seconds": history[-1]["elapsed_seconds"] if history else 0.0}
+    save_json(run / "validation.json", summary)
     if evaluate_test:
-        rows = np.union1d(splits.query, splits.database)
-        vectors = np.zeros((len(dataset), cfg.embedding_dim), dtype=np.float32)
-        vectors[rows] = embed(setup.model, setup.inputs, rows, device)
-        title = f"{cfg.loss} + {cfg.miner} on {dataset.name}"
-        summary = write_results(run, vectors, dataset, splits, config.evaluation, config.seed,
-                                title, extra_metrics=summary)
-    else:
-        save_json(run / "validation.json", summary)
+        summary = evaluate_on_test(run, config, setup, dataset, splits, summary)
     write_run_info(run, device, {"total": time.perf_counter() - started})
     return summary
+
+
+def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, dataset: ImageDataset,
+                     splits: Splits, extra: dict[str, Any]) -> dict[str, Any]:
+    """Embed the query and database images with ``setup.model`` and write the test results."""
+    rows = np.union1d(splits.query, splits.database)
+    vectors = np.zeros((len(dataset), config.training.embedding_dim), dtype=np.float32)
+    vectors[rows] = embed(setup.model, setup.inputs, rows, setup.device)
+    title = f"{config.training.loss} + {config.training.miner} on {dataset.name}"
+    return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
+                         extra_metrics=extra)
+
+
+def evaluate_checkpoint(run: Path, config: TrainConfig, checkpoint: Path,
+                        extra: dict[str, Any]) -> dict[str, Any]:
+    """Test results of a saved model (``config`` must be the one it was trained with)."""
+    dataset, splits = open_protocol(config)
+    write_splits(run, splits, dataset)
+    setup = _setup(config, dataset, splits, resolve_device(config.extraction.device))
+    setup.model.load_state_dict(read_checkpoint(checkpoint)["model"])
+    return evaluate_on_test(run, config, setup, dataset, splits, extra)

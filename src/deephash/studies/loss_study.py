@@ -1,0 +1,63 @@
+"""``deephash loss-study``: the baseline against each loss, each with its selected margin.
+
+Losses with a margin go through :mod:`deephash.studies.select_margin` (grid on
+validation, winner tested once); Hoffer & Ailon's loss has none and is trained once. All
+use the same miner, budget and seed. Writes ``study.json`` and ``study.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from deephash.fileio import save_json
+from deephash.losses import create_loss
+from deephash.studies.baseline import run_baseline
+from deephash.studies.baseline_config import BaselineConfig
+from deephash.studies.run_folder import prepare_run
+from deephash.studies.select_margin import SelectMarginConfig, run_select_margin
+from deephash.studies.tables import markdown_table
+from deephash.studies.train import run_train
+from deephash.training.config import TrainConfig
+
+
+@dataclass
+class LossStudyConfig(TrainConfig):
+    out: str = field(default="runs/loss-study", metadata={"help": "run folder to write"})
+    losses: tuple[str, ...] = field(default=("facenet", "hoffer", "contrastive"), metadata={
+        "help": "losses to compare"})
+    margins: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.4, 0.8), metadata={
+        "help": "margin grid of the triplet margin loss (facenet)"})
+    contrastive_margins: tuple[float, ...] = field(default=(0.5, 1.0, 1.5), metadata={
+        "help": "margin grid of the contrastive loss (a distance, not a gap)"})
+
+
+def _fields(config: Any, cls: type) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)}
+
+
+def run_loss_study(config: LossStudyConfig) -> list[dict[str, Any]]:
+    run = prepare_run(config.out, config)
+    baseline = run_baseline(BaselineConfig(**{**_fields(config, BaselineConfig),
+                                              "out": str(run / "baseline")}))
+    rows = [{"method": "baseline (frozen features)", "margin": None, **baseline}]
+    for loss in config.losses:
+        training = dataclasses.replace(config.training, loss=loss)
+        base = {**_fields(config, TrainConfig), "out": str(run / loss), "training": training}
+        if create_loss(loss, 0.0, training.distance).uses_margin:
+            grid = config.contrastive_margins if loss == "contrastive" else config.margins
+            metrics = run_select_margin(SelectMarginConfig(**base, margins=grid))
+            margin = metrics["selected_margin"]
+        else:
+            metrics, margin = run_train(TrainConfig(**base)), None
+        rows.append({"method": f"{loss} + {config.training.miner}", "margin": margin, **metrics})
+    save_json(run / "study.json", {"miner": config.training.miner, "rows": rows})
+    (run / "study.md").write_text(markdown_table(
+        ["method", "selected margin", "val mAP@all", "test mAP@all", "test mAP@1000",
+         "test kNN@1", "test kNN@10", "test P@100"],
+        [[r["method"], "—" if r["margin"] is None else f"{r['margin']:g}",
+          f"{r['val_map@all']:.4f}", f"{r['map@all']:.4f}", f"{r['map@1000']:.4f}",
+          f"{r['knn_acc@1']:.4f}", f"{r['knn_acc@10']:.4f}", f"{r['p@100']:.4f}"]
+         for r in rows]))
+    return rows

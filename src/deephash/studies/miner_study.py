@@ -1,0 +1,79 @@
+"""``deephash miner-study``: every miner with the same loss, margin, budget and seed.
+
+For each miner: test mAP@all and kNN accuracy of its best-on-validation epoch, the mean
+time per epoch, the total training time, and the wall-clock time until its validation
+mAP@all first reached 95% of its own best. Writes ``study.json``, ``study.md`` and
+``study.png`` (validation mAP against wall-clock time per miner; final test scores
+against total training time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deephash.fileio import save_json
+from deephash.miners import MINERS
+from deephash.studies.run_folder import prepare_run
+from deephash.studies.tables import markdown_table
+from deephash.studies.train import run_train
+from deephash.training.config import TrainConfig
+from deephash.viz.studies import plot_miner_study
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MinerStudyConfig(TrainConfig):
+    out: str = field(default="runs/miner-study", metadata={"help": "run folder to write"})
+    miners: tuple[str, ...] = field(default_factory=lambda: tuple(MINERS.names()), metadata={
+        "help": "miners to compare"})
+
+
+def time_to_fraction(history: list[dict[str, Any]], fraction: float = 0.95) -> float:
+    """Wall-clock seconds until validation mAP first reached ``fraction`` of its best."""
+    best = max(h["val_map"] for h in history)
+    return next(h["elapsed_seconds"] for h in history if h["val_map"] >= fraction * best)
+
+
+def with_miner(config: TrainConfig, miner: str, out: Path) -> TrainConfig:
+    base = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
+    training = dataclasses.replace(config.training, miner=miner)
+    return TrainConfig(**{**base, "out": str(out), "training": training})
+
+
+def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:
+    run = prepare_run(config.out, config)
+    rows, curves = [], {}
+    for miner in config.miners:
+        sub = run / miner
+        metrics = run_train(with_miner(config, miner, sub))
+        history = json.loads((sub / "history.json").read_text())
+        curves[miner] = history
+        rows.append({
+            "miner": miner, "map@all": metrics["map@all"], "knn_acc@10": metrics["knn_acc@10"],
+            "knn_acc@1": metrics["knn_acc@1"], "val_map@all": metrics["val_map@all"],
+            "seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
+            "train_seconds": history[-1]["elapsed_seconds"],
+            "seconds_to_95pct": time_to_fraction(history),
+            "triplets_per_batch": sum(h["triplets_per_batch"] for h in history) / len(history),
+            "empty_batches": sum(h["empty_batches"] for h in history),
+        })
+        log.info("miner %s: test mAP@all %.4f", miner, metrics["map@all"])
+    save_json(run / "study.json", {"loss": config.training.loss,
+                                   "margin": config.training.margin, "rows": rows})
+    (run / "study.md").write_text(markdown_table(
+        ["miner", "test mAP@all", "test kNN@10", "val mAP@all", "s/epoch (train)",
+         "s to 95% of best val", "total s", "triplets/batch"],
+        [[r["miner"], f"{r['map@all']:.4f}", f"{r['knn_acc@10']:.4f}",
+          f"{r['val_map@all']:.4f}", f"{r['seconds_per_epoch']:.2f}",
+          f"{r['seconds_to_95pct']:.0f}", f"{r['train_seconds']:.0f}",
+          f"{r['triplets_per_batch']:.0f}"] for r in rows]))
+    plot_miner_study(curves, rows, run / "study.png",
+               f"{config.training.loss}, margin {config.training.margin:g}")
+    return rows
+

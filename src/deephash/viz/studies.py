@@ -1,0 +1,37 @@
+"""Plots of the studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def plot_miner_study(curves: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]],
+                     path: Path, title: str) -> None:
+    """Left: validation mAP@all against wall-clock time per miner. Right: final test
+    scores against total training time."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    for miner, history in curves.items():
+        left.plot([h["elapsed_seconds"] for h in history], [h["val_map"] for h in history],
+                  marker=".", label=miner)
+    left.set_xlabel("wall-clock training time (s, incl. validation)")
+    left.set_ylabel("validation mAP@all")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    for row in rows:
+        right.scatter(row["train_seconds"], row["map@all"], marker="o")
+        right.scatter(row["train_seconds"], row["knn_acc@10"], marker="^")
+        right.annotate(row["miner"], (row["train_seconds"], row["map@all"]), fontsize=7,
+                       xytext=(3, 3), textcoords="offset points")
+    right.set_xlabel("total training time (s)")
+    right.set_ylabel("test score (o mAP@all, ^ 10-NN accuracy)")
+    right.grid(alpha=0.3)
+    fig.suptitle(f"miner study: {title}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

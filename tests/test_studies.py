@@ -1,0 +1,70 @@
+"""select-margin, miner-study and loss-study end to end on a tiny image folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deephash.cli import main
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    from conftest import make_image_folder
+
+    return make_image_folder(tmp_path / "data", n_classes=3, n_train=12, n_test=4)
+
+
+def common(data: Path, cache: Path) -> list[str]:
+    return ["--data-dir", str(data), "--cache-dir", str(cache), "--image-size", "32",
+            "--num-workers", "0", "--tsne-points", "0", "--batch-classes", "3",
+            "--batch-samples", "4", "--embedding-dim", "8", "--hidden-dims", "16",
+            "--epochs", "2", "--no-flip-augment"]
+
+
+def test_select_margin_chooses_on_validation_only(folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "sm"
+    assert main(["select-margin", "--out", str(run), "--margins", "0.1", "0.5",
+                 *common(folder, tmp_path / "c")]) == 0
+    table = json.loads((run / "margins.json").read_text())
+    rows = {r["margin"]: r["val_map@all"] for r in table["rows"]}
+    assert set(rows) == {0.1, 0.5}
+    assert table["selected_margin"] == max(rows, key=lambda m: (rows[m], -m))
+    for margin in (0.1, 0.5):  # sub-runs never touch the test protocol
+        assert (run / f"margin-{margin:g}" / "validation.json").is_file()
+        assert not (run / f"margin-{margin:g}" / "metrics.json").exists()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["selected_margin"] == table["selected_margin"]
+    assert metrics["val_map@all"] == rows[table["selected_margin"]]
+    assert "| 0.1 |" in (run / "margins.md").read_text()
+
+
+def test_select_margin_refuses_a_loss_without_margin(folder: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["select-margin", "--out", str(tmp_path / "x"), "--loss", "hoffer",
+                 *common(folder, tmp_path / "c")]) == 2
+    assert "no margin to select" in capsys.readouterr().err
+
+
+def test_miner_study_table(folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ms"
+    assert main(["miner-study", "--out", str(run), "--miners", "batch-hard", "curriculum",
+                 *common(folder, tmp_path / "c")]) == 0
+    study = json.loads((run / "study.json").read_text())
+    assert [r["miner"] for r in study["rows"]] == ["batch-hard", "curriculum"]
+    for row in study["rows"]:
+        assert 0 < row["seconds_to_95pct"] <= row["train_seconds"]
+        assert 0 <= row["map@all"] <= 1
+    assert (run / "study.png").is_file() and (run / "study.md").is_file()
+
+
+def test_loss_study_table(folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ls"
+    assert main(["loss-study", "--out", str(run), "--losses", "facenet", "hoffer",
+                 "--margins", "0.2", *common(folder, tmp_path / "c")]) == 0
+    study = json.loads((run / "study.json").read_text())
+    methods = [r["method"] for r in study["rows"]]
+    assert methods == ["baseline (frozen features)", "facenet + semi-hard", "hoffer + semi-hard"]
+    assert study["rows"][1]["margin"] == 0.2 and study["rows"][2]["margin"] is None
