@@ -12,8 +12,9 @@ random-hard    d_an < d_ap + m  (positive loss)      uniformly at random
 curriculum     d_an < d_ap + m  (positive loss)      at hardness h(t), below
 ============== ===================================== ========================
 
-Window bounds come from ``searchsorted`` on the sorted rows, so time is O(B^2 log B) and
-memory O(B^2); no ``(B, B, B)`` tensor is built. Pairs whose window is empty get no
+Window bounds come from ``searchsorted`` of each anchor's positive distances (a padded
+``(B, K)`` table) in its sorted row, so time is O(B^2 log B) and memory O(B^2); no
+``(B, B, B)`` tensor is built. Pairs whose window is empty get no
 triplet (they are counted by the losses' statistics, never filled with a made-up one).
 """
 
@@ -55,16 +56,26 @@ class PairNegativeMiner(TripletMiner):
         d = batch.distances
         sorted_d, sorted_index = d.masked_fill(~negative, float("inf")).sort(dim=1, stable=True)
         n_negative = negative.sum(dim=1, keepdim=True)
-        upper = torch.searchsorted(sorted_d, d + self.margin, right=False)  # d_an < d_ap + m
+        # each anchor's positives as a padded (B, K_max) table, in index order
+        n_positive = positive.sum(dim=1)
+        k_max = int(n_positive.max()) if len(n_positive) else 0
+        if k_max == 0:
+            return Triplets.empty(d.device)
+        pos_table = positive.to(torch.int8).sort(dim=1, descending=True, stable=True).indices
+        pos_table = pos_table[:, :k_max]
+        is_pair = torch.arange(k_max, device=d.device)[None, :] < n_positive[:, None]
+        d_ap = d.gather(1, pos_table)
+        upper = torch.searchsorted(sorted_d, d_ap + self.margin, right=False)  # d_an < d_ap+m
         if self.window == "semi-hard":
-            lower = torch.searchsorted(sorted_d, d, right=True)  # d_an > d_ap
+            lower = torch.searchsorted(sorted_d, d_ap, right=True)  # d_an > d_ap
         else:
             lower = torch.zeros_like(upper)
         upper = torch.minimum(upper, n_negative)
-        anchor, pos = torch.nonzero(positive & (upper > lower), as_tuple=True)
+        anchor, slot = torch.nonzero(is_pair & (upper > lower), as_tuple=True)
         if anchor.numel() == 0:
             return Triplets.empty(d.device)
-        lo, width = lower[anchor, pos], (upper - lower)[anchor, pos]
+        pos = pos_table[anchor, slot]
+        lo, width = lower[anchor, slot], (upper - lower)[anchor, slot]
         if self.pick == "nearest":
             chosen = lo
         elif self.pick == "random":

@@ -1,0 +1,60 @@
+"""One epoch of frozen-mode training on 45,000 features (the CIFAR-10 training part).
+
+Synthetic 1280-d features with 10 classes stand in for Lite0's (same shapes, same work);
+default head and batches (10 classes x 16 images), each miner. Validation is not part of
+the epoch time.
+
+    ./run python benchmarks/bench_training_epoch.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from deephash.losses import create_loss
+from deephash.miners import MINERS, create_miner
+from deephash.training.config import TrainingConfig
+from deephash.training.inputs import FeatureInputs
+from deephash.training.model import build_model
+from deephash.training.sampler import BalancedBatchSampler
+from deephash.training.trainer import TrainingSetup, train_epoch
+
+
+def main() -> None:
+    from common import write_result
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 4500)
+    features = (rng.normal(size=(10, 1280))[labels] + 2 * rng.normal(size=(45000, 1280)))
+    features = features.astype(np.float32)
+    train = np.arange(45000)
+    cfg = TrainingConfig()
+    rows = []
+    for miner in MINERS.names():
+        torch.manual_seed(0)
+        model = build_model(cfg, 1280, None)
+        setup = TrainingSetup(
+            model=model, inputs=FeatureInputs(features, features[:, ::-1].copy(), 0),
+            loss=create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction),
+            miner=create_miner(miner, cfg.margin), labels=labels, train=train, val=train[:10],
+            sampler=BalancedBatchSampler(labels, cfg.batch_classes, cfg.batch_samples, 0),
+            optimizer=torch.optim.Adam(model.parameters(), lr=cfg.lr), epochs=1,
+            device=torch.device("cpu"), eval_distance="cosine")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(setup.optimizer, lambda step: 1.0)
+        start = time.perf_counter()
+        train_epoch(setup, 0, scheduler)
+        seconds = time.perf_counter() - start
+        rows.append({"miner": miner, "epoch_seconds": round(seconds, 2),
+                     "batches": len(setup.sampler),
+                     "images_per_second": round(45000 / seconds)})
+        print(rows[-1], flush=True)
+    write_result("training_epoch", {
+        "what": "one frozen-mode epoch on 45,000 x 1280 features, facenet loss, default head "
+                "(1280-512-128) and batches (10 x 16)", "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
