@@ -161,19 +161,24 @@ def test_distance_weighted_follows_the_inverse_sphere_density() -> None:
     # one anchor-positive pair, two negatives at distances 0.6 and 1.2 in n = 8 dimensions
     angles = {"a": 0.0, "p": 0.3, "n1": 2 * torch.asin(torch.tensor(0.3)).item(),
               "n2": 2 * torch.asin(torch.tensor(0.6)).item(), "far": torch.pi}
-    x = torch.zeros(5, 8)
-    for row, angle in enumerate(angles.values()):
+    copies = 200  # the positive repeated: anchor 0 draws one negative per copy per call
+    rows = [angles["a"], *[angles["p"]] * copies, angles["n1"], angles["n2"], angles["far"]]
+    x = torch.zeros(len(rows), 8)
+    for row, angle in enumerate(rows):
         x[row, 0], x[row, 1] = torch.cos(torch.tensor(angle)), torch.sin(torch.tensor(angle))
-    b = MiningBatch(EuclideanDistance().matrix(x), torch.tensor([0, 0, 1, 2, 3]), x)
+    labels = torch.tensor([0] * (copies + 1) + [1, 2, 3])
+    b = MiningBatch(EuclideanDistance().matrix(x), labels, x)
     miner = create_miner("distance-weighted", MARGIN, seed=0)
-    picks = [n for _ in range(3000) for a, p, n in as_list(miner.mine(b)) if a == 0]
-    assert set(picks) == {2, 3}  # the antipodal negative (d = 2 > 1.4) is never drawn
+    picks = [n for _ in range(20) for a, p, n in as_list(miner.mine(b)) if a == 0]
+    n1, n2 = copies + 1, copies + 2
+    assert len(picks) == 20 * copies
+    assert set(picks) == {n1, n2}  # the antipodal negative (d = 2 > 1.4) is never drawn
 
     def weight(d: float, n: int = 8) -> float:
         return d ** (2 - n) * (1 - d * d / 4) ** (-(n - 3) / 2)
 
     expected = weight(0.6) / (weight(0.6) + weight(1.2))
-    assert abs(picks.count(2) / len(picks) - expected) < 0.03
+    assert abs(picks.count(n1) / len(picks) - expected) < 0.03
 
 
 def test_distance_weighted_refuses_unnormalised_embeddings() -> None:
