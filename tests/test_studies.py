@@ -68,3 +68,12 @@ def test_loss_study_table(folder: Path, tmp_path: Path) -> None:
     methods = [r["method"] for r in study["rows"]]
     assert methods == ["baseline (frozen features)", "facenet + semi-hard", "hoffer + semi-hard"]
     assert study["rows"][1]["margin"] == 0.2 and study["rows"][2]["margin"] is None
+
+
+def test_time_to_95_percent_of_best() -> None:
+    from deephash.studies.miner_study import time_to_fraction
+
+    history = [{"val_map": v, "elapsed_seconds": t}
+               for v, t in ((0.5, 10.0), (0.76, 20.0), (0.8, 30.0), (0.79, 40.0))]
+    assert time_to_fraction(history) == 20.0  # 0.76 >= 0.95 * 0.8
+    assert time_to_fraction(history, 1.0) == 30.0

@@ -45,6 +45,19 @@ def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return same & ~eye, ~same
 
 
+def index_table(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise indices of the True entries of a ``(B, B)`` mask, ascending, padded.
+
+    Returns ``(table, valid)``, both ``(B, M)`` with M the largest row count: ``table[i, j]``
+    is the j-th True column of row i where ``valid[i, j]``, and 0 elsewhere.
+    """
+    counts = mask.sum(dim=1)
+    width = int(counts.max()) if mask.numel() else 0
+    table = mask.to(torch.int8).sort(dim=1, descending=True, stable=True).indices[:, :width]
+    valid = torch.arange(width, device=mask.device)[None, :] < counts[:, None]
+    return table.masked_fill(~valid, 0), valid
+
+
 class TripletMiner:
     """Base class: subclasses implement :meth:`mine`.
 

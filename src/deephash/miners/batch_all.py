@@ -4,32 +4,33 @@ from __future__ import annotations
 
 import torch
 
-from deephash.miners.base import MiningBatch, TripletMiner, Triplets, label_masks
+from deephash.miners.base import MiningBatch, TripletMiner, Triplets, index_table, label_masks
 
 
 class BatchAllMiner(TripletMiner):
     """All ordered (a, p, n): a != p share a label, n has another label.
 
     A P x K batch gives P*K*(K-1)*(P-1)*K triplets, in (anchor, positive, negative) order.
-    They are generated from the anchor-positive pairs and each anchor's negatives directly,
-    in O(T) time and memory, without the ``(B, B, B)`` mask a naive version builds.
+    Each anchor's positives and negatives are listed in padded ``(B, K_p)`` and
+    ``(B, K_n)`` tables; the triplets are their per-anchor outer product, written out
+    directly (a balanced batch has no padding, so this is three broadcast copies) instead
+    of the ``(B, B, B)`` mask a naive version builds.
     """
 
     name = "batch-all"
 
     def mine(self, batch: MiningBatch) -> Triplets:
         positive, negative = label_masks(batch.labels)
-        anchor_of_pair, positive_of_pair = positive.nonzero(as_tuple=True)
-        _, neg_index = negative.nonzero(as_tuple=True)  # grouped by anchor, ascending
-        neg_count = negative.sum(dim=1)
-        neg_start = torch.cumsum(neg_count, 0) - neg_count
-        repeats = neg_count[anchor_of_pair]
-        total = int(repeats.sum())
-        if total == 0:
+        pos_table, pos_valid = index_table(positive)
+        neg_table, neg_valid = index_table(negative)
+        n_anchors, k_pos, k_neg = len(batch.labels), pos_table.shape[1], neg_table.shape[1]
+        if k_pos == 0 or k_neg == 0:
             return Triplets.empty(batch.labels.device)
-        pair = torch.repeat_interleave(torch.arange(len(anchor_of_pair), device=repeats.device),
-                                       repeats, output_size=total)
-        first_of_pair = torch.cumsum(repeats, 0) - repeats
-        offset = torch.arange(total, device=repeats.device) - first_of_pair[pair]
-        anchors = anchor_of_pair[pair]
-        return Triplets(anchors, positive_of_pair[pair], neg_index[neg_start[anchors] + offset])
+        shape = (n_anchors, k_pos, k_neg)
+        anchors = torch.arange(n_anchors, device=pos_table.device)[:, None, None].expand(shape)
+        positives = pos_table[:, :, None].expand(shape)
+        negatives = neg_table[:, None, :].expand(shape)
+        if bool(pos_valid.all()) and bool(neg_valid.all()):
+            return Triplets(anchors.reshape(-1), positives.reshape(-1), negatives.reshape(-1))
+        valid = pos_valid[:, :, None] & neg_valid[:, None, :]
+        return Triplets(anchors[valid], positives[valid], negatives[valid])

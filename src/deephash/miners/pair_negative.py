@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from deephash.miners.base import MiningBatch, TripletMiner, Triplets, label_masks
+from deephash.miners.base import MiningBatch, TripletMiner, Triplets, index_table, label_masks
 
 WINDOWS = ("semi-hard", "violating")
 PICKS = ("nearest", "random", "curriculum")
@@ -56,14 +56,9 @@ class PairNegativeMiner(TripletMiner):
         d = batch.distances
         sorted_d, sorted_index = d.masked_fill(~negative, float("inf")).sort(dim=1, stable=True)
         n_negative = negative.sum(dim=1, keepdim=True)
-        # each anchor's positives as a padded (B, K_max) table, in index order
-        n_positive = positive.sum(dim=1)
-        k_max = int(n_positive.max()) if len(n_positive) else 0
-        if k_max == 0:
+        pos_table, is_pair = index_table(positive)  # (B, K_max) positives, index order
+        if pos_table.shape[1] == 0:
             return Triplets.empty(d.device)
-        pos_table = positive.to(torch.int8).sort(dim=1, descending=True, stable=True).indices
-        pos_table = pos_table[:, :k_max]
-        is_pair = torch.arange(k_max, device=d.device)[None, :] < n_positive[:, None]
         d_ap = d.gather(1, pos_table)
         upper = torch.searchsorted(sorted_d, d_ap + self.margin, right=False)  # d_an < d_ap+m
         if self.window == "semi-hard":
