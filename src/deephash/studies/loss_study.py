@@ -29,7 +29,7 @@ class LossStudyConfig(TrainConfig):
         "help": "losses to compare"})
     margins: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.4, 0.8), metadata={
         "help": "margin grid of the triplet margin loss (facenet)"})
-    contrastive_margins: tuple[float, ...] = field(default=(0.5, 1.0, 1.5), metadata={
+    contrastive_margins: tuple[float, ...] = field(default=(0.5, 1.0, 1.5, 2.0), metadata={
         "help": "margin grid of the contrastive loss (a distance, not a gap)"})
 
 
