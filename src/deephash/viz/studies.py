@@ -16,16 +16,19 @@ def plot_miner_study(curves: dict[str, list[dict[str, Any]]], rows: list[dict[st
     """Left: validation mAP@all against wall-clock time per miner. Right: final test
     scores against total training time."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    colours = {}
     for miner, history in curves.items():
-        left.plot([h["elapsed_seconds"] for h in history], [h["val_map"] for h in history],
-                  marker=".", label=miner)
+        (line,) = left.plot([h["elapsed_seconds"] for h in history],
+                            [h["val_map"] for h in history], marker=".", label=miner)
+        colours[miner] = line.get_color()
     left.set_xlabel("wall-clock training time (s, incl. validation)")
     left.set_ylabel("validation mAP@all")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
     for row in rows:
-        right.scatter(row["train_seconds"], row["map@all"], marker="o")
-        right.scatter(row["train_seconds"], row["knn_acc@10"], marker="^")
+        colour = colours.get(row["miner"])
+        right.scatter(row["train_seconds"], row["map@all"], marker="o", color=colour)
+        right.scatter(row["train_seconds"], row["knn_acc@10"], marker="^", color=colour)
         right.annotate(row["miner"], (row["train_seconds"], row["map@all"]), fontsize=7,
                        xytext=(3, 3), textcoords="offset points")
     right.set_xlabel("total training time (s)")
