@@ -1,0 +1,1 @@
+"""Binary codes: binarisation, packing, Hamming distances."""

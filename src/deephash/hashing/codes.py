@@ -1,0 +1,48 @@
+"""Binary codes as packed ``uint8`` rows, and Hamming distances between them.
+
+A K-bit code is the sign of a K-dimensional real vector u, with sign(0) = +1. As ±1
+vectors b, b' the Hamming distance is (K - b·b') / 2. Codes are stored packed, eight
+bits per byte in ``numpy.packbits`` order (first bit = most significant bit of the first
+byte; +1 is a set bit), ``ceil(K / 8)`` bytes per row, trailing bits zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def binarize(u: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``(n, K)`` real -> ``(n, K)`` int8 in {-1, +1}, with sign(0) = +1."""
+    values = u.detach().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u)
+    return np.where(values >= 0, 1, -1).astype(np.int8)
+
+
+def pack_codes(codes: np.ndarray) -> np.ndarray:
+    """``(n, K)`` ±1 (or 0/1) -> ``(n, ceil(K/8))`` uint8."""
+    return np.packbits(np.asarray(codes) > 0, axis=1)
+
+
+def unpack_codes(packed: np.ndarray, n_bits: int) -> np.ndarray:
+    """``(n, ceil(K/8))`` uint8 -> ``(n, K)`` int8 ±1."""
+    bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=1, count=n_bits)
+    return (bits.astype(np.int8) * 2 - 1).astype(np.int8)
+
+
+def as_words(packed: np.ndarray) -> np.ndarray:
+    """``(n, B)`` uint8 -> ``(n, ceil(B/8))`` uint64, zero-padded (XOR/popcount 8 bytes at once)."""
+    packed = np.ascontiguousarray(packed, dtype=np.uint8)
+    n, width = packed.shape
+    words = -(-width // 8)
+    padded = np.zeros((n, words * 8), dtype=np.uint8)
+    padded[:, :width] = packed
+    return padded.view(np.uint64)
+
+
+def hamming_matrix(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """Packed ``(Q, B)`` and ``(N, B)`` codes -> ``(Q, N)`` int32 Hamming distances.
+
+    Memory is ``Q x N x ceil(B/8)`` words; callers chunk the queries.
+    """
+    q, d = as_words(queries), as_words(database)
+    return np.bitwise_count(q[:, None, :] ^ d[None, :, :]).sum(axis=2, dtype=np.int32)

@@ -1,0 +1,101 @@
+"""Packed codes, Hamming distances and tie-aware metrics against brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from deephash.hashing.codes import binarize, hamming_matrix, pack_codes, unpack_codes
+from deephash.metrics.hamming import (
+    distance_histograms,
+    precision_recall_by_radius,
+    tie_aware_average_precision,
+    tie_aware_precision_at,
+)
+
+
+@pytest.mark.parametrize("bits", [1, 7, 8, 12, 16, 24, 32, 48, 64, 65])
+def test_pack_round_trip_and_popcount_distance(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    u = rng.normal(size=(9, bits))
+    u[0, 0] = 0.0  # sign(0) = +1
+    codes = binarize(u)
+    assert codes[0, 0] == 1 and set(np.unique(codes)) <= {-1, 1}
+    packed = pack_codes(codes)
+    assert packed.dtype == np.uint8 and packed.shape == (9, -(-bits // 8))
+    assert np.array_equal(packed, np.packbits(u >= 0, axis=1))
+    assert np.array_equal(unpack_codes(packed, bits), codes)
+    distances = hamming_matrix(packed[:4], packed)
+    loop = [[sum(codes[i, k] != codes[j, k] for k in range(bits)) for j in range(9)]
+            for i in range(4)]
+    assert distances.tolist() == loop
+    inner = codes[:4].astype(np.int64) @ codes.T.astype(np.int64)
+    assert np.array_equal(distances, (bits - inner) // 2)
+
+
+def test_binarize_accepts_tensors() -> None:
+    assert binarize(torch.tensor([[0.0, -0.5, 2.0]])).tolist() == [[1, -1, 1]]
+
+
+def enumerate_orderings(distances: list[int], relevant: list[bool], k: int) -> dict[str, float]:
+    """Average over every ordering of each tied group: AP, sum of precisions in the top k,
+    relevant items in the top k."""
+    groups = [[i for i in range(len(distances)) if distances[i] == d]
+              for d in sorted(set(distances))]
+    totals = {"ap": 0.0, "num_k": 0.0, "hits_k": 0.0}
+    count = 0
+    for perms in itertools.product(*(itertools.permutations(g) for g in groups)):
+        order = [i for group in perms for i in group]
+        found, precisions = 0, []
+        for position, item in enumerate(order, start=1):
+            if relevant[item]:
+                found += 1
+                precisions.append((found / position, position))
+        total = sum(relevant)
+        totals["ap"] += sum(p for p, _ in precisions) / total if total else 0.0
+        totals["num_k"] += sum(p for p, pos in precisions if pos <= k)
+        totals["hits_k"] += sum(1 for _, pos in precisions if pos <= k)
+        count += 1
+    return {key: value / count for key, value in totals.items()}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_tie_aware_metrics_equal_the_average_over_all_orderings(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, bits, k = 7, 3, int(rng.integers(1, 8))
+    distances = rng.integers(0, bits + 1, n)
+    relevant = rng.random(n) < 0.5
+    counts, hits = distance_histograms(distances[None, :], relevant[None, :], bits)
+    expected = enumerate_orderings(distances.tolist(), relevant.tolist(), k)
+    assert tie_aware_average_precision(counts, hits)[0] == pytest.approx(expected["ap"])
+    ratio = expected["num_k"] / expected["hits_k"] if expected["hits_k"] else 0.0
+    assert tie_aware_average_precision(counts, hits, cutoff=k)[0] == pytest.approx(ratio)
+    assert tie_aware_precision_at(counts, hits, k)[0] == pytest.approx(expected["hits_k"] / k)
+
+
+def test_without_ties_it_is_ordinary_average_precision() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        distances = rng.permutation(40)  # all distinct: no ties
+        relevant = rng.random(40) < 0.3
+        relevant[0] = True
+        counts, hits = distance_histograms(distances[None, :], relevant[None, :], 39)
+        expected = average_precision_score(relevant, -distances)
+        assert tie_aware_average_precision(counts, hits)[0] == pytest.approx(expected)
+
+
+def test_histograms_and_radius_curves() -> None:
+    distances = np.array([[0, 2, 2, 3, 1], [4, 4, 4, 4, 4]])
+    relevant = np.array([[True, False, True, False, False], [False] * 5])
+    counts, hits = distance_histograms(distances, relevant, 4)
+    assert counts.tolist() == [[1, 1, 2, 1, 0], [0, 0, 0, 0, 5]]
+    assert hits.tolist() == [[1, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
+    precision, recall = precision_recall_by_radius(counts, hits)
+    assert precision[0].tolist() == pytest.approx([1.0, 0.5, 0.5, 0.4, 0.4])
+    assert recall[0].tolist() == pytest.approx([0.5, 0.5, 1.0, 1.0, 1.0])
+    assert precision[1, :4].tolist() == [0.0] * 4  # nothing within radius 0..3
+    assert tie_aware_average_precision(counts, hits)[1] == 0.0
