@@ -99,3 +99,50 @@ def test_histograms_and_radius_curves() -> None:
     assert recall[0].tolist() == pytest.approx([0.5, 0.5, 1.0, 1.0, 1.0])
     assert precision[1, :4].tolist() == [0.0] * 4  # nothing within radius 0..3
     assert tie_aware_average_precision(counts, hits)[1] == 0.0
+
+
+def test_evaluate_codes_against_brute_force() -> None:
+    from deephash.metrics import EvaluationSpec, evaluate_retrieval
+    from deephash.metrics.evaluate_codes import evaluate_codes
+
+    rng = np.random.default_rng(3)
+    bits = 6
+    q_codes = binarize(rng.normal(size=(10, bits)))
+    d_codes = binarize(rng.normal(size=(50, bits)))
+    yq, yd = rng.integers(0, 3, 10), rng.integers(0, 3, 50)
+    spec = EvaluationSpec(knn_k=(1, 5), map_cutoffs=(7,), precision_k=(4,))
+    report = evaluate_codes(pack_codes(q_codes), pack_codes(d_codes), yq, yd, bits, spec,
+                            index_order=True, chunk_size=3)
+    distances = hamming_matrix(pack_codes(q_codes), pack_codes(d_codes))
+    counts, hits = distance_histograms(distances, yq[:, None] == yd[None, :], bits)
+    assert report.metrics["map@all"] == pytest.approx(
+        tie_aware_average_precision(counts, hits).mean())
+    within = distances <= 2
+    same = yq[:, None] == yd[None, :]
+    expected_r2 = np.mean([(same[i] & within[i]).sum() / within[i].sum() if within[i].any()
+                           else 0.0 for i in range(10)])
+    assert report.metrics["prec@r2"] == pytest.approx(expected_r2)
+    # index order = the float evaluator on the same integer distances (Hamming = (K - b.b')/2)
+    as_float = evaluate_retrieval(q_codes.astype(np.float32), d_codes.astype(np.float32), yq, yd,
+                                  "sqeuclidean", spec)  # = 4 x Hamming: same order and ties
+    for key in ("map@all", "map@7", "p@4"):
+        assert report.metrics[f"{key}_index_order"] == pytest.approx(as_float.metrics[key])
+    for key in ("knn_acc@1", "knn_acc@5"):
+        assert report.metrics[key] == pytest.approx(as_float.metrics[key])
+    assert report.radius_recall[-1] == pytest.approx(1.0)
+
+
+def test_evaluate_codes_excludes_self_matches() -> None:
+    from deephash.metrics import EvaluationSpec
+    from deephash.metrics.evaluate_codes import evaluate_codes
+
+    codes = pack_codes(binarize(np.random.default_rng(0).normal(size=(20, 8))))
+    labels = np.arange(20) % 4
+    ids = np.arange(20)
+    spec = EvaluationSpec(knn_k=(1,), map_cutoffs=(), precision_k=())
+    with_ids = evaluate_codes(codes, codes, labels, labels, 8, spec, query_ids=ids,
+                              database_ids=ids)
+    without = evaluate_codes(codes, codes, labels, labels, 8, spec)
+    assert without.metrics["knn_acc@1"] == 1.0 and without.metrics["prec@r2"] > 0
+    assert with_ids.metrics["knn_acc@1"] < 1.0
+    assert with_ids.metrics["map@all"] < without.metrics["map@all"]

@@ -39,10 +39,18 @@ def as_words(packed: np.ndarray) -> np.ndarray:
     return padded.view(np.uint64)
 
 
-def hamming_matrix(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+def hamming_matrix(queries: np.ndarray, database: np.ndarray,
+                   block_words: int = 1 << 22) -> np.ndarray:
     """Packed ``(Q, B)`` and ``(N, B)`` codes -> ``(Q, N)`` int32 Hamming distances.
 
-    Memory is ``Q x N x ceil(B/8)`` words; callers chunk the queries.
+    The database is processed in blocks so that the XOR temporary stays under
+    ``block_words`` 64-bit words (32 MB); the result itself is ``Q x N`` int32.
     """
     q, d = as_words(queries), as_words(database)
-    return np.bitwise_count(q[:, None, :] ^ d[None, :, :]).sum(axis=2, dtype=np.int32)
+    out = np.empty((len(q), len(d)), dtype=np.int32)
+    step = max(1, block_words // max(1, len(q) * q.shape[1]))
+    for start in range(0, len(d), step):
+        block = d[start:start + step]
+        out[:, start:start + len(block)] = np.bitwise_count(
+            q[:, None, :] ^ block[None, :, :]).sum(axis=2, dtype=np.int32)
+    return out

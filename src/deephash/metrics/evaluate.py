@@ -8,7 +8,7 @@ a thread pool (NumPy releases the GIL while sorting).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -104,6 +104,9 @@ def _score_chunk(distances: np.ndarray, labels: np.ndarray, database_labels: np.
     return out
 
 
+ChunkDistances = Callable[[int, int], np.ndarray]
+
+
 def evaluate_retrieval(query: np.ndarray | torch.Tensor, database: np.ndarray | torch.Tensor,
                        query_labels: np.ndarray, database_labels: np.ndarray,
                        distance: str = "cosine", spec: EvaluationSpec | None = None, *,
@@ -122,12 +125,29 @@ def evaluate_retrieval(query: np.ndarray | torch.Tensor, database: np.ndarray | 
     Definitions are in :mod:`deephash.metrics.retrieval` and :mod:`deephash.metrics.knn`;
     ties are broken by database index.
     """
-    spec = spec or EvaluationSpec()
     metric = get_distance(distance)
     q = metric.prepare(torch.as_tensor(np.asarray(query)))
     d = metric.prepare(torch.as_tensor(np.asarray(database)))
     if not (torch.isfinite(q).all() and torch.isfinite(d).all()):
         raise DataError("embeddings contain NaN or infinite values; cannot rank them")
+    d_sq = (d * d).sum(1)
+    scratch = torch.empty(min(chunk_size, len(q)) * len(d), dtype=torch.float64)
+
+    def chunk(start: int, stop: int) -> np.ndarray:
+        with torch.inference_mode():
+            return metric.matrix(q[start:stop], d, d_sq, scratch).numpy()
+
+    return rank_and_score(chunk, query_labels, database_labels, spec or EvaluationSpec(),
+                          query_ids=query_ids, database_ids=database_ids,
+                          chunk_size=chunk_size, workers=workers, desc=f"ranking {distance}")
+
+
+def rank_and_score(distances: ChunkDistances, query_labels: np.ndarray,
+                   database_labels: np.ndarray, spec: EvaluationSpec, *,
+                   query_ids: np.ndarray | None, database_ids: np.ndarray | None,
+                   chunk_size: int, workers: int | None, desc: str) -> RetrievalReport:
+    """The shared engine: ``distances(start, stop)`` gives the ``(stop - start, N)`` float32
+    distances of a chunk of queries; each chunk is ranked and scored in a thread pool."""
     query_labels = np.asarray(query_labels, dtype=np.int64)
     database_labels = np.asarray(database_labels, dtype=np.int64)
     n_items = len(database_labels)
@@ -137,17 +157,14 @@ def evaluate_retrieval(query: np.ndarray | torch.Tensor, database: np.ndarray | 
     n_classes = int(max(query_labels.max(initial=0), database_labels.max(initial=0))) + 1
     cutoffs = _curve_cutoffs(n_items, spec.curve_points)
     self_columns = _self_columns(query_ids, database_ids, len(query_labels))
-    d_sq = (d * d).sum(1)
-    scratch = torch.empty(min(chunk_size, len(query_labels)) * n_items, dtype=torch.float64)
     workers = workers or torch.get_num_threads()
-    bar = progress_bar(len(query_labels), f"ranking {distance}", unit="query")
+    bar = progress_bar(len(query_labels), desc, unit="query")
     results: list[dict[str, np.ndarray]] = []
     pending: list[Future[dict[str, np.ndarray]]] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(query_labels), chunk_size):
             stop = min(start + chunk_size, len(query_labels))
-            with torch.inference_mode():
-                chunk = metric.matrix(q[start:stop], d, d_sq, scratch).numpy()
+            chunk = distances(start, stop)
             while len(pending) >= workers:  # bound memory: at most `workers` chunks queued
                 results.append(pending.pop(0).result())
                 bar.update(len(results[-1]["ap"]))
