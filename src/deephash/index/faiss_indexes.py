@@ -1,0 +1,91 @@
+"""faiss indexes behind our protocol: exact and sub-linear binary indexes, exact float.
+
+Factory strings: ``BFlat`` (exact, faiss's XOR-popcount scan; ties in insertion order),
+``BHNSW<M>`` (a graph over binary codes: sub-linear, approximate), ``BMIH<h>`` (multi-index
+hashing with h sub-tables: sub-linear, approximate for k-NN), ``Flat`` (exact float L2
+on embeddings; for cosine, add L2-normalised vectors).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import faiss
+import numpy as np
+
+from deephash.errors import ConfigError
+from deephash.index.base import BinaryIndex, RetrievalIndex
+
+
+def _binary_structure(factory: str, bits: int) -> Any:
+    if factory == "BFlat":
+        return faiss.IndexBinaryFlat(bits)
+    if match := re.fullmatch(r"BHNSW(\d+)", factory):
+        return faiss.IndexBinaryHNSW(bits, int(match.group(1)))
+    if match := re.fullmatch(r"BMIH(\d+)", factory):
+        tables = int(match.group(1))
+        if bits % tables or bits // tables > 32:
+            raise ConfigError(f"{factory}: {bits} bits must split into {tables} equal "
+                              "sub-codes of at most 32 bits")
+        index = faiss.IndexBinaryMultiHash(bits, tables, bits // tables)
+        index.nflip = 2
+        return index
+    raise ConfigError(f"unknown binary index {factory!r}; known: BFlat, BHNSW<M>, BMIH<h>, "
+                      "BFlat-numpy")
+
+
+class FaissBinaryIndex(BinaryIndex):
+    """A faiss binary index; ``dim`` bits must be a multiple of 8 (faiss's rule)."""
+
+    def __init__(self, dim: int, factory: str = "BFlat") -> None:
+        if dim % 8:
+            raise ConfigError(f"faiss binary indexes need a multiple of 8 bits (got {dim}); "
+                              "use BFlat-numpy")
+        super().__init__(dim)
+        self.factory = factory
+        self.index = _binary_structure(factory, dim)
+
+    def _add(self, vectors: np.ndarray) -> None:
+        self.index.add(vectors)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        distances, positions = self.index.search(queries, k)
+        return distances, positions
+
+    def _state(self) -> dict[str, Any]:
+        return {"faiss": faiss.serialize_index_binary(self.index)}
+
+    def _restore(self, state: Any) -> None:
+        self.index = faiss.deserialize_index_binary(np.asarray(state["faiss"], dtype=np.uint8))
+
+
+class FloatIndex(RetrievalIndex):
+    """Exact Euclidean k-NN over float32 embeddings (faiss ``IndexFlatL2``); distances are
+    squared, as faiss returns them."""
+
+    factory = "Flat"
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.index: Any = faiss.IndexFlatL2(dim)
+
+    def _check(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ConfigError(f"a {self.dim}-d index takes (n, {self.dim}) vectors; "
+                              f"got {vectors.shape}")
+        return vectors
+
+    def _add(self, vectors: np.ndarray) -> None:
+        self.index.add(vectors)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        distances, positions = self.index.search(queries, k)
+        return distances, positions
+
+    def _state(self) -> dict[str, Any]:
+        return {"faiss": faiss.serialize_index(self.index)}
+
+    def _restore(self, state: Any) -> None:
+        self.index = faiss.deserialize_index(np.asarray(state["faiss"], dtype=np.uint8))
