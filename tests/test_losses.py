@@ -33,7 +33,8 @@ def test_distances_against_references(name: str) -> None:
     got = BATCH_DISTANCES.create(name).matrix(x)
     a, b = x[:, None, :], x[None, :, :]
     expected = {"euclidean": (a - b).norm(dim=2), "sqeuclidean": (a - b).square().sum(2),
-                "cosine": 1 - torch.nn.functional.cosine_similarity(a, b, dim=2)}[name]
+                "cosine": 1 - torch.nn.functional.cosine_similarity(a, b, dim=2),
+                "neg-half-inner": (-0.5 * (x @ x.T)).fill_diagonal_(0.0)}[name]
     torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-7)
     assert torch.all(got.diagonal() == 0)
 
@@ -136,3 +137,43 @@ def test_unknown_reduction_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="unknown reduction 'median'"):
         create_loss("facenet", 0.2, reduction="median")
+
+
+def test_dtsh_against_a_loop_over_all_triplets() -> None:
+    x, labels = embeddings(5)
+    loss = create_loss("dtsh", margin=1.5, distance="neg-half-inner")
+    out = loss(loss.distance.matrix(x), all_triplets(x, labels))
+    values = []
+    for a, p, n in itertools.product(range(len(x)), repeat=3):
+        if a != p and labels[a] == labels[p] and labels[n] != labels[a]:
+            theta_ap = 0.5 * float(x[a].detach() @ x[p].detach())
+            theta_an = 0.5 * float(x[a].detach() @ x[n].detach())
+            values.append(-math.log(1.0 / (1.0 + math.exp(-(theta_ap - theta_an - 1.5)))))
+    assert out.loss.item() == pytest.approx(sum(values) / len(values), rel=1e-9)
+
+
+def test_dtsh_is_finite_for_huge_codes() -> None:
+    u = torch.tensor([[300.0, 300.0], [300.0, 300.0], [-300.0, -300.0]], requires_grad=True)
+    loss = create_loss("dtsh", margin=0.0, distance="neg-half-inner")
+    triplets = Triplets(torch.tensor([0, 1]), torch.tensor([1, 0]), torch.tensor([2, 2]))
+    bad = Triplets(torch.tensor([0]), torch.tensor([2]), torch.tensor([1]))  # wrong way round
+    for t, expected in ((triplets, 0.0), (bad, 180000.0)):
+        out = loss(loss.distance.matrix(u), t)
+        assert torch.isfinite(out.loss) and out.loss.item() == pytest.approx(expected, abs=1e-3)
+        out.loss.backward()
+        assert torch.isfinite(u.grad).all()
+        u.grad = None
+
+
+def test_regularizers() -> None:
+    from deephash.hashing.regularizers import balance, get_regularizer, quantization
+
+    u = torch.tensor([[0.5, -1.0, 0.0], [1.0, -0.25, -2.0]])
+    # targets sign(u) = [[1,-1,1],[1,-1,-1]]: row errors 0.25 + 0 + 1 = 1.25 and 0 + 0.5625 + 1
+    assert quantization(u).item() == pytest.approx((1.25 + 1.5625) / 2)
+    assert balance(u).item() == pytest.approx((0.75**2 + 0.625**2 + 1.0**2) / 3)
+    assert get_regularizer("balance") is balance
+    from deephash.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown regulariser"):
+        get_regularizer("sparsity")

@@ -64,6 +64,19 @@ class CosineDistance(BatchDistance):
         return (1.0 - cos) * (1.0 - torch.eye(len(x), device=x.device, dtype=x.dtype))
 
 
+class NegativeHalfInnerProduct(BatchDistance):
+    """-θ with θ_ij = x_i·x_j / 2, DTSH's pairwise score (Wang et al. 2016) turned into a
+    dissimilarity (larger = farther) so that miners and losses can use it. Not a metric;
+    the diagonal is set to 0 like the others (no loss uses it)."""
+
+    name = "neg-half-inner"
+
+    def matrix(self, x: torch.Tensor) -> torch.Tensor:
+        scores = -0.5 * (x @ x.T)
+        return scores * (1.0 - torch.eye(len(x), device=x.device, dtype=x.dtype))
+
+
 BATCH_DISTANCES: Registry[BatchDistance] = Registry("distance")
-for _cls in (EuclideanDistance, SquaredEuclideanDistance, CosineDistance):
+for _cls in (EuclideanDistance, SquaredEuclideanDistance, CosineDistance,
+             NegativeHalfInnerProduct):
     BATCH_DISTANCES.register(_cls.name)(_cls)
