@@ -115,3 +115,32 @@ def test_checkpoint_rebuilds_the_model_from_the_file_alone(tmp_path: Path) -> No
     np.testing.assert_allclose(embed(model, setup.inputs, rows, torch.device("cpu")),
                                embed(setup.model, setup.inputs, rows, torch.device("cpu")),
                                atol=1e-6)
+
+
+def test_schedules_and_regularizers_drive_a_hashing_run(tmp_path: Path) -> None:
+    from deephash.training.schedules import parse_schedule
+
+    data = synthetic(3)
+    cfg = TrainingConfig(loss="dtsh", miner="batch-all", epochs=4, batch_classes=4,
+                         batch_samples=6, hidden_dims=(32,), embedding_dim=12, normalize=False,
+                         activation="tanh")
+    config = TrainConfig(training=cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, data["x"].shape[1], None)
+    model.head.set_feature_statistics(torch.from_numpy(data["x"][data["train"]]))
+    setup = TrainingSetup(
+        model=model, inputs=FeatureInputs(data["x"], None, 0),
+        loss=create_loss("dtsh", 1.0, "neg-half-inner"), miner=create_miner("batch-all", 1.0),
+        sampler=BalancedBatchSampler(data["labels"][data["train"]], 4, 6, 0),
+        labels=data["labels"], train=data["train"], val=data["val"],
+        optimizer=torch.optim.Adam(model.parameters(), lr=5e-3), epochs=4,
+        device=torch.device("cpu"), eval_distance="hamming",
+        regularizers={"quantization": 0.1},
+        schedules=dict([parse_schedule("margin=step:1:8"),
+                        parse_schedule("quantization=linear:0:0.3")]))
+    history = fit(setup, tmp_path, saver(setup, config))
+    assert [h.margin for h in history] == [1.0, 2.0, 4.0, 8.0]
+    assert history[0].regularization == 0.0 and history[-1].regularization > 0
+    assert all(0 <= h.val_map <= 1 for h in history)
+    codes = embed(setup.model, setup.inputs, data["val"], torch.device("cpu"))
+    assert np.abs(codes).max() < 1.0  # relaxed tanh codes

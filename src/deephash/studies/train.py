@@ -23,6 +23,7 @@ from deephash.devices import resolve_device
 from deephash.errors import ConfigError
 from deephash.features import transform_spec
 from deephash.fileio import save_json
+from deephash.hashing.regularizers import get_regularizer
 from deephash.losses import create_loss
 from deephash.miners import create_miner
 from deephash.studies.baseline import load_features, open_protocol
@@ -33,6 +34,7 @@ from deephash.training.config import TrainConfig
 from deephash.training.inputs import FeatureInputs, ImageInputs
 from deephash.training.model import build_model
 from deephash.training.sampler import BalancedBatchSampler
+from deephash.training.schedules import parse_schedule
 from deephash.training.trainer import TrainingSetup, embed, fit
 from deephash.viz.training_curves import plot_training_curves
 
@@ -70,7 +72,25 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
         loss=create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction),
         miner=create_miner(cfg.miner, cfg.margin, config.seed), sampler=sampler,
         labels=dataset.labels, train=splits.train, val=splits.val, optimizer=optimizer,
-        epochs=cfg.epochs, device=device, eval_distance=config.evaluation.distance)
+        epochs=cfg.epochs, device=device, eval_distance=config.evaluation.distance,
+        regularizers=parse_weights(cfg.regularizers),
+        schedules=dict(parse_schedule(text) for text in cfg.schedules))
+
+
+def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
+    """``("quantization=0.01", ...)`` -> ``{"quantization": 0.01}`` (names validated)."""
+    weights = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"bad regulariser {item!r}; write NAME=WEIGHT, e.g. "
+                              "quantization=0.01") from None
+        if not sep:
+            raise ConfigError(f"bad regulariser {item!r}; write NAME=WEIGHT")
+        get_regularizer(name.strip())
+    return weights
 
 
 def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]:

@@ -40,6 +40,14 @@ class TrainingConfig:
         "help": "hidden widths of the head's MLP (none: a linear head)"})
     normalize: bool = field(default=True, metadata={"help": "L2-normalise the embeddings"})
     dropout: float = field(default=0.0, metadata={"help": "dropout after hidden layers"})
+    activation: str = field(default="none", metadata={
+        "choices": ("none", "tanh", "sign"),
+        "help": "output activation: none (embeddings), tanh or sign (straight-through) codes"})
+    regularizers: tuple[str, ...] = field(default=(), metadata={
+        "help": "NAME=WEIGHT terms added to the loss: quantization, balance"})
+    schedules: tuple[str, ...] = field(default=(), metadata={
+        "help": "NAME=KIND:START[:END[:EVERY]] for margin or a regulariser weight, e.g. "
+                "margin=step:1:16 (kinds: constant, step, linear, cosine)"})
     flip_augment: bool = field(default=True, metadata={
         "help": "frozen: use cached mirrored-view features as augmentation; finetune: flips"})
     resume: bool = field(default=False, metadata={

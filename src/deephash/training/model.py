@@ -34,5 +34,6 @@ class EmbeddingModel(nn.Module):
 
 
 def build_model(cfg: TrainingConfig, in_dim: int, backbone: Backbone | None) -> EmbeddingModel:
-    head = EmbeddingHead(in_dim, cfg.hidden_dims, cfg.embedding_dim, cfg.normalize, cfg.dropout)
+    head = EmbeddingHead(in_dim, cfg.hidden_dims, cfg.embedding_dim, cfg.normalize, cfg.dropout,
+                         cfg.activation)
     return EmbeddingModel(head, backbone if cfg.mode == "finetune" else None)

@@ -13,19 +13,24 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from deephash.errors import ConfigError
+from deephash.hashing.codes import binarize, pack_codes
+from deephash.hashing.regularizers import get_regularizer
 from deephash.losses import TripletLoss
 from deephash.metrics import EvaluationSpec, evaluate_retrieval
+from deephash.metrics.evaluate_codes import evaluate_codes
 from deephash.miners import MiningBatch, TripletMiner
 from deephash.progress import progress_bar
 from deephash.training.model import EmbeddingModel
 from deephash.training.sampler import BalancedBatchSampler
+from deephash.training.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class EpochRecord:
     val_map: float
     val_knn: float
     elapsed_seconds: float
+    margin: float = math.nan
+    regularization: float = 0.0
 
 
 @dataclass
@@ -73,8 +80,10 @@ class TrainingSetup:
     optimizer: torch.optim.Optimizer
     epochs: int
     device: torch.device
-    eval_distance: str
+    eval_distance: str  # euclidean, sqeuclidean, cosine, or hamming (sign codes)
     eval_batch_size: int = 1024
+    regularizers: dict[str, float] = field(default_factory=dict)  # name -> weight
+    schedules: dict[str, Schedule] = field(default_factory=dict)  # "margin" or a regulariser
 
 
 @torch.no_grad()
@@ -91,9 +100,29 @@ def validate(setup: TrainingSetup) -> tuple[float, float]:
     both = np.concatenate([setup.val, setup.train])
     vectors = embed(setup.model, setup.inputs, both, setup.device, setup.eval_batch_size)
     val, train = vectors[: len(setup.val)], vectors[len(setup.val):]
-    report = evaluate_retrieval(val, train, setup.labels[setup.val], setup.labels[setup.train],
-                                setup.eval_distance, VALIDATION_SPEC)
+    labels = setup.labels[setup.val], setup.labels[setup.train]
+    if setup.eval_distance == "hamming":  # hashing is scored on the sign codes
+        codes = evaluate_codes(pack_codes(binarize(val)), pack_codes(binarize(train)), *labels,
+                               vectors.shape[1], VALIDATION_SPEC)
+        return codes.metrics["map@all"], codes.metrics["knn_acc@10"]
+    report = evaluate_retrieval(val, train, *labels, setup.eval_distance, VALIDATION_SPEC)
     return report.metrics["map@all"], report.metrics["knn_acc@10"]
+
+
+def apply_schedules(setup: TrainingSetup, epoch: int) -> None:
+    """Set this epoch's margin (loss and miner) and regulariser weights."""
+    fraction = epoch / max(setup.epochs - 1, 1)
+    for name, schedule in setup.schedules.items():
+        value = schedule.value(epoch, fraction, setup.epochs)
+        if name == "margin":
+            if not hasattr(setup.loss, "margin"):
+                raise ConfigError(f"loss {setup.loss.name!r} has no margin to schedule")
+            for owner in (setup.loss, setup.miner):
+                if hasattr(owner, "margin"):
+                    owner.margin = value
+        else:
+            get_regularizer(name)  # validates the name
+            setup.regularizers[name] = value
 
 
 def _autocast(device: torch.device) -> torch.autocast:
@@ -105,9 +134,11 @@ def train_epoch(setup: TrainingSetup, epoch: int,
                 scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, float]:
     """One epoch; returns the mean diagnostics over batches that had triplets."""
     model, sampler = setup.model, setup.sampler
+    apply_schedules(setup, epoch)
+    terms = {name: get_regularizer(name) for name in setup.regularizers}
     model.train()
     batches = [setup.train[positions] for positions in sampler.epoch(epoch)]
-    sums = dict.fromkeys(("loss", "active", "pos", "neg", "norm", "items"), 0.0)
+    sums = dict.fromkeys(("loss", "active", "pos", "neg", "norm", "items", "reg"), 0.0)
     useful, empty = 0, 0
     bar = progress_bar(len(batches), f"epoch {epoch + 1}/{setup.epochs}", unit="batch")
     for step, (indices, x) in enumerate(zip(batches, setup.inputs.train_batches(batches),
@@ -120,8 +151,10 @@ def train_epoch(setup: TrainingSetup, epoch: int,
         distances = setup.loss.distance.matrix(embeddings)
         triplets = setup.miner.mine(MiningBatch(distances.detach(), labels, embeddings.detach()))
         out = setup.loss(distances, triplets)
+        regularization = sum((setup.regularizers[name] * term(embeddings)
+                              for name, term in terms.items()), torch.zeros(()))
         setup.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        (out.loss + regularization).backward()
         setup.optimizer.step()
         scheduler.step()
         bar.update(1)
@@ -133,7 +166,7 @@ def train_epoch(setup: TrainingSetup, epoch: int,
                            ("pos", out.mean_positive_distance),
                            ("neg", out.mean_negative_distance),
                            ("norm", float(embeddings.detach().norm(dim=1).mean())),
-                           ("items", out.n_items)):
+                           ("items", out.n_items), ("reg", float(regularization))):
             sums[key] += value
     bar.close()
     means = {k: (v / useful if useful else math.nan) for k, v in sums.items()}
@@ -170,7 +203,8 @@ def fit(setup: TrainingSetup, run: Path, save: Callable[[Path, dict[str, Any]], 
         elapsed += time.perf_counter() - started
         record = EpochRecord(epoch, stats["loss"], stats["active"], stats["pos"], stats["neg"],
                              stats["norm"], stats["items"], int(stats["empty"]), train_seconds,
-                             val_map, val_knn, elapsed)
+                             val_map, val_knn, elapsed,
+                             float(getattr(setup.loss, "margin", math.nan)), stats["reg"])
         history.append(record)
         log.info("epoch %d/%d: loss %.4f, active %.3f, d+ %.3f, d- %.3f, val mAP %.4f, "
                  "val 10-NN %.4f (%.1f s)", epoch + 1, setup.epochs, record.loss,
