@@ -166,7 +166,7 @@ def train_epoch(setup: TrainingSetup, epoch: int,
                            ("pos", out.mean_positive_distance),
                            ("neg", out.mean_negative_distance),
                            ("norm", float(embeddings.detach().norm(dim=1).mean())),
-                           ("items", out.n_items), ("reg", float(regularization))):
+                           ("items", out.n_items), ("reg", float(regularization.detach()))):
             sums[key] += value
     bar.close()
     means = {k: (v / useful if useful else math.nan) for k, v in sums.items()}
