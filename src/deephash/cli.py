@@ -19,6 +19,7 @@ Command = tuple[type, Callable[[Any], Any], str]
 def commands() -> dict[str, Command]:
     from deephash.studies.baseline import run_baseline
     from deephash.studies.baseline_config import BaselineConfig
+    from deephash.studies.hash import HashConfig, run_hash
     from deephash.studies.loss_study import LossStudyConfig, run_loss_study
     from deephash.studies.miner_study import MinerStudyConfig, run_miner_study
     from deephash.studies.select_margin import SelectMarginConfig, run_select_margin
@@ -39,6 +40,9 @@ def commands() -> dict[str, Command]:
                         "compare online miners at equal loss, margin, budget and seed"),
         "loss-study": (LossStudyConfig, run_loss_study,
                        "compare the baseline and each loss, each with its selected margin"),
+        "hash": (HashConfig, run_hash,
+                 "train compact binary codes (one run folder per code length) and measure "
+                 "them with Hamming distance, tie-aware"),
     }
 
 

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from deephash.data import ImageDataset, Splits
-from deephash.fileio import save_json
+from deephash.fileio import save_json, save_npz
+from deephash.hashing.codes import binarize, pack_codes
 from deephash.metrics import EvaluationSpec, RetrievalReport, evaluate_retrieval
+from deephash.metrics.evaluate_codes import evaluate_codes
 from deephash.studies.baseline_config import EvalConfig
 from deephash.studies.run_folder import write_embeddings
 from deephash.viz.curves import plot_pr_curve
@@ -38,30 +40,60 @@ def validation_report(embeddings: np.ndarray, labels: np.ndarray, splits: Splits
     return evaluate_split(embeddings, labels, splits.val, splits.train, cfg)
 
 
-def write_results(run: Path, embeddings: np.ndarray, dataset: ImageDataset, splits: Splits,
-                  cfg: EvalConfig, seed: int, title: str,
-                  extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Test-protocol metrics, embeddings, PR curve and t-SNE into ``run``.
-
-    Returns the dict written to ``metrics.json``.
-    """
-    labels = dataset.labels
+def _float_results(run: Path, embeddings: np.ndarray, labels: np.ndarray, splits: Splits,
+                   cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Float embeddings: metrics, ``embeddings/*.npz`` and the rank-cut-off PR curve."""
     test = evaluate_split(embeddings, labels, splits.query, splits.database, cfg)
-    metrics: dict[str, Any] = {**test.metrics, "distance": cfg.distance,
-                               "protocol": splits.protocol, "n_query": len(splits.query),
-                               "n_database": len(splits.database), **(extra_metrics or {})}
     for name, rows in (("query", splits.query), ("database", splits.database)):
         write_embeddings(run, name, embeddings[rows], labels[rows], rows)
-    save_json(run / "pr_curve.json", {"cutoff": test.curve_cutoffs.tolist(),
-                                      "precision": test.curve_precision.tolist(),
-                                      "recall": test.curve_recall.tolist()})
-    plot_pr_curve(test.curve_recall, test.curve_precision, run / "pr_curve.png",
-                  f"{title}: precision-recall ({cfg.distance})")
+    curve = {"cutoff": test.curve_cutoffs.tolist(), "precision": test.curve_precision.tolist(),
+             "recall": test.curve_recall.tolist()}
+    return {**test.metrics, "distance": cfg.distance}, curve
+
+
+def _code_results(run: Path, relaxed: np.ndarray, labels: np.ndarray, splits: Splits,
+                  cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Binary codes sign(relaxed): tie-aware metrics on the codes, ``codes/*.npz`` (packed
+    ``codes``, ``y``, ``bits``, ``index``) and the PR curve over Hamming radius."""
+    bits = relaxed.shape[1]
+    codes = pack_codes(binarize(relaxed))
+    test = evaluate_codes(codes[splits.query], codes[splits.database], labels[splits.query],
+                          labels[splits.database], bits, evaluation_spec(cfg),
+                          query_ids=splits.query, database_ids=splits.database,
+                          index_order=True)
+    for name, rows in (("query", splits.query), ("database", splits.database)):
+        save_npz(run / "codes" / f"{name}.npz", codes=codes[rows], y=labels[rows],
+                 bits=np.array(bits), index=rows)
+    curve = {"radius": list(range(bits + 1)), "precision": test.radius_precision.tolist(),
+             "recall": test.radius_recall.tolist()}
+    return {**test.metrics, "distance": "hamming", "bits": bits}, curve
+
+
+def write_results(run: Path, embeddings: np.ndarray, dataset: ImageDataset, splits: Splits,
+                  cfg: EvalConfig, seed: int, title: str,
+                  extra_metrics: dict[str, Any] | None = None,
+                  codes: bool = False) -> dict[str, Any]:
+    """Test-protocol metrics, vectors, PR curve and t-SNE into ``run``.
+
+    ``embeddings`` are pool-indexed ``(N, D)``; with ``codes`` they are relaxed codes,
+    evaluated as their signs (Hamming distance, tie-aware) and saved packed. Returns the
+    dict written to ``metrics.json``.
+    """
+    labels = dataset.labels
+    evaluate = _code_results if codes else _float_results
+    measured, curve = evaluate(run, embeddings, labels, splits, cfg)
+    metrics: dict[str, Any] = {**measured, "protocol": splits.protocol,
+                               "n_query": len(splits.query), "n_database": len(splits.database),
+                               **(extra_metrics or {})}
+    save_json(run / "pr_curve.json", curve)
+    plot_pr_curve(np.asarray(curve["recall"]), np.asarray(curve["precision"]),
+                  run / "pr_curve.png", f"{title}: precision-recall ({measured['distance']})")
     if cfg.tsne_points > 0:
         query_x = embeddings[splits.query]
-        if cfg.distance == "cosine":
+        if cfg.distance == "cosine" and not codes:
             query_x = query_x / np.maximum(np.linalg.norm(query_x, axis=1, keepdims=True), 1e-12)
         tsne_plot(query_x, labels[splits.query], dataset.classes, run / "tsne.png",
-                  n_points=cfg.tsne_points, seed=seed, title=f"{title}: query embeddings")
+                  n_points=cfg.tsne_points, seed=seed,
+                  title=f"{title}: query {'relaxed codes' if codes else 'embeddings'}")
     save_json(run / "metrics.json", metrics)
     return metrics

@@ -72,7 +72,8 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
         loss=create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction),
         miner=create_miner(cfg.miner, cfg.margin, config.seed), sampler=sampler,
         labels=dataset.labels, train=splits.train, val=splits.val, optimizer=optimizer,
-        epochs=cfg.epochs, device=device, eval_distance=config.evaluation.distance,
+        epochs=cfg.epochs, device=device,
+        eval_distance="hamming" if cfg.codes else config.evaluation.distance,
         regularizers=parse_weights(cfg.regularizers),
         schedules=dict(parse_schedule(text) for text in cfg.schedules))
 
@@ -143,7 +144,7 @@ def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, datas
     vectors[rows] = embed(setup.model, setup.inputs, rows, setup.device)
     title = f"{config.training.loss} + {config.training.miner} on {dataset.name}"
     return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
-                         extra_metrics=extra)
+                         extra_metrics=extra, codes=config.training.codes)
 
 
 def evaluate_checkpoint(run: Path, config: TrainConfig, checkpoint: Path,

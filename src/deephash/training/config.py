@@ -50,6 +50,8 @@ class TrainingConfig:
                 "margin=step:1:16 (kinds: constant, step, linear, cosine)"})
     flip_augment: bool = field(default=True, metadata={
         "help": "frozen: use cached mirrored-view features as augmentation; finetune: flips"})
+    codes: bool = field(default=False, metadata={
+        "help": "the outputs are hash codes: validate and test on their signs (Hamming)"})
     resume: bool = field(default=False, metadata={
         "help": "continue an interrupted run from RUN_DIR/last.pt"})
 
