@@ -77,3 +77,27 @@ def test_time_to_95_percent_of_best() -> None:
                for v, t in ((0.5, 10.0), (0.76, 20.0), (0.8, 30.0), (0.79, 40.0))]
     assert time_to_fraction(history) == 20.0  # 0.76 >= 0.95 * 0.8
     assert time_to_fraction(history, 1.0) == 30.0
+
+
+def test_hash_writes_codes_per_bit_length(folder: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from deephash.metrics.evaluate_codes import evaluate_codes
+
+    run = tmp_path / "hash"
+    args = [a for a in common(folder, tmp_path / "c") if a not in ("--embedding-dim", "8")]
+    assert main(["hash", "--out", str(run), "--bits", "12", "24", *args]) == 0
+    rows = json.loads((run / "bits.json").read_text())
+    assert [r["bits"] for r in rows] == [12, 24]
+    for bits in (12, 24):
+        metrics = json.loads((run / f"bits-{bits}" / "metrics.json").read_text())
+        assert metrics["distance"] == "hamming" and metrics["bits"] == bits
+        assert 0 <= metrics["prec@r2"] <= 1 and 0 <= metrics["map@all"] <= 1
+        query = np.load(run / f"bits-{bits}" / "codes" / "query.npz")
+        assert query["codes"].dtype == np.uint8 and query["codes"].shape == (12, -(-bits // 8))
+        assert int(query["bits"]) == bits and query["y"].dtype == np.int64
+        database = np.load(run / f"bits-{bits}" / "codes" / "database.npz")
+        again = evaluate_codes(query["codes"], database["codes"], query["y"], database["y"], bits)
+        assert again.metrics["map@all"] == pytest.approx(metrics["map@all"])
+        assert again.metrics["prec@r2"] == pytest.approx(metrics["prec@r2"])
+    assert "| 24 |" in (run / "bits.md").read_text()
