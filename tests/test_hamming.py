@@ -125,10 +125,14 @@ def test_evaluate_codes_against_brute_force() -> None:
     # index order = the float evaluator on the same integer distances (Hamming = (K - b.b')/2)
     as_float = evaluate_retrieval(q_codes.astype(np.float32), d_codes.astype(np.float32), yq, yd,
                                   "sqeuclidean", spec)  # = 4 x Hamming: same order and ties
-    for key in ("map@all", "map@7", "p@4"):
+    for key in ("map@all", "map@7", "p@4", "knn_acc@1", "knn_acc@5"):
         assert report.metrics[f"{key}_index_order"] == pytest.approx(as_float.metrics[key])
-    for key in ("knn_acc@1", "knn_acc@5"):
-        assert report.metrics[key] == pytest.approx(as_float.metrics[key])
+    from deephash.metrics.hamming import class_histograms, tie_aware_knn
+
+    classes = class_histograms(distances, yd, bits, 3)
+    for k in (1, 5):
+        expected_knn = np.mean(tie_aware_knn(classes, k) == yq)
+        assert report.metrics[f"knn_acc@{k}"] == pytest.approx(expected_knn)
     assert report.radius_recall[-1] == pytest.approx(1.0)
 
 
@@ -146,3 +150,34 @@ def test_evaluate_codes_excludes_self_matches() -> None:
     assert without.metrics["knn_acc@1"] == 1.0 and without.metrics["prec@r2"] > 0
     assert with_ids.metrics["knn_acc@1"] < 1.0
     assert with_ids.metrics["map@all"] < without.metrics["map@all"]
+
+
+def test_tie_aware_knn_shares_the_boundary_group() -> None:
+    from deephash.metrics.hamming import class_histograms, tie_aware_knn
+
+    labels = np.array([0, 1, 1, 2, 2, 2, 0])
+    # distances: item 0 at 0; items 1-6 tie at 3 (classes 1, 1, 2, 2, 2, 0)
+    distances = np.array([[0, 3, 3, 3, 3, 3, 3], [1, 0, 2, 2, 2, 2, 2]])
+    counts = class_histograms(distances, labels, 3, 3)
+    assert counts[0, 3].tolist() == [1, 2, 3]
+    # k = 1: item 0 alone -> class 0. k = 3: class 0 has 1 + 2/6, class 1 2 * 2/6,
+    # class 2 3 * 2/6 = 1 -> class 0 (1.33). k = 7: votes 2, 2, 3 -> class 2
+    assert [tie_aware_knn(counts, k)[0] for k in (1, 3, 7)] == [0, 0, 2]
+    # row 1: item 1 (class 1) at 0, item 0 (class 0) at 1, then five tied at 2 with
+    # classes 1, 2, 2, 2, 0. k = 2: 1-1 vote -> label 0. k = 3: 1.2, 1.2, 0.6 -> label 0.
+    # k = 7: 2, 2, 3 -> label 2
+    assert [tie_aware_knn(counts, k)[1] for k in (1, 2, 3, 7)] == [1, 0, 0, 2]
+
+
+def test_tie_aware_knn_without_ties_is_the_majority_vote() -> None:
+    from deephash.metrics.hamming import class_histograms, tie_aware_knn
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        distances = rng.permutation(9)[None, :]  # distinct distances 0..8
+        labels = rng.integers(0, 3, 9)
+        order = np.argsort(distances[0])
+        for k in (1, 3, 5):
+            votes = np.bincount(labels[order[:k]], minlength=3)
+            expected = int(np.argmax(votes))  # smallest label on a vote tie
+            assert tie_aware_knn(class_histograms(distances, labels, 8, 3), k)[0] == expected

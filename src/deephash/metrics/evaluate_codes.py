@@ -1,11 +1,12 @@
 """Every retrieval metric for packed binary codes under Hamming distance.
 
-The reported mAP@all, mAP@k and P@k are tie-aware (see :mod:`deephash.metrics.hamming`).
-kNN accuracy ranks ties by database index (as the float evaluator does). With
-``index_order=True`` the index-order versions of mAP and P@k are added with the suffix
-``_index_order``, for comparison with published numbers, which break ties that way
-(or arbitrarily). ``prec@r2`` is the precision within Hamming radius 2, 0 for a query
-with nothing that close.
+The reported kNN accuracy, mAP@all, mAP@k and P@k are tie-aware (see
+:mod:`deephash.metrics.hamming`): they do not depend on the database's order. With
+``index_order=True`` the versions that break ties by database index are added with the
+suffix ``_index_order``, for comparison with published numbers, which break ties that way
+(or arbitrarily). On a database sorted by class, index order can be badly wrong: a
+collapsed code would "retrieve" the first class for every query. ``prec@r2`` is the
+precision within Hamming radius 2, 0 for a query with nothing that close.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import numpy as np
 from deephash.hashing.codes import hamming_matrix
 from deephash.metrics.evaluate import EvaluationSpec, _self_columns, rank_and_score
 from deephash.metrics.hamming import (
+    class_histograms,
     distance_histograms,
     precision_recall_by_radius,
     tie_aware_average_precision,
+    tie_aware_knn,
     tie_aware_precision_at,
 )
 
@@ -48,7 +51,8 @@ def evaluate_codes(query_codes: np.ndarray, database_codes: np.ndarray,
     yq = np.asarray(query_labels, dtype=np.int64)
     yd = np.asarray(database_labels, dtype=np.int64)
     self_columns = _self_columns(query_ids, database_ids, len(yq))
-    counts_parts, hits_parts = [], []
+    n_classes = int(max(yq.max(initial=0), yd.max(initial=0))) + 1
+    counts_parts, hits_parts, knn_parts = [], [], []
 
     def chunk(start: int, stop: int) -> np.ndarray:
         distances = hamming_matrix(query_codes[start:stop], database_codes)
@@ -60,13 +64,17 @@ def evaluate_codes(query_codes: np.ndarray, database_codes: np.ndarray,
         counts, hits = distance_histograms(distances, relevant, n_bits + 1)
         counts_parts.append(counts[:, : n_bits + 1])
         hits_parts.append(hits[:, : n_bits + 1])
+        classes = class_histograms(distances, yd, n_bits + 1, n_classes)[:, : n_bits + 1]
+        knn_parts.append(np.stack([tie_aware_knn(classes, k) == yq[start:stop]
+                                   for k in spec.knn_k], axis=1))
         return distances.astype(np.float32)
 
     ranked = rank_and_score(chunk, yq, yd, spec, query_ids=query_ids, database_ids=database_ids,
                             chunk_size=chunk_size, workers=workers, desc="ranking hamming")
     counts, hits = np.concatenate(counts_parts), np.concatenate(hits_parts)
     ap = tie_aware_average_precision(counts, hits)
-    metrics = {k: v for k, v in ranked.metrics.items() if k.startswith("knn_acc@")}
+    correct = np.concatenate(knn_parts) if spec.knn_k else np.zeros((len(yq), 0))
+    metrics = {f"knn_acc@{k}": float(correct[:, i].mean()) for i, k in enumerate(spec.knn_k)}
     metrics["map@all"] = float(ap.mean())
     for k in spec.map_cutoffs:
         metrics[f"map@{k}"] = float(tie_aware_average_precision(counts, hits, k).mean())
@@ -75,6 +83,5 @@ def evaluate_codes(query_codes: np.ndarray, database_codes: np.ndarray,
     precision, recall = precision_recall_by_radius(counts, hits)
     metrics[f"prec@r{radius}"] = float(precision[:, min(radius, n_bits)].mean())
     if index_order:
-        metrics.update({f"{k}_index_order": v for k, v in ranked.metrics.items()
-                        if not k.startswith("knn_acc@")})
+        metrics.update({f"{k}_index_order": v for k, v in ranked.metrics.items()})
     return CodeReport(metrics, precision.mean(0), recall.mean(0), ap)

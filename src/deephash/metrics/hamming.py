@@ -17,6 +17,12 @@ to the sum of precisions, and tie-aware AP@all is that sum over groups divided b
 (0 when R = 0). The sums over i are harmonic-number differences. Without ties (every
 n = 1) it equals ordinary AP.
 
+kNN classification is tie-aware as well: the items strictly closer than the k-th
+nearest distance vote fully, and the m places left are shared by the items at that
+distance in proportion to their classes (each gets m/n of a vote). The class with the
+most votes wins, the smallest label on an exact tie. Without ties at the k-th distance
+this is the ordinary majority vote.
+
 Cut-off metrics use expectations too: P@k = E[relevant in the top k] / k;
 AP@k = E[sum of precisions at relevant items ranked <= k] / E[relevant in the top k]
 (the DTSH/DeepHash divisor, as a ratio of expectations); 0 when nothing relevant can
@@ -101,3 +107,26 @@ def precision_recall_by_radius(counts: np.ndarray,
     precision = np.divide(found, within, out=np.zeros_like(found), where=within > 0)
     recall = np.divide(found, total, out=np.zeros_like(found), where=total > 0)
     return precision, recall
+
+
+def class_histograms(distances: np.ndarray, labels: np.ndarray, n_bits: int,
+                     n_classes: int) -> np.ndarray:
+    """``(Q, N)`` distances in [0, K] and ``(N,)`` database labels -> ``(Q, K+1, C)`` counts."""
+    n_queries = distances.shape[0]
+    flat = ((np.arange(n_queries)[:, None] * (n_bits + 1) + distances) * n_classes
+            + labels[None, :]).ravel()
+    size = n_queries * (n_bits + 1) * n_classes
+    return np.bincount(flat, minlength=size).reshape(n_queries, n_bits + 1, n_classes)
+
+
+def tie_aware_knn(class_counts: np.ndarray, k: int) -> np.ndarray:
+    """``(Q, K+1, C)`` class counts per distance -> ``(Q,)`` predicted labels (see above)."""
+    per_distance = class_counts.sum(axis=2)  # (Q, K+1)
+    reached = np.cumsum(per_distance, axis=1)
+    boundary = np.argmax(reached >= min(k, int(reached[:, -1].min())), axis=1)  # (Q,)
+    rows = np.arange(len(class_counts))
+    closer = np.cumsum(class_counts, axis=1)[rows, boundary] - class_counts[rows, boundary]
+    taken = reached[rows, boundary] - per_distance[rows, boundary]
+    left = np.minimum(k, reached[:, -1]) - taken
+    shared = class_counts[rows, boundary] * (left / per_distance[rows, boundary])[:, None]
+    return np.argmax(closer + shared, axis=1).astype(np.int64)
