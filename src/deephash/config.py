@@ -130,7 +130,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["choices"] = f.metadata["choices"]
         elif inner is not bool:
             kwargs["metavar"] = path[-1].upper()
-        if inner is bool:
+        if f.metadata.get("positional"):
+            del kwargs["dest"]
+            parser.add_argument("__".join(path), nargs="?", **kwargs)
+        elif inner is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(inner) is tuple:
             parser.add_argument(flag, nargs="*", type=typing.get_args(inner)[0], **kwargs)

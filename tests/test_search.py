@@ -1,0 +1,59 @@
+"""deephash index and search over a tiny image folder, with a hashing and a float model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deephash.cli import main
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    from conftest import make_image_folder
+
+    return make_image_folder(tmp_path / "data", n_classes=3, n_train=12, n_test=4)
+
+
+def common(data: Path, cache: Path) -> list[str]:
+    return ["--data-dir", str(data), "--cache-dir", str(cache), "--image-size", "32",
+            "--num-workers", "0", "--tsne-points", "0", "--batch-classes", "3",
+            "--batch-samples", "4", "--hidden-dims", "16", "--epochs", "1",
+            "--no-flip-augment"]
+
+
+@pytest.mark.parametrize("kind", ["hash", "train"])
+def test_index_then_search(folder: Path, tmp_path: Path, kind: str,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    extra = ["--bits", "16"] if kind == "hash" else ["--embedding-dim", "8"]
+    assert main([kind, "--out", str(run), *common(folder, tmp_path / "c"), *extra]) == 0
+    checkpoint = run / "bits-16" / "best.pt" if kind == "hash" else run / "best.pt"
+    index = tmp_path / "index"
+    factory = "BFlat" if kind == "hash" else "Flat"
+    assert main(["index", "--checkpoint", str(checkpoint), "--data-dir", str(folder),
+                 "--out", str(index), "--index", factory, "--cache-dir",
+                 str(tmp_path / "c")]) == 0
+    info = json.loads((index / "index.json").read_text())
+    assert info["n_items"] == 48 and info["codes"] == (kind == "hash")
+    capsys.readouterr()
+    query = folder / "test" / "class1" / "02.png"
+    assert main(["search", str(query), "--index", str(index), "-k", "5",
+                 "--show", str(tmp_path / "show.png")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:3] == ["rank", "distance", "label"]
+    assert len(lines) == 6
+    first = lines[1].split()
+    assert first[0] == "1" and float(first[1]) < 1e-6 and first[3].endswith("class1/02.png")
+    assert (tmp_path / "show.png").stat().st_size > 1000
+
+
+def test_search_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "--index", str(tmp_path)]) == 2
+    assert "give a query image" in capsys.readouterr().err
+    assert main(["search", "x.png", "--index", str(tmp_path)]) == 2
+    assert "not an index folder" in capsys.readouterr().err
+    assert main(["index", "--out", str(tmp_path / "i")]) == 2
+    assert "--checkpoint is required" in capsys.readouterr().err
