@@ -101,3 +101,17 @@ def test_hash_writes_codes_per_bit_length(folder: Path, tmp_path: Path) -> None:
         assert again.metrics["map@all"] == pytest.approx(metrics["map@all"])
         assert again.metrics["prec@r2"] == pytest.approx(metrics["prec@r2"])
     assert "| 24 |" in (run / "bits.md").read_text()
+
+
+def test_hash_with_zhuangs_method(folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "zh"
+    args = [a for a in common(folder, tmp_path / "c") if a not in ("--embedding-dim", "8")]
+    assert main(["hash", "--method", "zhuang", "--out", str(run), "--bits", "16",
+                 "--block-size", "16", *args]) == 0
+    history = json.loads((run / "bits-16" / "history.json").read_text())
+    assert len(history) == 2  # two stages
+    assert all(h["triplets_per_batch"] == 33 * 10 for h in history)  # 10 per training image
+    metrics = json.loads((run / "bits-16" / "metrics.json").read_text())
+    assert metrics["distance"] == "hamming" and 0 <= metrics["map@all"] <= 1
+    config = (run / "bits-16" / "config.yaml").read_text()
+    assert "procedure: zhuang" in config and "activation: none" in config

@@ -7,7 +7,8 @@ With several code lengths, ``RUN_DIR/bits.json`` and ``bits.md`` tabulate them.
 
 Method ``dtsh`` (Wang, Shi & Kitani 2016): a tanh hash head trained with the DTSH
 likelihood over all triplets of each batch plus λ·||u - sign(u)||²; any scalar may follow
-a schedule (``--schedules margin=step:1:16``).
+a schedule (``--schedules margin=step:1:16``). Method ``zhuang`` (Zhuang et al. 2016):
+alternating binary code inference and bit prediction (:mod:`deephash.hashing.zhuang`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from deephash.studies.tables import markdown_table
 from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig, TrainingConfig
 
-METHODS = ("dtsh",)
+METHODS = ("dtsh", "zhuang")
+
+
+def zhuang_training(base: TrainingConfig) -> TrainingConfig:
+    """Zhuang et al.: the head's logits are trained to predict inferred bits (no tanh, no
+    quantisation term); ``margin`` is in bits and ``epochs`` counts stages."""
+    return dataclasses.replace(base, procedure="zhuang", activation="none", regularizers=())
 
 
 def dtsh_training() -> TrainingConfig:
@@ -53,6 +60,8 @@ def run_hash(config: HashConfig) -> list[dict[str, Any]]:
     rows = []
     for bits in config.hashing.bits:
         training = dataclasses.replace(config.training, embedding_dim=bits, codes=True)
+        if config.hashing.method == "zhuang" and training.procedure != "zhuang":
+            training = zhuang_training(training)
         metrics = run_train(TrainConfig(**{**base, "out": str(run / f"bits-{bits}"),
                                            "training": training}))
         rows.append({"bits": bits, **metrics})

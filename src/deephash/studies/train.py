@@ -36,6 +36,7 @@ from deephash.training.model import build_model
 from deephash.training.sampler import BalancedBatchSampler
 from deephash.training.schedules import parse_schedule
 from deephash.training.trainer import TrainingSetup, embed, fit
+from deephash.training.zhuang_trainer import fit_zhuang
 from deephash.viz.training_curves import plot_training_curves
 
 log = logging.getLogger(__name__)
@@ -114,14 +115,22 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
     if resume_state is not None:
         setup.model.load_state_dict(resume_state["model"])
     cfg = config.training
-    log.info("training %s + %s (margin %g), %s mode, %d epochs of %d batches of %d x %d",
-             cfg.loss, cfg.miner, cfg.margin, cfg.mode, cfg.epochs, len(setup.sampler),
-             cfg.batch_classes, cfg.batch_samples)
+    if cfg.procedure == "zhuang":
+        log.info("training Zhuang et al.'s two-step hashing (margin %g bits), %d stages",
+                 cfg.margin, cfg.epochs)
+    else:
+        log.info("training %s + %s (margin %g), %s mode, %d epochs of %d batches of %d x %d",
+                 cfg.loss, cfg.miner, cfg.margin, cfg.mode, cfg.epochs, len(setup.sampler),
+                 cfg.batch_classes, cfg.batch_samples)
 
     def save(path: Path, extra: dict[str, Any]) -> None:
         save_checkpoint(path, config, setup.model, **extra)
 
-    history = [dataclasses.asdict(h) for h in fit(setup, run, save, resume_state)]
+    if cfg.procedure == "zhuang":
+        records = fit_zhuang(setup, cfg.zhuang, cfg.margin, config.seed, run, save, resume_state)
+    else:
+        records = fit(setup, run, save, resume_state)
+    history = [dataclasses.asdict(h) for h in records]
     save_json(run / "history.json", history)
     plot_training_curves(history, run / "curves.png",
                          f"{cfg.loss} + {cfg.miner}, margin {cfg.margin:g}")

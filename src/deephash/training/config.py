@@ -7,6 +7,18 @@ from dataclasses import dataclass, field
 from deephash.studies.baseline_config import BaselineConfig
 
 MODES = ("frozen", "finetune")
+PROCEDURES = ("triplet", "zhuang")
+
+
+@dataclass
+class ZhuangConfig:
+    triplets_per_image: int = field(default=10, metadata={
+        "help": "zhuang: triplets sampled per training image for code inference"})
+    sweeps: int = field(default=2, metadata={"help": "zhuang: code-inference sweeps per stage"})
+    block_size: int = field(default=4096, metadata={
+        "help": "zhuang: images updated together in code inference"})
+    epochs_per_stage: int = field(default=3, metadata={
+        "help": "zhuang: passes of bit-prediction training per stage"})
 
 
 @dataclass
@@ -50,6 +62,11 @@ class TrainingConfig:
                 "margin=step:1:16 (kinds: constant, step, linear, cosine)"})
     flip_augment: bool = field(default=True, metadata={
         "help": "frozen: use cached mirrored-view features as augmentation; finetune: flips"})
+    procedure: str = field(default="triplet", metadata={
+        "choices": PROCEDURES, "help": "triplet: loss + online miner per batch; zhuang: "
+                                       "alternate code inference and bit prediction (epochs "
+                                       "= stages)"})
+    zhuang: ZhuangConfig = field(default_factory=ZhuangConfig)
     codes: bool = field(default=False, metadata={
         "help": "the outputs are hash codes: validate and test on their signs (Hamming)"})
     resume: bool = field(default=False, metadata={
