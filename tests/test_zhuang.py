@@ -62,7 +62,7 @@ def test_code_inference_lowers_the_objective() -> None:
     codes = np.where(rng.random((200, 16)) < 0.5, 1, -1).astype(np.int8)
     triplets = sample_triplets(labels, 10, rng)
     inferred, history = infer_codes(codes, triplets, 4.0, sweeps=6, block_size=20, rng=rng)
-    assert all(b <= a for a, b in zip(history, history[1:], strict=False))
+    assert all(b <= a for a, b in itertools.pairwise(history))
     assert history[-1] < 0.5 * history[0]
     assert set(np.unique(inferred)) <= {-1, 1}
     # classes become compact: same-class codes agree on more bits than different-class
