@@ -43,6 +43,20 @@ def image_folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Three classes of 12 training and 4 test images: enough for every command."""
+    return make_image_folder(tmp_path / "data", n_classes=3, n_train=12, n_test=4)
+
+
+def tiny_run_args(data: Path, cache: Path, epochs: int = 2) -> list[str]:
+    """Command-line options that make a training command run in about a second."""
+    return ["--data-dir", str(data), "--cache-dir", str(cache), "--image-size", "32",
+            "--num-workers", "0", "--tsne-points", "0", "--batch-classes", "3",
+            "--batch-samples", "4", "--hidden-dims", "16", "--epochs", str(epochs),
+            "--no-flip-augment"]
+
+
+@pytest.fixture
 def shared_cifar() -> Path:
     if not (SHARED_CIFAR / "train").is_dir():
         pytest.skip("the shared CIFAR-10 mirror (../shared/data/cifar10) is not present")

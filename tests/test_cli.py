@@ -22,13 +22,6 @@ def baseline(data: Path, out: Path, cache: Path, *extra: str) -> int:
                  "--tsne-points", "30", *extra])
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    from conftest import make_image_folder
-
-    return make_image_folder(tmp_path / "data", n_classes=3, n_train=12, n_test=4)
-
-
 def test_baseline_writes_the_run_folder(folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert baseline(folder, run, tmp_path / "cache") == 0

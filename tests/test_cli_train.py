@@ -14,13 +14,6 @@ from deephash.training.checkpoint import load_model
 FLAT_KEYS = ("knn_acc@1", "knn_acc@10", "map@all", "map@1000", "p@10", "p@100")
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    from conftest import make_image_folder
-
-    return make_image_folder(tmp_path / "data", n_classes=3, n_train=12, n_test=4)
-
-
 def train(data: Path, out: Path, cache: Path, *extra: str) -> int:
     return main(["train", "--data-dir", str(data), "--out", str(out), "--cache-dir", str(cache),
                  "--image-size", "32", "--num-workers", "0", "--tsne-points", "30",

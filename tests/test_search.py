@@ -6,22 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import tiny_run_args
 
 from deephash.cli import main
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    from conftest import make_image_folder
-
-    return make_image_folder(tmp_path / "data", n_classes=3, n_train=12, n_test=4)
-
-
-def common(data: Path, cache: Path) -> list[str]:
-    return ["--data-dir", str(data), "--cache-dir", str(cache), "--image-size", "32",
-            "--num-workers", "0", "--tsne-points", "0", "--batch-classes", "3",
-            "--batch-samples", "4", "--hidden-dims", "16", "--epochs", "1",
-            "--no-flip-augment"]
 
 
 @pytest.mark.parametrize("kind", ["hash", "train"])
@@ -29,7 +16,8 @@ def test_index_then_search(folder: Path, tmp_path: Path, kind: str,
                            capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     extra = ["--bits", "16"] if kind == "hash" else ["--embedding-dim", "8"]
-    assert main([kind, "--out", str(run), *common(folder, tmp_path / "c"), *extra]) == 0
+    args = tiny_run_args(folder, tmp_path / "c", epochs=1)
+    assert main([kind, "--out", str(run), *args, *extra]) == 0
     checkpoint = run / "bits-16" / "best.pt" if kind == "hash" else run / "best.pt"
     index = tmp_path / "index"
     factory = "BFlat" if kind == "hash" else "Flat"

@@ -6,22 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import tiny_run_args
 
 from deephash.cli import main
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    from conftest import make_image_folder
-
-    return make_image_folder(tmp_path / "data", n_classes=3, n_train=12, n_test=4)
-
-
 def common(data: Path, cache: Path) -> list[str]:
-    return ["--data-dir", str(data), "--cache-dir", str(cache), "--image-size", "32",
-            "--num-workers", "0", "--tsne-points", "0", "--batch-classes", "3",
-            "--batch-samples", "4", "--embedding-dim", "8", "--hidden-dims", "16",
-            "--epochs", "2", "--no-flip-augment"]
+    return [*tiny_run_args(data, cache), "--embedding-dim", "8"]
 
 
 def test_select_margin_chooses_on_validation_only(folder: Path, tmp_path: Path) -> None:
@@ -85,7 +76,7 @@ def test_hash_writes_codes_per_bit_length(folder: Path, tmp_path: Path) -> None:
     from deephash.metrics.evaluate_codes import evaluate_codes
 
     run = tmp_path / "hash"
-    args = [a for a in common(folder, tmp_path / "c") if a not in ("--embedding-dim", "8")]
+    args = tiny_run_args(folder, tmp_path / "c")
     assert main(["hash", "--out", str(run), "--bits", "12", "24", *args]) == 0
     rows = json.loads((run / "bits.json").read_text())
     assert [r["bits"] for r in rows] == [12, 24]
@@ -105,7 +96,7 @@ def test_hash_writes_codes_per_bit_length(folder: Path, tmp_path: Path) -> None:
 
 def test_hash_with_zhuangs_method(folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "zh"
-    args = [a for a in common(folder, tmp_path / "c") if a not in ("--embedding-dim", "8")]
+    args = tiny_run_args(folder, tmp_path / "c")
     assert main(["hash", "--method", "zhuang", "--out", str(run), "--bits", "16",
                  "--block-size", "16", *args]) == 0
     history = json.loads((run / "bits-16" / "history.json").read_text())

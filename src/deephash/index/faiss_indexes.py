@@ -35,16 +35,12 @@ def _binary_structure(factory: str, bits: int) -> Any:
                       "BFlat-numpy")
 
 
-class FaissBinaryIndex(BinaryIndex):
-    """A faiss binary index; ``dim`` bits must be a multiple of 8 (faiss's rule)."""
+class _FaissBacked:
+    """Storage, search and serialisation delegated to a faiss structure in ``self.index``."""
 
-    def __init__(self, dim: int, factory: str = "BFlat") -> None:
-        if dim % 8:
-            raise ConfigError(f"faiss binary indexes need a multiple of 8 bits (got {dim}); "
-                              "use BFlat-numpy")
-        super().__init__(dim)
-        self.factory = factory
-        self.index = _binary_structure(factory, dim)
+    index: Any
+    _serialize: Any
+    _deserialize: Any
 
     def _add(self, vectors: np.ndarray) -> None:
         self.index.add(vectors)
@@ -54,17 +50,34 @@ class FaissBinaryIndex(BinaryIndex):
         return distances, positions
 
     def _state(self) -> dict[str, Any]:
-        return {"faiss": faiss.serialize_index_binary(self.index)}
+        return {"faiss": type(self)._serialize(self.index)}
 
     def _restore(self, state: Any) -> None:
-        self.index = faiss.deserialize_index_binary(np.asarray(state["faiss"], dtype=np.uint8))
+        self.index = type(self)._deserialize(np.asarray(state["faiss"], dtype=np.uint8))
 
 
-class FloatIndex(RetrievalIndex):
+class FaissBinaryIndex(_FaissBacked, BinaryIndex):
+    """A faiss binary index; ``dim`` bits must be a multiple of 8 (faiss's rule)."""
+
+    _serialize = staticmethod(faiss.serialize_index_binary)
+    _deserialize = staticmethod(faiss.deserialize_index_binary)
+
+    def __init__(self, dim: int, factory: str = "BFlat") -> None:
+        if dim % 8:
+            raise ConfigError(f"faiss binary indexes need a multiple of 8 bits (got {dim}); "
+                              "use BFlat-numpy")
+        super().__init__(dim)
+        self.factory = factory
+        self.index = _binary_structure(factory, dim)
+
+
+class FloatIndex(_FaissBacked, RetrievalIndex):
     """Exact Euclidean k-NN over float32 embeddings (faiss ``IndexFlatL2``); distances are
     squared, as faiss returns them."""
 
     factory = "Flat"
+    _serialize = staticmethod(faiss.serialize_index)
+    _deserialize = staticmethod(faiss.deserialize_index)
 
     def __init__(self, dim: int) -> None:
         super().__init__(dim)
@@ -76,16 +89,3 @@ class FloatIndex(RetrievalIndex):
             raise ConfigError(f"a {self.dim}-d index takes (n, {self.dim}) vectors; "
                               f"got {vectors.shape}")
         return vectors
-
-    def _add(self, vectors: np.ndarray) -> None:
-        self.index.add(vectors)
-
-    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        distances, positions = self.index.search(queries, k)
-        return distances, positions
-
-    def _state(self) -> dict[str, Any]:
-        return {"faiss": faiss.serialize_index(self.index)}
-
-    def _restore(self, state: Any) -> None:
-        self.index = faiss.deserialize_index(np.asarray(state["faiss"], dtype=np.uint8))
