@@ -73,3 +73,14 @@ class TripletLoss(nn.Module):
         with torch.no_grad():
             stats = (int((values > 0).sum()), float(d_ap.mean()), float(d_an.mean()))
         return LossOutput(reduce(values, self.reduction), len(triplets), *stats)
+
+
+class MarginLoss(TripletLoss):
+    """Base of the losses with a margin (settable during training by a schedule)."""
+
+    def __init__(self, margin: float, distance: BatchDistance, reduction: str = "mean") -> None:
+        super().__init__(distance, reduction)
+        self.margin = float(margin)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, distance={self.distance.name}, reduction={self.reduction}"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from deephash.losses.base import LossOutput, TripletLoss, reduce
-from deephash.losses.distances import BatchDistance
+from deephash.losses.base import LossOutput, MarginLoss, reduce
 from deephash.miners.base import Triplets
 
 
@@ -25,14 +24,10 @@ def pairs_of(triplets: Triplets) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return first, second, torch.isin(key, positive_keys)
 
 
-class ContrastiveLoss(TripletLoss):
+class ContrastiveLoss(MarginLoss):
     """same: d^2 / 2;  different: max(0, margin - d)^2 / 2, on the mined pairs."""
 
     name = "contrastive"
-
-    def __init__(self, margin: float, distance: BatchDistance, reduction: str = "mean") -> None:
-        super().__init__(distance, reduction)
-        self.margin = float(margin)
 
     def forward(self, distances: torch.Tensor, triplets: Triplets) -> LossOutput:
         if len(triplets) == 0:
@@ -43,6 +38,3 @@ class ContrastiveLoss(TripletLoss):
         with torch.no_grad():
             stats = (int((values > 0).sum()), float(d[same].mean()), float(d[~same].mean()))
         return LossOutput(reduce(values, self.reduction), len(values), *stats)
-
-    def extra_repr(self) -> str:
-        return f"margin={self.margin}, distance={self.distance.name}, reduction={self.reduction}"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from deephash.losses.base import TripletLoss
-from deephash.losses.distances import BatchDistance
+from deephash.losses.base import MarginLoss
 
 
-class DTSHLoss(TripletLoss):
+class DTSHLoss(MarginLoss):
     """Negative log-likelihood of the triplet labels under θ_ij = u_i·u_j / 2:
 
         -log σ(θ_ap - θ_an - α) = softplus(θ_an - θ_ap + α) = softplus(d_ap - d_an + α)
@@ -21,12 +20,5 @@ class DTSHLoss(TripletLoss):
 
     name = "dtsh"
 
-    def __init__(self, margin: float, distance: BatchDistance, reduction: str = "mean") -> None:
-        super().__init__(distance, reduction)
-        self.margin = float(margin)
-
     def per_item(self, d_ap: torch.Tensor, d_an: torch.Tensor) -> torch.Tensor:
         return F.softplus(d_ap - d_an + self.margin)
-
-    def extra_repr(self) -> str:
-        return f"margin={self.margin}, distance={self.distance.name}, reduction={self.reduction}"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from deephash.losses.base import TripletLoss
-from deephash.losses.distances import BatchDistance
+from deephash.losses.base import MarginLoss
 
 
-class FaceNetLoss(TripletLoss):
+class FaceNetLoss(MarginLoss):
     """max(0, d(a,p) - d(a,n) + margin) per triplet.
 
     The paper uses squared Euclidean distances of L2-normalised embeddings; any
@@ -17,12 +16,5 @@ class FaceNetLoss(TripletLoss):
 
     name = "facenet"
 
-    def __init__(self, margin: float, distance: BatchDistance, reduction: str = "mean") -> None:
-        super().__init__(distance, reduction)
-        self.margin = float(margin)
-
     def per_item(self, d_ap: torch.Tensor, d_an: torch.Tensor) -> torch.Tensor:
         return torch.relu(d_ap - d_an + self.margin)
-
-    def extra_repr(self) -> str:
-        return f"margin={self.margin}, distance={self.distance.name}, reduction={self.reduction}"
