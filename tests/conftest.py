@@ -37,6 +37,12 @@ def make_image_folder(root: Path, n_classes: int = 3, n_train: int = 8, n_test: 
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the tests' fingerprint memos and default caches out of the user's cache."""
+    os.environ["DEEPHASH_CACHE"] = str(tmp_path_factory.mktemp("deephash-cache"))
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "data")

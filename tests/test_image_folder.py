@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deephash.data import open_dataset
+from deephash.data import fingerprint, open_dataset
 from deephash.data.image_folder import ImageFolderDataset
 from deephash.errors import DataError
 
@@ -81,10 +81,37 @@ def test_data_dir_from_environment(image_folder: Path, monkeypatch: pytest.Monke
         open_dataset(None)
 
 
-def test_fingerprint_follows_file_changes(image_folder: Path) -> None:
+def test_fingerprint_follows_content_not_timestamps(image_folder: Path, tmp_path: Path) -> None:
     first = open_dataset(str(image_folder)).fingerprint()
     assert open_dataset(str(image_folder)).fingerprint() == first
     target = image_folder / "test" / "class2" / "00.png"
     stat = target.stat()
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert open_dataset(str(image_folder)).fingerprint() != first
+    assert open_dataset(str(image_folder)).fingerprint() == first  # touched, same bytes
+    copy = shutil.copytree(image_folder, tmp_path / "copy")
+    assert open_dataset(str(copy)).fingerprint() == first  # a copy keeps cached features
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 1
+    target.write_bytes(bytes(data))
+    assert open_dataset(str(image_folder)).fingerprint() != first  # same size, new bytes
+    assert open_dataset(str(copy)).fingerprint() == first
+
+
+def test_content_digest_is_remembered_by_file_stats(image_folder: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    names = open_dataset(str(image_folder)).paths
+    memo = tmp_path / "memo"
+    digest = fingerprint.content_fingerprint(image_folder, names, memo)
+    assert digest == fingerprint.content_digest(image_folder, names)
+    assert len(list(memo.iterdir())) == 1
+
+    def unreadable(*args: object) -> str:
+        raise AssertionError("the memo should have answered")
+
+    monkeypatch.setattr(fingerprint, "content_digest", unreadable)
+    assert fingerprint.content_fingerprint(image_folder, names, memo) == digest
+    (image_folder / names[0]).write_bytes(b"changed")
+    with pytest.raises(AssertionError, match="memo"):
+        fingerprint.content_fingerprint(image_folder, names, memo)
+
+

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from deephash.data.dataset import ImageDataset
+from deephash.data.fingerprint import content_fingerprint
 from deephash.errors import DataError
 
 FOLDER = "cifar-10-batches-py"
@@ -88,8 +87,4 @@ class Cifar10Dataset(ImageDataset):
         return f"cifar10:test[{index - self._n_train}]"
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for name in (*TRAIN_BATCHES, *TEST_BATCHES, META):
-            stat = os.stat(self.folder / name)
-            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return digest.hexdigest()
+        return content_fingerprint(self.folder, (*TRAIN_BATCHES, *TEST_BATCHES, META))

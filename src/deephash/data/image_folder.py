@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deephash.data.dataset import ImageDataset, to_rgb
+from deephash.data.fingerprint import content_fingerprint
 from deephash.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
@@ -84,11 +84,8 @@ class ImageFolderDataset(ImageDataset):
         return str(self.root / self.paths[index])
 
     def fingerprint(self) -> str:
-        """SHA-256 over every file's relative path, size and modification time."""
+        """Content digest of every file (relative path, size, bytes); see
+        :mod:`deephash.data.fingerprint`."""
         if self._fingerprint is None:
-            digest = hashlib.sha256()
-            for rel in self.paths:
-                stat = os.stat(self.root / rel)
-                digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-            self._fingerprint = digest.hexdigest()
+            self._fingerprint = content_fingerprint(self.root, self.paths)
         return self._fingerprint

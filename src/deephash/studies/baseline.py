@@ -9,7 +9,6 @@ database), with kNN accuracy, mAP, precision@k, a PR curve and a t-SNE map.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 
 from deephash.backbones import create_backbone
 from deephash.data import ImageDataset, Splits, make_splits, open_dataset
+from deephash.data.fingerprint import default_cache_root
 from deephash.devices import resolve_device
 from deephash.features import compute_features, transform_spec
 from deephash.studies.baseline_config import BaselineConfig, ExtractionConfig
@@ -32,8 +32,7 @@ def cache_location(cfg: ExtractionConfig) -> Path | None:
     """The feature cache root, or ``None`` when caching is off."""
     if not cfg.cache:
         return None
-    return Path(cfg.cache_dir or os.environ.get("DEEPHASH_CACHE")
-                or Path.home() / ".cache" / "deephash").expanduser()
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_root()
 
 
 def load_features(config: BaselineConfig, dataset: ImageDataset,

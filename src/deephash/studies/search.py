@@ -20,6 +20,7 @@ import torch
 
 from deephash.backbones import create_backbone
 from deephash.data import open_dataset
+from deephash.data.fingerprint import default_cache_root
 from deephash.data.transforms import TransformSpec
 from deephash.devices import resolve_device
 from deephash.errors import ConfigError, DataError
@@ -73,7 +74,7 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
     spec = transform_spec(backbone, train_config.backbone.image_size)
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else None
-    features = compute_features(dataset, backbone, spec, cache_dir=cache or _default_cache(),
+    features = compute_features(dataset, backbone, spec, cache_dir=cache or default_cache_root(),
                                 device=resolve_device(config.device))
     codes = train_config.training.codes
     vectors = _vectors(model, features, codes)
@@ -94,12 +95,6 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     save_json(out / "index.json", info)
     log.info("indexed %d images into %s (%s)", len(dataset), out, config.index)
     return info
-
-
-def _default_cache() -> Path:
-    import os
-
-    return Path(os.environ.get("DEEPHASH_CACHE") or Path.home() / ".cache" / "deephash")
 
 
 def search_image(config: SearchConfig) -> list[dict[str, Any]]:

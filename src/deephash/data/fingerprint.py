@@ -1,0 +1,64 @@
+"""Content fingerprints of data files: the feature cache's notion of "the same data".
+
+A digest over file names, sizes and *bytes*, so a copy of a data set (new modification
+times, same content) keeps its cached features and any edit invalidates them. Reading a
+large data set costs about as much as listing it twice, so the content digest is
+remembered on disk under a digest of (folder, names, sizes, modification times): an
+untouched folder is hashed once, a copied or edited one once more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from deephash.fileio import save_bytes
+
+CHUNK = 1 << 20
+
+
+def default_cache_root() -> Path:
+    """``$DEEPHASH_CACHE`` or ``~/.cache/deephash``."""
+    return Path(os.environ.get("DEEPHASH_CACHE") or Path.home() / ".cache" / "deephash"
+                ).expanduser()
+
+
+def stat_digest(root: Path, names: Sequence[str]) -> str:
+    """SHA-256 over the absolute folder and each file's name, size and mtime (cheap)."""
+    digest = hashlib.sha256(str(Path(root).resolve()).encode() + b"\n")
+    for name in names:
+        stat = os.stat(Path(root) / name)
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def content_digest(root: Path, names: Sequence[str]) -> str:
+    """SHA-256 over each file's name, size and bytes (reads every file)."""
+    digest = hashlib.sha256()
+    for name in names:
+        path = Path(root) / name
+        digest.update(f"{name}\0{path.stat().st_size}\n".encode())
+        with open(path, "rb") as handle:
+            while block := handle.read(CHUNK):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def content_fingerprint(root: Path, names: Sequence[str], memo_dir: Path | None = None) -> str:
+    """:func:`content_digest`, remembered in ``memo_dir`` (default
+    ``<cache root>/fingerprints``) under the :func:`stat_digest` of the same files."""
+    memo_dir = default_cache_root() / "fingerprints" if memo_dir is None else Path(memo_dir)
+    memo = memo_dir / stat_digest(root, names)
+    try:
+        known = memo.read_text().strip()
+        if len(known) == 64:
+            return known
+    except OSError:
+        pass
+    digest = content_digest(root, names)
+    with contextlib.suppress(OSError):  # a read-only cache only costs a re-hash next time
+        save_bytes(memo, digest.encode())
+    return digest
