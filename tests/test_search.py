@@ -11,11 +11,12 @@ from conftest import tiny_run_args
 from deephash.cli import main
 
 
-@pytest.mark.parametrize("kind", ["hash", "train"])
-def test_index_then_search(folder: Path, tmp_path: Path, kind: str,
+@pytest.mark.parametrize(("kind", "flip"), [("hash", False), ("train", False), ("hash", True)])
+def test_index_then_search(folder: Path, tmp_path: Path, kind: str, flip: bool,
                            capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     extra = ["--bits", "16"] if kind == "hash" else ["--embedding-dim", "8"]
+    extra += ["--test-time-flip"] if flip else []
     args = tiny_run_args(folder, tmp_path / "c", epochs=1)
     assert main([kind, "--out", str(run), *args, *extra]) == 0
     checkpoint = run / "bits-16" / "best.pt" if kind == "hash" else run / "best.pt"

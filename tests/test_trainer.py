@@ -144,3 +144,25 @@ def test_schedules_and_regularizers_drive_a_hashing_run(tmp_path: Path) -> None:
     assert all(0 <= h.val_map <= 1 for h in history)
     codes = embed(setup.model, setup.inputs, data["val"], torch.device("cpu"))
     assert np.abs(codes).max() < 1.0  # relaxed tanh codes
+
+
+def test_test_time_flip_averages_the_two_views_and_augmentation_is_optional() -> None:
+    data = synthetic()
+    setup, _ = make_setup(data)
+    rows = np.array([3, 0, 17, 5])
+    mirrored = data["x"] * -1.0
+    setup.model.eval()
+    with torch.no_grad():
+        expected = (setup.model(torch.from_numpy(data["x"][rows]))
+                    + setup.model(torch.from_numpy(mirrored[rows]))).numpy() / 2
+    got = embed(setup.model, setup.inputs, rows, setup.device, batch_size=3, test_time_flip=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, embed(setup.model, setup.inputs, rows, setup.device))
+    plain = FeatureInputs(data["x"], mirrored, seed=0, augment=False)
+    for batch, indices in zip(plain.train_batches([rows, rows[::-1]]), [rows, rows[::-1]],
+                              strict=True):
+        np.testing.assert_array_equal(batch.numpy(), data["x"][indices])
+    augmented = np.concatenate(list(setup.inputs.train_batches([np.arange(40)])))
+    assert (augmented == mirrored[:40]).all(axis=1).any()  # augmentation does use the mirror
+    with pytest.raises(ValueError, match="mirrored"):
+        next(FeatureInputs(data["x"], None, 0).eval_batches(rows, 2, mirrored=True))

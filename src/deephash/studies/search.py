@@ -9,6 +9,7 @@ save a picture of the query beside its results, correct matches framed in green.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from deephash.fileio import save_json, save_npz
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.index import create_index, load_index
 from deephash.training.checkpoint import load_model
+from deephash.training.config import TrainConfig
 from deephash.training.model import EmbeddingModel
 
 log = logging.getLogger(__name__)
@@ -57,9 +59,17 @@ class SearchConfig:
         "help": "the query's class (default: its folder name, if that is a class)"})
 
 
-def _vectors(model: EmbeddingModel, features: np.ndarray, codes: bool) -> np.ndarray:
+def _views(train_config: TrainConfig) -> tuple[str, ...]:
+    """The image views whose embeddings are averaged, as in the model's evaluation."""
+    return ("identity", "hflip") if train_config.training.test_time_flip else ("identity",)
+
+
+def _vectors(model: EmbeddingModel, features: list[np.ndarray], codes: bool) -> np.ndarray:
+    """Packed codes or float32 embeddings of the mean head output over the views'
+    ``(N, D)`` features."""
     with torch.no_grad():
-        out = model.head(torch.from_numpy(features)).numpy()
+        out = sum(model.head(torch.from_numpy(f)) for f in features) / len(features)
+    out = torch.as_tensor(out).numpy()
     return pack_codes(binarize(out)) if codes else out.astype(np.float32)
 
 
@@ -74,8 +84,10 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
     spec = transform_spec(backbone, train_config.backbone.image_size)
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else None
-    features = compute_features(dataset, backbone, spec, cache_dir=cache or default_cache_root(),
-                                device=resolve_device(config.device))
+    features = [compute_features(dataset, backbone, dataclasses.replace(spec, view=view),
+                                 cache_dir=cache or default_cache_root(),
+                                 device=resolve_device(config.device))
+                for view in _views(train_config)]
     codes = train_config.training.codes
     vectors = _vectors(model, features, codes)
     dim = train_config.training.embedding_dim
@@ -119,10 +131,12 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     train_config, model = load_model(Path(info["checkpoint"]))
     backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
     spec = info["spec"]
-    transform = TransformSpec(spec["image_size"], tuple(spec["mean"]), tuple(spec["std"]),
-                              spec["interpolation"], spec["view"]).build()
-    with torch.inference_mode():
-        features = backbone(transform(query)[None]).numpy()
+    features = []
+    for view in _views(train_config):
+        transform = TransformSpec(spec["image_size"], tuple(spec["mean"]), tuple(spec["std"]),
+                                  spec["interpolation"], view).build()
+        with torch.inference_mode():
+            features.append(backbone(transform(query)[None]).numpy())
     vector = _vectors(model, features, info["codes"])
     result = load_index(folder / "index.npz").search(vector, config.k)
     classes = [str(c) for c in items["classes"]]

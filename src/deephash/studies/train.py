@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
            device: torch.device) -> TrainingSetup:
     cfg = config.training
-    extraction = dataclasses.replace(config.extraction,
-                                     flip_views=cfg.flip_augment and cfg.mode == "frozen")
+    extraction = dataclasses.replace(
+        config.extraction,
+        flip_views=(cfg.flip_augment or cfg.test_time_flip) and cfg.mode == "frozen")
     features = load_features(dataclasses.replace(config, extraction=extraction), dataset, device)
     torch.manual_seed(config.seed)
     backbone = None
@@ -57,7 +58,8 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
         inputs = ImageInputs(dataset, spec, cfg.flip_augment, config.extraction.num_workers,
                              backbone.num_features)
     else:
-        inputs = FeatureInputs(features["identity"], features.get("hflip"), config.seed)
+        inputs = FeatureInputs(features["identity"], features.get("hflip"), config.seed,
+                               augment=cfg.flip_augment)
     model = build_model(cfg, features["identity"].shape[1], backbone)
     model.head.set_feature_statistics(torch.from_numpy(features["identity"][splits.train]))
     model.to(device)
@@ -76,7 +78,8 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
         epochs=cfg.epochs, device=device,
         eval_distance="hamming" if cfg.codes else config.evaluation.distance,
         regularizers=parse_weights(cfg.regularizers),
-        schedules=dict(parse_schedule(text) for text in cfg.schedules))
+        schedules=dict(parse_schedule(text) for text in cfg.schedules),
+        test_time_flip=cfg.test_time_flip)
 
 
 def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
@@ -150,7 +153,8 @@ def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, datas
     """Embed the query and database images with ``setup.model`` and write the test results."""
     rows = np.union1d(splits.query, splits.database)
     vectors = np.zeros((len(dataset), config.training.embedding_dim), dtype=np.float32)
-    vectors[rows] = embed(setup.model, setup.inputs, rows, setup.device)
+    vectors[rows] = embed(setup.model, setup.inputs, rows, setup.device,
+                          test_time_flip=setup.test_time_flip)
     title = f"{config.training.loss} + {config.training.miner} on {dataset.name}"
     return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
                          extra_metrics=extra, codes=config.training.codes)

@@ -62,6 +62,9 @@ class TrainingConfig:
                 "margin=step:1:16 (kinds: constant, step, linear, cosine)"})
     flip_augment: bool = field(default=True, metadata={
         "help": "frozen: use cached mirrored-view features as augmentation; finetune: flips"})
+    test_time_flip: bool = field(default=False, metadata={
+        "help": "evaluate (validation and test) on the mean of each image's embedding and its "
+                "mirror image's; frozen mode reads cached mirrored-view features"})
     procedure: str = field(default="triplet", metadata={
         "choices": PROCEDURES, "help": "triplet: loss + online miner per batch; zhuang: "
                                        "alternate code inference and bit prediction (epochs "

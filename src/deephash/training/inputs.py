@@ -6,6 +6,7 @@ and the inputs of arbitrary pool indices for evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -21,28 +22,38 @@ from deephash.features.extract import TransformedImages
 
 
 class FeatureInputs:
-    """Pool features ``(N, D)``; with a mirrored view, each training sample uses it with
-    probability 1/2 (augmentation at no extraction cost)."""
+    """Pool features ``(N, D)`` and optionally those of the mirrored images ``(N, D)``.
 
-    def __init__(self, identity: np.ndarray, flipped: np.ndarray | None, seed: int) -> None:
+    With ``augment``, each training sample uses its mirrored view with probability 1/2
+    (augmentation at no extraction cost); evaluation can read either view.
+    """
+
+    def __init__(self, identity: np.ndarray, flipped: np.ndarray | None, seed: int,
+                 augment: bool = True) -> None:
         self.identity = torch.from_numpy(np.ascontiguousarray(identity))
         self.flipped = None if flipped is None else torch.from_numpy(np.ascontiguousarray(flipped))
+        self.augment = augment and self.flipped is not None
         self.generator = torch.Generator().manual_seed(seed)
         self.in_dim = int(self.identity.shape[1])
 
     def train_batches(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
         for indices in batches:
-            rows = torch.from_numpy(indices)
+            rows = torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64))
             x = self.identity[rows]
-            if self.flipped is not None:
+            if self.augment and self.flipped is not None:
                 use_flip = torch.rand(len(rows), generator=self.generator) < 0.5
                 x = torch.where(use_flip[:, None], self.flipped[rows], x)
             yield x
 
-    def eval_batches(self, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
-        rows = torch.from_numpy(np.asarray(indices))
+    def eval_batches(self, indices: np.ndarray, batch_size: int,
+                     mirrored: bool = False) -> Iterator[torch.Tensor]:
+        """Features of ``indices`` in batches; ``mirrored``: of the mirrored images."""
+        if mirrored and self.flipped is None:
+            raise ValueError("mirrored evaluation needs the mirrored-view features")
+        source = self.flipped if mirrored and self.flipped is not None else self.identity
+        rows = torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64))
         for start in range(0, len(rows), batch_size):
-            yield self.identity[rows[start:start + batch_size]]
+            yield source[rows[start:start + batch_size]]
 
 
 class _Augment:
@@ -73,6 +84,7 @@ class ImageInputs:
         self.spec = spec
         self.augment = _Augment(spec, flip)
         self.evaluate = spec.build()
+        self.evaluate_mirrored = dataclasses.replace(spec, view="hflip").build()
         self.num_workers = num_workers
         self.in_dim = in_dim
 
@@ -92,7 +104,10 @@ class ImageInputs:
         yield from self._loader(images, (list(range(bounds[i], bounds[i + 1]))
                                          for i in range(len(batches))))
 
-    def eval_batches(self, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
-        images = TransformedImages(self.dataset, indices, self.evaluate, self.spec.image_size)
+    def eval_batches(self, indices: np.ndarray, batch_size: int,
+                     mirrored: bool = False) -> Iterator[torch.Tensor]:
+        """Evaluation-transformed images ``(B, 3, H, W)``; ``mirrored``: flipped left-right."""
+        transform = self.evaluate_mirrored if mirrored else self.evaluate
+        images = TransformedImages(self.dataset, indices, transform, self.spec.image_size)
         yield from self._loader(images, (list(range(s, min(s + batch_size, len(indices))))
                                          for s in range(0, len(indices), batch_size)))

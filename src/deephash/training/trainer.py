@@ -42,7 +42,8 @@ class Inputs(Protocol):
 
     def train_batches(self, batches: list[np.ndarray]) -> Any: ...
 
-    def eval_batches(self, indices: np.ndarray, batch_size: int) -> Any: ...
+    def eval_batches(self, indices: np.ndarray, batch_size: int, mirrored: bool = False
+                     ) -> Any: ...
 
 
 @dataclass
@@ -84,21 +85,34 @@ class TrainingSetup:
     eval_batch_size: int = 1024
     regularizers: dict[str, float] = field(default_factory=dict)  # name -> weight
     schedules: dict[str, Schedule] = field(default_factory=dict)  # "margin" or a regulariser
+    test_time_flip: bool = False  # evaluate on the mean of image and mirror-image embeddings
 
 
 @torch.no_grad()
 def embed(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray, device: torch.device,
-          batch_size: int = 1024) -> np.ndarray:
-    """``(len(indices), embedding_dim)`` float32 embeddings in eval mode."""
+          batch_size: int = 1024, test_time_flip: bool = False) -> np.ndarray:
+    """``(len(indices), embedding_dim)`` float32 embeddings in eval mode.
+
+    ``test_time_flip``: the mean of each image's embedding and its mirror image's (for codes,
+    the mean of the relaxed outputs, binarised afterwards).
+    """
     model.eval()
-    parts = [model(x.to(device)).float().cpu() for x in inputs.eval_batches(indices, batch_size)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, model.head.out_dim), np.float32)
+    views = (False, True) if test_time_flip else (False,)
+    total = None
+    for mirrored in views:
+        parts = [model(x.to(device)).float().cpu()
+                 for x in inputs.eval_batches(indices, batch_size, mirrored=mirrored)]
+        vectors = torch.cat(parts) if parts else torch.zeros((0, model.head.out_dim))
+        total = vectors if total is None else total + vectors
+    assert total is not None
+    return (total / len(views)).numpy()
 
 
 def validate(setup: TrainingSetup) -> tuple[float, float]:
     """(mAP@all, kNN@10) of validation queries against the training part."""
     both = np.concatenate([setup.val, setup.train])
-    vectors = embed(setup.model, setup.inputs, both, setup.device, setup.eval_batch_size)
+    vectors = embed(setup.model, setup.inputs, both, setup.device, setup.eval_batch_size,
+                    setup.test_time_flip)
     val, train = vectors[: len(setup.val)], vectors[len(setup.val):]
     labels = setup.labels[setup.val], setup.labels[setup.train]
     if setup.eval_distance == "hamming":  # hashing is scored on the sign codes
