@@ -106,3 +106,39 @@ def test_hash_with_zhuangs_method(folder: Path, tmp_path: Path) -> None:
     assert metrics["distance"] == "hamming" and 0 <= metrics["map@all"] <= 1
     config = (run / "bits-16" / "config.yaml").read_text()
     assert "procedure: zhuang" in config and "activation: none" in config
+
+
+def test_schedule_study_runs_each_variant_per_seed_with_its_schedule(folder: Path,
+                                                                     tmp_path: Path) -> None:
+    run = tmp_path / "schedules"
+    args = tiny_run_args(folder, tmp_path / "c", epochs=5)
+    assert main(["schedule-study", "--out", str(run), "--bits", "12", "--seeds", "0", "1",
+                 "--variants", "margin=step:1:16", "none",
+                 "margin=linear:2:4+quantization=constant:0.5", *args]) == 0
+    study = json.loads((run / "study.json").read_text())
+    assert [r["variant"] for r in study["rows"]] == [
+        "margin=step:1:16", "none", "margin=linear:2:4+quantization=constant:0.5"]
+    margins = {}
+    for row in study["rows"]:
+        values = [m["map@all"] for m in row["per_seed"]]
+        assert row["map@all"] == pytest.approx(sum(values) / 2)
+        assert row["map@all_spread"] == pytest.approx(max(values) - min(values))
+        assert all(m["distance"] == "hamming" and m["bits"] == 12 for m in row["per_seed"])
+    for folder_name in ("margin-step_1_16", "fixed", "margin-linear_2_4+quantization-constant_0.5"):
+        for seed in (0, 1):
+            history = json.loads(
+                (run / folder_name / f"seed-{seed}" / "bits-12" / "history.json").read_text())
+            margins[folder_name] = [h["margin"] for h in history]
+    assert margins["margin-step_1_16"] == [1, 2, 4, 8, 16]
+    assert margins["fixed"] == [16] * 5  # the study's fixed margin
+    assert margins["margin-linear_2_4+quantization-constant_0.5"] == [2, 2.5, 3, 3.5, 4]
+    assert "± " in (run / "study.md").read_text() and (run / "study.png").stat().st_size > 0
+
+
+def test_schedule_study_rejects_bad_variants(folder: Path, tmp_path: Path) -> None:
+    args = tiny_run_args(folder, tmp_path / "c", epochs=1)
+    for variants in (["margin=step:1:16+margin=constant:2"], ["lr=fast"]):
+        assert main(["schedule-study", "--out", str(tmp_path / "x"), "--bits", "12",
+                     "--variants", *variants, *args]) == 2
+    assert main(["schedule-study", "--out", str(tmp_path / "x"), "--bits", "12", "16",
+                 *args]) == 2

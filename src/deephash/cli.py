@@ -22,6 +22,7 @@ def commands() -> dict[str, Command]:
     from deephash.studies.hash import HashConfig, run_hash
     from deephash.studies.loss_study import LossStudyConfig, run_loss_study
     from deephash.studies.miner_study import MinerStudyConfig, run_miner_study
+    from deephash.studies.schedule_study import ScheduleStudyConfig, run_schedule_study
     from deephash.studies.search import IndexConfig, SearchConfig, build_index, search_image
     from deephash.studies.select_margin import SelectMarginConfig, run_select_margin
     from deephash.studies.train import run_train
@@ -44,6 +45,10 @@ def commands() -> dict[str, Command]:
         "hash": (HashConfig, run_hash,
                  "train compact binary codes (one run folder per code length) and measure "
                  "them with Hamming distance, tie-aware"),
+        "schedule-study": (ScheduleStudyConfig, run_schedule_study,
+                           "compare hyperparameter schedules of a hashing loss (e.g. margin "
+                           "1 -> 16 against a fixed 16) at equal epochs and seeds, on the sign "
+                           "codes"),
         "index": (IndexConfig, build_index,
                   "index an image folder with a trained model (codes or embeddings)"),
         "search": (SearchConfig, search_image,

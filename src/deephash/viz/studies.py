@@ -38,3 +38,22 @@ def plot_miner_study(curves: dict[str, list[dict[str, Any]]], rows: list[dict[st
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_schedule_study(curves: dict[str, list[dict[str, Any]]], path: Path,
+                        title: str) -> None:
+    """Left: validation mAP@all of the sign codes per epoch. Right: the margin per epoch."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    for variant, history in curves.items():
+        epochs = [h["epoch"] + 1 for h in history]
+        left.plot(epochs, [h["val_map"] for h in history], marker=".", label=variant)
+        right.plot(epochs, [h["margin"] for h in history], marker=".", label=variant)
+    for ax, name in ((left, "validation mAP@all (sign codes)"), (right, "margin α")):
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

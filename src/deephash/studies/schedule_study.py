@@ -1,0 +1,106 @@
+"""``deephash schedule-study``: hyperparameter schedules of a hashing loss, compared fairly.
+
+Each variant is a set of schedules (``margin=step:1:16``; several joined with ``+``;
+``none`` for fixed values) applied to the same hashing configuration: the same code length,
+epochs, batches, seeds and splits, every variant scored on its sign codes (Hamming,
+tie-aware), its epoch chosen on validation. With several seeds, each variant is trained
+once per seed and the table shows the mean and the spread (max - min). Writes
+``study.json``, ``study.md`` and ``study.png`` (validation mAP@all of the sign codes and
+the margin per epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from deephash.errors import ConfigError
+from deephash.fileio import save_json
+from deephash.studies.hash import HashConfig, dtsh_training, run_hash
+from deephash.studies.run_folder import prepare_run
+from deephash.studies.tables import markdown_table
+from deephash.training.config import TrainingConfig
+from deephash.training.schedules import parse_schedule
+from deephash.viz.studies import plot_schedule_study
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VARIANTS = ("margin=step:1:16", "none", "quantization=step:0.01:0.16")
+METRICS = ("val_map@all", "map@all", "prec@r2", "knn_acc@1", "map@all_index_order")
+
+
+@dataclass
+class ScheduleStudyConfig(HashConfig):
+    out: str = field(default="runs/schedule-study", metadata={"help": "run folder to write"})
+    training: TrainingConfig = field(
+        default_factory=lambda: dataclasses.replace(dtsh_training(), margin=16.0))
+    variants: tuple[str, ...] = field(default=DEFAULT_VARIANTS, metadata={
+        "help": "schedule sets to compare: 'none' (the fixed --margin and regulariser "
+                "weights) or NAME=KIND:START[:END[:EVERY]] joined with '+'"})
+    seeds: tuple[int, ...] = field(default=(0,), metadata={
+        "help": "seeds (splits and training); each variant runs once per seed"})
+
+
+def parse_variant(text: str) -> tuple[str, ...]:
+    """``"none"`` -> ``()``; ``"margin=step:1:16+quantization=linear:0:0.1"`` -> both."""
+    if text.strip() == "none":
+        return ()
+    parts = tuple(part.strip() for part in text.split("+"))
+    names = [parse_schedule(part)[0] for part in parts]  # validates each
+    if len(set(names)) != len(names):
+        raise ConfigError(f"variant {text!r} schedules one scalar twice")
+    return parts
+
+
+def _folder_name(variant: str) -> str:
+    return "fixed" if variant == "none" else variant.replace("=", "-").replace(":", "_")
+
+
+def run_schedule_study(config: ScheduleStudyConfig) -> list[dict[str, Any]]:
+    if len(config.hashing.bits) != 1:
+        raise ConfigError("the schedule study compares one code length; give one --bits")
+    if not config.variants or not config.seeds:
+        raise ConfigError("give at least one variant and one seed")
+    parsed = {variant: parse_variant(variant) for variant in config.variants}
+    run = prepare_run(config.out, config)
+    base = {f.name: getattr(config, f.name) for f in dataclasses.fields(HashConfig)}
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for variant, schedules in parsed.items():
+        per_seed = []
+        for seed in config.seeds:
+            out = run / _folder_name(variant) / f"seed-{seed}"
+            training = dataclasses.replace(config.training, schedules=schedules)
+            (metrics,) = run_hash(HashConfig(**{**base, "out": str(out), "seed": seed,
+                                                "training": training}))
+            per_seed.append(metrics)
+            history_file = out / f"bits-{metrics['bits']}" / "history.json"
+            curves.setdefault(variant, json.loads(history_file.read_text()))
+        row: dict[str, Any] = {"variant": variant, "seeds": list(config.seeds)}
+        for key in METRICS:
+            values = [m[key] for m in per_seed]
+            row[key] = sum(values) / len(values)
+            row[f"{key}_spread"] = max(values) - min(values)
+        row["per_seed"] = per_seed
+        rows.append(row)
+        log.info("schedule %s: test mAP@all %.4f", variant, row["map@all"])
+    training = config.training
+    save_json(run / "study.json", {"loss": training.loss, "margin": training.margin,
+                                   "regularizers": list(training.regularizers),
+                                   "bits": config.hashing.bits[0], "rows": rows})
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        text = f"{row[key]:.4f}"
+        return text + (f" ± {row[key + '_spread'] / 2:.4f}" if len(config.seeds) > 1 else "")
+
+    (run / "study.md").write_text(markdown_table(
+        ["schedules", "val mAP@all", "test mAP@all", "prec@r2", "kNN@1",
+         "mAP@all (index order)"],
+        [[row["variant"], *(cell(row, key) for key in METRICS)] for row in rows]))
+    plot_schedule_study(curves, run / "study.png",
+                        f"{training.loss}, {config.hashing.bits[0]} bits, seed "
+                        f"{config.seeds[0]}")
+    return rows
