@@ -83,3 +83,19 @@ def test_non_finite_features_are_refused(image_folder: Path) -> None:
     with pytest.raises(DataError, match="NaN"):
         compute_features(open_dataset(str(image_folder)), backbone,
                          transform_spec(backbone, 8), cache_dir=None)
+
+
+def test_extraction_turns_tf32_off_and_restores_the_setting() -> None:
+    import torch
+
+    from deephash.devices import full_float32
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        with full_float32():
+            assert not torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deephash.backbones import Backbone
 from deephash.data import ImageDataset
+from deephash.devices import full_float32
 from deephash.errors import DataError
 
 
@@ -55,7 +56,17 @@ def extract_features(backbone: Backbone, images: TransformedImages, *, batch_siz
     backbone produces non-finite values.
     """
     device = device or torch.device("cpu")
-    backbone = backbone.to(device).eval()
+    with full_float32():
+        out = _extract(backbone.to(device).eval(), images, batch_size, num_workers, device,
+                       on_batch)
+    if not np.isfinite(out).all():
+        raise DataError(f"backbone {backbone.name} produced NaN or infinite features; "
+                        "check the weights file")
+    return out
+
+
+def _extract(backbone: Backbone, images: TransformedImages, batch_size: int, num_workers: int,
+             device: torch.device, on_batch: Callable[[int], object] | None) -> np.ndarray:
     out = np.empty((len(images), backbone.num_features), dtype=np.float32)
     position = 0
     for batch, _indices, errors in make_loader(images, batch_size, num_workers, device):
@@ -68,7 +79,4 @@ def extract_features(backbone: Backbone, images: TransformedImages, *, batch_siz
         position += len(features)
         if on_batch is not None:
             on_batch(len(features))
-    if not np.isfinite(out).all():
-        raise DataError(f"backbone {backbone.name} produced NaN or infinite features; "
-                        "check the weights file")
     return out
