@@ -1,3 +1,5 @@
+# GPU check: run on a CUDA machine after benchmarks/gpu/prepare.sh (paths from the repo root).
+# Extraction agreement with the CPU and throughput, then every training path on the GPU.
 set -u
 export PYTHONUNBUFFERED=1 DEEPHASH_PROGRESS=0 DEEPHASH_CACHE=/tmp/dhcache
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -8,7 +10,7 @@ dh() { python3 -c "import sys; from deephash.cli import main; sys.exit(main(sys.
 D=.gpu/cifar-mini; R=/tmp/runs; C="--data-dir $D --device ${DEV:-cuda} --num-workers 8 --tsne-points 0 ${EXTRA:-}"
 step() { local name=$1; shift; local t=$(date +%s.%N); "$@" > $R-$name.log 2>&1; local rc=$?; echo "$name rc=$rc $(python3 -c "print(round($(date +%s.%N)-$t,1))") s"; tail -n 3 $R-$name.log; }
 mkdir -p $R
-[ "${DEV:-cuda}" = cuda ] && timeout 150 python3 .gpu/compare.py 2>&1 | tail -n 25
+[ "${DEV:-cuda}" = cuda ] && timeout 150 python3 benchmarks/gpu/compare.py 2>&1 | tail -n 25
 step baseline dh baseline $C --out $R/baseline
 step train-frozen dh train $C --out $R/frozen --epochs 5 --batch-classes 10 --batch-samples 8
 step train-finetune dh train $C --out $R/finetune --mode finetune --epochs 3 --batch-classes 10 --batch-samples 8
