@@ -142,3 +142,21 @@ def test_schedule_study_rejects_bad_variants(folder: Path, tmp_path: Path) -> No
                      "--variants", *variants, *args]) == 2
     assert main(["schedule-study", "--out", str(tmp_path / "x"), "--bits", "12", "16",
                  *args]) == 2
+
+
+def test_resumed_study_reuses_finished_runs_and_adds_new_seeds(folder: Path,
+                                                             tmp_path: Path) -> None:
+    run = tmp_path / "schedules"
+    args = [*tiny_run_args(folder, tmp_path / "c", epochs=3), "--bits", "12", "--out", str(run),
+            "--variants", "margin=step:1:4", "none"]
+    assert main(["schedule-study", *args, "--seeds", "0"]) == 0
+    first = json.loads((run / "study.json").read_text())["rows"]
+    checkpoint = run / "fixed" / "seed-0" / "bits-12" / "last.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    assert main(["schedule-study", *args, "--seeds", "0", "1", "--resume"]) == 0
+    assert checkpoint.stat().st_mtime_ns == stamp  # finished: re-evaluated, not retrained
+    rows = json.loads((run / "study.json").read_text())["rows"]
+    for before, after in zip(first, rows, strict=True):
+        assert after["per_seed"][0]["map@all"] == pytest.approx(before["map@all"])
+        assert len(after["per_seed"]) == 2
+    assert (run / "fixed" / "seed-1" / "bits-12" / "metrics.json").is_file()

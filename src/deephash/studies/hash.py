@@ -4,6 +4,9 @@ One run folder per code length (``RUN_DIR/bits-<K>/``), each with the train layo
 ``codes/query.npz`` and ``codes/database.npz`` (packed ``codes``, ``y``, ``bits``,
 ``index``); metrics are computed on the sign codes with Hamming distance, tie-aware.
 With several code lengths, ``RUN_DIR/bits.json`` and ``bits.md`` tabulate them.
+``--resume`` continues every code length that has a ``last.pt`` (a finished one is only
+re-evaluated) and starts the others, so an interrupted sweep or study picks up where it
+stopped.
 
 Method ``dtsh`` (Wang, Shi & Kitani 2016): a tanh hash head trained with the DTSH
 likelihood over all triplets of each batch plus λ·||u - sign(u)||²; any scalar may follow
@@ -59,11 +62,14 @@ def run_hash(config: HashConfig) -> list[dict[str, Any]]:
     base = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
     rows = []
     for bits in config.hashing.bits:
-        training = dataclasses.replace(config.training, embedding_dim=bits, codes=True)
+        out = run / f"bits-{bits}"
+        # --resume continues the code lengths that started and begins the others
+        training = dataclasses.replace(config.training, embedding_dim=bits, codes=True,
+                                       resume=config.training.resume
+                                       and (out / "last.pt").is_file())
         if config.hashing.method == "zhuang" and training.procedure != "zhuang":
             training = zhuang_training(training)
-        metrics = run_train(TrainConfig(**{**base, "out": str(run / f"bits-{bits}"),
-                                           "training": training}))
+        metrics = run_train(TrainConfig(**{**base, "out": str(out), "training": training}))
         rows.append({"bits": bits, **metrics})
     if len(rows) > 1:
         save_json(run / "bits.json", rows)
