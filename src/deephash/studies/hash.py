@@ -44,8 +44,11 @@ def dtsh_training() -> TrainingConfig:
 
 @dataclass
 class HashingConfig:
-    method: str = field(default="dtsh", metadata={"choices": METHODS,
-                                                  "help": "hashing method"})
+    method: str = field(default="dtsh", metadata={
+        "choices": METHODS,
+        "help": "dtsh: a hash head trained per batch with a triplet loss and miner (DTSH's "
+                "likelihood, batch-all and λ 0.1 by default; --loss/--miner replace them); "
+                "zhuang: alternate binary code inference and bit prediction"})
     bits: tuple[int, ...] = field(default=(48,), metadata={
         "help": "code lengths: one run folder each"})
 
