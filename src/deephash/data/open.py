@@ -8,9 +8,18 @@ from pathlib import Path
 from deephash.data.cifar10 import Cifar10Dataset, download_cifar10, find_cifar10
 from deephash.data.dataset import ImageDataset
 from deephash.data.image_folder import ImageFolderDataset
+from deephash.data.mnist import (
+    VARIANTS,
+    MnistDataset,
+    detect_mnist,
+    download_mnist,
+    find_mnist,
+    missing_mnist_files,
+)
 from deephash.errors import DataError
 
-DATASET_KINDS = ("auto", "cifar10", "imagefolder")
+DATASET_KINDS = ("auto", "cifar10", "mnist", "fashion-mnist", "imagefolder")
+DOWNLOADABLE = ("cifar10", *VARIANTS)
 DEFAULT_DOWNLOAD_DIR = Path("~/.cache/deephash/data").expanduser()
 
 
@@ -19,26 +28,39 @@ def resolve_data_dir(data_dir: str | None, dataset: str) -> Path:
     chosen = data_dir or os.environ.get("DEEPHASH_DATA")
     if chosen:
         return Path(chosen).expanduser()
-    if dataset == "cifar10":
+    if dataset in DOWNLOADABLE:
         return DEFAULT_DOWNLOAD_DIR
     raise DataError("no data location: pass --data-dir DIR or set DEEPHASH_DATA "
-                    "(or --dataset cifar10 to download CIFAR-10)")
+                    "(or --dataset cifar10|mnist|fashion-mnist to download one)")
 
 
 def open_dataset(data_dir: str | None, dataset: str = "auto",
                  download: bool = True) -> ImageDataset:
-    """Open an image folder or the official CIFAR-10 release.
+    """Open an image folder or an official release (CIFAR-10, MNIST, Fashion-MNIST).
 
-    ``auto`` picks CIFAR-10 when ``cifar-10-batches-py`` is at or under the folder, else an
-    image folder (``train/`` and ``test/``). ``cifar10`` downloads the release when it is
-    missing and ``download`` is set.
+    ``auto`` picks CIFAR-10 when ``cifar-10-batches-py`` is at or under the folder, MNIST or
+    Fashion-MNIST when torchvision's ``MNIST/raw`` or ``FashionMNIST/raw`` is under it, else
+    an image folder (``train/`` and ``test/``). ``cifar10``, ``mnist`` and
+    ``fashion-mnist`` download the release when it is missing and ``download`` is set.
     """
     if dataset not in DATASET_KINDS:
         raise DataError(f"unknown dataset kind {dataset!r}; known: {', '.join(DATASET_KINDS)}")
     root = resolve_data_dir(data_dir, dataset)
-    if dataset != "cifar10" and not root.is_dir():
+    if dataset not in DOWNLOADABLE and not root.is_dir():
         raise DataError(f"data folder {root} does not exist; pass --data-dir with an existing "
                         "folder (or set DEEPHASH_DATA)")
+    if dataset == "auto" and root.is_dir():
+        dataset = detect_mnist(root) or dataset
+    if dataset in VARIANTS:
+        folder = find_mnist(root, dataset) if root.is_dir() else None
+        if folder is None:
+            if not download:
+                raise DataError(f"no {VARIANTS[dataset].title} in {root}: missing "
+                                f"{', '.join(missing_mnist_files(root))} (raw or .gz); allow "
+                                "--download or put the four official IDX files there")
+            root.mkdir(parents=True, exist_ok=True)
+            folder = download_mnist(root, dataset)
+        return MnistDataset(folder, dataset)
     cifar = find_cifar10(root) if root.is_dir() else None
     if dataset == "cifar10" or (dataset == "auto" and cifar is not None):
         if cifar is None:

@@ -18,7 +18,8 @@ class DataConfig:
     protocol: str = field(default="cifar10", metadata={
         "help": "evaluation protocol: cifar10 (query = test, database = train) or dtsh-1"})
     download: bool = field(default=True, metadata={
-        "help": "download CIFAR-10 when --dataset cifar10 is missing"})
+        "help": "download CIFAR-10, MNIST or Fashion-MNIST when --dataset names it and it "
+                "is missing"})
 
 
 @dataclass
