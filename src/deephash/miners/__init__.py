@@ -6,6 +6,7 @@ from deephash.miners.base import MiningBatch, TripletMiner, Triplets, label_mask
 from deephash.miners.batch_all import BatchAllMiner
 from deephash.miners.batch_hard import BatchHardMiner
 from deephash.miners.distance_weighted import DistanceWeightedMiner
+from deephash.miners.offline import OfflineMiner
 from deephash.miners.pair_negative import PairNegativeMiner, curriculum, random_hard, semi_hard
 from deephash.registry import Registry
 
@@ -16,6 +17,7 @@ MINERS.register("semi-hard")(semi_hard)
 MINERS.register("random-hard")(random_hard)
 MINERS.register("distance-weighted")(lambda margin, seed=0: DistanceWeightedMiner(seed=seed))
 MINERS.register("curriculum")(curriculum)
+MINERS.register("offline")(lambda margin, seed=0: OfflineMiner())
 
 
 def create_miner(name: str, margin: float, seed: int = 0) -> TripletMiner:
@@ -24,4 +26,5 @@ def create_miner(name: str, margin: float, seed: int = 0) -> TripletMiner:
 
 
 __all__ = ["MINERS", "BatchAllMiner", "BatchHardMiner", "DistanceWeightedMiner", "MiningBatch",
-           "PairNegativeMiner", "TripletMiner", "Triplets", "create_miner", "label_masks"]
+           "OfflineMiner", "PairNegativeMiner", "TripletMiner", "Triplets", "create_miner",
+           "label_masks"]

@@ -33,6 +33,7 @@ from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
 from deephash.training.inputs import FeatureInputs, ImageInputs
 from deephash.training.model import build_model
+from deephash.training.offline import OfflineTripletSampler
 from deephash.training.sampler import BalancedBatchSampler
 from deephash.training.schedules import parse_schedule
 from deephash.training.trainer import TrainingSetup, embed, fit
@@ -67,9 +68,16 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     if model.backbone is not None:
         groups.append({"params": model.backbone.parameters(), "lr": cfg.backbone_lr})
     optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-    sampler = BalancedBatchSampler(dataset.labels[splits.train], cfg.batch_classes,
-                                   cfg.batch_samples, config.seed, cfg.batches_per_epoch or None,
-                                   cfg.small_classes, dataset.classes)
+    sampler: BalancedBatchSampler | OfflineTripletSampler
+    if cfg.miner == "offline":  # the same images per batch, as pre-formed triplets
+        sampler = OfflineTripletSampler(dataset.labels[splits.train],
+                                        cfg.batch_classes * cfg.batch_samples // 3, config.seed,
+                                        cfg.batches_per_epoch or None)
+    else:
+        sampler = BalancedBatchSampler(dataset.labels[splits.train], cfg.batch_classes,
+                                       cfg.batch_samples, config.seed,
+                                       cfg.batches_per_epoch or None, cfg.small_classes,
+                                       dataset.classes)
     return TrainingSetup(
         model=model, inputs=inputs,
         loss=create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction),

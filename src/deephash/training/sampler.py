@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 
 from deephash.errors import ConfigError
 
 SMALL_CLASS_POLICIES = ("replace", "error")
+
+
+class BatchSampler(Protocol):
+    """What the trainer reads: ``epoch(e)`` yields the position batches of epoch ``e``."""
+
+    batch_size: int
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, epoch: int) -> Iterator[np.ndarray]: ...
 
 
 class BalancedBatchSampler:

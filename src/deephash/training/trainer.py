@@ -29,7 +29,7 @@ from deephash.metrics.evaluate_codes import evaluate_codes
 from deephash.miners import MiningBatch, TripletMiner
 from deephash.progress import progress_bar
 from deephash.training.model import EmbeddingModel
-from deephash.training.sampler import BalancedBatchSampler
+from deephash.training.sampler import BatchSampler
 from deephash.training.schedules import Schedule
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class TrainingSetup:
     inputs: Inputs
     loss: TripletLoss
     miner: TripletMiner
-    sampler: BalancedBatchSampler
+    sampler: BatchSampler
     labels: np.ndarray          # (N_pool,) int64
     train: np.ndarray           # pool indices the sampler's positions refer to
     val: np.ndarray             # pool indices of validation queries
