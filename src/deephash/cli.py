@@ -39,7 +39,8 @@ def commands() -> dict[str, Command]:
                           "train each margin of a grid, choose on validation, test the winner "
                           "once"),
         "miner-study": (MinerStudyConfig, run_miner_study,
-                        "compare online miners at equal loss, margin, budget and seed"),
+                        "compare miners (online and offline) at equal loss, margin, budget "
+                        "and seed"),
         "loss-study": (LossStudyConfig, run_loss_study,
                        "compare the baseline and each loss, each with its selected margin"),
         "hash": (HashConfig, run_hash,
