@@ -53,7 +53,7 @@ def find_mnist(data_dir: Path, variant: str) -> Path | None:
     """The folder holding all four IDX files of ``variant``, at or under ``data_dir``."""
     tv = VARIANTS[variant].torchvision_folder
     for folder in (data_dir, data_dir / "raw", data_dir / tv / "raw"):
-        if all(_file(folder, stem) for stem in FILES.values()):
+        if not missing_mnist_files(folder):
             return folder
     return None
 
@@ -66,7 +66,7 @@ def missing_mnist_files(folder: Path) -> list[str]:
 def detect_mnist(data_dir: Path) -> str | None:
     """``mnist`` or ``fashion-mnist`` when torchvision's folder of one is under ``data_dir``."""
     for name, variant in VARIANTS.items():
-        if all(_file(data_dir / variant.torchvision_folder / "raw", s) for s in FILES.values()):
+        if not missing_mnist_files(data_dir / variant.torchvision_folder / "raw"):
             return name
     return None
 
@@ -120,11 +120,11 @@ class MnistDataset(ImageDataset):
         self.variant = VARIANTS[variant]
         self.name = self.variant.title
         self.classes = list(self.variant.classes)
-        paths = {key: _file(self.folder, stem) for key, stem in FILES.items()}
-        missing = [FILES[k] for k, p in paths.items() if p is None]
+        missing = missing_mnist_files(self.folder)
         if missing:
             raise DataError(f"{self.folder} lacks {', '.join(missing)} (raw or .gz)")
-        found = {key: path for key, path in paths.items() if path is not None}
+        found = {key: path for key, stem in FILES.items()
+                 if (path := _file(self.folder, stem)) is not None}
         self._files = [path.name for path in found.values()]
         parts = []
         for part in ("train", "test"):

@@ -26,7 +26,6 @@ class OfflineMiner(TripletMiner):
         t = len(batch.labels) // 3
         rows = torch.arange(t, device=batch.labels.device)
         labels = batch.labels
-        valid = ((labels[rows] == labels[rows + t]) & (labels[rows] != labels[rows + 2 * t])
-                 & (rows != rows + t))
+        valid = (labels[rows] == labels[rows + t]) & (labels[rows] != labels[rows + 2 * t])
         rows = rows[valid]
         return Triplets(rows, rows + t, rows + 2 * t)

@@ -77,8 +77,9 @@ def run_schedule_study(config: ScheduleStudyConfig) -> list[dict[str, Any]]:
             (metrics,) = run_hash(HashConfig(**{**base, "out": str(out), "seed": seed,
                                                 "training": training}))
             per_seed.append(metrics)
-            history_file = out / f"bits-{metrics['bits']}" / "history.json"
-            curves.setdefault(variant, json.loads(history_file.read_text()))
+            if variant not in curves:  # the plot shows the first seed's curves
+                history_file = out / f"bits-{metrics['bits']}" / "history.json"
+                curves[variant] = json.loads(history_file.read_text())
         row: dict[str, Any] = {"variant": variant, "seeds": list(config.seeds)}
         for key in METRICS:
             values = [m[key] for m in per_seed]

@@ -31,7 +31,9 @@ from deephash.hashing.codes import binarize, pack_codes
 from deephash.index import create_index, load_index
 from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
+from deephash.training.inputs import FeatureInputs
 from deephash.training.model import EmbeddingModel
+from deephash.training.trainer import embed
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,13 @@ def _views(train_config: TrainConfig) -> tuple[str, ...]:
 
 
 def _vectors(model: EmbeddingModel, features: list[np.ndarray], codes: bool) -> np.ndarray:
-    """Packed codes or float32 embeddings of the mean head output over the views'
-    ``(N, D)`` features."""
-    with torch.no_grad():
-        out = sum(model.head(torch.from_numpy(f)) for f in features) / len(features)
-    out = torch.as_tensor(out).numpy()
-    return pack_codes(binarize(out)) if codes else out.astype(np.float32)
+    """Packed codes or float32 embeddings of ``(N, D)`` features, ``features[1]`` being the
+    mirrored view when the model is evaluated with test-time flip (as in training)."""
+    inputs = FeatureInputs(features[0], features[1] if len(features) > 1 else None, seed=0,
+                           augment=False)
+    out = embed(model, inputs, np.arange(len(features[0])), torch.device("cpu"),
+                test_time_flip=len(features) > 1)
+    return pack_codes(binarize(out)) if codes else out
 
 
 def build_index(config: IndexConfig) -> dict[str, Any]:
