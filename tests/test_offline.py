@@ -12,9 +12,10 @@ import torch
 from conftest import tiny_run_args
 
 from deephash.cli import main
+from deephash.data.tuples import draw_triplets, fixed_triplets
 from deephash.errors import ConfigError
 from deephash.miners import MiningBatch, create_miner
-from deephash.training.offline import OfflineTripletSampler, draw_triplets, fixed_triplets
+from deephash.training.offline import OfflineSampler
 
 LABELS = np.array([2, 0, 2, 1, 0, 2, 3, 0, 2])  # class 1 and 3 have one item each
 
@@ -54,7 +55,7 @@ def test_fixed_evaluation_set_is_reproducible_from_the_seed() -> None:
 
 
 def test_sampler_lays_out_blocks_and_replays_epochs() -> None:
-    sampler = OfflineTripletSampler(LABELS, triplets_per_batch=4, seed=7, batches_per_epoch=3)
+    sampler = OfflineSampler(LABELS, tuples_per_batch=4, seed=7, batches_per_epoch=3)
     first = list(sampler.epoch(2))
     assert len(first) == len(sampler) == 3 and all(len(b) == 12 for b in first)
     assert all(np.array_equal(x, y) for x, y in zip(first, sampler.epoch(2), strict=True))

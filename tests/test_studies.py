@@ -54,11 +54,28 @@ def test_miner_study_table(folder: Path, tmp_path: Path) -> None:
 def test_loss_study_table(folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "ls"
     assert main(["loss-study", "--out", str(run), "--losses", "facenet", "hoffer",
-                 "--margins", "0.2", *common(folder, tmp_path / "c")]) == 0
+                 "contrastive+hard-pairs", "softmax", "--margins", "0.2",
+                 "--contrastive-margins", "1.5", *common(folder, tmp_path / "c")]) == 0
     study = json.loads((run / "study.json").read_text())
     methods = [r["method"] for r in study["rows"]]
-    assert methods == ["baseline (frozen features)", "facenet + semi-hard", "hoffer + semi-hard"]
-    assert study["rows"][1]["margin"] == 0.2 and study["rows"][2]["margin"] is None
+    assert methods == ["baseline (frozen features)", "facenet + semi-hard", "hoffer + semi-hard",
+                       "contrastive + hard-pairs", "softmax classifier"]
+    assert [r["margin"] for r in study["rows"][1:]] == [0.2, None, 1.5, None]
+    assert all(0 <= r["triplet_acc"] <= 1 and 0 <= r["pair_auc"] <= 1 for r in study["rows"])
+    assert (run / "contrastive+hard-pairs" / "margins.json").is_file()
+    assert "softmax classifier" in (run / "study.md").read_text()
+
+
+def test_miner_study_picks_the_miners_that_serve_the_loss() -> None:
+    from deephash.errors import ConfigError
+    from deephash.miners import MINERS
+    from deephash.studies.miner_study import miners_for
+
+    pair_miners = {"all-pairs", "hard-pairs", "offline-pairs"}
+    assert set(miners_for("contrastive")) == set(MINERS.names())
+    assert set(miners_for("facenet")) == set(MINERS.names()) - pair_miners
+    with pytest.raises(ConfigError, match="uses no miner"):
+        miners_for("softmax")
 
 
 def test_time_to_95_percent_of_best() -> None:

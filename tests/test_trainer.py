@@ -11,6 +11,7 @@ import torch
 
 from deephash.losses import create_loss
 from deephash.miners import create_miner
+from deephash.studies.train import load_trained
 from deephash.training.checkpoint import load_model, read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig, TrainingConfig
 from deephash.training.inputs import FeatureInputs
@@ -33,26 +34,29 @@ def synthetic(seed: int = 0, n_classes: int = 4, per_class: int = 40, dim: int =
 
 
 def make_setup(data: dict, miner: str = "semi-hard", margin: float = 0.3, epochs: int = 4,
-               seed: int = 0) -> tuple[TrainingSetup, TrainConfig]:
-    cfg = TrainingConfig(miner=miner, margin=margin, epochs=epochs, batch_classes=4,
+               seed: int = 0, loss: str = "facenet") -> tuple[TrainingSetup, TrainConfig]:
+    cfg = TrainingConfig(loss=loss, miner=miner, margin=margin, epochs=epochs, batch_classes=4,
                          batch_samples=6, hidden_dims=(32,), embedding_dim=8)
     config = TrainConfig(training=cfg, seed=seed)
     torch.manual_seed(seed)
     model = build_model(cfg, data["x"].shape[1], None)
     model.head.set_feature_statistics(torch.from_numpy(data["x"][data["train"]]))
     inputs = FeatureInputs(data["x"], data["x"] * -1.0, seed)  # a "mirrored" view
+    criterion = create_loss(loss, margin, num_classes=int(data["labels"].max()) + 1,
+                            embedding_dim=8)
+    parameters = [*model.parameters(), *criterion.parameters()]
     setup = TrainingSetup(
-        model=model, inputs=inputs, loss=create_loss("facenet", margin),
-        miner=create_miner(miner, margin, seed),
+        model=model, inputs=inputs, loss=criterion, miner=create_miner(miner, margin, seed),
         sampler=BalancedBatchSampler(data["labels"][data["train"]], 4, 6, seed),
         labels=data["labels"], train=data["train"], val=data["val"],
-        optimizer=torch.optim.Adam(model.parameters(), lr=5e-3), epochs=epochs,
+        optimizer=torch.optim.Adam(parameters, lr=5e-3), epochs=epochs,
         device=torch.device("cpu"), eval_distance="cosine")
     return setup, config
 
 
 def saver(setup: TrainingSetup, config: TrainConfig) -> Any:
-    return lambda path, extra: save_checkpoint(path, config, setup.model, **extra)
+    return lambda path, extra: save_checkpoint(path, config, setup.model,
+                                               loss=setup.loss.state_dict(), **extra)
 
 
 def test_training_improves_validation_and_keeps_the_best(tmp_path: Path) -> None:
@@ -80,12 +84,13 @@ def test_batches_without_triplets_are_counted_not_invented(tmp_path: Path) -> No
                                                  strict=True))
 
 
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss", ["facenet", "softmax"])
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path, loss: str) -> None:
     data = synthetic(1)
-    straight, config = make_setup(data, miner="random-hard", epochs=4)
+    straight, config = make_setup(data, miner="random-hard", epochs=4, loss=loss)
     full = fit(straight, tmp_path / "a", saver(straight, config))
 
-    first, config2 = make_setup(data, miner="random-hard", epochs=4)
+    first, config2 = make_setup(data, miner="random-hard", epochs=4, loss=loss)
     save = saver(first, config2)
 
     def save_then_die(path: Path, extra: dict[str, Any]) -> None:
@@ -95,13 +100,26 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         fit(first, tmp_path / "b", save_then_die)
-    resumed, config3 = make_setup(data, miner="random-hard", epochs=4)
+    resumed, config3 = make_setup(data, miner="random-hard", epochs=4, loss=loss)
     state = read_checkpoint(tmp_path / "b" / "last.pt")
-    resumed.model.load_state_dict(state["model"])
+    load_trained(resumed, state)  # what deephash train --resume does
     history = fit(resumed, tmp_path / "b", saver(resumed, config3), resume_state=state)
     assert [h.epoch for h in history] == [0, 1, 2, 3]
     assert [h.val_map for h in history[2:]] == pytest.approx([h.val_map for h in full[2:]],
                                                              abs=1e-6)
+    for ours, theirs in zip(resumed.loss.parameters(), straight.loss.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs)  # the softmax class weights too
+
+
+def test_softmax_training_learns_the_embedding_and_its_class_weights(tmp_path: Path) -> None:
+    data = synthetic(4)
+    setup, config = make_setup(data, epochs=12, loss="softmax")
+    before, _ = validate(setup)
+    weights = setup.loss.state_dict()["classifier.weight"].clone()
+    history = fit(setup, tmp_path, saver(setup, config))
+    assert max(h.val_map for h in history) > before + 0.05
+    assert history[-1].active_fraction < history[0].active_fraction  # training error falls
+    assert not torch.equal(weights, setup.loss.state_dict()["classifier.weight"])
 
 
 def test_checkpoint_rebuilds_the_model_from_the_file_alone(tmp_path: Path) -> None:

@@ -1,31 +1,51 @@
-"""Triplet and pair losses behind one registry: ``create_loss(name, margin, distance, ...)``."""
+"""Triplet, pair and classification losses behind one registry: ``create_loss(name, ...)``."""
 
 from __future__ import annotations
 
-from deephash.losses.base import LossOutput, TripletLoss, reduce
+from dataclasses import dataclass
+
+from deephash.losses.base import BatchLoss, LossOutput, TripletLoss, reduce
 from deephash.losses.contrastive import ContrastiveLoss, pairs_of
 from deephash.losses.distances import BATCH_DISTANCES, BatchDistance
 from deephash.losses.dtsh import DTSHLoss
 from deephash.losses.facenet import FaceNetLoss
 from deephash.losses.hoffer import HofferAilonLoss
+from deephash.losses.softmax import SoftmaxLoss
 from deephash.registry import Registry
 
-LOSSES: Registry[TripletLoss] = Registry("loss")
-LOSSES.register("facenet")(lambda margin, distance, reduction: FaceNetLoss(margin, distance,
-                                                                           reduction))
-LOSSES.register("hoffer")(lambda margin, distance, reduction: HofferAilonLoss(distance, reduction))
-LOSSES.register("contrastive")(lambda margin, distance, reduction: ContrastiveLoss(
-    margin, distance, reduction))
-LOSSES.register("dtsh")(lambda margin, distance, reduction: DTSHLoss(margin, distance,
-                                                                     reduction))
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What a loss factory may use; ``num_classes`` and ``embedding_dim`` size the
+    classifier of the softmax loss."""
+
+    margin: float
+    distance: BatchDistance
+    reduction: str
+    num_classes: int
+    embedding_dim: int
 
 
-def create_loss(name: str, margin: float, distance: str = "euclidean",
-                reduction: str = "mean") -> TripletLoss:
-    """A registered loss composed with a registered distance (``BATCH_DISTANCES``)."""
-    return LOSSES.create(name, margin, BATCH_DISTANCES.create(distance), reduction)
+LOSSES: Registry[BatchLoss] = Registry("loss")
+LOSSES.register("facenet")(lambda s: FaceNetLoss(s.margin, s.distance, s.reduction))
+LOSSES.register("hoffer")(lambda s: HofferAilonLoss(s.distance, s.reduction))
+LOSSES.register("contrastive")(lambda s: ContrastiveLoss(s.margin, s.distance, s.reduction))
+LOSSES.register("dtsh")(lambda s: DTSHLoss(s.margin, s.distance, s.reduction))
+LOSSES.register("softmax")(lambda s: SoftmaxLoss(s.embedding_dim, s.num_classes, s.reduction))
 
 
-__all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "ContrastiveLoss", "DTSHLoss",
-           "FaceNetLoss",
-           "HofferAilonLoss", "LossOutput", "TripletLoss", "create_loss", "pairs_of", "reduce"]
+def create_loss(name: str, margin: float, distance: str = "euclidean", reduction: str = "mean",
+                num_classes: int = 2, embedding_dim: int = 1) -> BatchLoss:
+    """A registered loss composed with a registered distance (``BATCH_DISTANCES``).
+
+    The metric losses ignore ``num_classes`` and ``embedding_dim``; the softmax loss ignores
+    ``margin`` and ``distance``.
+    """
+    settings = LossSettings(margin, BATCH_DISTANCES.create(distance), reduction, num_classes,
+                            embedding_dim)
+    return LOSSES.create(name, settings)
+
+
+__all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "BatchLoss", "ContrastiveLoss",
+           "DTSHLoss", "FaceNetLoss", "HofferAilonLoss", "LossOutput", "LossSettings",
+           "SoftmaxLoss", "TripletLoss", "create_loss", "pairs_of", "reduce"]

@@ -1,10 +1,14 @@
-"""The loss contract: per-triplet (or per-pair) values from a distance matrix, then a reduction.
+"""The loss contract: a batch's embeddings and labels in, a reduced loss and diagnostics out.
 
-``forward(distances, triplets)`` takes the batch's differentiable ``(B, B)`` distance
-matrix (from ``loss.distance``) and a miner's :class:`~deephash.miners.Triplets`; a
-subclass only implements ``per_item``. An empty set of triplets gives a zero loss that is
+The trainer calls ``loss.compute(embeddings, labels, miner)`` (:class:`BatchLoss`). The
+metric losses (:class:`TripletLoss`) compute the batch's differentiable ``(B, B)``
+distance matrix (``loss.distance``), let the miner choose tuples on its detached copy,
+and ``forward(distances, mined)`` turns them into per-item values and a reduction; a
+subclass only implements ``per_item``. An empty set of tuples gives a zero loss that is
 still connected to the graph (its gradient is zero), so an unlucky batch never breaks
-training, and ``LossOutput.n_items == 0`` lets the trainer count it.
+training, and ``LossOutput.n_items == 0`` lets the trainer count it. Losses that need no
+miner (the softmax classifier) implement ``compute`` directly; losses with parameters of
+their own (its class weights) are trained and checkpointed with the model.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from torch import nn
 
 from deephash.errors import ConfigError
 from deephash.losses.distances import BatchDistance
-from deephash.miners.base import Triplets
+from deephash.miners.base import Mined, Miner, MiningBatch, Triplets
 
 REDUCTIONS = ("mean", "mean_active", "sum")
 
@@ -47,10 +51,27 @@ def reduce(values: torch.Tensor, how: str) -> torch.Tensor:
     return values.sum() / active.clamp_min(1)
 
 
-class TripletLoss(nn.Module):
-    """Base: composes a :class:`BatchDistance` and a reduction."""
+class BatchLoss(nn.Module):
+    """Base of every loss: ``compute(embeddings, labels, miner) -> LossOutput``.
+
+    ``uses_margin``: has a margin to select and schedule; ``uses_miner``: consumes mined
+    tuples; ``accepts``: the kinds of tuples (``Miner.yields``) it trains on.
+    """
 
     name = "base"
+    uses_margin = False
+    uses_miner = True
+    accepts: tuple[str, ...] = ("triplets",)
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor,
+                miner: Miner) -> LossOutput:
+        """``(B, D)`` float32 embeddings and ``(B,)`` int64 labels -> the batch's loss."""
+        raise NotImplementedError
+
+
+class TripletLoss(BatchLoss):
+    """Base of the metric losses: composes a :class:`BatchDistance` and a reduction."""
+
     uses_margin = True
 
     def __init__(self, distance: BatchDistance, reduction: str = "mean") -> None:
@@ -64,7 +85,18 @@ class TripletLoss(nn.Module):
         """``(T,)`` anchor-positive and anchor-negative distances -> ``(T,)`` losses."""
         raise NotImplementedError
 
-    def forward(self, distances: torch.Tensor, triplets: Triplets) -> LossOutput:
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor,
+                miner: Miner) -> LossOutput:
+        if miner.yields not in self.accepts:
+            raise ConfigError(f"the {self.name} loss trains on {' or '.join(self.accepts)}; "
+                              f"miner {miner.name!r} yields {miner.yields}")
+        distances = self.distance.matrix(embeddings)
+        mined = miner.mine(MiningBatch(distances.detach(), labels, embeddings.detach()))
+        return self(distances, mined)
+
+    def forward(self, distances: torch.Tensor, triplets: Mined) -> LossOutput:
+        if not isinstance(triplets, Triplets):
+            raise ConfigError(f"the {self.name} loss trains on triplets, not pairs")
         if len(triplets) == 0:
             return LossOutput(distances.sum() * 0.0, 0, 0, float("nan"), float("nan"))
         d_ap = distances[triplets.anchor, triplets.positive]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 from deephash.losses.base import LossOutput, MarginLoss, reduce
-from deephash.miners.base import Triplets
+from deephash.miners.base import Mined, Pairs, Triplets
 
 
-def pairs_of(triplets: Triplets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pairs_of(triplets: Triplets) -> Pairs:
     """The distinct anchor-positive and anchor-negative pairs of mined triplets.
 
-    Returns ``(first, second, same)``: ``(M,)`` indices and a bool ``(M,)`` that is True
-    for positive pairs. Every miner thus serves the contrastive loss too.
+    Every triplet miner thus serves the contrastive loss too. Pairs come out ordered
+    ``(anchor, other)`` as mined, each once.
     """
     first = torch.cat([triplets.anchor, triplets.anchor])
     second = torch.cat([triplets.positive, triplets.negative])
@@ -21,20 +21,31 @@ def pairs_of(triplets: Triplets) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     first, second = key // size, key % size
     # a pair is positive iff it came from a positive slot (labels decide; no pair is both)
     positive_keys = torch.unique(triplets.anchor * size + triplets.positive)
-    return first, second, torch.isin(key, positive_keys)
+    return Pairs(first, second, torch.isin(key, positive_keys))
 
 
 class ContrastiveLoss(MarginLoss):
-    """same: d^2 / 2;  different: max(0, margin - d)^2 / 2, on the mined pairs."""
+    """same: d^2 / 2;  different: max(0, margin - d)^2 / 2, on mined pairs.
+
+    Trains on a pair miner's pairs, or on the distinct pairs of a triplet miner's triplets
+    (:func:`pairs_of`).
+    """
 
     name = "contrastive"
+    accepts = ("triplets", "pairs")
 
-    def forward(self, distances: torch.Tensor, triplets: Triplets) -> LossOutput:
-        if len(triplets) == 0:
+    def forward(self, distances: torch.Tensor, triplets: Mined) -> LossOutput:
+        pairs = pairs_of(triplets) if isinstance(triplets, Triplets) else triplets
+        if len(pairs) == 0:
             return LossOutput(distances.sum() * 0.0, 0, 0, float("nan"), float("nan"))
-        first, second, same = pairs_of(triplets)
-        d = distances[first, second]
+        same = pairs.same
+        d = distances[pairs.first, pairs.second]
         values = torch.where(same, 0.5 * d.square(), 0.5 * torch.relu(self.margin - d).square())
         with torch.no_grad():
-            stats = (int((values > 0).sum()), float(d[same].mean()), float(d[~same].mean()))
+            stats = (int((values > 0).sum()), _mean(d[same]), _mean(d[~same]))
         return LossOutput(reduce(values, self.reduction), len(values), *stats)
+
+
+def _mean(values: torch.Tensor) -> float:
+    """The mean, NaN for no values (a batch of only positive or only negative pairs)."""
+    return float(values.mean()) if values.numel() else float("nan")

@@ -1,8 +1,10 @@
 """The miner contract: a batch's detached distances and labels in, index tuples out.
 
-Miners never invent a triplet: a batch without any valid one (all one class, all distinct
-classes, a single image) yields empty index tensors, which the losses turn into a zero
-loss that keeps a gradient path.
+A miner yields :class:`Triplets` (anchor, positive, negative) or, for the pair losses,
+:class:`Pairs` (first, second, same); ``Miner.yields`` says which. Miners never invent a
+tuple: a batch without any valid one (all one class, all distinct classes, a single
+image) yields empty index tensors, which the losses turn into a zero loss that keeps a
+gradient path.
 """
 
 from __future__ import annotations
@@ -26,6 +28,26 @@ class Triplets(NamedTuple):
     def empty(cls, device: torch.device) -> Triplets:
         none = torch.empty(0, dtype=torch.long, device=device)
         return cls(none, none, none)
+
+
+class Pairs(NamedTuple):
+    """Batch indices of mined pairs, ``first`` and ``second`` ``(M,)`` int64, and ``same``
+    ``(M,)`` bool (True for a positive pair, same label)."""
+
+    first: torch.Tensor
+    second: torch.Tensor
+    same: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.first.numel())
+
+    @classmethod
+    def empty(cls, device: torch.device) -> Pairs:
+        none = torch.empty(0, dtype=torch.long, device=device)
+        return cls(none, none, torch.empty(0, dtype=torch.bool, device=device))
+
+
+Mined = Triplets | Pairs
 
 
 class MiningBatch(NamedTuple):
@@ -58,16 +80,20 @@ def index_table(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return table.masked_fill(~valid, 0), valid
 
 
-class TripletMiner:
+class Miner:
     """Base class: subclasses implement :meth:`mine`.
 
-    ``set_progress(t)`` tells the miner how far training is (0 at the start, 1 at the end);
-    only curriculum miners use it.
+    ``yields`` is ``"triplets"`` or ``"pairs"``. ``set_progress(t)`` tells the miner how far
+    training is (0 at the start, 1 at the end); only curriculum miners use it.
+    ``tuple_size`` is set by the offline miners only: their batches must come from the
+    offline sampler with that many blocks.
     """
 
     name = "base"
+    yields = "triplets"
+    tuple_size: int | None = None
 
-    def mine(self, batch: MiningBatch) -> Triplets:
+    def mine(self, batch: MiningBatch) -> Mined:
         raise NotImplementedError
 
     def set_progress(self, fraction: float) -> None:

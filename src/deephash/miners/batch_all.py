@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from deephash.miners.base import MiningBatch, TripletMiner, Triplets, index_table, label_masks
+from deephash.miners.base import Miner, MiningBatch, Triplets, index_table, label_masks
 
 
-class BatchAllMiner(TripletMiner):
+class BatchAllMiner(Miner):
     """All ordered (a, p, n): a != p share a label, n has another label.
 
     A P x K batch gives P*K*(K-1)*(P-1)*K triplets, in (anchor, positive, negative) order.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from deephash.miners.base import MiningBatch, TripletMiner, Triplets, label_masks
+from deephash.miners.base import Miner, MiningBatch, Triplets, label_masks
 
 
-class BatchHardMiner(TripletMiner):
+class BatchHardMiner(Miner):
     """One triplet per anchor that has both a positive and a negative in the batch.
 
     Ties pick the smallest batch index. Memory O(B^2).

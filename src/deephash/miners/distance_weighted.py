@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from deephash.errors import ConfigError
-from deephash.miners.base import MiningBatch, TripletMiner, Triplets, label_masks
+from deephash.miners.base import Miner, MiningBatch, Triplets, label_masks
 
 
-class DistanceWeightedMiner(TripletMiner):
+class DistanceWeightedMiner(Miner):
     """For each anchor-positive pair, a negative drawn with probability proportional to
     ``1 / q(d)``, where q(d) ∝ d^(n-2) (1 - d^2/4)^((n-3)/2) is the density of distances
     between points uniform on the unit sphere in n dimensions.

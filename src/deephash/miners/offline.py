@@ -1,31 +1,46 @@
-"""The ``offline`` miner: the pre-formed triplets of an offline batch, read back by position.
+"""The offline miners: the pre-formed tuples of an offline batch, read back by position.
 
-Pairs with :class:`deephash.training.offline.OfflineTripletSampler`, whose batches hold
-``[anchors | positives | negatives]``; any triplet loss then trains on them unchanged.
+Pair with :class:`deephash.training.offline.OfflineSampler`, whose batches hold
+``[anchors | positives | negatives]`` (triplets) or ``[firsts | seconds]`` (pairs); any
+loss then trains on them unchanged.
 """
 
 from __future__ import annotations
 
 import torch
 
-from deephash.miners.base import MiningBatch, TripletMiner, Triplets
+from deephash.errors import ConfigError
+from deephash.miners.base import Miner, MiningBatch, Pairs, Triplets
 
 
-class OfflineMiner(TripletMiner):
-    """Reads the ``[anchors | positives | negatives]`` layout of an offline batch.
+class OfflineMiner(Miner):
+    """Reads the block layout of an offline batch of ``tuple_size`` (3 or 2) blocks.
 
-    Position ``i`` of the first third, ``i + T`` and ``i + 2T`` form triplet ``i``
+    Triplets: position ``i`` of the first third, ``i + T`` and ``i + 2T`` form triplet ``i``
     (``T = B // 3``). Like every miner it returns only valid triplets: positions that do
     not form one (a batch from another sampler, a degenerate batch) are left out, so such a
     batch counts as empty rather than training on wrong labels.
+
+    Pairs: positions ``i`` and ``i + P`` form pair ``i`` (``P = B // 2``); ``same`` comes
+    from the labels, so any two positions make a valid pair.
     """
 
-    name = "offline"
+    def __init__(self, tuple_size: int = 3) -> None:
+        if tuple_size not in (2, 3):
+            raise ConfigError(f"offline tuples are pairs (2) or triplets (3), not {tuple_size}")
+        self.tuple_size = self.blocks = tuple_size
+        self.yields = "triplets" if tuple_size == 3 else "pairs"
+        self.name = "offline" if tuple_size == 3 else "offline-pairs"
 
-    def mine(self, batch: MiningBatch) -> Triplets:
-        t = len(batch.labels) // 3
-        rows = torch.arange(t, device=batch.labels.device)
+    def mine(self, batch: MiningBatch) -> Triplets | Pairs:
         labels = batch.labels
+        t = len(labels) // self.blocks
+        rows = torch.arange(t, device=labels.device)
+        if self.blocks == 2:
+            return Pairs(rows, rows + t, labels[rows] == labels[rows + t])
         valid = (labels[rows] == labels[rows + t]) & (labels[rows] != labels[rows + 2 * t])
         rows = rows[valid]
         return Triplets(rows, rows + t, rows + 2 * t)
+
+    def __repr__(self) -> str:
+        return f"OfflineMiner(tuple_size={self.tuple_size})"

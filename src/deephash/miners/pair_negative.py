@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import torch
 
-from deephash.miners.base import MiningBatch, TripletMiner, Triplets, index_table, label_masks
+from deephash.miners.base import Miner, MiningBatch, Triplets, index_table, label_masks
 
 WINDOWS = ("semi-hard", "violating")
 PICKS = ("nearest", "random", "curriculum")
 
 
-class PairNegativeMiner(TripletMiner):
+class PairNegativeMiner(Miner):
     """The parametrised miner behind semi-hard, random-hard and curriculum.
 
     Args:

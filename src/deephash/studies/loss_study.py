@@ -1,8 +1,11 @@
 """``deephash loss-study``: the baseline against each loss, each with its selected margin.
 
 Losses with a margin go through :mod:`deephash.studies.select_margin` (grid on
-validation, winner tested once); Hoffer & Ailon's loss has none and is trained once. All
-use the same miner, budget and seed. Writes ``study.json`` and ``study.md``.
+validation, winner tested once); Hoffer & Ailon's loss and the softmax classifier have
+none and are trained once. All use the same head, budget and seed, and the study's miner
+unless an entry names its own (``contrastive+hard-pairs``: the contrastive loss on the
+pairs of the ``hard-pairs`` miner); the softmax classifier uses no miner. Writes
+``study.json`` and ``study.md``.
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ from deephash.studies.baseline_config import BaselineConfig
 from deephash.studies.run_folder import prepare_run
 from deephash.studies.select_margin import SelectMarginConfig, run_select_margin
 from deephash.studies.tables import markdown_table
-from deephash.studies.train import run_train
+from deephash.studies.train import method_title, run_train
 from deephash.training.config import TrainConfig
 
 
 @dataclass
 class LossStudyConfig(TrainConfig):
     out: str = field(default="runs/loss-study", metadata={"help": "run folder to write"})
-    losses: tuple[str, ...] = field(default=("facenet", "hoffer", "contrastive"), metadata={
-        "help": "losses to compare"})
+    losses: tuple[str, ...] = field(default=("facenet", "hoffer", "contrastive",
+                                             "contrastive+hard-pairs", "softmax"), metadata={
+        "help": "losses to compare: LOSS (with --miner) or LOSS+MINER"})
     margins: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.4, 0.8), metadata={
         "help": "margin grid of the triplet margin loss (facenet)"})
     contrastive_margins: tuple[float, ...] = field(default=(0.5, 1.0, 1.5, 2.0), metadata={
@@ -37,27 +41,35 @@ def _fields(config: Any, cls: type) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)}
 
 
+def _optional(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.4f}" if key in row else "—"
+
+
 def run_loss_study(config: LossStudyConfig) -> list[dict[str, Any]]:
     run = prepare_run(config.out, config)
     baseline = run_baseline(BaselineConfig(**{**_fields(config, BaselineConfig),
                                               "out": str(run / "baseline")}))
     rows = [{"method": "baseline (frozen features)", "margin": None, **baseline}]
-    for loss in config.losses:
-        training = dataclasses.replace(config.training, loss=loss)
-        base = {**_fields(config, TrainConfig), "out": str(run / loss), "training": training}
-        if create_loss(loss, 0.0, training.distance).uses_margin:
+    for entry in config.losses:
+        loss, _, miner = entry.partition("+")
+        training = dataclasses.replace(config.training, loss=loss,
+                                       miner=miner or config.training.miner)
+        base = {**_fields(config, TrainConfig), "out": str(run / entry), "training": training}
+        criterion = create_loss(loss, 0.0, training.distance)
+        if criterion.uses_margin:
             grid = config.contrastive_margins if loss == "contrastive" else config.margins
             metrics = run_select_margin(SelectMarginConfig(**base, margins=grid))
             margin = metrics["selected_margin"]
         else:
             metrics, margin = run_train(TrainConfig(**base)), None
-        rows.append({"method": f"{loss} + {config.training.miner}", "margin": margin, **metrics})
+        rows.append({"method": method_title(criterion, training.miner), "margin": margin,
+                     **metrics})
     save_json(run / "study.json", {"miner": config.training.miner, "rows": rows})
     (run / "study.md").write_text(markdown_table(
         ["method", "selected margin", "val mAP@all", "test mAP@all", "test mAP@1000",
-         "test kNN@1", "test kNN@10", "test P@100"],
+         "test kNN@1", "test kNN@10", "test P@100", "triplet acc", "pair AUC"],
         [[r["method"], "—" if r["margin"] is None else f"{r['margin']:g}",
           f"{r['val_map@all']:.4f}", f"{r['map@all']:.4f}", f"{r['map@1000']:.4f}",
-          f"{r['knn_acc@1']:.4f}", f"{r['knn_acc@10']:.4f}", f"{r['p@100']:.4f}"]
-         for r in rows]))
+          f"{r['knn_acc@1']:.4f}", f"{r['knn_acc@10']:.4f}", f"{r['p@100']:.4f}",
+          _optional(r, "triplet_acc"), _optional(r, "pair_auc")] for r in rows]))
     return rows

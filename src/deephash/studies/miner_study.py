@@ -1,5 +1,8 @@
 """``deephash miner-study``: every miner with the same loss, margin, budget and seed.
 
+By default every miner that serves the loss: the triplet miners for a triplet loss, and
+the pair miners too for the contrastive loss.
+
 For each miner: test mAP@all and kNN accuracy of its best-on-validation epoch, the mean
 time per epoch, the total training time, and the wall-clock time until its validation
 mAP@all first reached 95% of its own best. Writes ``study.json``, ``study.md`` and
@@ -16,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deephash.errors import ConfigError
 from deephash.fileio import save_json
-from deephash.miners import MINERS
+from deephash.losses import create_loss
+from deephash.miners import MINERS, create_miner
 from deephash.studies.run_folder import prepare_run
 from deephash.studies.tables import markdown_table
 from deephash.studies.train import run_train
@@ -30,8 +35,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class MinerStudyConfig(TrainConfig):
     out: str = field(default="runs/miner-study", metadata={"help": "run folder to write"})
-    miners: tuple[str, ...] = field(default_factory=lambda: tuple(MINERS.names()), metadata={
-        "help": "miners to compare"})
+    miners: tuple[str, ...] = field(default=(), metadata={
+        "help": "miners to compare (default: every miner that serves --loss)"})
 
 
 def time_to_fraction(history: list[dict[str, Any]], fraction: float = 0.95) -> float:
@@ -46,10 +51,20 @@ def with_miner(config: TrainConfig, miner: str, out: Path) -> TrainConfig:
     return TrainConfig(**{**base, "out": str(out), "training": training})
 
 
+def miners_for(loss_name: str) -> tuple[str, ...]:
+    """Every registered miner whose tuples (triplets or pairs) the loss trains on."""
+    loss = create_loss(loss_name, 0.0)
+    if not loss.uses_miner:
+        raise ConfigError(f"the {loss.name} loss uses no miner; a miner study needs a loss "
+                          "that does")
+    return tuple(name for name in MINERS.names() if create_miner(name, 0.0).yields in loss.accepts)
+
+
 def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:
+    miners = config.miners or miners_for(config.training.loss)
     run = prepare_run(config.out, config)
     rows, curves = [], {}
-    for miner in config.miners:
+    for miner in miners:
         sub = run / miner
         metrics = run_train(with_miner(config, miner, sub))
         history = json.loads((sub / "history.json").read_text())

@@ -12,6 +12,7 @@ from deephash.fileio import save_json, save_npz
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.metrics import EvaluationSpec, RetrievalReport, evaluate_retrieval
 from deephash.metrics.evaluate_codes import evaluate_codes
+from deephash.metrics.verification import verification_metrics
 from deephash.studies.baseline_config import EvalConfig
 from deephash.studies.run_folder import write_embeddings
 from deephash.viz.curves import plot_pr_curve
@@ -76,13 +77,17 @@ def write_results(run: Path, embeddings: np.ndarray, dataset: ImageDataset, spli
     """Test-protocol metrics, vectors, PR curve and t-SNE into ``run``.
 
     ``embeddings`` are pool-indexed ``(N, D)``; with ``codes`` they are relaxed codes,
-    evaluated as their signs (Hamming distance, tie-aware) and saved packed. Returns the
-    dict written to ``metrics.json``.
+    evaluated as their signs (Hamming distance, tie-aware) and saved packed. Besides the
+    retrieval metrics, ``triplet_acc`` and ``pair_auc`` on fixed, seeded triplets and pairs
+    of the queries (:mod:`deephash.metrics.verification`). Returns the dict written to
+    ``metrics.json``.
     """
     labels = dataset.labels
     evaluate = _code_results if codes else _float_results
     measured, curve = evaluate(run, embeddings, labels, splits, cfg)
-    metrics: dict[str, Any] = {**measured, "protocol": splits.protocol,
+    verification = verification_metrics(embeddings[splits.query], labels[splits.query],
+                                        measured["distance"], seed)
+    metrics: dict[str, Any] = {**measured, **verification, "protocol": splits.protocol,
                                "n_query": len(splits.query), "n_database": len(splits.database),
                                **(extra_metrics or {})}
     save_json(run / "pr_curve.json", curve)

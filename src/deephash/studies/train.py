@@ -24,7 +24,7 @@ from deephash.errors import ConfigError
 from deephash.features import transform_spec
 from deephash.fileio import save_json
 from deephash.hashing.regularizers import get_regularizer
-from deephash.losses import create_loss
+from deephash.losses import BatchLoss, SoftmaxLoss, create_loss
 from deephash.miners import create_miner
 from deephash.studies.baseline import load_features, open_protocol
 from deephash.studies.report import write_results
@@ -33,7 +33,7 @@ from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
 from deephash.training.inputs import FeatureInputs, ImageInputs
 from deephash.training.model import build_model
-from deephash.training.offline import OfflineTripletSampler
+from deephash.training.offline import OfflineSampler
 from deephash.training.sampler import BalancedBatchSampler
 from deephash.training.schedules import parse_schedule
 from deephash.training.trainer import TrainingSetup, embed, fit
@@ -64,15 +64,24 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     model = build_model(cfg, features["identity"].shape[1], backbone)
     model.head.set_feature_statistics(torch.from_numpy(features["identity"][splits.train]))
     model.to(device)
+    loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction,
+                       num_classes=len(dataset.classes), embedding_dim=cfg.embedding_dim)
+    miner = create_miner(cfg.miner, cfg.margin, config.seed)
+    if loss.uses_miner and miner.yields not in loss.accepts:
+        raise ConfigError(f"miner {cfg.miner!r} yields {miner.yields}; the {cfg.loss} loss "
+                          f"trains on {' or '.join(loss.accepts)}")
+    loss.to(device)
     groups: list[dict[str, Any]] = [{"params": model.head.parameters(), "lr": cfg.lr}]
     if model.backbone is not None:
         groups.append({"params": model.backbone.parameters(), "lr": cfg.backbone_lr})
+    if any(True for _ in loss.parameters()):  # the softmax classifier's class weights
+        groups.append({"params": loss.parameters(), "lr": cfg.lr})
     optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-    sampler: BalancedBatchSampler | OfflineTripletSampler
-    if cfg.miner == "offline":  # the same images per batch, as pre-formed triplets
-        sampler = OfflineTripletSampler(dataset.labels[splits.train],
-                                        cfg.batch_classes * cfg.batch_samples // 3, config.seed,
-                                        cfg.batches_per_epoch or None)
+    sampler: BalancedBatchSampler | OfflineSampler
+    if loss.uses_miner and miner.tuple_size:  # the same images per batch, pre-formed tuples
+        sampler = OfflineSampler(dataset.labels[splits.train],
+                                 cfg.batch_classes * cfg.batch_samples // miner.tuple_size,
+                                 config.seed, cfg.batches_per_epoch or None, miner.tuple_size)
     else:
         sampler = BalancedBatchSampler(dataset.labels[splits.train], cfg.batch_classes,
                                        cfg.batch_samples, config.seed,
@@ -80,14 +89,21 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
                                        dataset.classes)
     return TrainingSetup(
         model=model, inputs=inputs,
-        loss=create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction),
-        miner=create_miner(cfg.miner, cfg.margin, config.seed), sampler=sampler,
+        loss=loss, miner=miner, sampler=sampler,
         labels=dataset.labels, train=splits.train, val=splits.val, optimizer=optimizer,
         epochs=cfg.epochs, device=device,
         eval_distance="hamming" if cfg.codes else config.evaluation.distance,
         regularizers=parse_weights(cfg.regularizers),
         schedules=dict(parse_schedule(text) for text in cfg.schedules),
         test_time_flip=cfg.test_time_flip)
+
+
+def method_title(loss: BatchLoss, miner: str, margin: float | None = None) -> str:
+    """``facenet + semi-hard, margin 0.2``; ``softmax classifier`` (no miner, no margin)."""
+    if not loss.uses_miner:
+        return f"{loss.name} classifier"
+    title = f"{loss.name} + {miner}"
+    return title if margin is None or not loss.uses_margin else f"{title}, margin {margin:g}"
 
 
 def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
@@ -124,18 +140,22 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
     device = resolve_device(config.extraction.device)
     setup = _setup(config, dataset, splits, device)
     if resume_state is not None:
-        setup.model.load_state_dict(resume_state["model"])
+        load_trained(setup, resume_state)
     cfg = config.training
     if cfg.procedure == "zhuang":
         log.info("training Zhuang et al.'s two-step hashing (margin %g bits), %d stages",
                  cfg.margin, cfg.epochs)
+    elif not setup.loss.uses_miner:
+        log.info("training a %s classifier on the embedding (no miner), %s mode, %d epochs "
+                 "of %d batches of %d x %d", cfg.loss, cfg.mode, cfg.epochs,
+                 len(setup.sampler), cfg.batch_classes, cfg.batch_samples)
     else:
         log.info("training %s + %s (margin %g), %s mode, %d epochs of %d batches of %d x %d",
                  cfg.loss, cfg.miner, cfg.margin, cfg.mode, cfg.epochs, len(setup.sampler),
                  cfg.batch_classes, cfg.batch_samples)
 
     def save(path: Path, extra: dict[str, Any]) -> None:
-        save_checkpoint(path, config, setup.model, **extra)
+        save_checkpoint(path, config, setup.model, loss=setup.loss.state_dict(), **extra)
 
     if cfg.procedure == "zhuang":
         records = fit_zhuang(setup, cfg.zhuang, cfg.margin, config.seed, run, save, resume_state)
@@ -143,10 +163,10 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
         records = fit(setup, run, save, resume_state)
     history = [dataclasses.asdict(h) for h in records]
     save_json(run / "history.json", history)
-    plot_training_curves(history, run / "curves.png",
-                         f"{cfg.loss} + {cfg.miner}, margin {cfg.margin:g}")
+    plot_training_curves(history, run / "curves.png", method_title(setup.loss, cfg.miner,
+                                                                   cfg.margin))
     best = read_checkpoint(run / "best.pt")
-    setup.model.load_state_dict(best["model"])
+    load_trained(setup, best)
     summary = {"val_map@all": best["val_map"], "best_epoch": int(best["epoch"]) + 1,
                "train_seconds": history[-1]["elapsed_seconds"] if history else 0.0}
     save_json(run / "validation.json", summary)
@@ -163,9 +183,19 @@ def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, datas
     vectors = np.zeros((len(dataset), config.training.embedding_dim), dtype=np.float32)
     vectors[rows] = embed(setup.model, setup.inputs, rows, setup.device,
                           test_time_flip=setup.test_time_flip)
-    title = f"{config.training.loss} + {config.training.miner} on {dataset.name}"
+    if isinstance(setup.loss, SoftmaxLoss):  # the classifier's own test accuracy
+        predicted = setup.loss.predict(torch.from_numpy(vectors[splits.query]).to(setup.device))
+        extra = {**extra, "classifier_acc": float(
+            (predicted.cpu().numpy() == dataset.labels[splits.query]).mean())}
+    title = f"{method_title(setup.loss, config.training.miner)} on {dataset.name}"
     return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
                          extra_metrics=extra, codes=config.training.codes)
+
+
+def load_trained(setup: TrainingSetup, checkpoint: dict[str, Any]) -> None:
+    """The model's weights and the loss's own parameters (the softmax class weights)."""
+    setup.model.load_state_dict(checkpoint["model"])
+    setup.loss.load_state_dict(checkpoint.get("loss", {}))
 
 
 def evaluate_checkpoint(run: Path, config: TrainConfig, checkpoint: Path,
@@ -174,5 +204,5 @@ def evaluate_checkpoint(run: Path, config: TrainConfig, checkpoint: Path,
     dataset, splits = open_protocol(config)
     write_splits(run, splits, dataset)
     setup = _setup(config, dataset, splits, resolve_device(config.extraction.device))
-    setup.model.load_state_dict(read_checkpoint(checkpoint)["model"])
+    load_trained(setup, read_checkpoint(checkpoint))
     return evaluate_on_test(run, config, setup, dataset, splits, extra)

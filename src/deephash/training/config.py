@@ -24,9 +24,12 @@ class ZhuangConfig:
 @dataclass
 class TrainingConfig:
     loss: str = field(default="facenet", metadata={
-        "help": "facenet (margin), hoffer (softmax ratio) or contrastive (pairs)"})
+        "help": "facenet (margin), hoffer (softmax ratio), contrastive (pairs), dtsh (codes) "
+                "or softmax (a classifier on the embedding; no miner)"})
     miner: str = field(default="semi-hard", metadata={
-        "help": "batch-all, batch-hard, semi-hard, random-hard, distance-weighted, curriculum"})
+        "help": "triplets: batch-all, batch-hard, semi-hard, random-hard, distance-weighted, "
+                "curriculum, offline; pairs (contrastive loss): all-pairs, hard-pairs, "
+                "offline-pairs"})
     margin: float = field(default=0.2, metadata={"help": "margin of the loss and the miner"})
     distance: str = field(default="euclidean", metadata={
         "flag": "--train-distance", "help": "distance inside the loss: euclidean, "

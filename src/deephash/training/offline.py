@@ -1,69 +1,43 @@
-"""Offline triplets: (anchor, positive, negative) drawn before the network sees them.
+"""Offline triplets and pairs: tuples drawn before the network sees them.
 
-The siamese-triplet way of training: each triplet is an anchor drawn uniformly from the
-items, a positive drawn uniformly from the *other* items of its class, and a negative
-drawn uniformly from the other classes — no look at distances. ``OfflineTripletSampler``
-yields batches laid out as three blocks ``[anchors | positives | negatives]`` and the
-``offline`` miner (:mod:`deephash.miners.offline`) reads that layout back, so offline
-triplets run through the same trainer, losses and metrics as online mining, at the same
-images per batch. ``fixed_triplets`` is
-the seeded, reproducible set for evaluation.
+The draws (:mod:`deephash.data.tuples`) look only at labels: uniform anchors, positives
+and negatives; pairs are an anchor with its positive or its negative by a fair coin.
+``OfflineSampler`` yields batches laid out as blocks, ``[anchors | positives |
+negatives]`` or ``[firsts | seconds]``, and the ``offline`` / ``offline-pairs`` miners
+(:mod:`deephash.miners.offline`) read that layout back, so offline tuples run through the
+same trainer, losses and metrics as online mining, at the same images per batch.
+``fixed_triplets`` and ``fixed_pairs`` are the seeded, reproducible sets for evaluation
+(:mod:`deephash.metrics.verification`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 import numpy as np
 
+from deephash.data.tuples import draw_pairs, draw_triplets, fixed_pairs, fixed_triplets
 from deephash.errors import ConfigError
 
-
-def draw_triplets(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``(n, 3)`` item positions (anchor, positive, negative); positive != anchor.
-
-    Anchors are drawn from classes with at least two items; negatives from all items of
-    the other classes.
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    order = np.argsort(labels, kind="stable")  # items grouped by class
-    classes, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
-    class_of = np.searchsorted(classes, labels)
-    eligible = np.flatnonzero(counts[class_of] >= 2)
-    if len(eligible) == 0 or len(counts) < 2:
-        raise ConfigError("offline triplets need two classes and a class with two items")
-    anchors = rng.choice(eligible, n)
-    c = class_of[anchors]
-    # positive: a uniform other member of the class (skip the anchor's own slot)
-    rank_of = np.empty(len(labels), dtype=np.int64)
-    rank_of[order] = np.arange(len(labels))
-    anchor_slot = rank_of[anchors] - starts[c]
-    slot = rng.integers(0, counts[c] - 1)
-    slot = slot + (slot >= anchor_slot)
-    positives = order[starts[c] + slot]
-    # negative: a uniform item outside the class (skip the class's block)
-    pick = rng.integers(0, len(labels) - counts[c])
-    pick = pick + np.where(pick >= starts[c], counts[c], 0)
-    negatives = order[pick]
-    return np.stack([anchors, positives, negatives], axis=1)
+__all__ = ["OfflineSampler", "OfflineTupleView", "draw_pairs", "draw_triplets", "fixed_pairs",
+           "fixed_triplets"]
 
 
-def fixed_triplets(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """The evaluation set: ``(n, 3)`` triplets, the same for the same labels and seed."""
-    return draw_triplets(labels, n, np.random.default_rng([seed, 0x7E57]))
+class OfflineSampler:
+    """Batches of ``tuple_size * tuples_per_batch`` positions: ``[anchors | positives |
+    negatives]`` (``tuple_size = 3``) or ``[firsts | seconds]`` (2); epoch ``e`` comes from
+    ``default_rng([seed, e])`` alone (replayable)."""
 
-
-class OfflineTripletSampler:
-    """Batches of ``3 * triplets_per_batch`` positions, ``[anchors | positives |
-    negatives]``; epoch ``e`` comes from ``default_rng([seed, e])`` alone (replayable)."""
-
-    def __init__(self, labels: np.ndarray, triplets_per_batch: int, seed: int,
-                 batches_per_epoch: int | None = None) -> None:
-        if triplets_per_batch < 1:
-            raise ConfigError("a batch needs at least one triplet (3 images)")
+    def __init__(self, labels: np.ndarray, tuples_per_batch: int, seed: int,
+                 batches_per_epoch: int | None = None, tuple_size: int = 3) -> None:
+        if tuple_size not in (2, 3):
+            raise ConfigError(f"offline tuples are pairs (2) or triplets (3), not {tuple_size}")
+        if tuples_per_batch < 1:
+            raise ConfigError(f"a batch needs at least one tuple ({tuple_size} images)")
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.triplets_per_batch, self.seed = triplets_per_batch, seed
-        self.batch_size = 3 * triplets_per_batch
+        self.tuples_per_batch, self.seed, self.tuple_size = tuples_per_batch, seed, tuple_size
+        self.batch_size = tuple_size * tuples_per_batch
         self.batches_per_epoch = batches_per_epoch or max(1, len(self.labels) // self.batch_size)
         draw_triplets(self.labels, 1, np.random.default_rng(0))  # refuse unusable labels now
 
@@ -72,5 +46,47 @@ class OfflineTripletSampler:
 
     def epoch(self, epoch: int) -> Iterator[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
+        draw = draw_triplets if self.tuple_size == 3 else draw_pairs
         for _ in range(self.batches_per_epoch):
-            yield draw_triplets(self.labels, self.triplets_per_batch, rng).T.reshape(-1)
+            yield draw(self.labels, self.tuples_per_batch, rng)[:, :self.tuple_size].T.reshape(-1)
+
+
+class Indexable(Protocol):
+    def __getitem__(self, index: int) -> Any: ...
+
+
+class OfflineTupleView:
+    """A dataset of offline tuples over ``items`` (anything indexable by position, e.g. a
+    ``torch.utils.data.Dataset`` of tensors), for code that brings its own loop.
+
+    Item ``i`` is ``(items[first], items[second], same)`` (``tuple_size = 2``, ``same`` a
+    bool) or ``(items[anchor], items[positive], items[negative])`` (3). ``fixed=True`` is the
+    evaluation view: :func:`fixed_pairs` / :func:`fixed_triplets`, the same for every epoch;
+    otherwise ``set_epoch(e)`` draws epoch ``e``'s tuples from ``default_rng([seed, e])``
+    (training; replayable).
+    """
+
+    def __init__(self, items: Indexable, labels: np.ndarray, size: int, seed: int,
+                 tuple_size: int = 2, fixed: bool = False) -> None:
+        if tuple_size not in (2, 3):
+            raise ConfigError(f"offline tuples are pairs (2) or triplets (3), not {tuple_size}")
+        self.items, self.labels = items, np.asarray(labels, dtype=np.int64)
+        self.size, self.seed, self.tuple_size, self.fixed = size, seed, tuple_size, fixed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.fixed:
+            fixed = fixed_pairs if self.tuple_size == 2 else fixed_triplets
+            self.tuples = fixed(self.labels, self.size, self.seed)
+        else:
+            draw = draw_pairs if self.tuple_size == 2 else draw_triplets
+            self.tuples = draw(self.labels, self.size, np.random.default_rng([self.seed, epoch]))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, Any]:
+        row = self.tuples[index]
+        if self.tuple_size == 2:
+            return self.items[int(row[0])], self.items[int(row[1])], bool(row[2])
+        return self.items[int(row[0])], self.items[int(row[1])], self.items[int(row[2])]

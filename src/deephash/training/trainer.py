@@ -1,7 +1,8 @@
 """One training loop for both modes (frozen features, finetuned backbone).
 
-Per batch: embeddings -> the loss's distance matrix -> the miner's triplets (on detached
-distances) -> the loss. Per epoch: diagnostics (loss, fraction of active triplets, mean
+Per batch: embeddings -> ``loss.compute`` (for the metric losses: the distance matrix ->
+the miner's triplets or pairs, on detached distances -> the loss; the softmax loss
+classifies the embeddings). Per epoch: diagnostics (loss, fraction of active triplets, mean
 anchor-positive and anchor-negative distances, embedding norm, empty batches) and the
 validation score (validation queries against the training part); the best epoch on
 validation is kept as ``best.pt``, every epoch as ``last.pt`` (for ``--resume``).
@@ -23,10 +24,10 @@ import torch
 from deephash.errors import ConfigError
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.hashing.regularizers import get_regularizer
-from deephash.losses import TripletLoss
+from deephash.losses import BatchLoss
 from deephash.metrics import EvaluationSpec, evaluate_retrieval
 from deephash.metrics.evaluate_codes import evaluate_codes
-from deephash.miners import MiningBatch, TripletMiner
+from deephash.miners import Miner
 from deephash.progress import progress_bar
 from deephash.training.model import EmbeddingModel
 from deephash.training.sampler import BatchSampler
@@ -72,8 +73,8 @@ class TrainingSetup:
 
     model: EmbeddingModel
     inputs: Inputs
-    loss: TripletLoss
-    miner: TripletMiner
+    loss: BatchLoss
+    miner: Miner
     sampler: BatchSampler
     labels: np.ndarray          # (N_pool,) int64
     train: np.ndarray           # pool indices the sampler's positions refer to
@@ -162,9 +163,7 @@ def train_epoch(setup: TrainingSetup, epoch: int,
         with _autocast(setup.device):
             embeddings = model(x.to(setup.device, non_blocking=True))
         embeddings = embeddings.float()
-        distances = setup.loss.distance.matrix(embeddings)
-        triplets = setup.miner.mine(MiningBatch(distances.detach(), labels, embeddings.detach()))
-        out = setup.loss(distances, triplets)
+        out = setup.loss.compute(embeddings, labels, setup.miner)
         regularization = sum((setup.regularizers[name] * term(embeddings)
                               for name, term in terms.items()), torch.zeros(()))
         setup.optimizer.zero_grad(set_to_none=True)

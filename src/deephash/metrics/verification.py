@@ -1,0 +1,83 @@
+"""Verification metrics on fixed, seeded tuples of the query set.
+
+Retrieval ranks a whole database; these two look at the tuples a triplet or siamese
+network is trained on, drawn once from the labels and a seed
+(:func:`~deephash.data.tuples.fixed_triplets`, :func:`~deephash.data.tuples.fixed_pairs`):
+
+- ``triplet_acc``: the fraction of triplets with d(a, p) < d(a, n); a tie counts 1/2.
+- ``pair_auc``: the ROC AUC of the pairs' distances as a same / different score (smaller
+  distance = more likely same), i.e. the probability that a random positive pair is
+  closer than a random negative pair, a tie counting 1/2 (Mann-Whitney U / (n+ n-)).
+
+Distances are computed in float64: ``euclidean``, ``sqeuclidean``, ``cosine`` (1 - cos)
+or ``hamming`` (on the signs of the vectors, as for codes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deephash.data.tuples import fixed_pairs, fixed_triplets
+from deephash.errors import ConfigError
+
+VERIFICATION_DISTANCES = ("euclidean", "sqeuclidean", "cosine", "hamming")
+
+
+def rowwise_distances(a: np.ndarray, b: np.ndarray, distance: str) -> np.ndarray:
+    """``(n, D)`` and ``(n, D)`` -> ``(n,)`` float64 distances between matching rows."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if distance == "hamming":
+        return (np.sign(a) != np.sign(b)).sum(axis=1).astype(np.float64)
+    if distance == "cosine":
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        return 1.0 - (a * b).sum(axis=1) / np.maximum(norms, 1e-12)
+    if distance not in ("euclidean", "sqeuclidean"):
+        raise ConfigError(f"unknown distance {distance!r}; known: "
+                          f"{', '.join(VERIFICATION_DISTANCES)}")
+    squared = np.square(a - b).sum(axis=1)
+    return squared if distance == "sqeuclidean" else np.sqrt(squared)
+
+
+def triplet_accuracy(vectors: np.ndarray, triplets: np.ndarray, distance: str) -> float:
+    """``vectors`` ``(N, D)``, ``triplets`` ``(T, 3)`` rows of it -> accuracy in [0, 1]."""
+    a, p, n = (vectors[triplets[:, i]] for i in range(3))
+    d_ap, d_an = rowwise_distances(a, p, distance), rowwise_distances(a, n, distance)
+    return float(np.mean((d_ap < d_an) + 0.5 * (d_ap == d_an)))
+
+
+def pair_auc(vectors: np.ndarray, pairs: np.ndarray, distance: str) -> float:
+    """``pairs`` ``(M, 3)`` rows (first, second, same) -> ROC AUC in [0, 1], ties halved.
+
+    Needs both a positive and a negative pair.
+    """
+    d = rowwise_distances(vectors[pairs[:, 0]], vectors[pairs[:, 1]], distance)
+    same = pairs[:, 2].astype(bool)
+    n_pos, n_neg = int(same.sum()), int((~same).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ConfigError("pair AUC needs positive and negative pairs")
+    # average ranks of -d (ties share their mean rank); U = rank sum of positives - n+(n+ + 1)/2
+    order = np.argsort(-d, kind="stable")
+    sorted_scores = -d[order]
+    ranks = np.empty(len(d), dtype=np.float64)
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(d)]
+    for start, end in zip(starts, ends, strict=True):
+        ranks[order[start:end]] = (start + end + 1) / 2.0  # mean of ranks start+1 .. end
+    u = ranks[same].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def verification_metrics(vectors: np.ndarray, labels: np.ndarray, distance: str, seed: int,
+                         n: int = 10_000) -> dict[str, float]:
+    """``{"triplet_acc", "pair_auc"}`` on ``n`` fixed triplets and ``n`` fixed pairs of
+    ``vectors`` ``(N, D)`` with ``labels`` ``(N,)``; empty when the labels cannot form a
+    triplet (one class, or no class with two items)."""
+    try:
+        triplets = fixed_triplets(labels, n, seed)
+        pairs = fixed_pairs(labels, n, seed)
+    except ConfigError:
+        return {}
+    metrics = {"triplet_acc": triplet_accuracy(vectors, triplets, distance)}
+    if pairs[:, 2].any() and not pairs[:, 2].all():
+        metrics["pair_auc"] = pair_auc(vectors, pairs, distance)
+    return metrics

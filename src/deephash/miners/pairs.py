@@ -1,0 +1,62 @@
+"""Online pair selection for the contrastive loss (Hadsell, Chopra & LeCun 2006).
+
+Pairs are unordered: each is reported once as ``first < second`` (every distance here is
+symmetric). Two selections, one parametrised miner:
+
+============ ======================= ===============================================
+miner        positive pairs          negative pairs
+============ ======================= ===============================================
+all-pairs    every same-label pair   every different-label pair
+hard-pairs   every same-label pair   the nearest ones, as many as there are positive
+                                     pairs (ties: the pair that comes first in row-major
+                                     order, i.e. smaller ``first``, then smaller ``second``)
+============ ======================= ===============================================
+
+A batch with no positive pair gets no hard negative either (nothing to balance against);
+``all-pairs`` then still yields its negative pairs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deephash.errors import ConfigError
+from deephash.miners.base import Miner, MiningBatch, Pairs
+
+NEGATIVE_SELECTIONS = ("all", "hard")
+
+
+class PairMiner(Miner):
+    """All positive pairs and ``negatives`` (``all`` or ``hard``) negative pairs.
+
+    Memory O(B^2); hard negatives cost one sort of the batch's negative distances.
+    """
+
+    yields = "pairs"
+
+    def __init__(self, negatives: str) -> None:
+        if negatives not in NEGATIVE_SELECTIONS:
+            raise ConfigError(f"unknown negative selection {negatives!r}; "
+                              f"known: {', '.join(NEGATIVE_SELECTIONS)}")
+        self.negatives = negatives
+        self.name = f"{negatives}-pairs"
+
+    def mine(self, batch: MiningBatch) -> Pairs:
+        labels = batch.labels
+        upper = torch.ones(len(labels), len(labels), dtype=torch.bool,
+                           device=labels.device).triu(diagonal=1)
+        same = labels[:, None] == labels[None, :]
+        pos_first, pos_second = torch.nonzero(same & upper, as_tuple=True)
+        neg_first, neg_second = torch.nonzero(~same & upper, as_tuple=True)  # row-major
+        if self.negatives == "hard":
+            d = batch.distances[neg_first, neg_second]
+            keep = torch.sort(d, stable=True).indices[: len(pos_first)]
+            neg_first, neg_second = neg_first[keep], neg_second[keep]
+        first = torch.cat([pos_first, neg_first])
+        second = torch.cat([pos_second, neg_second])
+        is_same = torch.cat([torch.ones_like(pos_first, dtype=torch.bool),
+                             torch.zeros_like(neg_first, dtype=torch.bool)])
+        return Pairs(first, second, is_same)
+
+    def __repr__(self) -> str:
+        return f"PairMiner(negatives={self.negatives!r})"

@@ -1,0 +1,63 @@
+"""The softmax classification baseline: the loss by hand, training, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_run_args
+
+from deephash.cli import main
+from deephash.errors import ConfigError
+from deephash.losses import SoftmaxLoss, create_loss
+from deephash.training.checkpoint import read_checkpoint
+
+
+@pytest.mark.parametrize("reduction", ["mean", "mean_active", "sum"])
+def test_cross_entropy_and_errors_against_a_loop(reduction: str) -> None:
+    torch.manual_seed(0)
+    loss = create_loss("softmax", 0.0, reduction=reduction, num_classes=3, embedding_dim=4)
+    assert isinstance(loss, SoftmaxLoss) and not loss.uses_miner and not loss.uses_margin
+    x = torch.randn(7, 4, dtype=torch.float64)
+    loss.double()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    out = loss.compute(x, labels)
+    w, b = loss.classifier.weight.detach(), loss.classifier.bias.detach()
+    values, wrong = [], 0
+    for row, label in zip(x.tolist(), labels.tolist(), strict=True):
+        logits = [sum(wi * xi for wi, xi in zip(w[c].tolist(), row, strict=True)) + b[c].item()
+                  for c in range(3)]
+        top = max(logits)
+        log_sum = top + math.log(sum(math.exp(v - top) for v in logits))
+        values.append(log_sum - logits[label])
+        wrong += int(max(range(3), key=lambda c: logits[c]) != label)
+    expected = sum(values) if reduction == "sum" else sum(values) / len(values)
+    assert out.loss.item() == pytest.approx(expected, rel=1e-9)
+    assert out.n_items == 7 and out.n_active == wrong
+    assert math.isnan(out.mean_positive_distance)
+    out.loss.backward()
+    assert loss.classifier.weight.grad is not None
+
+
+def test_a_classifier_needs_two_classes() -> None:
+    with pytest.raises(ConfigError, match="two classes"):
+        create_loss("softmax", 0.0, num_classes=1, embedding_dim=4)
+
+
+def train(folder: Path, tmp_path: Path, run: Path, epochs: int, *extra: str) -> int:
+    return main(["train", "--out", str(run), "--loss", "softmax", "--embedding-dim", "8",
+                 *tiny_run_args(folder, tmp_path / "c", epochs=epochs), *extra])
+
+
+def test_softmax_training_end_to_end(folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train(folder, tmp_path, run, 2) == 0
+    best = read_checkpoint(run / "best.pt")
+    assert best["loss"]["classifier.weight"].shape == (3, 8)  # 3 classes x embedding
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["classifier_acc"] <= 1.0 and metrics["map@all"] > 0
+    history = json.loads((run / "history.json").read_text())
+    assert all(0.0 <= h["active_fraction"] <= 1.0 for h in history)  # the training error
