@@ -10,7 +10,9 @@ PML equivalents: batch-all <-> TripletMarginMiner("all", margin=inf) (the same t
 batch-hard <-> BatchHardMiner (the same triplets); semi-hard <-> TripletMarginMiner
 ("semihard") and random-hard <-> TripletMarginMiner("all"), which return every qualifying
 triplet where ours picks one per anchor-positive pair from the same candidates;
-distance-weighted <-> DistanceWeightedMiner; curriculum (ours) has none.
+distance-weighted <-> DistanceWeightedMiner; all-pairs <-> PairMarginMiner with no margin in
+the way (every pair, in both orders: twice our count); curriculum (ours), hard-pairs and the
+offline miners have none. ``triplets`` counts the mined tuples (pairs for pair miners).
 
     ./run python benchmarks/bench_miners.py [--rounds 5]
 """
@@ -45,6 +47,9 @@ def pml_equivalent(name: str) -> Callable[[torch.Tensor, torch.Tensor], object] 
         "random-hard": lambda: pml.TripletMarginMiner(margin=MARGIN, type_of_triplets="all",
                                                       distance=distance),
         "distance-weighted": lambda: pml.DistanceWeightedMiner(),
+        # every pair, in both orders (ours: each unordered pair once)
+        "all-pairs": lambda: pml.PairMarginMiner(pos_margin=-1.0, neg_margin=1e9,
+                                                 distance=distance),
     }
     return table[name]() if name in table else None  # type: ignore[return-value]
 

@@ -60,6 +60,21 @@ def test_all_pairs_is_every_pair_once(seed: int) -> None:
     assert len(got) == len(batch.labels) * (len(batch.labels) - 1) // 2
 
 
+def test_all_pairs_match_pytorch_metric_learning() -> None:
+    """PML's PairMarginMiner with no margin in the way returns every pair in both orders."""
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.miners import PairMarginMiner
+
+    batch = random_batch(7, n=20)
+    a1, p, a2, n = PairMarginMiner(pos_margin=-1.0, neg_margin=1e9, distance=LpDistance())(
+        batch.embeddings, batch.labels)
+    theirs = ({(min(i, j), max(i, j), True) for i, j in zip(a1.tolist(), p.tolist(), strict=True)}
+              | {(min(i, j), max(i, j), False)
+                 for i, j in zip(a2.tolist(), n.tolist(), strict=True)})
+    ours = as_set(create_miner("all-pairs", 0.0).mine(batch))
+    assert ours == theirs and 2 * len(ours) == len(a1) + len(a2)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_hard_pairs_are_the_nearest_negatives_as_many_as_positives(seed: int) -> None:
     batch = random_batch(seed)

@@ -22,11 +22,12 @@ def test_index_then_search(folder: Path, tmp_path: Path, kind: str, flip: bool,
     checkpoint = run / "bits-16" / "best.pt" if kind == "hash" else run / "best.pt"
     index = tmp_path / "index"
     factory = "BFlat" if kind == "hash" else "Flat"
+    choice = ["--index", factory] if flip else []  # default: the index that fits the model
     assert main(["index", "--checkpoint", str(checkpoint), "--data-dir", str(folder),
-                 "--out", str(index), "--index", factory, "--cache-dir",
-                 str(tmp_path / "c")]) == 0
+                 "--out", str(index), *choice, "--cache-dir", str(tmp_path / "c")]) == 0
     info = json.loads((index / "index.json").read_text())
     assert info["n_items"] == 48 and info["codes"] == (kind == "hash")
+    assert info["index"] == factory
     capsys.readouterr()
     query = folder / "test" / "class1" / "02.png"
     assert main(["search", str(query), "--index", str(index), "-k", "5",

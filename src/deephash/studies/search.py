@@ -44,8 +44,9 @@ class IndexConfig:
     data_dir: str | None = field(default=None, metadata={
         "help": "images to index (an image folder with train/ and test/, or CIFAR-10)"})
     out: str = field(default="runs/index", metadata={"help": "index folder to write"})
-    index: str = field(default="BFlat", metadata={
-        "help": "BFlat-numpy, BFlat, BHNSW<M>, BMIH<h> (codes) or Flat (embeddings)"})
+    index: str = field(default="auto", metadata={
+        "help": "BFlat-numpy, BFlat, BHNSW<M>, BMIH<h> (codes) or Flat (embeddings); auto: "
+                "BFlat for a hashing model, Flat for an embedding model"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache folder"})
 
@@ -94,6 +95,8 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     codes = train_config.training.codes
     vectors = _vectors(model, features, codes)
     dim = train_config.training.embedding_dim
+    if config.index == "auto":
+        config = dataclasses.replace(config, index="BFlat" if codes else "Flat")
     if codes == (config.index == "Flat"):
         raise ConfigError(f"index {config.index} does not fit a "
                           f"{'hashing' if codes else 'float embedding'} model; use "

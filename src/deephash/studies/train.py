@@ -33,8 +33,7 @@ from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
 from deephash.training.inputs import FeatureInputs, ImageInputs
 from deephash.training.model import build_model
-from deephash.training.offline import OfflineSampler
-from deephash.training.sampler import BalancedBatchSampler
+from deephash.training.sampler import build_sampler
 from deephash.training.schedules import parse_schedule
 from deephash.training.trainer import TrainingSetup, embed, fit
 from deephash.training.zhuang_trainer import fit_zhuang
@@ -77,16 +76,8 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     if any(True for _ in loss.parameters()):  # the softmax classifier's class weights
         groups.append({"params": loss.parameters(), "lr": cfg.lr})
     optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-    sampler: BalancedBatchSampler | OfflineSampler
-    if loss.uses_miner and miner.tuple_size:  # the same images per batch, pre-formed tuples
-        sampler = OfflineSampler(dataset.labels[splits.train],
-                                 cfg.batch_classes * cfg.batch_samples // miner.tuple_size,
-                                 config.seed, cfg.batches_per_epoch or None, miner.tuple_size)
-    else:
-        sampler = BalancedBatchSampler(dataset.labels[splits.train], cfg.batch_classes,
-                                       cfg.batch_samples, config.seed,
-                                       cfg.batches_per_epoch or None, cfg.small_classes,
-                                       dataset.classes)
+    sampler = build_sampler(cfg, dataset.labels[splits.train], config.seed,
+                            miner.tuple_size if loss.uses_miner else None, dataset.classes)
     return TrainingSetup(
         model=model, inputs=inputs,
         loss=loss, miner=miner, sampler=sampler,

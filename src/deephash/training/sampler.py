@@ -1,4 +1,5 @@
-"""Balanced P x K batches, driven by an explicit seed."""
+"""Balanced P x K batches, driven by an explicit seed; ``build_sampler`` picks the sampler a
+miner needs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Protocol
 import numpy as np
 
 from deephash.errors import ConfigError
+from deephash.training.config import TrainingConfig
+from deephash.training.offline import OfflineSampler
 
 SMALL_CLASS_POLICIES = ("replace", "error")
 
@@ -87,3 +90,16 @@ class BalancedBatchSampler:
                 batch.append(queues[c][heads[c]:heads[c] + self.n_samples])
                 heads[c] += self.n_samples
             yield np.concatenate(batch)
+
+
+def build_sampler(cfg: TrainingConfig, labels: np.ndarray, seed: int,
+                  offline_tuple_size: int | None = None,
+                  class_names: list[str] | None = None) -> BalancedBatchSampler | OfflineSampler:
+    """The balanced P x K sampler, or, for an offline miner (``offline_tuple_size`` 2 or 3),
+    pre-formed tuples from the same number of images per batch."""
+    batches = cfg.batches_per_epoch or None
+    if offline_tuple_size:
+        return OfflineSampler(labels, cfg.batch_classes * cfg.batch_samples // offline_tuple_size,
+                              seed, batches, offline_tuple_size)
+    return BalancedBatchSampler(labels, cfg.batch_classes, cfg.batch_samples, seed, batches,
+                                cfg.small_classes, class_names)
