@@ -11,7 +11,7 @@ batch-hard <-> BatchHardMiner (the same triplets); semi-hard <-> TripletMarginMi
 ("semihard") and random-hard <-> TripletMarginMiner("all"), which return every qualifying
 triplet where ours picks one per anchor-positive pair from the same candidates;
 distance-weighted <-> DistanceWeightedMiner; all-pairs <-> PairMarginMiner with no margin in
-the way (every pair, in both orders: twice our count); curriculum (ours), hard-pairs and the
+the way (every pair, in both orders; counted once each); curriculum (ours), hard-pairs and the
 offline miners have none. ``triplets`` counts the mined tuples (pairs for pair miners).
 
     ./run python benchmarks/bench_miners.py [--rounds 5]
@@ -69,7 +69,15 @@ def runner(name: str, implementation: str, x: torch.Tensor,
     theirs = pml_equivalent(name)
     if theirs is None:
         return None
-    return lambda: len(theirs(x, labels)[0])  # type: ignore[index]
+    return lambda: pml_count(theirs(x, labels))
+
+
+def pml_count(mined: tuple[torch.Tensor, ...]) -> int:
+    """Triplets, or for PML's pair miners (a1, p, a2, n) the unordered pairs (each comes
+    in both orders)."""
+    if len(mined) == 4:
+        return (len(mined[0]) + len(mined[2])) // 2
+    return len(mined[0])
 
 
 def peak_mb(name: str, implementation: str, size: int) -> float:
