@@ -11,10 +11,10 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers as pml_reducers
 from pytorch_metric_learning.distances import LpDistance
 
-from deephash.losses import BATCH_DISTANCES, LOSSES, create_loss, pairs_of
+from deephash.losses import BATCH_DISTANCES, LOSSES, create_loss, loss_traits, pairs_of
 from deephash.miners import BatchAllMiner, MiningBatch, Triplets, create_miner
 
-METRIC_LOSSES = [name for name in LOSSES.names() if create_loss(name, 0.5).uses_miner]
+METRIC_LOSSES = [name for name in LOSSES.names() if loss_traits(name).uses_miner]
 
 
 def embeddings(seed: int, n: int = 12, dim: int = 4) -> tuple[torch.Tensor, torch.Tensor]:

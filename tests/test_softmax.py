@@ -12,7 +12,7 @@ from conftest import tiny_run_args
 
 from deephash.cli import main
 from deephash.errors import ConfigError
-from deephash.losses import SoftmaxLoss, create_loss
+from deephash.losses import LossTraits, SoftmaxLoss, create_loss, loss_traits
 from deephash.training.checkpoint import read_checkpoint
 
 
@@ -42,9 +42,15 @@ def test_cross_entropy_and_errors_against_a_loop(reduction: str) -> None:
     assert loss.classifier.weight.grad is not None
 
 
-def test_a_classifier_needs_two_classes() -> None:
+def test_a_classifier_needs_its_shape() -> None:
     with pytest.raises(ConfigError, match="two classes"):
         create_loss("softmax", 0.0, num_classes=1, embedding_dim=4)
+    with pytest.raises(ConfigError, match="two classes"):
+        create_loss("softmax", 0.0)  # a caller that forgot the data set's classes
+    with pytest.raises(ConfigError, match="embedding's width"):
+        create_loss("softmax", 0.0, num_classes=3)
+    assert loss_traits("softmax") == LossTraits(uses_margin=False, uses_miner=False, accepts=())
+    assert loss_traits("contrastive").accepts == ("triplets", "pairs")
 
 
 def train(folder: Path, tmp_path: Path, run: Path, epochs: int, *extra: str) -> int:

@@ -35,17 +35,35 @@ LOSSES.register("softmax")(lambda s: SoftmaxLoss(s.embedding_dim, s.num_classes,
 
 
 def create_loss(name: str, margin: float, distance: str = "euclidean", reduction: str = "mean",
-                num_classes: int = 2, embedding_dim: int = 1) -> BatchLoss:
+                num_classes: int = 0, embedding_dim: int = 0) -> BatchLoss:
     """A registered loss composed with a registered distance (``BATCH_DISTANCES``).
 
-    The metric losses ignore ``num_classes`` and ``embedding_dim``; the softmax loss ignores
-    ``margin`` and ``distance``.
+    The metric losses ignore ``num_classes`` and ``embedding_dim``; the softmax loss needs
+    them (the data set's classes, the embedding's width) and ignores ``margin`` and
+    ``distance``.
     """
     settings = LossSettings(margin, BATCH_DISTANCES.create(distance), reduction, num_classes,
                             embedding_dim)
     return LOSSES.create(name, settings)
 
 
+@dataclass(frozen=True)
+class LossTraits:
+    """What a loss is, without building it for a data set: it has a margin to select and
+    schedule; it consumes mined tuples; the tuple kinds (``Miner.yields``) it trains on."""
+
+    uses_margin: bool
+    uses_miner: bool
+    accepts: tuple[str, ...]
+
+
+def loss_traits(name: str) -> LossTraits:
+    """The traits of a registered loss (``ConfigError`` for an unknown name)."""
+    probe = create_loss(name, 0.0, num_classes=2, embedding_dim=1)  # shapes irrelevant here
+    return LossTraits(probe.uses_margin, probe.uses_miner, probe.accepts)
+
+
 __all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "BatchLoss", "ContrastiveLoss",
            "DTSHLoss", "FaceNetLoss", "HofferAilonLoss", "LossOutput", "LossSettings",
-           "SoftmaxLoss", "TripletLoss", "create_loss", "pairs_of", "reduce"]
+           "LossTraits", "SoftmaxLoss", "TripletLoss", "create_loss", "loss_traits", "pairs_of",
+           "reduce"]

@@ -33,6 +33,8 @@ class SoftmaxLoss(BatchLoss):
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"a softmax classifier needs two classes or more, not {num_classes}")
+        if embedding_dim < 1:
+            raise ConfigError("a softmax classifier needs the embedding's width (embedding_dim)")
         if reduction not in REDUCTIONS:
             raise ConfigError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
         self.classifier = nn.Linear(embedding_dim, num_classes)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deephash.fileio import save_json
-from deephash.losses import create_loss
+from deephash.losses import loss_traits
 from deephash.studies.baseline import run_baseline
 from deephash.studies.baseline_config import BaselineConfig
 from deephash.studies.run_folder import prepare_run
@@ -55,14 +55,13 @@ def run_loss_study(config: LossStudyConfig) -> list[dict[str, Any]]:
         training = dataclasses.replace(config.training, loss=loss,
                                        miner=miner or config.training.miner)
         base = {**_fields(config, TrainConfig), "out": str(run / entry), "training": training}
-        criterion = create_loss(loss, 0.0, training.distance)
-        if criterion.uses_margin:
+        if loss_traits(loss).uses_margin:
             grid = config.contrastive_margins if loss == "contrastive" else config.margins
             metrics = run_select_margin(SelectMarginConfig(**base, margins=grid))
             margin = metrics["selected_margin"]
         else:
             metrics, margin = run_train(TrainConfig(**base)), None
-        rows.append({"method": method_title(criterion, training.miner), "margin": margin,
+        rows.append({"method": method_title(loss, training.miner), "margin": margin,
                      **metrics})
     save_json(run / "study.json", {"miner": config.training.miner, "rows": rows})
     (run / "study.md").write_text(markdown_table(

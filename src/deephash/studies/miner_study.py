@@ -21,7 +21,7 @@ from typing import Any
 
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
-from deephash.losses import create_loss
+from deephash.losses import loss_traits
 from deephash.miners import MINERS, create_miner
 from deephash.studies.run_folder import prepare_run
 from deephash.studies.tables import markdown_table
@@ -53,11 +53,12 @@ def with_miner(config: TrainConfig, miner: str, out: Path) -> TrainConfig:
 
 def miners_for(loss_name: str) -> tuple[str, ...]:
     """Every registered miner whose tuples (triplets or pairs) the loss trains on."""
-    loss = create_loss(loss_name, 0.0)
-    if not loss.uses_miner:
-        raise ConfigError(f"the {loss.name} loss uses no miner; a miner study needs a loss "
+    traits = loss_traits(loss_name)
+    if not traits.uses_miner:
+        raise ConfigError(f"the {loss_name} loss uses no miner; a miner study needs a loss "
                           "that does")
-    return tuple(name for name in MINERS.names() if create_miner(name, 0.0).yields in loss.accepts)
+    return tuple(name for name in MINERS.names()
+                 if create_miner(name, 0.0).yields in traits.accepts)
 
 
 def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 from deephash.config import save_yaml
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
-from deephash.losses import create_loss
+from deephash.losses import loss_traits
 from deephash.studies.run_folder import prepare_run
 from deephash.studies.tables import markdown_table
 from deephash.studies.train import evaluate_checkpoint, run_train
@@ -45,8 +45,7 @@ def run_select_margin(config: SelectMarginConfig) -> dict[str, Any]:
     Writes ``margins.json`` and ``margins.md`` (the table), one sub-run per margin
     (``margin-<m>/``, validation only) and the chosen model's test results at the top.
     """
-    loss = create_loss(config.training.loss, 0.0, config.training.distance)
-    if not loss.uses_margin:
+    if not loss_traits(config.training.loss).uses_margin:
         raise ConfigError(f"loss {config.training.loss!r} has no margin to select; "
                           "use deephash train")
     if not config.margins:

@@ -24,7 +24,7 @@ from deephash.errors import ConfigError
 from deephash.features import transform_spec
 from deephash.fileio import save_json
 from deephash.hashing.regularizers import get_regularizer
-from deephash.losses import BatchLoss, SoftmaxLoss, create_loss
+from deephash.losses import SoftmaxLoss, create_loss, loss_traits
 from deephash.miners import create_miner
 from deephash.studies.baseline import load_features, open_protocol
 from deephash.studies.report import write_results
@@ -89,12 +89,13 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
         test_time_flip=cfg.test_time_flip)
 
 
-def method_title(loss: BatchLoss, miner: str, margin: float | None = None) -> str:
+def method_title(loss: str, miner: str, margin: float | None = None) -> str:
     """``facenet + semi-hard, margin 0.2``; ``softmax classifier`` (no miner, no margin)."""
-    if not loss.uses_miner:
-        return f"{loss.name} classifier"
-    title = f"{loss.name} + {miner}"
-    return title if margin is None or not loss.uses_margin else f"{title}, margin {margin:g}"
+    traits = loss_traits(loss)
+    if not traits.uses_miner:
+        return f"{loss} classifier"
+    title = f"{loss} + {miner}"
+    return title if margin is None or not traits.uses_margin else f"{title}, margin {margin:g}"
 
 
 def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
@@ -154,7 +155,7 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
         records = fit(setup, run, save, resume_state)
     history = [dataclasses.asdict(h) for h in records]
     save_json(run / "history.json", history)
-    plot_training_curves(history, run / "curves.png", method_title(setup.loss, cfg.miner,
+    plot_training_curves(history, run / "curves.png", method_title(cfg.loss, cfg.miner,
                                                                    cfg.margin))
     best = read_checkpoint(run / "best.pt")
     load_trained(setup, best)
@@ -178,7 +179,7 @@ def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, datas
         predicted = setup.loss.predict(torch.from_numpy(vectors[splits.query]).to(setup.device))
         extra = {**extra, "classifier_acc": float(
             (predicted.cpu().numpy() == dataset.labels[splits.query]).mean())}
-    title = f"{method_title(setup.loss, config.training.miner)} on {dataset.name}"
+    title = f"{method_title(config.training.loss, config.training.miner)} on {dataset.name}"
     return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
                          extra_metrics=extra, codes=config.training.codes)
 
