@@ -85,6 +85,17 @@ def test_hard_pairs_are_the_nearest_negatives_as_many_as_positives(seed: int) ->
     assert got == {(i, j, True) for i, j in positives} | {(i, j, False) for i, j in hardest}
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_nearest_is_the_head_of_a_stable_sort(seed: int) -> None:
+    from deephash.miners.pairs import nearest
+
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randint(0, 6, (40,), generator=g).float()  # many ties
+    for k in (0, 1, 7, 20, 39, 40, 55):
+        expected = torch.sort(d, stable=True).indices[:k]
+        assert sorted(nearest(d, k).tolist()) == sorted(expected.tolist())
+
+
 def test_hard_pair_ties_go_to_the_first_pair_in_row_major_order() -> None:
     batch = integer_batch([0, 1, 2, 3, 4], [0, 0, 1, 2, 1])
     positives, negatives = loop_pairs(batch.labels)

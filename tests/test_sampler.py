@@ -49,6 +49,14 @@ def test_small_classes_are_replaced_or_refused() -> None:
         BalancedBatchSampler(labels, 2, 5, seed=0, small_classes="error", class_names=["a", "b"])
 
 
+def test_a_loss_without_positives_accepts_one_image_classes() -> None:
+    labels = labels_of([5, 1])
+    sampler = BalancedBatchSampler(labels, 2, 3, seed=0, needs_positives=False)
+    for batch in sampler.epoch(0):
+        assert sorted(set(labels[batch].tolist())) == [0, 1]
+        assert batch[labels[batch] == 1].tolist() == [5, 5, 5]  # the lone image, replaced
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ConfigError, match="class 'lonely' has 1 training image"):
         BalancedBatchSampler(labels_of([5, 1]), 2, 2, seed=0, class_names=["many", "lonely"])

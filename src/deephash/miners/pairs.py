@@ -26,10 +26,23 @@ from deephash.miners.base import Miner, MiningBatch, Pairs
 NEGATIVE_SELECTIONS = ("all", "hard")
 
 
+def nearest(d: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` smallest of ``d`` ``(n,)``, ties to the smaller index — the first
+    ``k`` of a stable sort, found in linear time (a k-th value, then the ties in order)."""
+    if k >= len(d):
+        return torch.arange(len(d), device=d.device)
+    if k <= 0:
+        return torch.empty(0, dtype=torch.long, device=d.device)
+    threshold = torch.kthvalue(d, k).values
+    below = torch.nonzero(d < threshold).flatten()
+    tied = torch.nonzero(d == threshold).flatten()[: k - len(below)]
+    return torch.cat([below, tied])
+
+
 class PairMiner(Miner):
     """All positive pairs and ``negatives`` (``all`` or ``hard``) negative pairs.
 
-    Memory O(B^2); hard negatives cost one sort of the batch's negative distances.
+    Memory and time O(B^2) (hard negatives: a k-th value, no sort).
     """
 
     yields = "pairs"
@@ -49,8 +62,7 @@ class PairMiner(Miner):
         pos_first, pos_second = torch.nonzero(same & upper, as_tuple=True)
         neg_first, neg_second = torch.nonzero(~same & upper, as_tuple=True)  # row-major
         if self.negatives == "hard":
-            d = batch.distances[neg_first, neg_second]
-            keep = torch.sort(d, stable=True).indices[: len(pos_first)]
+            keep = nearest(batch.distances[neg_first, neg_second], len(pos_first))
             neg_first, neg_second = neg_first[keep], neg_second[keep]
         first = torch.cat([pos_first, neg_first])
         second = torch.cat([pos_second, neg_second])

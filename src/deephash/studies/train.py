@@ -77,7 +77,8 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
         groups.append({"params": loss.parameters(), "lr": cfg.lr})
     optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
     sampler = build_sampler(cfg, dataset.labels[splits.train], config.seed,
-                            miner.tuple_size if loss.uses_miner else None, dataset.classes)
+                            miner.tuple_size if loss.uses_miner else None, dataset.classes,
+                            needs_positives=loss.uses_miner)
     return TrainingSetup(
         model=model, inputs=inputs,
         loss=loss, miner=miner, sampler=sampler,

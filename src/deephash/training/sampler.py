@@ -32,7 +32,8 @@ class BalancedBatchSampler:
     refilled when it runs out, so an epoch covers every item about equally often. A class
     with fewer than K items is sampled with replacement (``small_classes="replace"``) or
     refused at construction (``"error"``); a class with a single item can never provide a
-    positive pair and is always refused for batch use.
+    positive pair and is refused, unless the loss needs no positives
+    (``needs_positives=False``: the softmax classifier).
 
     Epoch ``e`` is generated from ``np.random.default_rng([seed, e])`` alone, so any epoch
     can be replayed (a resumed run sees the same batches as an uninterrupted one).
@@ -44,20 +45,23 @@ class BalancedBatchSampler:
 
     def __init__(self, labels: np.ndarray, n_classes: int, n_samples: int, seed: int,
                  batches_per_epoch: int | None = None, small_classes: str = "replace",
-                 class_names: list[str] | None = None) -> None:
+                 class_names: list[str] | None = None, needs_positives: bool = True) -> None:
         if small_classes not in SMALL_CLASS_POLICIES:
             raise ConfigError(f"small_classes must be one of {SMALL_CLASS_POLICIES}")
-        if n_samples < 2:
-            raise ConfigError(f"--batch-samples must be at least 2 (got {n_samples}): "
-                              "a triplet needs two images of its anchor's class")
+        least = 2 if needs_positives else 1
+        if n_samples < least:
+            raise ConfigError(f"--batch-samples must be at least {least} (got {n_samples})"
+                              + (": a triplet needs two images of its anchor's class"
+                                 if needs_positives else ""))
         self.labels = np.asarray(labels, dtype=np.int64)
         self.classes = np.unique(self.labels)
         self.members = {int(c): np.flatnonzero(self.labels == c) for c in self.classes}
         name = (lambda c: class_names[c]) if class_names else str
         for c, items in self.members.items():
-            if len(items) < 2:
-                raise ConfigError(f"class {name(c)!r} has 1 training image; triplet mining "
-                                  "needs at least 2 per class (remove the class or add images)")
+            if len(items) < least:
+                raise ConfigError(f"class {name(c)!r} has 1 training image; triplet and pair "
+                                  "mining need at least 2 per class (remove the class or add "
+                                  "images)")
             if len(items) < n_samples and small_classes == "error":
                 raise ConfigError(f"class {name(c)!r} has {len(items)} training images, fewer "
                                   f"than --batch-samples {n_samples}; lower it or allow "
@@ -94,12 +98,14 @@ class BalancedBatchSampler:
 
 def build_sampler(cfg: TrainingConfig, labels: np.ndarray, seed: int,
                   offline_tuple_size: int | None = None,
-                  class_names: list[str] | None = None) -> BalancedBatchSampler | OfflineSampler:
+                  class_names: list[str] | None = None,
+                  needs_positives: bool = True) -> BalancedBatchSampler | OfflineSampler:
     """The balanced P x K sampler, or, for an offline miner (``offline_tuple_size`` 2 or 3),
-    pre-formed tuples from the same number of images per batch."""
+    pre-formed tuples from the same number of images per batch. ``needs_positives=False``
+    (a loss without a miner) lets one-image classes into the balanced batches."""
     batches = cfg.batches_per_epoch or None
     if offline_tuple_size:
         return OfflineSampler(labels, cfg.batch_classes * cfg.batch_samples // offline_tuple_size,
                               seed, batches, offline_tuple_size)
     return BalancedBatchSampler(labels, cfg.batch_classes, cfg.batch_samples, seed, batches,
-                                cfg.small_classes, class_names)
+                                cfg.small_classes, class_names, needs_positives)
