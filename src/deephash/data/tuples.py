@@ -63,3 +63,24 @@ def fixed_pairs(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """The evaluation set: ``(n, 3)`` (first, second, same), the same for the same labels
     and seed."""
     return draw_pairs(labels, n, np.random.default_rng([seed, 0x9A1E]))
+
+
+TUPLE_SIZES = (2, 3)  # pairs, triplets
+
+
+def check_tuple_size(tuple_size: int) -> None:
+    if tuple_size not in TUPLE_SIZES:
+        raise ConfigError(f"offline tuples are pairs (2) or triplets (3), not {tuple_size}")
+
+
+def draw_tuples(labels: np.ndarray, n: int, rng: np.random.Generator,
+                tuple_size: int) -> np.ndarray:
+    """:func:`draw_pairs` (``tuple_size = 2``) or :func:`draw_triplets` (3): ``(n, 3)``."""
+    check_tuple_size(tuple_size)
+    return (draw_pairs if tuple_size == 2 else draw_triplets)(labels, n, rng)
+
+
+def fixed_tuples(labels: np.ndarray, n: int, seed: int, tuple_size: int) -> np.ndarray:
+    """:func:`fixed_pairs` (``tuple_size = 2``) or :func:`fixed_triplets` (3): ``(n, 3)``."""
+    check_tuple_size(tuple_size)
+    return (fixed_pairs if tuple_size == 2 else fixed_triplets)(labels, n, seed)

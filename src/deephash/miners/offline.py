@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from deephash.errors import ConfigError
+from deephash.data.tuples import check_tuple_size
 from deephash.miners.base import Miner, MiningBatch, Pairs, Triplets
 
 
@@ -25,18 +25,19 @@ class OfflineMiner(Miner):
     from the labels, so any two positions make a valid pair.
     """
 
+    tuple_size: int
+
     def __init__(self, tuple_size: int = 3) -> None:
-        if tuple_size not in (2, 3):
-            raise ConfigError(f"offline tuples are pairs (2) or triplets (3), not {tuple_size}")
-        self.tuple_size = self.blocks = tuple_size
+        check_tuple_size(tuple_size)
+        self.tuple_size = tuple_size
         self.yields = "triplets" if tuple_size == 3 else "pairs"
         self.name = "offline" if tuple_size == 3 else "offline-pairs"
 
     def mine(self, batch: MiningBatch) -> Triplets | Pairs:
         labels = batch.labels
-        t = len(labels) // self.blocks
+        t = len(labels) // self.tuple_size
         rows = torch.arange(t, device=labels.device)
-        if self.blocks == 2:
+        if self.tuple_size == 2:
             return Pairs(rows, rows + t, labels[rows] == labels[rows + t])
         valid = (labels[rows] == labels[rows + t]) & (labels[rows] != labels[rows + 2 * t])
         rows = rows[valid]

@@ -17,7 +17,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from deephash.data.tuples import draw_pairs, draw_triplets, fixed_pairs, fixed_triplets
+from deephash.data.tuples import (
+    check_tuple_size,
+    draw_pairs,
+    draw_triplets,
+    draw_tuples,
+    fixed_pairs,
+    fixed_triplets,
+    fixed_tuples,
+)
 from deephash.errors import ConfigError
 
 __all__ = ["OfflineSampler", "OfflineTupleView", "draw_pairs", "draw_triplets", "fixed_pairs",
@@ -31,8 +39,7 @@ class OfflineSampler:
 
     def __init__(self, labels: np.ndarray, tuples_per_batch: int, seed: int,
                  batches_per_epoch: int | None = None, tuple_size: int = 3) -> None:
-        if tuple_size not in (2, 3):
-            raise ConfigError(f"offline tuples are pairs (2) or triplets (3), not {tuple_size}")
+        check_tuple_size(tuple_size)
         if tuples_per_batch < 1:
             raise ConfigError(f"a batch needs at least one tuple ({tuple_size} images)")
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -46,9 +53,9 @@ class OfflineSampler:
 
     def epoch(self, epoch: int) -> Iterator[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
-        draw = draw_triplets if self.tuple_size == 3 else draw_pairs
         for _ in range(self.batches_per_epoch):
-            yield draw(self.labels, self.tuples_per_batch, rng)[:, :self.tuple_size].T.reshape(-1)
+            tuples = draw_tuples(self.labels, self.tuples_per_batch, rng, self.tuple_size)
+            yield tuples[:, :self.tuple_size].T.reshape(-1)
 
 
 class Indexable(Protocol):
@@ -68,19 +75,17 @@ class OfflineTupleView:
 
     def __init__(self, items: Indexable, labels: np.ndarray, size: int, seed: int,
                  tuple_size: int = 2, fixed: bool = False) -> None:
-        if tuple_size not in (2, 3):
-            raise ConfigError(f"offline tuples are pairs (2) or triplets (3), not {tuple_size}")
+        check_tuple_size(tuple_size)
         self.items, self.labels = items, np.asarray(labels, dtype=np.int64)
         self.size, self.seed, self.tuple_size, self.fixed = size, seed, tuple_size, fixed
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         if self.fixed:
-            fixed = fixed_pairs if self.tuple_size == 2 else fixed_triplets
-            self.tuples = fixed(self.labels, self.size, self.seed)
+            self.tuples = fixed_tuples(self.labels, self.size, self.seed, self.tuple_size)
         else:
-            draw = draw_pairs if self.tuple_size == 2 else draw_triplets
-            self.tuples = draw(self.labels, self.size, np.random.default_rng([self.seed, epoch]))
+            self.tuples = draw_tuples(self.labels, self.size,
+                                      np.random.default_rng([self.seed, epoch]), self.tuple_size)
 
     def __len__(self) -> int:
         return self.size
