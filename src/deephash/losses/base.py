@@ -68,6 +68,12 @@ class BatchLoss(nn.Module):
         """``(B, D)`` float32 embeddings and ``(B,)`` int64 labels -> the batch's loss."""
         raise NotImplementedError
 
+    def check_miner(self, miner: Miner) -> None:
+        """Refuse a miner whose tuples this loss does not train on (``ConfigError``)."""
+        if self.uses_miner and miner.yields not in self.accepts:
+            raise ConfigError(f"miner {miner.name!r} yields {miner.yields}; the {self.name} "
+                              f"loss trains on {' or '.join(self.accepts)}")
+
 
 class TripletLoss(BatchLoss):
     """Base of the metric losses: composes a :class:`BatchDistance` and a reduction."""
@@ -87,9 +93,7 @@ class TripletLoss(BatchLoss):
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor,
                 miner: Miner) -> LossOutput:
-        if miner.yields not in self.accepts:
-            raise ConfigError(f"the {self.name} loss trains on {' or '.join(self.accepts)}; "
-                              f"miner {miner.name!r} yields {miner.yields}")
+        self.check_miner(miner)
         distances = self.distance.matrix(embeddings)
         mined = miner.mine(MiningBatch(distances.detach(), labels, embeddings.detach()))
         return self(distances, mined)

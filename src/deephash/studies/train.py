@@ -66,9 +66,7 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction,
                        num_classes=len(dataset.classes), embedding_dim=cfg.embedding_dim)
     miner = create_miner(cfg.miner, cfg.margin, config.seed)
-    if loss.uses_miner and miner.yields not in loss.accepts:
-        raise ConfigError(f"miner {cfg.miner!r} yields {miner.yields}; the {cfg.loss} loss "
-                          f"trains on {' or '.join(loss.accepts)}")
+    loss.check_miner(miner)  # before any training starts
     loss.to(device)
     groups: list[dict[str, Any]] = [{"params": model.head.parameters(), "lr": cfg.lr}]
     if model.backbone is not None:
