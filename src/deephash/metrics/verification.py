@@ -55,14 +55,11 @@ def pair_auc(vectors: np.ndarray, pairs: np.ndarray, distance: str) -> float:
     n_pos, n_neg = int(same.sum()), int((~same).sum())
     if n_pos == 0 or n_neg == 0:
         raise ConfigError("pair AUC needs positive and negative pairs")
-    # average ranks of -d (ties share their mean rank); U = rank sum of positives - n+(n+ + 1)/2
-    order = np.argsort(-d, kind="stable")
-    sorted_scores = -d[order]
-    ranks = np.empty(len(d), dtype=np.float64)
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], len(d)]
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2.0  # mean of ranks start+1 .. end
+    # ranks of the score -d, ties sharing their mean rank (a group holding ranks e-c+1..e
+    # gets e - (c - 1)/2); U = rank sum of the positives - n+(n+ + 1)/2
+    _, group, counts = np.unique(-d, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[group]
     u = ranks[same].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
 
