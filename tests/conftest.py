@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,3 +69,13 @@ def shared_cifar() -> Path:
     if not (SHARED_CIFAR / "train").is_dir():
         pytest.skip("the shared CIFAR-10 mirror (../shared/data/cifar10) is not present")
     return SHARED_CIFAR.resolve()
+
+
+def assert_frequencies(counts: Mapping[Any, int], expected: Mapping[Any, float],
+                       draws: int) -> None:
+    """Observed ``counts`` of ``draws`` samples hit exactly the outcomes of ``expected``
+    (outcome -> probability), each within 5 binomial standard deviations."""
+    assert set(counts) == set(expected)
+    for key, probability in expected.items():
+        sd = np.sqrt(draws * probability * (1 - probability))
+        assert abs(counts[key] - draws * probability) < 5 * sd
