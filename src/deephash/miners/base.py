@@ -41,11 +41,6 @@ class Pairs(NamedTuple):
     def __len__(self) -> int:
         return int(self.first.numel())
 
-    @classmethod
-    def empty(cls, device: torch.device) -> Pairs:
-        none = torch.empty(0, dtype=torch.long, device=device)
-        return cls(none, none, torch.empty(0, dtype=torch.bool, device=device))
-
 
 Mined = Triplets | Pairs
 
