@@ -22,7 +22,7 @@ from typing import Any
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
 from deephash.losses import loss_traits
-from deephash.miners import MINERS, create_miner
+from deephash.miners import miner_names
 from deephash.studies.run_folder import prepare_run
 from deephash.studies.tables import markdown_table
 from deephash.studies.train import run_train
@@ -57,8 +57,7 @@ def miners_for(loss_name: str) -> tuple[str, ...]:
     if not traits.uses_miner:
         raise ConfigError(f"the {loss_name} loss uses no miner; a miner study needs a loss "
                           "that does")
-    return tuple(name for name in MINERS.names()
-                 if create_miner(name, 0.0).yields in traits.accepts)
+    return tuple(sorted(name for kind in traits.accepts for name in miner_names(kind)))
 
 
 def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:
