@@ -34,13 +34,13 @@ def main() -> None:
     train = np.arange(45000)
     cfg = TrainingConfig()
     rows = []
-    runs = [(name, create_miner(name, cfg.margin)) for name in MINERS.names()]
-    for miner_name, miner in [*runs, ("none", create_miner("semi-hard", cfg.margin))]:
+    loss_for = {"triplets": cfg.loss, "pairs": "contrastive"}
+    runs = [(loss_for[create_miner(name, cfg.margin).yields], name) for name in MINERS.names()]
+    for loss_name, miner_name in [*runs, ("softmax", "none")]:
         torch.manual_seed(0)
         model = build_model(cfg, 1280, None)
-        loss_name = {"triplets": cfg.loss, "pairs": "contrastive"}[miner.yields]
-        if miner_name == "none":
-            loss_name = "softmax"
+        # softmax uses no miner; the trainer still holds one, never called
+        miner = create_miner("semi-hard" if miner_name == "none" else miner_name, cfg.margin)
         loss = create_loss(loss_name, cfg.margin, cfg.distance, cfg.reduction, num_classes=10,
                            embedding_dim=cfg.embedding_dim)
         setup = TrainingSetup(
