@@ -4,6 +4,12 @@ Every leaf field of a (nested) config dataclass becomes one command-line flag. T
 is ``--field-name`` unless the field's metadata names another (``{"flag": "--backbone"}``);
 its help text comes from ``metadata["help"]``. Only flags the user actually gives
 override the values loaded from ``--config FILE`` or the dataclass defaults.
+
+A field's metadata also declares what values it accepts, once, for the parser, a YAML
+file and library calls alike (:func:`check_fields`): ``choices`` (a registry or a tuple of
+names; the parser lists them in ``--help``), ``min``/``max`` (inclusive) and ``above``/
+``below`` (exclusive) bounds on a number or on every number of a tuple, and ``parse`` (a
+function that raises ``ConfigError`` for a bad value).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -94,6 +101,14 @@ def load_yaml(cls: type[C], path: Path) -> C:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}; fix it or save a run's "
+                          "config.yaml again") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of field: value, not a "
+                          f"{type(data).__name__}")
     return from_dict(cls, data)
 
 
@@ -117,28 +132,99 @@ def _default_of(f: dataclasses.Field[Any]) -> Any:
     return None
 
 
+#: metadata key -> how the bound reads; what a value within it satisfies
+_BOUNDS = (("min", "at least"), ("max", "at most"), ("above", "greater than"),
+           ("below", "less than"))
+_WITHIN: dict[str, Callable[[float, float], bool]] = {
+    "min": lambda v, b: v >= b, "max": lambda v, b: v <= b, "above": lambda v, b: v > b,
+    "below": lambda v, b: v < b}
+
+
+def _flag(path: tuple[str, ...], f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata.get("flag", "--" + path[-1].replace("_", "-")))
+
+
+def _parsed_by(item_type: Any, check: Any) -> Any:
+    """An argparse ``type`` that converts with ``item_type`` and then runs ``check``."""
+
+    def convert(text: str) -> Any:
+        value = item_type(text)
+        try:
+            check(value)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    convert.__name__ = getattr(item_type, "__name__", "value")
+    return convert
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one flag per leaf field of ``cls``; unspecified flags stay absent."""
     for path, tp, f in _leaves(cls):
-        flag = f.metadata.get("flag", "--" + path[-1].replace("_", "-"))
+        flag = _flag(path, f)
         inner, _optional = _leaf_type(tp)
         help_text = f.metadata.get("help", "")
-        help_text = f"{help_text} (default: {_default_of(f)})".strip()
+        bounds = "".join(f"; {word} {f.metadata[key]}" for key, word in _BOUNDS
+                         if key in f.metadata)
+        help_text = f"{help_text} (default: {_default_of(f)}{bounds})".strip()
         kwargs: dict[str, Any] = {"dest": "__".join(path), "default": argparse.SUPPRESS,
                                   "help": help_text}
         if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
+            kwargs["choices"] = tuple(f.metadata["choices"])  # a registry iterates its names
         elif inner is not bool:
             kwargs["metavar"] = path[-1].upper()
+        item_type = typing.get_args(inner)[0] if typing.get_origin(inner) is tuple else inner
+        if "parse" in f.metadata:
+            item_type = _parsed_by(item_type, f.metadata["parse"])
         if f.metadata.get("positional"):
             del kwargs["dest"]
             parser.add_argument("__".join(path), nargs="?", **kwargs)
         elif inner is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(inner) is tuple:
-            parser.add_argument(flag, nargs="*", type=typing.get_args(inner)[0], **kwargs)
+            parser.add_argument(flag, nargs="*", type=item_type, **kwargs)
         else:
-            parser.add_argument(flag, type=inner, **kwargs)
+            parser.add_argument(flag, type=item_type, **kwargs)
+
+
+def _bound_error(value: float, meta: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``value`` under the ``min``/``max``/``above``/``below`` bounds."""
+    for key, word in _BOUNDS:
+        if key in meta and not _WITHIN[key](value, meta[key]):
+            return f"{word} {meta[key]}"
+    return None
+
+
+def _check_value(value: Any, meta: Mapping[str, Any], option: str) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        kind = getattr(meta["choices"], "kind", "value")
+        raise ConfigError(f"{option}: unknown {kind} {value!r}; known: "
+                          f"{', '.join(meta['choices'])}")
+    if "parse" in meta:
+        try:
+            meta["parse"](value)
+        except ConfigError as exc:
+            raise ConfigError(f"{option}: {exc}") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        wrong = _bound_error(value, meta)
+        if wrong:
+            raise ConfigError(f"{option} must be {wrong}, got {value:g}")
+
+
+def check_fields(config: Any) -> None:
+    """Check every leaf of a (nested) config against its metadata's ``choices``, ``parse``
+    and bounds; the ``ConfigError`` names the flag and, when nested, the YAML field."""
+    for path, _tp, f in _leaves(type(config)):
+        value: Any = config
+        for name in path:
+            value = getattr(value, name)
+        dotted = ".".join(path)
+        flag = _flag(path, f)
+        option = flag if flag.lstrip("-") == dotted.replace("_", "-") else f"{flag} ({dotted})"
+        for item in value if isinstance(value, tuple) else (value,):
+            if item is not None:
+                _check_value(item, f.metadata, option)
 
 
 def apply_arguments(config: C, namespace: argparse.Namespace) -> C:

@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from deephash.backbones.base import PRETRAINED, RANDOM, Backbone, Preprocessing
-from deephash.backbones.efficientnet_lite import efficientnet_lite0
-from deephash.backbones.torchvision_models import FACTORIES as _TORCHVISION
-from deephash.registry import Registry
-
-BACKBONES: Registry[Backbone] = Registry("backbone")
-BACKBONES.register("efficientnet_lite0")(efficientnet_lite0)
-for _name, _factory in _TORCHVISION.items():
-    BACKBONES.register(_name)(_factory)
+from deephash.registries import BACKBONES
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 

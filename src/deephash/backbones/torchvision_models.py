@@ -8,7 +8,6 @@ A path loads a local file in torchvision's state-dict format.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -75,9 +74,3 @@ def torchvision_backbone(name: str, weights: str = PRETRAINED) -> Backbone:
         weights_id = f"file:{file_digest(path)}"
     _strip_classifier(name, model)
     return Backbone(name, model, num_features, PREPROCESSING, weights_id)
-
-
-FACTORIES: dict[str, Callable[[str], Backbone]] = {
-    name: partial(torchvision_backbone, name) for name in ARCHITECTURES
-}
-

@@ -17,8 +17,8 @@ from deephash.data.mnist import (
     missing_mnist_files,
 )
 from deephash.errors import DataError
+from deephash.registries import DATASET_KINDS
 
-DATASET_KINDS = ("auto", "cifar10", "mnist", "fashion-mnist", "imagefolder")
 DOWNLOADABLE = ("cifar10", *VARIANTS)
 DEFAULT_DOWNLOAD_DIR = Path("~/.cache/deephash/data").expanduser()
 
@@ -34,15 +34,23 @@ def resolve_data_dir(data_dir: str | None, dataset: str) -> Path:
                     "(or --dataset cifar10|mnist|fashion-mnist to download one)")
 
 
-def open_dataset(data_dir: str | None, dataset: str = "auto",
-                 download: bool = True) -> ImageDataset:
+def open_dataset(data_dir: str | None, dataset: str = "auto", download: bool = True,
+                 fingerprint_memo: Path | None = None) -> ImageDataset:
     """Open an image folder or an official release (CIFAR-10, MNIST, Fashion-MNIST).
 
     ``auto`` picks CIFAR-10 when ``cifar-10-batches-py`` is at or under the folder, MNIST or
     Fashion-MNIST when torchvision's ``MNIST/raw`` or ``FashionMNIST/raw`` is under it, else
     an image folder (``train/`` and ``test/``). ``cifar10``, ``mnist`` and
     ``fashion-mnist`` download the release when it is missing and ``download`` is set.
+    The data set remembers its content digest in ``fingerprint_memo`` (the feature cache's
+    :func:`~deephash.data.fingerprint.memo_location`; ``None``: nowhere).
     """
+    opened = _open(data_dir, dataset, download)
+    opened.fingerprint_memo = fingerprint_memo
+    return opened
+
+
+def _open(data_dir: str | None, dataset: str, download: bool) -> ImageDataset:
     if dataset not in DATASET_KINDS:
         raise DataError(f"unknown dataset kind {dataset!r}; known: {', '.join(DATASET_KINDS)}")
     root = resolve_data_dir(data_dir, dataset)

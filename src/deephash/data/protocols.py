@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from deephash.errors import DataError
-from deephash.registry import Registry
+from deephash.registries import PROTOCOLS
 
 SPLIT_NAMES = ("train", "val", "query", "database")
 
@@ -49,7 +49,6 @@ class Splits:
 
 
 ProtocolFn = Callable[[np.ndarray, np.ndarray, int], Splits]
-PROTOCOLS: Registry[Splits] = Registry("protocol")
 
 
 def _class_counts_error(protocol: str, labels: np.ndarray, needed: int, what: str,
@@ -81,7 +80,6 @@ def _validation_count(val_fraction: float) -> Callable[[int], int]:
     return lambda n: max(1, round(val_fraction * n))
 
 
-@PROTOCOLS.register("cifar10")
 def train_test_protocol(labels: np.ndarray, is_test: np.ndarray, seed: int,
                         val_fraction: float = 0.1, classes: list[str] | None = None) -> Splits:
     """Query = the test part; database = the whole training part (DTSH "setting 2").
@@ -98,7 +96,6 @@ def train_test_protocol(labels: np.ndarray, is_test: np.ndarray, seed: int,
     return Splits("cifar10", seed, train=train, val=val, query=query, database=train_part)
 
 
-@PROTOCOLS.register("dtsh-1")
 def dtsh_setting1(labels: np.ndarray, is_test: np.ndarray, seed: int,
                   queries_per_class: int = 100, train_per_class: int = 500,
                   val_fraction: float = 0.1, classes: list[str] | None = None) -> Splits:

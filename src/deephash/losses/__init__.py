@@ -11,7 +11,7 @@ from deephash.losses.dtsh import DTSHLoss
 from deephash.losses.facenet import FaceNetLoss
 from deephash.losses.hoffer import HofferAilonLoss
 from deephash.losses.softmax import SoftmaxLoss
-from deephash.registry import Registry
+from deephash.registries import LOSSES
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,25 @@ class LossSettings:
     embedding_dim: int
 
 
-LOSSES: Registry[BatchLoss] = Registry("loss")
-LOSSES.register("facenet")(lambda s: FaceNetLoss(s.margin, s.distance, s.reduction))
-LOSSES.register("hoffer")(lambda s: HofferAilonLoss(s.distance, s.reduction))
-LOSSES.register("contrastive")(lambda s: ContrastiveLoss(s.margin, s.distance, s.reduction))
-LOSSES.register("dtsh")(lambda s: DTSHLoss(s.margin, s.distance, s.reduction))
-LOSSES.register("softmax")(lambda s: SoftmaxLoss(s.embedding_dim, s.num_classes, s.reduction))
+# the factories of LOSSES (deephash.registries): build_<name>(settings)
+def build_facenet(s: LossSettings) -> BatchLoss:
+    return FaceNetLoss(s.margin, s.distance, s.reduction)
+
+
+def build_hoffer(s: LossSettings) -> BatchLoss:
+    return HofferAilonLoss(s.distance, s.reduction)
+
+
+def build_contrastive(s: LossSettings) -> BatchLoss:
+    return ContrastiveLoss(s.margin, s.distance, s.reduction)
+
+
+def build_dtsh(s: LossSettings) -> BatchLoss:
+    return DTSHLoss(s.margin, s.distance, s.reduction)
+
+
+def build_softmax(s: LossSettings) -> BatchLoss:
+    return SoftmaxLoss(s.embedding_dim, s.num_classes, s.reduction)
 
 
 def create_loss(name: str, margin: float, distance: str = "euclidean", reduction: str = "mean",

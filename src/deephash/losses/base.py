@@ -21,8 +21,7 @@ from torch import nn
 from deephash.errors import ConfigError
 from deephash.losses.distances import BatchDistance
 from deephash.miners.base import Mined, Miner, MiningBatch, Triplets
-
-REDUCTIONS = ("mean", "mean_active", "sum")
+from deephash.registries import REDUCTIONS
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from deephash.registry import Registry
+from deephash.registries import BATCH_DISTANCES
 
 
 class BatchDistance:
@@ -76,7 +76,5 @@ class NegativeHalfInnerProduct(BatchDistance):
         return scores * (1.0 - torch.eye(len(x), device=x.device, dtype=x.dtype))
 
 
-BATCH_DISTANCES: Registry[BatchDistance] = Registry("distance")
-for _cls in (EuclideanDistance, SquaredEuclideanDistance, CosineDistance,
-             NegativeHalfInnerProduct):
-    BATCH_DISTANCES.register(_cls.name)(_cls)
+__all__ = ["BATCH_DISTANCES", "BatchDistance", "CosineDistance", "EuclideanDistance",
+           "NegativeHalfInnerProduct", "SquaredEuclideanDistance"]

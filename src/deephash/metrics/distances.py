@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from deephash.errors import ConfigError
+from deephash.registries import DISTANCES
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,9 @@ class Distance:
         return (work if self.name == "sqeuclidean" else work.sqrt_()).float()
 
 
-DISTANCE_NAMES = ("euclidean", "sqeuclidean", "cosine")
+DISTANCE_NAMES = tuple(DISTANCES.names())
 
 
 def get_distance(name: str) -> Distance:
-    if name not in DISTANCE_NAMES:
-        raise ConfigError(f"unknown distance {name!r}; known: {', '.join(DISTANCE_NAMES)}")
-    return Distance(name)
+    """The registered distance ``name`` (``ConfigError`` naming the known ones)."""
+    return DISTANCES.create(name)

@@ -11,21 +11,39 @@ from deephash.miners.batch_all import BatchAllMiner
 from deephash.miners.batch_hard import BatchHardMiner
 from deephash.miners.distance_weighted import DistanceWeightedMiner
 from deephash.miners.offline import OfflineMiner
-from deephash.miners.pair_negative import PairNegativeMiner, curriculum, random_hard, semi_hard
+from deephash.miners.pair_negative import PairNegativeMiner
 from deephash.miners.pairs import PairMiner
-from deephash.registry import Registry
+from deephash.registries import MINERS
 
-MINERS: Registry[Miner] = Registry("miner")
-MINERS.register("batch-all")(lambda margin, seed=0: BatchAllMiner())
-MINERS.register("batch-hard")(lambda margin, seed=0: BatchHardMiner())
-MINERS.register("semi-hard")(semi_hard)
-MINERS.register("random-hard")(random_hard)
-MINERS.register("distance-weighted")(lambda margin, seed=0: DistanceWeightedMiner(seed=seed))
-MINERS.register("curriculum")(curriculum)
-MINERS.register("offline")(lambda margin, seed=0: OfflineMiner(3))
-MINERS.register("all-pairs")(lambda margin, seed=0: PairMiner("all"))
-MINERS.register("hard-pairs")(lambda margin, seed=0: PairMiner("hard"))
-MINERS.register("offline-pairs")(lambda margin, seed=0: OfflineMiner(2))
+
+# the factories of MINERS (deephash.registries) that are not in their own modules; every
+# factory takes (margin, seed) and the margin-aware ones (pair_negative) use the margin
+def build_batch_all(margin: float, seed: int = 0) -> Miner:
+    return BatchAllMiner()
+
+
+def build_batch_hard(margin: float, seed: int = 0) -> Miner:
+    return BatchHardMiner()
+
+
+def build_distance_weighted(margin: float, seed: int = 0) -> Miner:
+    return DistanceWeightedMiner(seed=seed)
+
+
+def build_offline(margin: float, seed: int = 0) -> Miner:
+    return OfflineMiner(3)
+
+
+def build_all_pairs(margin: float, seed: int = 0) -> Miner:
+    return PairMiner("all")
+
+
+def build_hard_pairs(margin: float, seed: int = 0) -> Miner:
+    return PairMiner("hard")
+
+
+def build_offline_pairs(margin: float, seed: int = 0) -> Miner:
+    return OfflineMiner(2)
 
 
 def create_miner(name: str, margin: float, seed: int = 0) -> Miner:

@@ -1,11 +1,16 @@
-"""Configuration of the baseline study (and the shared data/backbone/extraction parts)."""
+"""Configuration of the baseline study (and the shared data/backbone/extraction parts).
+
+Torch-free: the command line builds its parser from these classes. ``choices`` name a
+registry (:mod:`deephash.registries`) or a tuple; ``min``/``max`` (inclusive) and
+``above`` (exclusive) bound a number, or every number of a tuple; both are checked
+wherever a config is built (:func:`deephash.validation.validate`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deephash.data.open import DATASET_KINDS
-from deephash.metrics.distances import DISTANCE_NAMES
+from deephash.registries import BACKBONES, DATASET_KINDS, DISTANCES, PROTOCOLS
 
 
 @dataclass
@@ -17,6 +22,7 @@ class DataConfig:
     dataset: str = field(default="auto", metadata={"choices": DATASET_KINDS,
                                                    "help": "data set kind"})
     protocol: str = field(default="cifar10", metadata={
+        "choices": PROTOCOLS,
         "help": "evaluation protocol: cifar10 (query = test, database = train) or dtsh-1"})
     download: bool = field(default=True, metadata={
         "help": "download CIFAR-10, MNIST or Fashion-MNIST when --dataset names it and it "
@@ -26,18 +32,20 @@ class DataConfig:
 @dataclass
 class BackboneConfig:
     name: str = field(default="efficientnet_lite0", metadata={
-        "flag": "--backbone", "help": "backbone name (deephash list backbones)"})
+        "flag": "--backbone", "choices": BACKBONES, "help": "backbone name"})
     weights: str = field(default="default", metadata={
         "help": "'default' (ImageNet), 'none' (random init) or a state-dict file"})
     image_size: int = field(default=128, metadata={
+        "min": 1,
         "help": "input side in pixels; 128 keeps 99%% of the 224-px kNN accuracy on CIFAR-10 "
                 "at 4x the speed (see README)"})
 
 
 @dataclass
 class ExtractionConfig:
-    batch_size: int = field(default=128, metadata={"help": "images per forward pass"})
-    num_workers: int = field(default=2, metadata={"help": "image-decoding worker processes"})
+    batch_size: int = field(default=128, metadata={"min": 1, "help": "images per forward pass"})
+    num_workers: int = field(default=2, metadata={
+        "min": 0, "help": "image-decoding worker processes"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
     cache_dir: str | None = field(default=None, metadata={
         "help": "feature cache folder (default $DEEPHASH_CACHE or ~/.cache/deephash)"})
@@ -49,17 +57,24 @@ class ExtractionConfig:
 @dataclass
 class EvalConfig:
     distance: str = field(default="cosine", metadata={
-        "choices": DISTANCE_NAMES, "help": "distance used for ranking"})
-    knn_k: tuple[int, ...] = field(default=(1, 5, 10), metadata={"help": "k of kNN accuracy"})
-    map_cutoffs: tuple[int, ...] = field(default=(1000,), metadata={"help": "k of mAP@k"})
-    precision_k: tuple[int, ...] = field(default=(10, 100), metadata={"help": "k of P@k"})
-    tsne_points: int = field(default=2000, metadata={"help": "t-SNE sample size (0: no plot)"})
+        "choices": DISTANCES, "help": "distance used for ranking"})
+    knn_k: tuple[int, ...] = field(default=(1, 5, 10), metadata={
+        "min": 1, "help": "k of kNN accuracy"})
+    map_cutoffs: tuple[int, ...] = field(default=(1000,), metadata={
+        "min": 1, "help": "k of mAP@k"})
+    precision_k: tuple[int, ...] = field(default=(10, 100), metadata={
+        "min": 1, "help": "k of P@k"})
+    tsne_points: int = field(default=2000, metadata={
+        "min": 0, "help": "t-SNE sample size (0: no plot)"})
 
 
 @dataclass
 class BaselineConfig:
     out: str = field(default="runs/baseline", metadata={"help": "run folder to write"})
-    seed: int = field(default=0, metadata={"help": "seed of the splits and the t-SNE sample"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "clear a non-empty --out that holds an earlier run first (saved as false)"})
+    seed: int = field(default=0, metadata={
+        "min": 0, "help": "seed of the splits and the t-SNE sample"})
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)

@@ -1,9 +1,12 @@
-"""Configuration of triplet training (``deephash train``)."""
+"""Configuration of triplet training (``deephash train``); torch-free, like
+:mod:`deephash.studies.baseline_config` (``choices``, ``min``, ``above`` are checked by
+:func:`deephash.validation.validate`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deephash.registries import BATCH_DISTANCES, LOSSES, MINERS, REDUCTIONS
 from deephash.studies.baseline_config import BaselineConfig
 
 MODES = ("frozen", "finetune")
@@ -13,48 +16,55 @@ PROCEDURES = ("triplet", "zhuang")
 @dataclass
 class ZhuangConfig:
     triplets_per_image: int = field(default=10, metadata={
-        "help": "zhuang: triplets sampled per training image for code inference"})
-    sweeps: int = field(default=2, metadata={"help": "zhuang: code-inference sweeps per stage"})
+        "min": 1, "help": "zhuang: triplets sampled per training image for code inference"})
+    sweeps: int = field(default=2, metadata={
+        "min": 1, "help": "zhuang: code-inference sweeps per stage"})
     block_size: int = field(default=4096, metadata={
-        "help": "zhuang: images updated together in code inference"})
+        "min": 1, "help": "zhuang: images updated together in code inference"})
     epochs_per_stage: int = field(default=3, metadata={
-        "help": "zhuang: passes of bit-prediction training per stage"})
+        "min": 1, "help": "zhuang: passes of bit-prediction training per stage"})
 
 
 @dataclass
 class TrainingConfig:
     loss: str = field(default="facenet", metadata={
+        "choices": LOSSES,
         "help": "facenet (margin), hoffer (softmax ratio), contrastive (pairs), dtsh (codes) "
                 "or softmax (a classifier on the embedding; no miner)"})
     miner: str = field(default="semi-hard", metadata={
+        "choices": MINERS,
         "help": "triplets: batch-all, batch-hard, semi-hard, random-hard, distance-weighted, "
                 "curriculum, offline; pairs (contrastive loss): all-pairs, hard-pairs, "
                 "offline-pairs"})
     margin: float = field(default=0.2, metadata={"help": "margin of the loss and the miner"})
     distance: str = field(default="euclidean", metadata={
-        "flag": "--train-distance", "help": "distance inside the loss: euclidean, "
-                                            "sqeuclidean or cosine"})
+        "flag": "--train-distance", "choices": BATCH_DISTANCES,
+        "help": "distance inside the loss and the miner"})
     reduction: str = field(default="mean_active", metadata={
-        "help": "mean, mean_active (over non-zero losses) or sum"})
+        "choices": REDUCTIONS, "help": "mean, mean_active (over non-zero losses) or sum"})
     mode: str = field(default="frozen", metadata={
         "choices": MODES, "help": "frozen: train a head on cached features; finetune: "
                                   "also train the backbone on augmented images"})
-    epochs: int = field(default=15, metadata={"help": "training epochs"})
-    batch_classes: int = field(default=10, metadata={"help": "P: classes per batch"})
-    batch_samples: int = field(default=16, metadata={"help": "K: images per class per batch"})
+    epochs: int = field(default=15, metadata={"min": 1, "help": "training epochs"})
+    batch_classes: int = field(default=10, metadata={"min": 2, "help": "P: classes per batch"})
+    batch_samples: int = field(default=16, metadata={
+        "min": 1, "help": "K: images per class per batch"})
     batches_per_epoch: int = field(default=0, metadata={
-        "help": "batches per epoch (0: training images / batch size)"})
+        "min": 0, "help": "batches per epoch (0: training images / batch size)"})
     small_classes: str = field(default="replace", metadata={
         "choices": ("replace", "error"),
         "help": "a class with fewer than K images: sample with replacement, or refuse"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine schedule)"})
-    backbone_lr: float = field(default=1e-4, metadata={"help": "finetune: backbone learning rate"})
-    weight_decay: float = field(default=1e-4, metadata={"help": "Adam weight decay"})
-    embedding_dim: int = field(default=128, metadata={"help": "output dimension"})
+    lr: float = field(default=1e-3, metadata={
+        "above": 0, "help": "Adam learning rate (cosine schedule)"})
+    backbone_lr: float = field(default=1e-4, metadata={
+        "min": 0, "help": "finetune: backbone learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"min": 0, "help": "Adam weight decay"})
+    embedding_dim: int = field(default=128, metadata={"min": 1, "help": "output dimension"})
     hidden_dims: tuple[int, ...] = field(default=(512,), metadata={
-        "help": "hidden widths of the head's MLP (none: a linear head)"})
+        "min": 1, "help": "hidden widths of the head's MLP (none: a linear head)"})
     normalize: bool = field(default=True, metadata={"help": "L2-normalise the embeddings"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout after hidden layers"})
+    dropout: float = field(default=0.0, metadata={
+        "min": 0, "below": 1, "help": "dropout after hidden layers"})
     activation: str = field(default="none", metadata={
         "choices": ("none", "tanh", "sign"),
         "help": "output activation: none (embeddings), tanh or sign (straight-through) codes"})

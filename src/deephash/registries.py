@@ -1,0 +1,118 @@
+"""Every registry's table: component name -> ``"module:attribute"`` of its factory.
+
+This module imports no torch, numpy or faiss: the command line fills ``choices``, prints
+``--help`` and ``deephash list`` from these names, and checks options before any work
+starts; a component's module is imported when the component is first built. The packages
+re-export their registry (``deephash.losses.LOSSES`` is ``LOSSES`` here).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from deephash.errors import ConfigError
+from deephash.registry import Lazy, Registry
+
+if TYPE_CHECKING:
+    from deephash.backbones.base import Backbone
+    from deephash.data.protocols import Splits
+    from deephash.index.base import RetrievalIndex
+    from deephash.losses.base import BatchLoss
+    from deephash.losses.distances import BatchDistance
+    from deephash.metrics.distances import Distance
+    from deephash.miners.base import Miner
+    from deephash.training.config import TrainingConfig
+
+_TORCHVISION = "deephash.backbones.torchvision_models:torchvision_backbone"
+
+#: ``create_backbone(name, weights)``
+BACKBONES: Registry[Backbone] = Registry("backbone", {
+    "efficientnet_lite0": "deephash.backbones.efficientnet_lite:efficientnet_lite0",
+    **{name: Lazy(_TORCHVISION, (name,))
+       for name in ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19")},
+})
+
+#: ``make_splits(name, labels, is_test, seed)``
+PROTOCOLS: Registry[Splits] = Registry("protocol", {
+    "cifar10": "deephash.data.protocols:train_test_protocol",
+    "dtsh-1": "deephash.data.protocols:dtsh_setting1",
+})
+
+#: ``create_loss(name, margin, distance, ...)``; factories take a ``LossSettings``
+LOSSES: Registry[BatchLoss] = Registry("loss", {
+    name: f"deephash.losses:build_{name}"
+    for name in ("facenet", "hoffer", "contrastive", "dtsh", "softmax")
+})
+
+#: ``create_miner(name, margin, seed)``
+MINERS: Registry[Miner] = Registry("miner", {
+    "batch-all": "deephash.miners:build_batch_all",
+    "batch-hard": "deephash.miners:build_batch_hard",
+    "semi-hard": "deephash.miners.pair_negative:semi_hard",
+    "random-hard": "deephash.miners.pair_negative:random_hard",
+    "distance-weighted": "deephash.miners:build_distance_weighted",
+    "curriculum": "deephash.miners.pair_negative:curriculum",
+    "offline": "deephash.miners:build_offline",
+    "all-pairs": "deephash.miners:build_all_pairs",
+    "hard-pairs": "deephash.miners:build_hard_pairs",
+    "offline-pairs": "deephash.miners:build_offline_pairs",
+})
+
+#: differentiable distances inside the losses and miners (``--train-distance``)
+BATCH_DISTANCES: Registry[BatchDistance] = Registry("distance", {
+    "euclidean": "deephash.losses.distances:EuclideanDistance",
+    "sqeuclidean": "deephash.losses.distances:SquaredEuclideanDistance",
+    "cosine": "deephash.losses.distances:CosineDistance",
+    "neg-half-inner": "deephash.losses.distances:NegativeHalfInnerProduct",
+})
+
+#: distances of the chunked evaluators (``--distance``)
+DISTANCES: Registry[Distance] = Registry("distance", {
+    name: Lazy("deephash.metrics.distances:Distance", (name,))
+    for name in ("euclidean", "sqeuclidean", "cosine")
+})
+
+#: index kinds; ``<M>``/``<h>`` stand for a positive integer (``BHNSW32``), see ``parse_index``
+INDEXES: Registry[RetrievalIndex] = Registry("index", {
+    "BFlat-numpy": "deephash.index.hamming:HammingIndex",
+    "BFlat": "deephash.index.faiss_indexes:FaissBinaryIndex",
+    "BHNSW<M>": "deephash.index.faiss_indexes:FaissBinaryIndex",
+    "BMIH<h>": "deephash.index.faiss_indexes:FaissBinaryIndex",
+    "Flat": "deephash.index.faiss_indexes:FloatIndex",
+})
+
+#: ``deephash hash --method``: the method's training configuration from the user's one
+HASHING_METHODS: Registry[TrainingConfig] = Registry("hashing method", {
+    "dtsh": "deephash.studies.configs:dtsh_method",
+    "zhuang": "deephash.studies.configs:zhuang_training",
+})
+
+#: how a loss averages its per-tuple values (``deephash.losses.base.reduce``)
+REDUCTIONS = ("mean", "mean_active", "sum")
+
+#: ``--dataset`` (``deephash.data.open.open_dataset``)
+DATASET_KINDS = ("auto", "cifar10", "mnist", "fashion-mnist", "imagefolder")
+
+#: what ``deephash list`` shows
+LISTABLE: dict[str, Any] = {
+    "backbones": BACKBONES, "protocols": PROTOCOLS, "losses": LOSSES, "miners": MINERS,
+    "train-distances": BATCH_DISTANCES, "distances": DISTANCES, "indexes": INDEXES,
+    "hashing-methods": HASHING_METHODS, "reductions": REDUCTIONS, "datasets": DATASET_KINDS,
+}
+
+
+def parse_index(factory: str) -> tuple[str, int | None]:
+    """``"BHNSW32"`` -> ``("BHNSW<M>", 32)``; ``"BFlat"`` -> ``("BFlat", None)``.
+
+    Raises ``ConfigError`` naming the known kinds for anything else.
+    """
+    if factory in INDEXES and "<" not in factory:
+        return factory, None
+    match = re.fullmatch(r"([A-Za-z]+)(\d+)", factory)
+    if match:
+        for name in INDEXES.names(match.group(1) + "<*>"):
+            if int(match.group(2)) >= 1:
+                return name, int(match.group(2))
+    raise ConfigError(f"unknown index {factory!r}; known: {', '.join(INDEXES)} (<M>, <h>: a "
+                      "positive integer, e.g. BHNSW32, BMIH4)")

@@ -1,0 +1,209 @@
+"""Refuse a bad configuration before any work: ``validate(config)``.
+
+The command line calls it before the library function, and every library entry point
+(``run_baseline``, ``run_train``, the studies, ``build_index``, ``search_image``) calls it
+first, so nothing is written, extracted or cached for a configuration that would fail
+later. It checks every field against its declared ``choices``, ``parse`` and bounds
+(:func:`deephash.config.check_fields`), then what needs more than one field, in one
+function per config kind: a margin > 0 where the loss or the miner uses one, a miner
+whose tuples the loss trains on, regularisers and schedules that parse, a data folder
+that exists, a device that is there. Errors are :class:`~deephash.errors.ConfigError`
+(one line naming the option and the fix).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from functools import singledispatch
+from pathlib import Path
+
+from deephash.config import check_fields
+from deephash.errors import ConfigError
+from deephash.registries import HASHING_METHODS
+from deephash.studies.baseline_config import BaselineConfig
+from deephash.studies.configs import (
+    HashConfig,
+    IndexConfig,
+    LossStudyConfig,
+    MinerStudyConfig,
+    ScheduleStudyConfig,
+    SearchConfig,
+    SelectMarginConfig,
+)
+from deephash.training.config import TrainConfig, TrainingConfig
+
+
+@singledispatch
+def validate(config: object) -> None:
+    """Raise ``ConfigError`` for the first problem of ``config``; return if it can run."""
+    check_fields(config)
+
+
+def _existing_folder(value: str | None, option: str) -> None:
+    if value is None:
+        return
+    path = Path(value).expanduser()
+    if path.is_file():
+        raise ConfigError(f"{option} {path} is a file; pass a folder")
+
+
+def _check_device(name: str) -> None:
+    from deephash.devices import resolve_device
+
+    resolve_device(name)
+
+
+def _check_data(config: BaselineConfig) -> None:
+    from deephash.data.open import DOWNLOADABLE
+
+    data = config.data
+    chosen = data.data_dir or os.environ.get("DEEPHASH_DATA")
+    option = "--data-dir" if data.data_dir else "$DEEPHASH_DATA"
+    if not chosen:
+        if data.dataset not in DOWNLOADABLE:
+            raise ConfigError("no data location: pass --data-dir DIR or set DEEPHASH_DATA "
+                              "(or --dataset cifar10|mnist|fashion-mnist to download one)")
+        return
+    path = Path(chosen).expanduser()
+    if path.is_file():
+        raise ConfigError(f"{option} {path} is a file; pass the folder that holds the data set")
+    if not path.exists() and not (data.dataset in DOWNLOADABLE and data.download):
+        raise ConfigError(f"{option} {path} does not exist; pass an existing folder"
+                          + (" or allow --download" if data.dataset in DOWNLOADABLE else ""))
+
+
+def _check_baseline(config: BaselineConfig) -> None:
+    check_fields(config)
+    _existing_folder(config.out, "--out")
+    _existing_folder(config.extraction.cache_dir, "--cache-dir")
+    weights = config.backbone.weights
+    if weights not in ("default", "none") and not Path(weights).expanduser().is_file():
+        raise ConfigError(f"--weights {weights}: no such file; use default (ImageNet), none "
+                          "(random) or a state-dict file")
+    _check_data(config)
+    _check_device(config.extraction.device)
+
+
+def _check_training(cfg: TrainingConfig, seed: int) -> None:
+    """The loss, the miner, their margin and compatibility, regularisers and schedules."""
+    from deephash.losses import create_loss
+    from deephash.miners import create_miner
+    from deephash.studies.train import parse_weights
+    from deephash.training.schedules import parse_schedule
+
+    loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction, num_classes=2,
+                       embedding_dim=1)
+    miner = create_miner(cfg.miner, cfg.margin, seed)
+    scheduled = {parse_schedule(text)[0] for text in cfg.schedules}
+    users = ([f"the {cfg.loss} loss"] if loss.uses_margin else []) + (
+        [f"the {cfg.miner} miner"] if loss.uses_miner and hasattr(miner, "margin") else [])
+    if users and "margin" not in scheduled and cfg.margin <= 0:
+        raise ConfigError(f"--margin must be greater than 0 for {' and '.join(users)}, got "
+                          f"{cfg.margin:g}")
+    loss.check_miner(miner)
+    parse_weights(cfg.regularizers)
+
+
+@validate.register
+def _(config: BaselineConfig) -> None:
+    _check_baseline(config)
+
+
+@validate.register
+def _(config: TrainConfig) -> None:
+    _check_baseline(config)
+    _check_training(config.training, config.seed)
+
+
+@validate.register
+def _(config: SelectMarginConfig) -> None:
+    from deephash.losses import loss_traits
+
+    _check_baseline(config)
+    if not loss_traits(config.training.loss).uses_margin:
+        raise ConfigError(f"loss {config.training.loss!r} has no margin to select; use "
+                          "deephash train")
+    if not config.margins:
+        raise ConfigError("--margins needs at least one value")
+    for margin in config.margins:
+        _check_training(dataclasses.replace(config.training, margin=margin), config.seed)
+
+
+@validate.register
+def _(config: LossStudyConfig) -> None:
+    from deephash.losses import loss_traits
+
+    _check_baseline(config)
+    if not config.losses:
+        raise ConfigError("--losses needs at least one LOSS or LOSS+MINER")
+    for entry in config.losses:
+        loss, _, miner = entry.partition("+")
+        training = dataclasses.replace(config.training, loss=loss,
+                                       miner=miner or config.training.miner)
+        margins: tuple[float, ...] = (training.margin,)
+        if loss_traits(loss).uses_margin:
+            margins = config.contrastive_margins if loss == "contrastive" else config.margins
+            if not margins:
+                raise ConfigError(f"--losses {entry}: its margin grid is empty; give margins")
+        for margin in margins:
+            _check_training(dataclasses.replace(training, margin=margin), config.seed)
+
+
+@validate.register
+def _(config: MinerStudyConfig) -> None:
+    from deephash.studies.miner_study import miners_for
+
+    _check_baseline(config)
+    for miner in config.miners or miners_for(config.training.loss):
+        _check_training(dataclasses.replace(config.training, miner=miner), config.seed)
+
+
+@validate.register
+def _(config: HashConfig) -> None:
+    _check_baseline(config)
+    if not config.hashing.bits:
+        raise ConfigError("--bits needs at least one code length")
+    for bits in config.hashing.bits:
+        training = dataclasses.replace(config.training, embedding_dim=bits, codes=True)
+        _check_training(HASHING_METHODS.create(config.hashing.method, training), config.seed)
+
+
+@validate.register
+def _(config: ScheduleStudyConfig) -> None:
+    from deephash.studies.schedule_study import parse_variant
+
+    validate.dispatch(HashConfig)(config)
+    if len(config.hashing.bits) != 1:
+        raise ConfigError("the schedule study compares one code length; give one --bits")
+    if not config.variants or not config.seeds:
+        raise ConfigError("give at least one --variants and one --seeds")
+    for variant in config.variants:
+        parse_variant(variant)
+
+
+@validate.register
+def _(config: IndexConfig) -> None:
+    check_fields(config)
+    if not config.checkpoint:
+        raise ConfigError("--checkpoint is required (a trained run's best.pt)")
+    if not Path(config.checkpoint).is_file():
+        raise ConfigError(f"--checkpoint {config.checkpoint}: no such file (a trained run's "
+                          "best.pt)")
+    if config.data_dir is not None and not Path(config.data_dir).expanduser().is_dir():
+        raise ConfigError(f"--data-dir {config.data_dir} is not a folder; pass the images' "
+                          "folder")
+    _existing_folder(config.out, "--out")
+    _existing_folder(config.cache_dir, "--cache-dir")
+    _check_device(config.device)
+
+
+@validate.register
+def _(config: SearchConfig) -> None:
+    check_fields(config)
+    if not config.image:
+        raise ConfigError("give a query image: deephash search IMAGE --index FOLDER")
+    if not Path(config.image).is_file():
+        raise ConfigError(f"query image {config.image}: no such file")
+    if not (Path(config.index) / "index.json").is_file():
+        raise ConfigError(f"--index {config.index} is not an index folder (run deephash index)")

@@ -1,0 +1,250 @@
+"""Every bad-input case of the command line, in one table: each is refused before any work.
+
+A case is (argv, exit code, message fragment). The argv is appended to a valid command
+line of its subcommand (a tiny image folder, a fresh ``--out`` and ``--cache-dir``), so
+the case's own option is what fails; each must exit with code 2, print the fragment on
+stderr without a traceback, and leave ``--out`` and the feature cache not created.
+Placeholders: ``{data}`` the image folder, ``{file}`` an existing file, ``{missing}`` a path
+that does not exist, ``{yaml}`` a config file holding the case's ``yaml`` text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deephash.cli import COMMANDS, build_config, build_parser, main
+from deephash.config import _leaves, check_fields
+from deephash.errors import ConfigError
+from deephash.studies.baseline_config import BaselineConfig
+from deephash.training.config import TrainConfig
+
+Case = tuple[list[str], int, str]
+
+CASES: dict[str, Case] = {
+    # names: argparse's own error, from the registries
+    "loss": (["train", "--loss", "arcface"], 2,
+             "argument --loss: invalid choice: 'arcface' (choose from 'contrastive'"),
+    "miner": (["train", "--miner", "hardest"], 2, "argument --miner: invalid choice: 'hardest'"),
+    "reduction": (["train", "--reduction", "median"], 2, "argument --reduction: invalid choice"),
+    "protocol": (["baseline", "--protocol", "nope"], 2,
+                 "argument --protocol: invalid choice: 'nope' (choose from 'cifar10', 'dtsh-1')"),
+    "train distance": (["train", "--train-distance", "manhattan"], 2,
+                       "argument --train-distance: invalid choice: 'manhattan'"),
+    "distance": (["baseline", "--distance", "hamming"], 2, "argument --distance: invalid choice"),
+    "backbone": (["baseline", "--backbone", "resnet9"], 2,
+                 "argument --backbone: invalid choice: 'resnet9'"),
+    "hashing method": (["hash", "--method", "lsh"], 2, "argument --method: invalid choice: 'lsh'"),
+    "study miners": (["miner-study", "--miners", "semi-hard", "hardest"], 2,
+                     "argument --miners: invalid choice: 'hardest'"),
+    "index kind": (["index", "--index", "IVF4096"], 2,
+                   "argument --index: unknown index 'IVF4096'; known: BFlat, BFlat-numpy"),
+    "index parameter": (["index", "--index", "BHNSW0"], 2, "unknown index 'BHNSW0'"),
+    "list kind": (["list", "gizmos"], 2, "argument what: invalid choice: 'gizmos'"),
+    "subcommand": (["tarin"], 2, "argument command: invalid choice: 'tarin'"),
+    "not a number": (["train", "--epochs", "many"], 2, "argument --epochs: invalid int value"),
+    # ranges, declared once in the config metadata
+    "image size": (["baseline", "--image-size", "0"], 2,
+                   "--image-size (backbone.image_size) must be at least 1, got 0"),
+    "bits": (["hash", "--bits", "16", "0"], 2, "--bits (hashing.bits) must be at least 1, got 0"),
+    "epochs": (["train", "--epochs", "0"], 2, "--epochs (training.epochs) must be at least 1"),
+    "batch size": (["baseline", "--batch-size", "0"], 2, "--batch-size (extraction.batch_size) "
+                   "must be at least 1, got 0"),
+    "knn k": (["baseline", "--knn-k", "1", "0"], 2, "--knn-k (evaluation.knn_k) must be at least "
+              "1, got 0"),
+    "search k": (["search", "-k", "0"], 2, "-k must be at least 1, got 0"),
+    "num workers": (["train", "--num-workers", "-1"], 2, "--num-workers (extraction.num_workers) "
+                    "must be at least 0, got -1"),
+    "seed": (["baseline", "--seed", "-1"], 2, "--seed must be at least 0, got -1"),
+    "margin grid": (["select-margin", "--margins", "0.1", "-0.2"], 2,
+                    "--margins must be greater than 0, got -0.2"),
+    # what needs more than one field
+    "margin of loss and miner": (["train", "--margin", "-1"], 2, "--margin must be greater than 0 "
+                                 "for the facenet loss and the semi-hard miner, got -1"),
+    "margin of the miner": (["train", "--loss", "hoffer", "--margin", "0"], 2,
+                            "--margin must be greater than 0 for the semi-hard miner, got 0"),
+    "loss and miner": (["train", "--loss", "facenet", "--miner", "all-pairs"], 2,
+                       "miner 'all-pairs' yields pairs; the facenet loss trains on triplets"),
+    "study loss": (["loss-study", "--losses", "facenet", "arcface+semi-hard"], 2,
+                   "unknown loss 'arcface'; known: contrastive"),
+    "study loss and miner": (["loss-study", "--losses", "facenet+hard-pairs"], 2,
+                             "miner 'hard-pairs' yields pairs; the facenet loss"),
+    "margin to select": (["select-margin", "--loss", "hoffer"], 2,
+                         "loss 'hoffer' has no margin to select"),
+    "miner study without a miner": (["miner-study", "--loss", "softmax"], 2,
+                                    "the softmax loss uses no miner"),
+    "regulariser": (["train", "--regularizers", "sparsity=1"], 2,
+                    "unknown regulariser 'sparsity'"),
+    "schedule": (["train", "--schedules", "margin=wobble:1"], 2, "bad schedule 'margin=wobble:1'"),
+    "schedule study bits": (["schedule-study", "--bits", "16", "32"], 2, "one code length"),
+    "data dir is a file": (["baseline", "--data-dir", "{file}"], 2, "is a file; pass the folder"),
+    "data dir missing": (["train", "--data-dir", "{missing}"], 2, "does not exist"),
+    "weights file missing": (["baseline", "--weights", "{missing}"], 2, "no such file"),
+    "out is a file": (["train", "--out", "{file}"], 2, "--out"),
+    "device": (["baseline", "--device", "cuda:0"], 2, "no CUDA GPU is visible"),
+    "checkpoint missing": (["index", "--checkpoint", "{missing}"], 2, "no such file"),
+    "query image missing": (["search", "{missing}"], 2, "no such file"),
+    # a config file fails the same way as the flags
+    "yaml range": (["train", "--config", "{yaml}"], 2,
+                   "--epochs (training.epochs) must be at least 1, got 0"),
+    "yaml name": (["train", "--config", "{yaml}"], 2,
+                  "--loss (training.loss): unknown loss 'arcface'; known: contrastive"),
+    "yaml syntax": (["baseline", "--config", "{yaml}"], 2, "is not valid YAML"),
+    "yaml not a mapping": (["baseline", "--config", "{yaml}"], 2, "must hold a mapping"),
+    "yaml missing": (["baseline", "--config", "{missing}"], 2, "cannot read config file"),
+}
+
+YAML = {"yaml range": "training:\n  epochs: 0\n", "yaml name": "training:\n  loss: arcface\n",
+        "yaml syntax": "seed: [1\n", "yaml not a mapping": "- 1\n- 2\n"}
+
+
+def base_argv(command: str, folder: Path, tmp: Path) -> list[str]:
+    """A valid command line of ``command`` (files it needs are created here)."""
+    out, cache = str(tmp / "out"), str(tmp / "cache")
+    if command == "index":
+        checkpoint = tmp / "best.pt"
+        checkpoint.write_bytes(b"")
+        return ["index", "--checkpoint", str(checkpoint), "--data-dir", str(folder),
+                "--out", out, "--cache-dir", cache, "--device", "cpu"]
+    if command == "search":
+        (tmp / "index").mkdir(exist_ok=True)
+        (tmp / "index" / "index.json").write_text("{}")
+        return ["search", str(next(folder.glob("test/*/*.png"))), "--index", str(tmp / "index"),
+                "--show", str(tmp / "out" / "results.png")]
+    if command in COMMANDS:
+        return [command, "--data-dir", str(folder), "--out", out, "--cache-dir", cache,
+                "--device", "cpu"]
+    return [command]
+
+
+def placeholders(case: str, tmp: Path, folder: Path) -> dict[str, str]:
+    (tmp / "a-file.txt").write_text("not a folder")
+    (tmp / "config.yaml").write_text(YAML.get(case, ""))
+    return {"data": str(folder), "file": str(tmp / "a-file.txt"),
+            "missing": str(tmp / "no-such-thing"), "yaml": str(tmp / "config.yaml")}
+
+
+def command_line(args: list[str], folder: Path, tmp: Path) -> list[str]:
+    """The valid command line of ``args[0]`` with ``args[1:]`` appended; a positional
+    argument (search's query image) replaces the valid one."""
+    argv = base_argv(args[0], folder, tmp)
+    extra = args[1:]
+    if args[0] == "search" and extra and not extra[0].startswith("-"):
+        argv[1] = extra.pop(0)
+    return argv + extra
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse's errors
+        return int(exc.code or 0)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused_before_any_work(case: str, image_folder: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv, code, fragment = CASES[case]
+    values = placeholders(case, tmp_path, image_folder)
+    args = [arg.format(**values) for arg in argv]
+    assert run_cli(command_line(args, image_folder, tmp_path)) == code
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "list"])
+def test_the_base_command_lines_are_valid(command: str, image_folder: Path,
+                                          tmp_path: Path) -> None:
+    """Without the bad option each command line passes validation: the cases above fail for
+    their own option only."""
+    argv = base_argv(command, image_folder, tmp_path)
+    args = build_parser().parse_args(argv)
+    if command in COMMANDS:
+        build_config(command, args)
+    assert not (tmp_path / "out").exists()
+
+
+def _bounded_fields() -> list[tuple[str, str, Any, str]]:
+    """(command, flag, out-of-range value, expected bound) for every bounded field."""
+    cases = []
+    for command, spec in COMMANDS.items():
+        for _path, _tp, f in _leaves(spec.config):
+            for key, word, delta in (("min", "at least", -1), ("max", "at most", 1),
+                                     ("above", "greater than", 0), ("below", "less than", 0)):
+                if key in f.metadata:
+                    flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+                    cases.append((command, flag, f.metadata[key] + delta,
+                                  f"must be {word} {f.metadata[key]}"))
+    return cases
+
+
+@pytest.mark.parametrize("command, flag, value, bound", _bounded_fields())
+def test_every_declared_bound_is_enforced_by_the_cli(command: str, flag: str, value: Any,
+                                                     bound: str, image_folder: Path,
+                                                     tmp_path: Path) -> None:
+    argv = [*base_argv(command, image_folder, tmp_path), flag, str(value)]
+    with pytest.raises(ConfigError, match=f"^{flag}.*{bound}"):
+        build_config(command, build_parser().parse_args(argv))
+
+
+def test_bounds_cover_the_options_the_issue_names() -> None:
+    flags = {(command, flag) for command, flag, _v, _b in _bounded_fields()}
+    for flag in ("--image-size", "--epochs", "--batch-size", "--knn-k", "--num-workers",
+                 "--seed"):
+        assert ("train", flag) in flags, flag
+    assert ("hash", "--bits") in flags and ("search", "-k") in flags
+
+
+@pytest.mark.parametrize("run", ["baseline", "train", "select-margin", "loss-study",
+                                 "miner-study", "hash", "schedule-study"])
+def test_library_entry_points_validate_before_writing(run: str, image_folder: Path,
+                                                      tmp_path: Path) -> None:
+    """Library users get the same checks: a bad config raises before ``out`` exists."""
+    import importlib
+
+    spec = COMMANDS[run]
+    config = spec.config(out=str(tmp_path / "out"))
+    config.data.data_dir = str(image_folder)
+    config.extraction.cache_dir = str(tmp_path / "cache")
+    config.extraction.num_workers = -1
+    module, _, function = spec.function.partition(":")
+    with pytest.raises(ConfigError, match="num_workers"):
+        getattr(importlib.import_module(module), function)(config)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_check_fields_reads_nested_tuples_and_names_the_yaml_field() -> None:
+    config = TrainConfig()
+    check_fields(config)  # the defaults are valid
+    bad = dataclasses.replace(config, training=dataclasses.replace(config.training,
+                                                                   hidden_dims=(64, 0)))
+    with pytest.raises(ConfigError, match=r"^--hidden-dims \(training.hidden_dims\) must be at "
+                                          r"least 1, got 0$"):
+        check_fields(bad)
+    with pytest.raises(ConfigError, match="unknown protocol 'x'"):
+        check_fields(dataclasses.replace(BaselineConfig(), data=dataclasses.replace(
+            BaselineConfig().data, protocol="x")))
+
+
+def test_every_choice_is_listed_in_help() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = re.sub(r"\s+", "", sub.choices["train"].format_help())
+    listed = 0
+    for _path, _tp, f in _leaves(TrainConfig):
+        if "choices" in f.metadata:
+            assert "{" + ",".join(f.metadata["choices"]) + "}" in text, f.name
+            listed += 1
+    assert listed >= 9  # dataset, protocol, backbone, distance, loss, miner, ...
