@@ -88,3 +88,49 @@ def test_no_temporary_files_are_left(tmp_path: Path) -> None:
     cache.get_or_compute(KEY, Counter())
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("cache", ["--cache-dir", "--no-cache"])
+def test_baseline_writes_no_cache_outside_the_chosen_one(
+        tmp_path: Path, cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The features and the data's fingerprint memo go under --cache-dir X; with
+    --no-cache nowhere: $DEEPHASH_CACHE and ~/.cache stay empty."""
+    from conftest import make_image_folder
+
+    from deephash.cli import main
+
+    data = make_image_folder(tmp_path / "data")
+    home, default = tmp_path / "home", tmp_path / "default-cache"
+    home.mkdir()
+    default.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DEEPHASH_CACHE", str(default))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))  # matplotlib's own, not ours
+    args = ["--cache-dir", str(tmp_path / "x")] if cache == "--cache-dir" else ["--no-cache"]
+    assert main(["baseline", "--data-dir", str(data), "--out", str(tmp_path / "run"),
+                 "--image-size", "32", "--num-workers", "0", "--tsne-points", "0",
+                 *args]) == 0
+    assert list(home.iterdir()) == [] and list(default.iterdir()) == []
+    if cache == "--cache-dir":
+        assert len(list((tmp_path / "x" / "fingerprints").iterdir())) == 1
+        assert len(list((tmp_path / "x").iterdir())) > 1  # the features beside it
+    else:
+        assert not (tmp_path / "x").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["data", "home", "default-cache", "run", *(["x"] if cache == "--cache-dir" else [])]
+        + (["mpl"] if (tmp_path / "mpl").exists() else []))
+
+
+def test_the_fingerprint_memo_is_written_only_where_asked(tmp_path: Path) -> None:
+    from conftest import make_image_folder
+
+    from deephash.data import open_dataset
+    from deephash.data.fingerprint import memo_location
+
+    data = make_image_folder(tmp_path / "data")
+    assert memo_location(None) is None
+    plain = open_dataset(str(data)).fingerprint()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    memo = memo_location(tmp_path / "cache")
+    assert open_dataset(str(data), fingerprint_memo=memo).fingerprint() == plain
+    assert memo == tmp_path / "cache" / "fingerprints" and len(list(memo.iterdir())) == 1

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import tiny_run_args
+from conftest import make_image_folder, tiny_run_args
+from PIL import Image
 
 from deephash.cli import main
+from deephash.training.checkpoint import save_checkpoint
+from deephash.training.config import TrainConfig, TrainingConfig
+from deephash.training.model import build_model
 
 
 @pytest.mark.parametrize(("kind", "flip"), [("hash", False), ("train", False), ("hash", True)])
@@ -43,7 +49,118 @@ def test_index_then_search(folder: Path, tmp_path: Path, kind: str, flip: bool,
 def test_search_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["search", "--index", str(tmp_path)]) == 2
     assert "give a query image" in capsys.readouterr().err
-    assert main(["search", "x.png", "--index", str(tmp_path)]) == 2
+    assert main(["search", str(tmp_path / "x.png"), "--index", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert main(["search", str(tmp_path / "x.png"), "--index", str(tmp_path)]) == 2
     assert "not an index folder" in capsys.readouterr().err
     assert main(["index", "--out", str(tmp_path / "i")]) == 2
     assert "--checkpoint is required" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tree with ``data/``, a 12-bit hashing run ``run/`` and its feature cache ``c/``."""
+    tree = tmp_path_factory.mktemp("tree")
+    data = make_image_folder(tree / "data", n_classes=3, n_train=12, n_test=4)
+    assert main(["hash", "--out", str(tree / "run"), "--bits", "12",
+                 *tiny_run_args(data, tree / "c", epochs=1)]) == 0
+    return tree
+
+
+def _index(tree: Path, *extra: str) -> Path:
+    assert main(["index", "--checkpoint", str(tree / "run" / "bits-12" / "best.pt"),
+                 "--data-dir", str(tree / "data"), "--out", str(tree / "index"),
+                 "--cache-dir", str(tree / "c"), *extra]) == 0
+    return tree / "index"
+
+
+def _search(index: Path, query: Path, capsys: pytest.CaptureFixture[str],
+            *extra: str) -> list[list[str]]:
+    capsys.readouterr()
+    assert main(["search", str(query), "--index", str(index), "-k", "48", *extra]) == 0
+    return [line.split() for line in capsys.readouterr().out.strip().splitlines()[1:]]
+
+
+def test_twelve_bit_codes_use_faiss_and_moved_trees_still_search(
+        trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """index.json holds paths relative to the index folder: the tree moved elsewhere
+    searches as before, with the images found at their new place."""
+    tree = Path(shutil.copytree(trained, tmp_path / "a"))
+    index = _index(tree)
+    info = json.loads((index / "index.json").read_text())
+    assert info["index"] == "BFlat" and info["dim"] == 12  # faiss serves 12-bit codes
+    assert info["checkpoint"] == "../run/bits-12/best.pt" and info["data_root"] == "../data"
+    before = _search(index, tree / "data" / "test" / "class1" / "02.png", capsys)
+    moved = Path(shutil.move(tree, tmp_path / "b"))
+    assert not tree.exists()
+    after = _search(moved / "index", moved / "data" / "test" / "class1" / "02.png", capsys)
+    assert [row[:3] for row in after] == [row[:3] for row in before]
+    assert len(after) == 48 and all(Path(row[3]).is_file() for row in after)
+    assert all(row[3].startswith(str(moved.resolve() / "data")) for row in after)
+    assert ["0", str(moved.resolve() / "data/test/class1/02.png")] in [
+        [row[1], row[3]] for row in after]
+
+
+def test_an_index_folder_moved_alone_and_a_moved_checkpoint(
+        trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree = Path(shutil.copytree(trained, tmp_path / "a"))
+    index = Path(shutil.move(_index(tree), tmp_path / "elsewhere"))
+    query = tree / "data" / "test" / "class2" / "01.png"
+    rows = _search(index, query, capsys)  # the absolute places recorded at indexing time
+    assert ["0", str(tree.resolve() / "data/test/class2/01.png")] in [
+        [row[1], row[3]] for row in rows]
+    shutil.move(tree / "run", tmp_path / "run-moved")
+    assert main(["search", str(query), "--index", str(index)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "names checkpoint ../run/bits-12/best.pt, which is not at" in err[0]
+    assert (f"{tmp_path.resolve()}/run/bits-12/best.pt or {tree.resolve()}/run/bits-12/best.pt"
+            in err[0])
+    assert "pass --checkpoint" in err[0]
+    override = tmp_path / "run-moved" / "bits-12" / "best.pt"
+    assert _search(index, query, capsys, "--checkpoint", str(override)) == rows
+    config = TrainConfig(training=TrainingConfig(hidden_dims=(8,), embedding_dim=4))
+    save_checkpoint(tmp_path / "float.pt", config, build_model(config.training, 6, None))
+    assert main(["search", str(query), "--index", str(index), "--checkpoint",
+                 str(tmp_path / "float.pt")]) == 2
+    assert "gives 4-d embeddings, the index holds 12-bit codes" in capsys.readouterr().err
+
+
+def test_index_folders_with_absolute_paths_still_search(
+        trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An index.json written before relative paths: absolute checkpoint and item paths."""
+    tree = Path(shutil.copytree(trained, tmp_path / "a"))
+    index = _index(tree)
+    info = json.loads((index / "index.json").read_text())
+    root = Path(info.pop("data_root_absolute"))
+    info["checkpoint"] = info.pop("checkpoint_absolute")
+    del info["data_root"]
+    (index / "index.json").write_text(json.dumps(info))
+    items = dict(np.load(index / "items.npz"))
+    items["paths"] = np.array([str(root / p) for p in items["paths"]])
+    np.savez(index / "items.npz", **items)
+    rows = _search(index, tree / "data" / "test" / "class0" / "03.png", capsys)
+    assert ["0", str(root / "test/class0/03.png")] in [[row[1], row[3]] for row in rows]
+
+
+@pytest.mark.parametrize("cache", ["--cache-dir", "--no-cache"])
+def test_index_writes_no_cache_outside_the_chosen_one(
+        trained: Path, tmp_path: Path, cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --cache-dir X the feature cache and the fingerprint memo go to X; with
+    --no-cache nowhere: the default cache ($DEEPHASH_CACHE, ~/.cache) stays empty."""
+    home, default = tmp_path / "home", tmp_path / "default-cache"
+    home.mkdir()
+    default.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DEEPHASH_CACHE", str(default))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))  # matplotlib's own, not ours
+    checkpoint = str(trained / "run" / "bits-12" / "best.pt")
+    args = ["--cache-dir", str(tmp_path / "x")] if cache == "--cache-dir" else ["--no-cache"]
+    assert main(["index", "--checkpoint", checkpoint, "--data-dir", str(trained / "data"),
+                 "--out", str(tmp_path / "index"), *args]) == 0
+    assert list(home.iterdir()) == [] and list(default.iterdir()) == []
+    if cache == "--cache-dir":
+        assert len(list((tmp_path / "x" / "fingerprints").iterdir())) == 1
+        assert any((tmp_path / "x").rglob("*.npy")) or any((tmp_path / "x").rglob("*.npz"))
+    else:
+        assert not (tmp_path / "x").exists()

@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image
 
 from deephash.data.dataset import ImageDataset
-from deephash.data.fingerprint import content_fingerprint
 from deephash.errors import DataError
 
 FOLDER = "cifar-10-batches-py"
@@ -86,5 +85,5 @@ class Cifar10Dataset(ImageDataset):
             return f"cifar10:train[{index}]"
         return f"cifar10:test[{index - self._n_train}]"
 
-    def fingerprint(self) -> str:
-        return content_fingerprint(self.folder, (*TRAIN_BATCHES, *TEST_BATCHES, META))
+    def data_files(self) -> tuple[Path, list[str]]:
+        return self.folder, [*TRAIN_BATCHES, *TEST_BATCHES, META]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from deephash.data.fingerprint import content_fingerprint
 from deephash.errors import DataError
 
 
@@ -21,12 +24,17 @@ class ImageDataset(abc.ABC):
         classes: class names; label ``c`` means ``classes[c]``.
         labels: ``(N,)`` int64 class labels.
         is_test: ``(N,)`` bool, True for images of the official test part.
+        fingerprint_memo: where :meth:`fingerprint` remembers content digests (the
+            feature cache's ``fingerprints/`` folder, chosen by ``open_dataset``); ``None``
+            hashes the files and writes nothing.
     """
 
     name: str
     classes: list[str]
     labels: np.ndarray
     is_test: np.ndarray
+    fingerprint_memo: Path | None = None
+    _fingerprint: str | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -40,8 +48,16 @@ class ImageDataset(abc.ABC):
         """Where image ``index`` comes from (a path, or ``cifar10:test[17]``)."""
 
     @abc.abstractmethod
+    def data_files(self) -> tuple[Path, Sequence[str]]:
+        """The folder and the names (relative to it) of every file the images come from."""
+
     def fingerprint(self) -> str:
-        """A digest that changes whenever any image file changes (cache key input)."""
+        """A digest that changes whenever any data file changes (cache key input): the
+        content digest of :meth:`data_files`, computed once per object and remembered in
+        ``fingerprint_memo``; see :mod:`deephash.data.fingerprint`."""
+        if self._fingerprint is None:
+            self._fingerprint = content_fingerprint(*self.data_files(), self.fingerprint_memo)
+        return self._fingerprint
 
     def check(self) -> None:
         """Refuse data sets that no protocol can split."""

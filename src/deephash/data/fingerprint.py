@@ -2,9 +2,11 @@
 
 A digest over file names, sizes and *bytes*, so a copy of a data set (new modification
 times, same content) keeps its cached features and any edit invalidates them. Reading a
-large data set costs about as much as listing it twice, so the content digest is
+large data set costs about as much as listing it twice, so the content digest can be
 remembered on disk under a digest of (folder, names, sizes, modification times): an
-untouched folder is hashed once, a copied or edited one once more.
+untouched folder is hashed once, a copied or edited one once more. The memo lives in the
+feature cache the command uses (:func:`memo_location`: ``<cache root>/fingerprints``), so
+``--cache-dir`` keeps it there and ``--no-cache`` writes none.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ def default_cache_root() -> Path:
     """``$DEEPHASH_CACHE`` or ``~/.cache/deephash``."""
     return Path(os.environ.get("DEEPHASH_CACHE") or Path.home() / ".cache" / "deephash"
                 ).expanduser()
+
+
+def memo_location(cache_root: Path | None) -> Path | None:
+    """Where the content digests of a feature cache rooted at ``cache_root`` are
+    remembered; ``None`` (no cache) gives ``None`` (no memo)."""
+    return None if cache_root is None else Path(cache_root) / "fingerprints"
 
 
 def stat_digest(root: Path, names: Sequence[str]) -> str:
@@ -48,10 +56,11 @@ def content_digest(root: Path, names: Sequence[str]) -> str:
 
 
 def content_fingerprint(root: Path, names: Sequence[str], memo_dir: Path | None = None) -> str:
-    """:func:`content_digest`, remembered in ``memo_dir`` (default
-    ``<cache root>/fingerprints``) under the :func:`stat_digest` of the same files."""
-    memo_dir = default_cache_root() / "fingerprints" if memo_dir is None else Path(memo_dir)
-    memo = memo_dir / stat_digest(root, names)
+    """:func:`content_digest`, remembered in ``memo_dir`` under the :func:`stat_digest` of
+    the same files; ``memo_dir=None`` hashes the files and writes nothing."""
+    if memo_dir is None:
+        return content_digest(root, names)
+    memo = Path(memo_dir) / stat_digest(root, names)
     try:
         known = memo.read_text().strip()
         if len(known) == 64:

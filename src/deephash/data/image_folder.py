@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deephash.data.dataset import ImageDataset, to_rgb
-from deephash.data.fingerprint import content_fingerprint
 from deephash.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
@@ -67,7 +66,6 @@ class ImageFolderDataset(ImageDataset):
         self.paths = paths
         self.labels = np.asarray(labels, dtype=np.int64)
         self.is_test = np.asarray(is_test, dtype=bool)
-        self._fingerprint: str | None = None
         self.check()
 
     def load_image(self, index: int) -> Image.Image:
@@ -83,9 +81,5 @@ class ImageFolderDataset(ImageDataset):
     def describe(self, index: int) -> str:
         return str(self.root / self.paths[index])
 
-    def fingerprint(self) -> str:
-        """Content digest of every file (relative path, size, bytes); see
-        :mod:`deephash.data.fingerprint`."""
-        if self._fingerprint is None:
-            self._fingerprint = content_fingerprint(self.root, self.paths)
-        return self._fingerprint
+    def data_files(self) -> tuple[Path, list[str]]:
+        return self.root, self.paths

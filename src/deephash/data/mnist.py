@@ -17,7 +17,6 @@ import numpy as np
 from PIL import Image
 
 from deephash.data.dataset import ImageDataset
-from deephash.data.fingerprint import content_fingerprint
 from deephash.errors import DataError
 
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
@@ -150,5 +149,5 @@ class MnistDataset(ImageDataset):
             "test", index - self._n_train)
         return f"{self.variant.name}:{part}[{offset}]"
 
-    def fingerprint(self) -> str:
-        return content_fingerprint(self.folder, self._files)
+    def data_files(self) -> tuple[Path, list[str]]:
+        return self.folder, self._files

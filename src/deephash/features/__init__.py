@@ -37,6 +37,9 @@ def compute_features(dataset: ImageDataset, backbone: Backbone, spec: TransformS
 
     Random-weight backbones and ``cache_dir=None`` bypass the cache. An interrupted
     extraction keeps its finished shards of ``shard_size`` images and resumes from them.
+    The cache key's data fingerprint is remembered where the data set was opened to
+    remember it: ``open_dataset(..., fingerprint_memo=memo_location(cache_dir))`` keeps
+    everything under ``cache_dir``.
     """
     transform = spec.build()
     bar = progress_bar(len(dataset), f"features {backbone.name} {spec.image_size}px {spec.view}",

@@ -4,7 +4,10 @@
 ``search(queries, k) -> SearchResult(distances, ids)`` returns ``(Q, k)`` arrays sorted
 by distance with ties in insertion order (exact indexes) and ``-1`` ids where fewer than k
 rows exist; ``ntotal`` counts rows; ``save(path)`` / ``load_index(path)`` round-trip.
-Binary indexes take packed ``uint8`` codes (``ceil(bits/8)`` bytes per row).
+Binary indexes take packed ``uint8`` codes (``ceil(bits/8)`` bytes per row, first bit
+the most significant, as ``numpy.packbits`` writes them); any code length works: the
+bits past ``dim`` in the last byte are padding, set to zero on the way in, so they never
+change a Hamming distance.
 """
 
 from __future__ import annotations
@@ -79,13 +82,24 @@ class RetrievalIndex(abc.ABC):
     def _restore(self, state: Any) -> None: ...
 
 
+def padded_bits(bits: int) -> int:
+    """``bits`` rounded up to whole bytes: the width of a packed code."""
+    return 8 * -(-bits // 8)
+
+
 class BinaryIndex(RetrievalIndex):
     """Base of indexes over packed codes; ``dim`` is the number of bits."""
 
     def _check(self, vectors: np.ndarray) -> np.ndarray:
+        """``(n, ceil(dim/8))`` uint8 codes, with the padding bits cleared (a copy if any
+        was set)."""
         vectors = np.ascontiguousarray(vectors)
-        width = -(-self.dim // 8)
+        width = padded_bits(self.dim) // 8
         if vectors.dtype != np.uint8 or vectors.ndim != 2 or vectors.shape[1] != width:
             raise ConfigError(f"a {self.dim}-bit index takes packed uint8 codes of shape "
                               f"(n, {width}); got {vectors.dtype} {vectors.shape}")
+        keep = np.uint8((0xFF << (padded_bits(self.dim) - self.dim)) & 0xFF)
+        if len(vectors) and (vectors[:, -1] & ~keep).any():
+            vectors = vectors.copy()
+            vectors[:, -1] &= keep
         return vectors

@@ -3,7 +3,9 @@
 Factory strings: ``BFlat`` (exact, faiss's XOR-popcount scan; ties in insertion order),
 ``BHNSW<M>`` (a graph over binary codes: sub-linear, approximate), ``BMIH<h>`` (multi-index
 hashing with h sub-tables: sub-linear, approximate for k-NN), ``Flat`` (exact float L2
-on embeddings; for cosine, add L2-normalised vectors).
+on embeddings; for cosine, add L2-normalised vectors). A code length that is not a
+multiple of 8 (12 bits) is served by a faiss index over the padded width (16 bits): the
+padding bits are zero in every code, so distances and ties are those of the real bits.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import faiss
 import numpy as np
 
 from deephash.errors import ConfigError
-from deephash.index.base import BinaryIndex, RetrievalIndex
+from deephash.index.base import BinaryIndex, RetrievalIndex, padded_bits
 
 
-def _binary_structure(factory: str, bits: int) -> Any:
+def _binary_structure(factory: str, dim: int) -> Any:
+    """The faiss structure for ``dim``-bit codes, built over their padded width."""
+    bits = padded_bits(dim)
     if factory == "BFlat":
         return faiss.IndexBinaryFlat(bits)
     if match := re.fullmatch(r"BHNSW(\d+)", factory):
@@ -26,8 +30,9 @@ def _binary_structure(factory: str, bits: int) -> Any:
     if match := re.fullmatch(r"BMIH(\d+)", factory):
         tables = int(match.group(1))
         if bits % tables or bits // tables > 32:
-            raise ConfigError(f"{factory}: {bits} bits must split into {tables} equal "
-                              "sub-codes of at most 32 bits")
+            padded = f" (padded to {bits})" if bits != dim else ""
+            raise ConfigError(f"{factory}: {dim} bits{padded} must split into {tables} equal "
+                              "sub-codes of at most 32 bits; choose another number of tables")
         index = faiss.IndexBinaryMultiHash(bits, tables, bits // tables)
         index.nflip = 2
         return index
@@ -57,15 +62,13 @@ class _FaissBacked:
 
 
 class FaissBinaryIndex(_FaissBacked, BinaryIndex):
-    """A faiss binary index; ``dim`` bits must be a multiple of 8 (faiss's rule)."""
+    """A faiss binary index over ``dim``-bit codes (any length; faiss sees them padded to
+    whole bytes)."""
 
     _serialize = staticmethod(faiss.serialize_index_binary)
     _deserialize = staticmethod(faiss.deserialize_index_binary)
 
     def __init__(self, dim: int, factory: str = "BFlat") -> None:
-        if dim % 8:
-            raise ConfigError(f"faiss binary indexes need a multiple of 8 bits (got {dim}); "
-                              "use BFlat-numpy")
         super().__init__(dim)
         self.factory = factory
         self.index = _binary_structure(factory, dim)

@@ -5,6 +5,15 @@ model, or float embeddings) and ``items.npz`` (per row: the image's path, label,
 class names), plus ``index.json`` naming the checkpoint that produced it. ``search``
 embeds a query image with that checkpoint and prints the k nearest images; it can also
 save a picture of the query beside its results, correct matches framed in green.
+
+Index folders are relocatable. ``index.json`` records the checkpoint and, for an image
+folder, the data root *relative to the index folder* (``"../run/best.pt"``), with the
+absolute paths at indexing time as a fallback; ``items.npz`` holds image paths relative
+to the data root. Moving the index folder together with the run and the data (one tree
+moved or copied) keeps everything found; moving the index folder alone still finds them
+at their old absolute places. A checkpoint found at neither place is named in the error,
+and ``search --checkpoint`` points at it. Index folders written before relative paths
+(absolute paths only) are read as they are.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +30,9 @@ import torch
 
 from deephash.backbones import create_backbone
 from deephash.data import open_dataset
-from deephash.data.fingerprint import default_cache_root
+from deephash.data.dataset import ImageDataset
+from deephash.data.fingerprint import default_cache_root, memo_location
+from deephash.data.image_folder import ImageFolderDataset
 from deephash.data.transforms import TransformSpec
 from deephash.devices import resolve_device
 from deephash.errors import ConfigError, DataError
@@ -29,37 +40,17 @@ from deephash.features import compute_features, transform_spec
 from deephash.fileio import save_json, save_npz
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.index import create_index, load_index
+from deephash.studies.configs import IndexConfig, SearchConfig
 from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
 from deephash.training.inputs import FeatureInputs
 from deephash.training.model import EmbeddingModel
 from deephash.training.trainer import embed
+from deephash.validation import validate
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class IndexConfig:
-    checkpoint: str = field(default="", metadata={"help": "a trained model's best.pt"})
-    data_dir: str | None = field(default=None, metadata={
-        "help": "images to index (an image folder with train/ and test/, or CIFAR-10)"})
-    out: str = field(default="runs/index", metadata={"help": "index folder to write"})
-    index: str = field(default="auto", metadata={
-        "help": "BFlat-numpy, BFlat, BHNSW<M>, BMIH<h> (codes) or Flat (embeddings); auto: "
-                "BFlat for a hashing model, Flat for an embedding model"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
-    cache_dir: str | None = field(default=None, metadata={"help": "feature cache folder"})
-
-
-@dataclass
-class SearchConfig:
-    image: str = field(default="", metadata={"positional": True, "help": "query image file"})
-    index: str = field(default="runs/index", metadata={"help": "index folder"})
-    k: int = field(default=10, metadata={"flag": "-k", "help": "results to return"})
-    show: str | None = field(default=None, metadata={
-        "help": "save a PNG of the query beside its results"})
-    label: str | None = field(default=None, metadata={
-        "help": "the query's class (default: its folder name, if that is a class)"})
+__all__ = ["IndexConfig", "SearchConfig", "build_index", "search_image"]
 
 
 def _views(train_config: TrainConfig) -> tuple[str, ...]:
@@ -79,18 +70,19 @@ def _vectors(model: EmbeddingModel, features: list[np.ndarray], codes: bool) -> 
 
 def build_index(config: IndexConfig) -> dict[str, Any]:
     """Embed every image of ``data_dir`` with the checkpoint and index the results."""
+    validate(config)
     if not config.checkpoint:
         raise ConfigError("--checkpoint is required (a trained run's best.pt)")
     train_config, model = load_model(Path(config.checkpoint))
     if model.backbone is not None:
         raise ConfigError("indexing supports frozen-mode models (a head on cached features)")
-    dataset = open_dataset(config.data_dir, "auto")
+    cache = None if not config.cache else (
+        Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_root())
+    dataset = open_dataset(config.data_dir, "auto", fingerprint_memo=memo_location(cache))
     backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
     spec = transform_spec(backbone, train_config.backbone.image_size)
-    cache = Path(config.cache_dir).expanduser() if config.cache_dir else None
     features = [compute_features(dataset, backbone, dataclasses.replace(spec, view=view),
-                                 cache_dir=cache or default_cache_root(),
-                                 device=resolve_device(config.device))
+                                 cache_dir=cache, device=resolve_device(config.device))
                 for view in _views(train_config)]
     codes = train_config.training.codes
     vectors = _vectors(model, features, codes)
@@ -105,18 +97,88 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     index.add(vectors, ids=np.arange(len(dataset)))
     out = Path(config.out)
     index.save(out / "index.npz")
-    save_npz(out / "items.npz", paths=np.array([dataset.describe(i) for i in range(len(dataset))]),
-             labels=dataset.labels, classes=np.array(dataset.classes))
-    info = {"checkpoint": str(Path(config.checkpoint).resolve()), "index": config.index,
-            "codes": codes, "dim": dim, "n_items": len(dataset), "data": dataset.name,
-            "spec": spec.describe()}
+    paths, places = _item_paths(dataset, out)
+    save_npz(out / "items.npz", paths=paths, labels=dataset.labels,
+             classes=np.array(dataset.classes))
+    checkpoint = Path(config.checkpoint).resolve()
+    info = {"checkpoint": _relative(checkpoint, out), "checkpoint_absolute": str(checkpoint),
+            **places, "index": config.index, "codes": codes, "dim": dim,
+            "n_items": len(dataset), "data": dataset.name, "spec": spec.describe()}
     save_json(out / "index.json", info)
     log.info("indexed %d images into %s (%s)", len(dataset), out, config.index)
     return info
 
 
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` (``"../run/best.pt"``); absolute where none exists
+    (another drive)."""
+    try:
+        return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def _item_paths(dataset: ImageDataset, out: Path) -> tuple[np.ndarray, dict[str, str]]:
+    """Per row, the image's path relative to the data root, and the data root (relative
+    to the index folder, and absolute) for ``index.json``; data sets that are not image
+    folders keep their own description of each row (``cifar10:test[17]``)."""
+    if not isinstance(dataset, ImageFolderDataset):
+        return np.array([dataset.describe(i) for i in range(len(dataset))]), {}
+    root = dataset.root.resolve()
+    return np.array(dataset.paths), {"data_root": _relative(root, out),
+                                     "data_root_absolute": str(root)}
+
+
+def _locate(folder: Path, info: dict[str, Any], key: str) -> Path | None:
+    """Where ``info[key]`` is now: relative to the index folder (an absolute entry of an
+    older index stays as it is), else at its absolute place when indexed; ``None`` if
+    neither exists."""
+    for place in (folder / info[key], info.get(f"{key}_absolute")):
+        if place is not None and Path(place).exists():
+            return Path(place)
+    return None
+
+
+def _checkpoint(folder: Path, info: dict[str, Any], override: str | None) -> Path:
+    if override:
+        return Path(override)
+    found = _locate(folder, info, "checkpoint")
+    if found is None:
+        places = " or ".join(dict.fromkeys(os.path.normpath(p) for p in (
+            folder / info["checkpoint"], info.get("checkpoint_absolute")) if p))
+        raise ConfigError(f"{folder / 'index.json'} names checkpoint {info['checkpoint']}, "
+                          f"which is not at {places}; pass --checkpoint with the run's best.pt")
+    return found
+
+
+def _kind(codes: bool, dim: Any) -> str:
+    return f"{dim}-bit codes" if codes else f"{dim}-d embeddings"
+
+
+def _check_fits(model_config: TrainConfig, info: dict[str, Any], checkpoint: Path) -> None:
+    """Refuse a ``--checkpoint`` whose vectors are not the index's kind and size."""
+    codes, dim = model_config.training.codes, model_config.training.embedding_dim
+    if codes != info["codes"] or dim != info.get("dim", dim):
+        raise ConfigError(f"checkpoint {checkpoint} gives {_kind(codes, dim)}, the index "
+                          f"holds {_kind(info['codes'], info.get('dim'))}; pass the checkpoint "
+                          "that built the index")
+
+
+def _item_root(folder: Path, info: dict[str, Any]) -> Path | None:
+    """The folder item paths are relative to (``None``: they are complete)."""
+    if "data_root" not in info:
+        return None
+    found = _locate(folder, info, "data_root")
+    if found is None:
+        log.warning("the indexed images are neither at %s nor at %s; printing their paths "
+                    "as indexed", folder / info["data_root"], info.get("data_root_absolute"))
+        found = folder / info["data_root"]
+    return found.resolve()
+
+
 def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     """Print (and return) the k nearest indexed images to ``config.image``."""
+    validate(config)
     if not config.image:
         raise ConfigError("give a query image: deephash search IMAGE --index FOLDER")
     folder = Path(config.index)
@@ -134,7 +196,9 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
             query = to_rgb(image)
     except (OSError, UnidentifiedImageError):
         raise DataError(f"cannot read image {config.image}") from None
-    train_config, model = load_model(Path(info["checkpoint"]))
+    checkpoint = _checkpoint(folder, info, config.checkpoint)
+    train_config, model = load_model(checkpoint)
+    _check_fits(train_config, info, checkpoint)
     backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
     spec = info["spec"]
     features = []
@@ -146,6 +210,7 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     vector = _vectors(model, features, info["codes"])
     result = load_index(folder / "index.npz").search(vector, config.k)
     classes = [str(c) for c in items["classes"]]
+    root = _item_root(folder, info)
     label = config.label or Path(config.image).parent.name
     rows = []
     print(f"{'rank':>4}  {'distance':>8}  {'label':<12}  path")
@@ -154,7 +219,8 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
         if item < 0:
             break
         row = {"rank": rank, "distance": float(distance), "label": classes[items["labels"][item]],
-               "path": str(items["paths"][item])}
+               "path": str(items["paths"][item]) if root is None
+               else str(root / str(items["paths"][item]))}
         rows.append(row)
         print(f"{rank:>4}  {row['distance']:>8.3g}  {row['label']:<12}  {row['path']}")
     if config.show:
