@@ -18,12 +18,13 @@ import torch
 
 from deephash.backbones import create_backbone
 from deephash.data import ImageDataset, Splits, make_splits, open_dataset
-from deephash.data.fingerprint import default_cache_root
+from deephash.data.fingerprint import default_cache_root, memo_location
 from deephash.devices import resolve_device
 from deephash.features import compute_features, transform_spec
 from deephash.studies.baseline_config import BaselineConfig, ExtractionConfig
 from deephash.studies.report import validation_report, write_results
-from deephash.studies.run_folder import prepare_run, write_run_info, write_splits
+from deephash.studies.run_folder import open_run, write_splits
+from deephash.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def load_features(config: BaselineConfig, dataset: ImageDataset,
 
 
 def open_protocol(config: BaselineConfig) -> tuple[ImageDataset, Splits]:
-    dataset = open_dataset(config.data.data_dir, config.data.dataset, config.data.download)
+    dataset = open_dataset(config.data.data_dir, config.data.dataset, config.data.download,
+                           memo_location(cache_location(config.extraction)))
     splits = make_splits(config.data.protocol, dataset.labels, dataset.is_test, config.seed,
                          classes=dataset.classes)
     return dataset, splits
@@ -59,23 +61,25 @@ def open_protocol(config: BaselineConfig) -> tuple[ImageDataset, Splits]:
 
 def run_baseline(config: BaselineConfig) -> dict[str, Any]:
     """Run the study into ``config.out``; returns the metrics written to ``metrics.json``."""
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    run = prepare_run(config.out, config)
+    validate(config)
+    folder = open_run(config.out, config, overwrite=config.overwrite)
     dataset, splits = open_protocol(config)
-    write_splits(run, splits, dataset)
-    log.info("%s: %d images, %d classes; protocol %s: %s", dataset.name, len(dataset),
-             len(dataset.classes), splits.protocol, splits.sizes())
     device = resolve_device(config.extraction.device)
-    features = load_features(config, dataset, device)["identity"]
-    timings["features"] = time.perf_counter() - start
-    val = validation_report(features, dataset.labels, splits, config.evaluation)
-    timings["validation"] = time.perf_counter() - start - timings["features"]
-    title = f"{config.backbone.name} {config.backbone.image_size}px on {dataset.name}"
-    metrics = write_results(run, features, dataset, splits, config.evaluation, config.seed,
-                            title, extra_metrics={f"val_{k}": v for k, v in val.metrics.items()})
-    timings["total"] = time.perf_counter() - start
-    write_run_info(run, device, timings)
+    with folder:
+        run = folder.path
+        folder.device = str(device)
+        write_splits(run, splits, dataset)
+        log.info("%s: %d images, %d classes; protocol %s: %s", dataset.name, len(dataset),
+                 len(dataset.classes), splits.protocol, splits.sizes())
+        start = time.perf_counter()
+        features = load_features(config, dataset, device)["identity"]
+        folder.seconds["features"] = time.perf_counter() - start
+        val = validation_report(features, dataset.labels, splits, config.evaluation)
+        folder.seconds["validation"] = time.perf_counter() - start - folder.seconds["features"]
+        title = f"{config.backbone.name} {config.backbone.image_size}px on {dataset.name}"
+        metrics = write_results(run, features, dataset, splits, config.evaluation, config.seed,
+                                title,
+                                extra_metrics={f"val_{k}": v for k, v in val.metrics.items()})
     log.info("wrote %s: %s", run, {k: round(v, 4) for k, v in metrics.items()
                                    if isinstance(v, float)})
     return metrics

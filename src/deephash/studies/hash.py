@@ -17,62 +17,41 @@ alternating binary code inference and bit prediction (:mod:`deephash.hashing.zhu
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from deephash.fileio import save_json
-from deephash.studies.run_folder import prepare_run
+from deephash.studies.configs import HashConfig, HashingConfig, dtsh_training, zhuang_training
+from deephash.studies.run_folder import open_run, sub_run_flags
 from deephash.studies.tables import markdown_table
 from deephash.studies.train import run_train
-from deephash.training.config import TrainConfig, TrainingConfig
+from deephash.training.config import TrainConfig
+from deephash.validation import validate
 
-METHODS = ("dtsh", "zhuang")
-
-
-def zhuang_training(base: TrainingConfig) -> TrainingConfig:
-    """Zhuang et al.: the head's logits are trained to predict inferred bits (no tanh, no
-    quantisation term); ``margin`` is in bits and ``epochs`` counts stages."""
-    return dataclasses.replace(base, procedure="zhuang", activation="none", regularizers=())
-
-
-def dtsh_training() -> TrainingConfig:
-    """DTSH defaults: tanh codes, inner-product likelihood over all triplets, quantisation."""
-    return TrainingConfig(loss="dtsh", miner="batch-all", distance="neg-half-inner",
-                          reduction="mean", margin=8.0, activation="tanh", normalize=False,
-                          regularizers=("quantization=0.1",), codes=True, embedding_dim=48)
-
-
-@dataclass
-class HashingConfig:
-    method: str = field(default="dtsh", metadata={
-        "choices": METHODS,
-        "help": "dtsh: a hash head trained per batch with a triplet loss and miner (DTSH's "
-                "likelihood, batch-all and λ 0.1 by default; --loss/--miner replace them); "
-                "zhuang: alternate binary code inference and bit prediction"})
-    bits: tuple[int, ...] = field(default=(48,), metadata={
-        "help": "code lengths: one run folder each"})
-
-
-@dataclass
-class HashConfig(TrainConfig):
-    out: str = field(default="runs/hash", metadata={"help": "run folder to write"})
-    training: TrainingConfig = field(default_factory=dtsh_training)
-    hashing: HashingConfig = field(default_factory=HashingConfig)
+__all__ = ["HashConfig", "HashingConfig", "dtsh_training", "run_hash", "zhuang_training"]
 
 
 def run_hash(config: HashConfig) -> list[dict[str, Any]]:
-    run = prepare_run(config.out, config)
+    validate(config)
+    with open_run(config.out, config, resume=config.training.resume,
+                  overwrite=config.overwrite, sweep=("hashing.bits",)) as folder:
+        return _sweep(config, folder.path)
+
+
+def _sweep(config: HashConfig, run: Path) -> list[dict[str, Any]]:
+    """One sub-run per code length in ``run``; ``bits.json`` and ``bits.md`` when several."""
     base = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
     rows = []
     for bits in config.hashing.bits:
         out = run / f"bits-{bits}"
         # --resume continues the code lengths that started and begins the others
+        resume, overwrite = sub_run_flags(config.training.resume, out)
         training = dataclasses.replace(config.training, embedding_dim=bits, codes=True,
-                                       resume=config.training.resume
-                                       and (out / "last.pt").is_file())
+                                       resume=resume)
         if config.hashing.method == "zhuang" and training.procedure != "zhuang":
             training = zhuang_training(training)
-        metrics = run_train(TrainConfig(**{**base, "out": str(out), "training": training}))
+        metrics = run_train(TrainConfig(**{**base, "out": str(out), "overwrite": overwrite,
+                                           "training": training}))
         rows.append({"bits": bits, **metrics})
     if len(rows) > 1:
         save_json(run / "bits.json", rows)

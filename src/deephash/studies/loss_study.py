@@ -11,30 +11,22 @@ pairs of the ``hard-pairs`` miner); the softmax classifier uses no miner. Writes
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from deephash.fileio import save_json
 from deephash.losses import loss_traits
 from deephash.studies.baseline import run_baseline
 from deephash.studies.baseline_config import BaselineConfig
-from deephash.studies.run_folder import prepare_run
-from deephash.studies.select_margin import SelectMarginConfig, run_select_margin
+from deephash.studies.configs import LossStudyConfig, SelectMarginConfig
+from deephash.studies.run_folder import open_run, sub_run_flags
+from deephash.studies.select_margin import run_select_margin
 from deephash.studies.tables import markdown_table
 from deephash.studies.train import method_title, run_train
 from deephash.training.config import TrainConfig
+from deephash.validation import validate
 
-
-@dataclass
-class LossStudyConfig(TrainConfig):
-    out: str = field(default="runs/loss-study", metadata={"help": "run folder to write"})
-    losses: tuple[str, ...] = field(default=("facenet", "hoffer", "contrastive",
-                                             "contrastive+hard-pairs", "softmax"), metadata={
-        "help": "losses to compare: LOSS (with --miner) or LOSS+MINER"})
-    margins: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.4, 0.8), metadata={
-        "help": "margin grid of the triplet margin loss (facenet)"})
-    contrastive_margins: tuple[float, ...] = field(default=(0.5, 1.0, 1.5, 2.0), metadata={
-        "help": "margin grid of the contrastive loss (a distance, not a gap)"})
+__all__ = ["LossStudyConfig", "run_loss_study"]
 
 
 def _fields(config: Any, cls: type) -> dict[str, Any]:
@@ -46,20 +38,33 @@ def _optional(row: dict[str, Any], key: str) -> str:
 
 
 def run_loss_study(config: LossStudyConfig) -> list[dict[str, Any]]:
-    run = prepare_run(config.out, config)
-    baseline = run_baseline(BaselineConfig(**{**_fields(config, BaselineConfig),
-                                              "out": str(run / "baseline")}))
+    validate(config)
+    with open_run(config.out, config, resume=config.training.resume,
+                  overwrite=config.overwrite,
+                  sweep=("losses", "margins", "contrastive_margins")) as folder:
+        return _compare(config, folder.path)
+
+
+def _compare(config: LossStudyConfig, run: Path) -> list[dict[str, Any]]:
+    resume = config.training.resume  # a resumed study redoes its baseline (features cached)
+    baseline = run_baseline(BaselineConfig(**{
+        **_fields(config, BaselineConfig), "out": str(run / "baseline"),
+        "overwrite": sub_run_flags(resume, run / "baseline")[1]}))
     rows = [{"method": "baseline (frozen features)", "margin": None, **baseline}]
     for entry in config.losses:
         loss, _, miner = entry.partition("+")
         training = dataclasses.replace(config.training, loss=loss,
                                        miner=miner or config.training.miner)
-        base = {**_fields(config, TrainConfig), "out": str(run / entry), "training": training}
-        if loss_traits(loss).uses_margin:
+        base = {**_fields(config, TrainConfig), "out": str(run / entry), "overwrite": False,
+                "training": training}
+        if loss_traits(loss).uses_margin:  # a select-margin study continues its own sub-runs
             grid = config.contrastive_margins if loss == "contrastive" else config.margins
             metrics = run_select_margin(SelectMarginConfig(**base, margins=grid))
             margin = metrics["selected_margin"]
         else:
+            again, overwrite = sub_run_flags(resume, run / entry)
+            base.update(overwrite=overwrite,
+                        training=dataclasses.replace(training, resume=again))
             metrics, margin = run_train(TrainConfig(**base)), None
         rows.append({"method": method_title(loss, training.miner), "margin": margin,
                      **metrics})

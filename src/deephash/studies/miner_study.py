@@ -5,9 +5,10 @@ the pair miners too for the contrastive loss.
 
 For each miner: test mAP@all and kNN accuracy of its best-on-validation epoch, the mean
 time per epoch, the total training time, and the wall-clock time until its validation
-mAP@all first reached 95% of its own best. Writes ``study.json``, ``study.md`` and
-``study.png`` (validation mAP against wall-clock time per miner; final test scores
-against total training time).
+mAP@all first reached 95% of its own best. Writes ``study.json`` (the scores: the same
+bytes on a seeded rerun), ``study.md`` and ``study.png`` (validation mAP against wall-clock
+time per miner; final test scores against total training time); the times themselves are
+kept in ``run.json`` (``seconds``, ``"<miner>.train_seconds"`` and so on).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +23,18 @@ from deephash.errors import ConfigError
 from deephash.fileio import save_json
 from deephash.losses import loss_traits
 from deephash.miners import miner_names
-from deephash.studies.run_folder import prepare_run
+from deephash.studies.configs import MinerStudyConfig
+from deephash.studies.run_folder import RunFolder, open_run, run_seconds, sub_run_flags
 from deephash.studies.tables import markdown_table
 from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig
+from deephash.validation import validate
 from deephash.viz.studies import plot_miner_study
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class MinerStudyConfig(TrainConfig):
-    out: str = field(default="runs/miner-study", metadata={"help": "run folder to write"})
-    miners: tuple[str, ...] = field(default=(), metadata={
-        "help": "miners to compare (default: every miner that serves --loss)"})
+__all__ = ["MinerStudyConfig", "miners_for", "run_miner_study", "time_to_fraction",
+           "with_miner"]
 
 
 def time_to_fraction(history: list[dict[str, Any]], fraction: float = 0.95) -> float:
@@ -45,10 +43,11 @@ def time_to_fraction(history: list[dict[str, Any]], fraction: float = 0.95) -> f
     return next(h["elapsed_seconds"] for h in history if h["val_map"] >= fraction * best)
 
 
-def with_miner(config: TrainConfig, miner: str, out: Path) -> TrainConfig:
+def with_miner(config: TrainConfig, miner: str, out: Path, resume: bool = False,
+               overwrite: bool = False) -> TrainConfig:
     base = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
-    training = dataclasses.replace(config.training, miner=miner)
-    return TrainConfig(**{**base, "out": str(out), "training": training})
+    training = dataclasses.replace(config.training, miner=miner, resume=resume)
+    return TrainConfig(**{**base, "out": str(out), "overwrite": overwrite, "training": training})
 
 
 def miners_for(loss_name: str) -> tuple[str, ...]:
@@ -61,23 +60,37 @@ def miners_for(loss_name: str) -> tuple[str, ...]:
 
 
 def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:
+    validate(config)
     miners = config.miners or miners_for(config.training.loss)
-    run = prepare_run(config.out, config)
-    rows, curves = [], {}
+    with open_run(config.out, config, resume=config.training.resume,
+                  overwrite=config.overwrite, sweep=("miners",)) as folder:
+        return _compare(config, miners, folder)
+
+
+def _compare(config: MinerStudyConfig, miners: tuple[str, ...],
+             folder: RunFolder) -> list[dict[str, Any]]:
+    """``study.json`` holds the scores alone; the wall-clock figures go to ``run.json``
+    (``"<miner>.<figure>"``) and to the table and plot."""
+    run = folder.path
+    rows, timed, curves = [], [], {}
     for miner in miners:
         sub = run / miner
-        metrics = run_train(with_miner(config, miner, sub))
+        metrics = run_train(with_miner(config, miner, sub,
+                                       *sub_run_flags(config.training.resume, sub)))
         history = json.loads((sub / "history.json").read_text())
         curves[miner] = history
-        rows.append({
+        row = {
             "miner": miner, "map@all": metrics["map@all"], "knn_acc@10": metrics["knn_acc@10"],
             "knn_acc@1": metrics["knn_acc@1"], "val_map@all": metrics["val_map@all"],
-            "seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
-            "train_seconds": history[-1]["elapsed_seconds"],
-            "seconds_to_95pct": time_to_fraction(history),
             "triplets_per_batch": sum(h["triplets_per_batch"] for h in history) / len(history),
             "empty_batches": sum(h["empty_batches"] for h in history),
-        })
+        }
+        seconds = {"seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
+                   "train_seconds": run_seconds(sub)["train"],
+                   "seconds_to_95pct": time_to_fraction(history)}
+        folder.seconds.update({f"{miner}.{name}": value for name, value in seconds.items()})
+        rows.append(row)
+        timed.append({**row, **seconds})
         log.info("miner %s: test mAP@all %.4f", miner, metrics["map@all"])
     save_json(run / "study.json", {"loss": config.training.loss,
                                    "margin": config.training.margin, "rows": rows})
@@ -87,8 +100,8 @@ def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:
         [[r["miner"], f"{r['map@all']:.4f}", f"{r['knn_acc@10']:.4f}",
           f"{r['val_map@all']:.4f}", f"{r['seconds_per_epoch']:.2f}",
           f"{r['seconds_to_95pct']:.0f}", f"{r['train_seconds']:.0f}",
-          f"{r['triplets_per_batch']:.0f}"] for r in rows]))
-    plot_miner_study(curves, rows, run / "study.png",
+          f"{r['triplets_per_batch']:.0f}"] for r in timed]))
+    plot_miner_study(curves, timed, run / "study.png",
                f"{config.training.loss}, margin {config.training.margin:g}")
     return rows
 

@@ -1,30 +1,63 @@
-"""The run-folder layout shared by every study.
+"""The run-folder layout shared by every study, and the rule that one folder holds one run.
 
-    RUN_DIR/config.yaml        the exact configuration (reload with --config)
-    RUN_DIR/run.json           versions, command line, git commit, device, timings
+    RUN_DIR/config.yaml        the exact configuration (reload with --config); the run-control
+                               flags (--resume, --overwrite) are always saved as false
+    RUN_DIR/run.json           state (running, failed with its error, finished), start and end,
+                               command line, versions, git commit, device, and every
+                               wall-clock figure of the run ("seconds")
     RUN_DIR/splits.json        the protocol's pool indices
     RUN_DIR/metrics.json       flat test metrics (numbers in [0, 1]) + the distance used
     RUN_DIR/pr_curve.json/png  mean precision-recall curve of the test protocol
     RUN_DIR/tsne.png           t-SNE of a stratified sample of the query embeddings
     RUN_DIR/embeddings/{query,database}.npz   arrays x (float32), y (int64), index (int64)
+
+Wall-clock times live only in ``run.json`` and in ``history.json`` (a per-epoch log, which
+keeps each epoch's seconds); every other JSON file (``metrics.json``, ``validation.json``,
+``splits.json``, a study's tables) depends on the configuration alone, so a seeded rerun
+writes the same bytes.
+
+One folder holds one run. :func:`open_run` refuses a non-empty ``--out`` unless
+``--resume`` (the saved configuration must match) or ``--overwrite`` (the folder is cleared
+first, and only if it is a deephash run folder that holds neither the working directory nor
+the data). A study keeps its sub-runs in subfolders (``bits-12/``, ``margin-0.2/``), each
+opened the same way once the study's own folder is; :func:`sub_run_flags` says how a
+resumed study continues them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import platform
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 import deephash
-from deephash.config import save_yaml
+from deephash.config import to_dict
 from deephash.data import ImageDataset, Splits
-from deephash.fileio import save_json, save_npz
+from deephash.data.fingerprint import default_cache_root
+from deephash.data.open import resolve_data_dir
+from deephash.errors import ConfigError, DeephashError
+from deephash.fileio import save_bytes, save_json, save_npz
+
+log = logging.getLogger(__name__)
+
+#: run-control fields: saved as false, never compared when a run is resumed
+RUN_FLAGS: tuple[tuple[str, ...], ...] = (("overwrite",), ("training", "resume"))
+#: fields a resumed run may change besides a study's sweep: it may train longer
+EXTENDABLE = ("training.epochs",)
+_NOT_COMPARED = frozenset({"out", *(".".join(path) for path in RUN_FLAGS)})
+_ABSENT = object()
 
 
 def _git_commit() -> str | None:
@@ -36,22 +69,223 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def prepare_run(out: str | Path, config: Any) -> Path:
-    """Create the run folder and write ``config.yaml``."""
-    run = Path(out)
-    run.mkdir(parents=True, exist_ok=True)
-    save_yaml(config, run / "config.yaml")
-    return run
+def saved_config(config: Any) -> dict[str, Any]:
+    """``config`` as ``config.yaml`` holds it: the run-control flags set to false, so that
+    ``--config RUN_DIR/config.yaml`` never resumes or clears a folder by itself."""
+    data = to_dict(config)
+    for *parents, name in RUN_FLAGS:
+        node: Any = data
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and name in node:
+            node[name] = False
+    return data
 
 
-def write_run_info(run: Path, device: torch.device, timings: dict[str, float]) -> None:
-    save_json(run / "run.json", {
-        "deephash": deephash.__version__, "torch": torch.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "cpu_threads": torch.get_num_threads(), "device": str(device),
-        "command": sys.argv, "git_commit": _git_commit(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": timings,
-    })
+def save_config(config: Any, path: Path) -> None:
+    """Write :func:`saved_config` as YAML (atomically)."""
+    save_bytes(path, yaml.safe_dump(saved_config(config), sort_keys=False).encode())
+
+
+def _read(path: Path, parse: Any) -> Any:
+    """Parsed file contents, or ``None`` when missing or unreadable."""
+    try:
+        return parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(saved: dict[str, Any], config: Any,
+                   ignore: tuple[str, ...] = ()) -> list[str]:
+    """``["training.margin 0.2 -> 0.4", ...]``: the dotted fields where ``config`` differs
+    from a saved ``config.yaml`` mapping, leaving out ``out``, the run-control flags and
+    ``ignore``."""
+    before, after = _flatten(saved), _flatten(saved_config(config))
+    skipped = _NOT_COMPARED | set(ignore)
+
+    def show(values: dict[str, Any], key: str) -> str:
+        value = values.get(key, _ABSENT)
+        return "(absent)" if value is _ABSENT else json.dumps(value)
+
+    return [f"{key} {show(before, key)} -> {show(after, key)}"
+            for key in sorted(before.keys() | after.keys())
+            if key not in skipped and before.get(key, _ABSENT) != after.get(key, _ABSENT)]
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` holds a deephash ``run.json`` or ``config.yaml``."""
+    info = _read(path / "run.json", json.loads)
+    config = _read(path / "config.yaml", yaml.safe_load)
+    return (isinstance(info, dict) and "deephash" in info) or (
+        isinstance(config, dict) and "out" in config)
+
+
+def _protected(config: Any) -> list[tuple[str, Path]]:
+    """Folders that ``--overwrite`` must never clear, nor any folder holding them."""
+    found = [("the working directory", Path.cwd()), ("your home folder", Path.home())]
+    data = getattr(config, "data", None)
+    if data is not None:
+        with contextlib.suppress(DeephashError):  # no data location: nothing to protect
+            found.append(("the data", resolve_data_dir(data.data_dir, data.dataset)))
+    extraction = getattr(config, "extraction", None)
+    if extraction is not None:
+        cache = extraction.cache_dir
+        found.append(("the feature cache",
+                      Path(cache).expanduser() if cache else default_cache_root()))
+    return [(what, folder.resolve()) for what, folder in found]
+
+
+def _check_clearable(path: Path, config: Any) -> None:
+    if not is_run_folder(path):
+        raise ConfigError(f"--overwrite: {path} is not a deephash run folder (no run.json or "
+                          "config.yaml); clear it yourself or choose another --out")
+    real = path.resolve()
+    for what, folder in _protected(config):
+        if real == folder or real in folder.parents:
+            raise ConfigError(f"--overwrite: {path} holds {what} ({folder}); refusing to clear "
+                              "it, choose another --out")
+
+
+def _check_resumable(path: Path, config: Any, sweep: tuple[str, ...]) -> None:
+    saved = _read(path / "config.yaml", yaml.safe_load)
+    if not isinstance(saved, dict):
+        raise ConfigError(f"--resume: {path} holds no deephash run (no readable config.yaml); "
+                          "choose another --out or start without --resume")
+    changes = config_changes(saved, config, (*EXTENDABLE, *sweep))
+    if changes:
+        shown = ", ".join(changes[:4]) + (f" and {len(changes) - 4} more"
+                                          if len(changes) > 4 else "")
+        raise ConfigError(f"--resume: {path} holds a run with another configuration ({shown}); "
+                          f"resume it with --config {path / 'config.yaml'} --resume, or use "
+                          "--overwrite or another --out")
+
+
+def open_run(out: str | Path, config: Any, *, resume: bool | None = None,
+             overwrite: bool = False, sweep: tuple[str, ...] = ()) -> RunFolder:
+    """Check that ``out`` may receive a run of ``config``; nothing is written until the
+    caller enters the returned folder (``with open_run(...) as folder:``).
+
+    An empty or new folder is always fine. A non-empty one is refused unless ``resume``
+    (its ``config.yaml`` must equal ``config`` except ``out``, the run-control flags,
+    ``training.epochs`` (train longer) and the ``sweep`` fields, e.g. ``("seeds",)``, whose
+    lists a resumed study may extend) or ``overwrite`` (it is cleared on entering).
+    ``resume=None``: the command has no ``--resume``, so the refusal names only
+    ``--overwrite``. Raises ``ConfigError``.
+    """
+    path = Path(out)
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite clears it; give one of them")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; choose a folder")
+    held = path.is_dir() and any(path.iterdir())
+    if held and overwrite:
+        _check_clearable(path, config)
+    elif held and resume:
+        _check_resumable(path, config, sweep)
+    elif held:
+        info = _read(path / "run.json", json.loads)  # a run.json without state: finished
+        what = (f"a {info.get('state', 'finished')} run" if isinstance(info, dict) else
+                "a run" if is_run_folder(path) else "other files")
+        fix = ("continue it with --resume (same configuration), replace it with --overwrite"
+               if resume is not None else "replace it with --overwrite")
+        raise ConfigError(f"--out {path} already holds {what}; {fix}, or choose another --out")
+    return RunFolder(path, config, clear=held and overwrite, resumed=held and bool(resume))
+
+
+def sub_run_flags(resume: bool, folder: Path) -> tuple[bool, bool]:
+    """``(resume, overwrite)`` of a training sub-run in ``folder`` of a study.
+
+    A resumed study continues each sub-run that has a ``last.pt`` (a finished one is only
+    re-evaluated), starts over one that stopped before its first epoch, and begins new ones.
+    A study that is not resumed writes into a new or cleared folder, so its sub-runs do too.
+    """
+    if not resume:
+        return False, False
+    started = (folder / "last.pt").is_file()
+    return started, not started and folder.is_dir() and any(folder.iterdir())
+
+
+def run_seconds(path: Path) -> dict[str, float]:
+    """The wall-clock figures of a run's ``run.json`` (empty if it has none)."""
+    info = _read(path / "run.json", json.loads)
+    return dict(info.get("seconds") or {}) if isinstance(info, dict) else {}
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(error, DeephashError):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class RunFolder:
+    """A checked run folder (from :func:`open_run`).
+
+    Entering it clears it (``--overwrite``), writes ``config.yaml`` and ``run.json`` with
+    state ``running``; leaving it rewrites ``run.json`` as ``finished`` with ``seconds``
+    (what the study put in :attr:`seconds`, plus ``total`` since :func:`open_run`) and
+    :attr:`device`, or as ``failed`` with the error's first line (also on Ctrl-C); the
+    error itself propagates.
+    """
+
+    def __init__(self, path: Path, config: Any, clear: bool, resumed: bool) -> None:
+        self.path = path
+        self.config = config
+        self.seconds: dict[str, float] = {}
+        self.device: str | None = None
+        self._clear = clear
+        self._resumed = resumed
+        self._clock = time.perf_counter()
+        self._info: dict[str, Any] = {}
+
+    def __enter__(self) -> RunFolder:
+        if self._clear:
+            for child in self.path.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.path / "config.yaml")
+        self._info = {
+            "state": "running", "started": _now(), "resumed": self._resumed,
+            "command": sys.argv, "deephash": deephash.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "cpu_threads": torch.get_num_threads(), "git_commit": _git_commit(),
+        }
+        save_json(self.path / "run.json", self._info)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        info = {**self._info, "state": "finished" if error is None else "failed",
+                "ended": _now(), "device": self.device,
+                "seconds": {**self.seconds, "total": time.perf_counter() - self._clock}}
+        if error is not None:
+            info["error"] = _one_line(error)
+        try:
+            save_json(self.path / "run.json", info)
+        except OSError as exc:
+            if error is None:
+                raise
+            log.warning("could not mark %s as failed: %s", self.path, exc)
 
 
 def write_splits(run: Path, splits: Splits, dataset: ImageDataset) -> None:

@@ -14,34 +14,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
-from deephash.studies.hash import HashConfig, dtsh_training, run_hash
-from deephash.studies.run_folder import prepare_run
+from deephash.studies.configs import DEFAULT_VARIANTS, HashConfig, ScheduleStudyConfig
+from deephash.studies.hash import run_hash
+from deephash.studies.run_folder import open_run
 from deephash.studies.tables import markdown_table
-from deephash.training.config import TrainingConfig
 from deephash.training.schedules import parse_schedule
+from deephash.validation import validate
 from deephash.viz.studies import plot_schedule_study
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VARIANTS = ("margin=step:1:16", "none", "quantization=step:0.01:0.16")
+__all__ = ["DEFAULT_VARIANTS", "ScheduleStudyConfig", "parse_variant", "run_schedule_study"]
+
 METRICS = ("val_map@all", "map@all", "prec@r2", "knn_acc@1", "map@all_index_order")
-
-
-@dataclass
-class ScheduleStudyConfig(HashConfig):
-    out: str = field(default="runs/schedule-study", metadata={"help": "run folder to write"})
-    training: TrainingConfig = field(
-        default_factory=lambda: dataclasses.replace(dtsh_training(), margin=16.0))
-    variants: tuple[str, ...] = field(default=DEFAULT_VARIANTS, metadata={
-        "help": "schedule sets to compare: 'none' (the fixed --margin and regulariser "
-                "weights) or NAME=KIND:START[:END[:EVERY]] joined with '+'"})
-    seeds: tuple[int, ...] = field(default=(0,), metadata={
-        "help": "seeds (splits and training); each variant runs once per seed"})
 
 
 def parse_variant(text: str) -> tuple[str, ...]:
@@ -60,12 +50,21 @@ def _folder_name(variant: str) -> str:
 
 
 def run_schedule_study(config: ScheduleStudyConfig) -> list[dict[str, Any]]:
+    validate(config)
     if len(config.hashing.bits) != 1:
         raise ConfigError("the schedule study compares one code length; give one --bits")
     if not config.variants or not config.seeds:
         raise ConfigError("give at least one variant and one seed")
     parsed = {variant: parse_variant(variant) for variant in config.variants}
-    run = prepare_run(config.out, config)
+    with open_run(config.out, config, resume=config.training.resume,
+                  overwrite=config.overwrite, sweep=("seeds", "variants")) as folder:
+        return _compare(config, parsed, folder.path)
+
+
+def _compare(config: ScheduleStudyConfig, parsed: dict[str, tuple[str, ...]],
+             run: Path) -> list[dict[str, Any]]:
+    """Each variant per seed as a hash study in ``run/<variant>/seed-<s>/`` (a resumed
+    study resumes them), then ``study.json``, ``study.md`` and ``study.png``."""
     base = {f.name: getattr(config, f.name) for f in dataclasses.fields(HashConfig)}
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[dict[str, Any]]] = {}
@@ -74,8 +73,8 @@ def run_schedule_study(config: ScheduleStudyConfig) -> list[dict[str, Any]]:
         for seed in config.seeds:
             out = run / _folder_name(variant) / f"seed-{seed}"
             training = dataclasses.replace(config.training, schedules=schedules)
-            (metrics,) = run_hash(HashConfig(**{**base, "out": str(out), "seed": seed,
-                                                "training": training}))
+            (metrics,) = run_hash(HashConfig(**{**base, "out": str(out), "overwrite": False,
+                                                "seed": seed, "training": training}))
             per_seed.append(metrics)
             if variant not in curves:  # the plot shows the first seed's curves
                 history_file = out / f"bits-{metrics['bits']}" / "history.json"

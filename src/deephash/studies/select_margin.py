@@ -10,33 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deephash.config import save_yaml
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
 from deephash.losses import loss_traits
-from deephash.studies.run_folder import prepare_run
+from deephash.studies.configs import SelectMarginConfig
+from deephash.studies.run_folder import open_run, run_seconds, save_config, sub_run_flags
 from deephash.studies.tables import markdown_table
 from deephash.studies.train import evaluate_checkpoint, run_train
 from deephash.training.config import TrainConfig
+from deephash.validation import validate
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class SelectMarginConfig(TrainConfig):
-    out: str = field(default="runs/select-margin", metadata={"help": "run folder to write"})
-    margins: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.4, 0.8), metadata={
-        "help": "margin grid"})
+__all__ = ["SelectMarginConfig", "run_select_margin", "with_margin"]
 
 
-def with_margin(config: TrainConfig, margin: float, out: Path) -> TrainConfig:
-    training = dataclasses.replace(config.training, margin=margin)
+def with_margin(config: TrainConfig, margin: float, out: Path, resume: bool = False,
+                overwrite: bool = False) -> TrainConfig:
+    training = dataclasses.replace(config.training, margin=margin, resume=resume)
     base = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{**base, "out": str(out), "training": training})
+    return TrainConfig(**{**base, "out": str(out), "overwrite": overwrite, "training": training})
 
 
 def run_select_margin(config: SelectMarginConfig) -> dict[str, Any]:
@@ -45,26 +41,34 @@ def run_select_margin(config: SelectMarginConfig) -> dict[str, Any]:
     Writes ``margins.json`` and ``margins.md`` (the table), one sub-run per margin
     (``margin-<m>/``, validation only) and the chosen model's test results at the top.
     """
+    validate(config)
     if not loss_traits(config.training.loss).uses_margin:
         raise ConfigError(f"loss {config.training.loss!r} has no margin to select; "
                           "use deephash train")
     if not config.margins:
         raise ConfigError("--margins needs at least one value")
-    run = prepare_run(config.out, config)
-    rows = []
+    with open_run(config.out, config, resume=config.training.resume,
+                  overwrite=config.overwrite, sweep=("margins",)) as folder:
+        return _select(config, folder.path)
+
+
+def _select(config: SelectMarginConfig, run: Path) -> dict[str, Any]:
+    rows, seconds = [], []
     for margin in config.margins:
-        sub = with_margin(config, margin, run / f"margin-{margin:g}")
+        out = run / f"margin-{margin:g}"
+        sub = with_margin(config, margin, out, *sub_run_flags(config.training.resume, out))
         summary = run_train(sub, evaluate_test=False)
         rows.append({"margin": margin, **summary})
+        seconds.append(run_seconds(out).get("train", 0.0))  # wall-clock: from run.json only
         log.info("margin %g: validation mAP@all %.4f", margin, summary["val_map@all"])
     chosen = max(rows, key=lambda r: (r["val_map@all"], -r["margin"]))
     save_json(run / "margins.json", {"selected_margin": chosen["margin"], "rows": rows})
     (run / "margins.md").write_text(markdown_table(
         ["margin", "val mAP@all", "best epoch", "train s"],
-        [[f"{r['margin']:g}", f"{r['val_map@all']:.4f}", r["best_epoch"],
-          f"{r['train_seconds']:.0f}"] for r in rows]))
+        [[f"{r['margin']:g}", f"{r['val_map@all']:.4f}", r["best_epoch"], f"{s:.0f}"]
+         for r, s in zip(rows, seconds, strict=True)]))
     final = with_margin(config, chosen["margin"], run)
-    save_yaml(final, run / "selected.yaml")
+    save_config(final, run / "selected.yaml")
     return evaluate_checkpoint(run, final, run / f"margin-{chosen['margin']:g}" / "best.pt",
                                {"selected_margin": chosen["margin"],
                                 "val_map@all": chosen["val_map@all"],
