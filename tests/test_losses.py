@@ -173,7 +173,7 @@ def test_regularizers() -> None:
     u = torch.tensor([[0.5, -1.0, 0.0], [1.0, -0.25, -2.0]])
     # targets sign(u) = [[1,-1,1],[1,-1,-1]]: row errors 0.25 + 0 + 1 = 1.25 and 0 + 0.5625 + 1
     assert quantization(u).item() == pytest.approx((1.25 + 1.5625) / 2)
-    assert balance(u).item() == pytest.approx((0.75**2 + 0.625**2 + 1.0**2) / 3)
+    assert balance(u).item() == pytest.approx(0.75**2 + 0.625**2 + 1.0**2)  # summed over bits
     assert get_regularizer("balance") is balance
     from deephash.errors import ConfigError
 

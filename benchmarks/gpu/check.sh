@@ -28,7 +28,7 @@ python3 - <<'PY'
 import json, glob, os
 rows = {}
 for f in sorted(glob.glob("/tmp/runs/**/metrics.json", recursive=True)):
-    m = json.load(open(f)); rows[f] = {k: m.get(k) for k in ("map@all", "knn_acc@1", "knn_acc@10", "prec@r2", "triplet_acc", "pair_auc", "classifier_acc", "train_seconds", "best_epoch")}
+    m = json.load(open(f)); rows[f] = {k: m.get(k) for k in ("map@all", "knn_acc@1", "knn_acc@10", "prec@r2", "triplet_acc", "pair_auc", "classifier_acc", "best_epoch", "frozen_val_map@all", "code_distinct", "code_bit_entropy")}
 for f in sorted(glob.glob("/tmp/runs/**/run.json", recursive=True)):
     rows[f] = json.load(open(f))
 json.dump(rows, open(os.path.join(os.environ["OUT"], "runs.json"), "w"), indent=1)

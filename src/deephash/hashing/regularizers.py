@@ -3,8 +3,16 @@
 Each takes the batch's relaxed codes ``u`` ``(B, K)`` and returns a scalar:
 
 - ``quantization``: mean over the batch of ||u - sign(u)||² (DTSH's λ term): codes near ±1;
-- ``balance``: mean over bits of (mean over the batch of u_k)²: each bit +1 for about half
-  the images, so that no bit is wasted on a constant.
+- ``balance``: ||mean over the batch of u||², i.e. the sum over bits of (mean of u_k)²:
+  each bit +1 for about half the images, so that no bit is wasted on a constant, and no
+  component is common to every code. Summed over bits like ``quantization``, so one weight
+  means the same at every code length.
+
+Why DTSH needs ``balance``: a component shared by every code (the ReLU hidden layer's mean
+activation through the last layer gives one at initialisation) changes θ_ap and θ_an alike,
+and over all triplets of a balanced P x K batch its gradients cancel exactly, so the
+likelihood never removes it, while ``quantization`` saturates it. On small data the codes
+then collapse onto it (c1000 at 32 px: 50 distinct 48-bit codes, mean bit entropy 0.22).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ def quantization(u: torch.Tensor) -> torch.Tensor:
 
 
 def balance(u: torch.Tensor) -> torch.Tensor:
-    return u.mean(dim=0).square().mean()
+    return u.mean(dim=0).square().sum()
 
 
 REGULARIZERS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

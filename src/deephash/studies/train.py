@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +22,31 @@ from deephash.devices import resolve_device
 from deephash.errors import ConfigError
 from deephash.features import transform_spec
 from deephash.fileio import save_json
+from deephash.hashing.codes import binarize, pack_codes
+from deephash.hashing.health import code_health
 from deephash.hashing.regularizers import get_regularizer
 from deephash.losses import SoftmaxLoss, create_loss, loss_traits
 from deephash.miners import create_miner
 from deephash.studies.baseline import load_features, open_protocol
 from deephash.studies.report import write_results
-from deephash.studies.run_folder import prepare_run, write_run_info, write_splits
+from deephash.studies.run_folder import RunFolder, open_run, write_splits
 from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
 from deephash.training.inputs import FeatureInputs, ImageInputs
 from deephash.training.model import build_model
 from deephash.training.sampler import build_sampler
 from deephash.training.schedules import parse_schedule
-from deephash.training.trainer import TrainingSetup, embed, fit
+from deephash.training.trainer import TrainingSetup, embed, fit, validation_scores
 from deephash.training.zhuang_trainer import fit_zhuang
+from deephash.validation import validate
 from deephash.viz.training_curves import plot_training_curves
 
 log = logging.getLogger(__name__)
 
 
 def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
-           device: torch.device) -> TrainingSetup:
+           device: torch.device) -> tuple[TrainingSetup, dict[str, np.ndarray]]:
+    """The training loop's inputs, and the pool's frozen backbone features per view."""
     cfg = config.training
     extraction = dataclasses.replace(
         config.extraction,
@@ -85,7 +88,34 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
         eval_distance="hamming" if cfg.codes else config.evaluation.distance,
         regularizers=parse_weights(cfg.regularizers),
         schedules=dict(parse_schedule(text) for text in cfg.schedules),
-        test_time_flip=cfg.test_time_flip)
+        test_time_flip=cfg.test_time_flip), features
+
+
+def frozen_validation(config: TrainConfig, features: dict[str, np.ndarray],
+                      labels: np.ndarray, splits: Splits) -> dict[str, float]:
+    """The frozen features' validation figures, the yardstick every trained model must beat:
+    validation queries against the training part, ``config.evaluation.distance``, averaged
+    over the image and its mirror image like the trained model under test-time flip."""
+    x = features["identity"]
+    if config.training.test_time_flip and "hflip" in features:
+        x = (x + features["hflip"]) / 2
+    val_map, val_knn = validation_scores(x[splits.val], x[splits.train], labels[splits.val],
+                                         labels[splits.train], config.evaluation.distance)
+    return {"frozen_val_map@all": val_map, "frozen_val_knn_acc@10": val_knn}
+
+
+def warn_if_worse(summary: dict[str, Any], n_train: int, n_val: int) -> None:
+    """Log a warning when the selected epoch scores below the frozen features on
+    validation (mAP@all, the selection criterion, or 10-NN accuracy)."""
+    worse = [f"{name} {summary[key]:.4f} < {summary['frozen_' + key]:.4f}"
+             for name, key in (("mAP@all", "val_map@all"), ("10-NN accuracy", "val_knn_acc@10"))
+             if summary[key] < summary["frozen_" + key]]
+    if worse:
+        log.warning("WARNING: the trained model (epoch %d) is worse on validation than the "
+                    "frozen features it starts from (%s; %d training images, %d validation "
+                    "queries); more steps (--epochs, --batches-per-epoch), a smaller head "
+                    "(--hidden-dims) or the frozen features themselves (deephash baseline) may "
+                    "serve better", summary["best_epoch"], "; ".join(worse), n_train, n_val)
 
 
 def method_title(loss: str, miner: str, margin: float | None = None) -> str:
@@ -118,20 +148,32 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
 
     With ``evaluate_test=False`` (margin selection) the test protocol is not touched.
     """
-    started = time.perf_counter()
+    validate(config)
     run = Path(config.out)
+    folder = open_run(run, config, resume=config.training.resume, overwrite=config.overwrite)
     resume_state = None
     if config.training.resume:
         if not (run / "last.pt").is_file():
             raise ConfigError(f"--resume: {run / 'last.pt'} does not exist; start without it")
         resume_state = read_checkpoint(run / "last.pt")
-    prepare_run(run, config)
     dataset, splits = open_protocol(config)
-    write_splits(run, splits, dataset)
     device = resolve_device(config.extraction.device)
-    setup = _setup(config, dataset, splits, device)
+    setup, features = _setup(config, dataset, splits, device)
+    frozen = frozen_validation(config, features, dataset.labels, splits)
+    del features
     if resume_state is not None:
         load_trained(setup, resume_state)
+    with folder:  # every input is checked: only now is the run folder written
+        folder.device = str(device)
+        return _train(folder, config, setup, dataset, splits, frozen, resume_state, evaluate_test)
+
+
+def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset: ImageDataset,
+           splits: Splits, frozen: dict[str, float], resume_state: dict[str, Any] | None,
+           evaluate_test: bool) -> dict[str, Any]:
+    """The writing part of :func:`run_train`, in its opened run folder."""
+    run = folder.path
+    write_splits(run, splits, dataset)
     cfg = config.training
     if cfg.procedure == "zhuang":
         log.info("training Zhuang et al.'s two-step hashing (margin %g bits), %d stages",
@@ -158,12 +200,14 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
                                                                    cfg.margin))
     best = read_checkpoint(run / "best.pt")
     load_trained(setup, best)
-    summary = {"val_map@all": best["val_map"], "best_epoch": int(best["epoch"]) + 1,
-               "train_seconds": history[-1]["elapsed_seconds"] if history else 0.0}
+    best_epoch = int(best["epoch"])
+    summary = {"val_map@all": float(best["val_map"]), "best_epoch": best_epoch + 1,
+               "val_knn_acc@10": history[best_epoch]["val_knn"], **frozen}
+    folder.seconds["train"] = history[-1]["elapsed_seconds"] if history else 0.0
+    warn_if_worse(summary, len(splits.train), len(splits.val))
     save_json(run / "validation.json", summary)
     if evaluate_test:
         summary = evaluate_on_test(run, config, setup, dataset, splits, summary)
-    write_run_info(run, device, {"total": time.perf_counter() - started})
     return summary
 
 
@@ -178,9 +222,23 @@ def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, datas
         predicted = setup.loss.predict(torch.from_numpy(vectors[splits.query]).to(setup.device))
         extra = {**extra, "classifier_acc": float(
             (predicted.cpu().numpy() == dataset.labels[splits.query]).mean())}
+    if config.training.codes:
+        extra = {**extra, **database_code_health(vectors[splits.database], len(dataset.classes))}
     title = f"{method_title(config.training.loss, config.training.miner)} on {dataset.name}"
     return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
                          extra_metrics=extra, codes=config.training.codes)
+
+
+def database_code_health(relaxed: np.ndarray, n_classes: int) -> dict[str, Any]:
+    """Code-health figures of the database's sign codes (``(N, K)`` relaxed codes), with a
+    warning in the log when they have collapsed."""
+    health = code_health(pack_codes(binarize(relaxed)), relaxed.shape[1])
+    if problems := health.problems(n_classes):
+        log.warning("WARNING: the database codes are collapsing (%s): they use fewer codes "
+                    "or bits than they have. Try the balance regulariser (--regularizers "
+                    "balance=0.1, on by default for DTSH), a smaller margin or a margin schedule "
+                    "(--schedules margin=step:1:16), or more training data", "; ".join(problems))
+    return health.as_metrics()
 
 
 def load_trained(setup: TrainingSetup, checkpoint: dict[str, Any]) -> None:
@@ -194,6 +252,6 @@ def evaluate_checkpoint(run: Path, config: TrainConfig, checkpoint: Path,
     """Test results of a saved model (``config`` must be the one it was trained with)."""
     dataset, splits = open_protocol(config)
     write_splits(run, splits, dataset)
-    setup = _setup(config, dataset, splits, resolve_device(config.extraction.device))
+    setup, _ = _setup(config, dataset, splits, resolve_device(config.extraction.device))
     load_trained(setup, read_checkpoint(checkpoint))
     return evaluate_on_test(run, config, setup, dataset, splits, extra)

@@ -109,19 +109,26 @@ def embed(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray, device: to
     return (total / len(views)).numpy()
 
 
+def validation_scores(val: np.ndarray, train: np.ndarray, val_labels: np.ndarray,
+                      train_labels: np.ndarray, distance: str) -> tuple[float, float]:
+    """(mAP@all, kNN@10) of ``(V, D)`` validation vectors against ``(T, D)`` training
+    vectors; ``distance="hamming"`` scores the vectors' sign codes."""
+    if distance == "hamming":  # hashing is scored on the sign codes
+        codes = evaluate_codes(pack_codes(binarize(val)), pack_codes(binarize(train)),
+                               val_labels, train_labels, val.shape[1], VALIDATION_SPEC)
+        return codes.metrics["map@all"], codes.metrics["knn_acc@10"]
+    report = evaluate_retrieval(val, train, val_labels, train_labels, distance, VALIDATION_SPEC)
+    return report.metrics["map@all"], report.metrics["knn_acc@10"]
+
+
 def validate(setup: TrainingSetup) -> tuple[float, float]:
     """(mAP@all, kNN@10) of validation queries against the training part."""
     both = np.concatenate([setup.val, setup.train])
     vectors = embed(setup.model, setup.inputs, both, setup.device, setup.eval_batch_size,
                     setup.test_time_flip)
-    val, train = vectors[: len(setup.val)], vectors[len(setup.val):]
-    labels = setup.labels[setup.val], setup.labels[setup.train]
-    if setup.eval_distance == "hamming":  # hashing is scored on the sign codes
-        codes = evaluate_codes(pack_codes(binarize(val)), pack_codes(binarize(train)), *labels,
-                               vectors.shape[1], VALIDATION_SPEC)
-        return codes.metrics["map@all"], codes.metrics["knn_acc@10"]
-    report = evaluate_retrieval(val, train, *labels, setup.eval_distance, VALIDATION_SPEC)
-    return report.metrics["map@all"], report.metrics["knn_acc@10"]
+    return validation_scores(vectors[: len(setup.val)], vectors[len(setup.val):],
+                             setup.labels[setup.val], setup.labels[setup.train],
+                             setup.eval_distance)
 
 
 def apply_schedules(setup: TrainingSetup, epoch: int) -> None:
