@@ -64,8 +64,18 @@ def test_bad_weights_files(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="does not exist"):
         create_backbone("resnet18", str(tmp_path / "missing.pth"))
     (tmp_path / "junk.pth").write_bytes(b"garbage")
-    with pytest.raises(WeightsError, match="cannot load weights file"):
+    with pytest.raises(WeightsError, match="cannot load weights file") as junk:
         create_backbone("resnet18", str(tmp_path / "junk.pth"))
+    assert "\n" not in str(junk.value)  # one line, not torch's page of advice
+
+    class Evil:  # a pickle that would run code on load
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (print, ("pwned",))
+
+    torch.save({"conv1.weight": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(WeightsError, match="imports print, and loading it could run code") as evil:
+        create_backbone("resnet18", str(tmp_path / "evil.pth"))
+    assert "\n" not in str(evil.value)
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
     with pytest.raises(WeightsError, match="do not fit"):
         create_backbone("resnet34", str(tmp_path / "wrong.pth"))

@@ -56,5 +56,7 @@ def test_train_errors_are_one_line(folder: Path, tmp_path: Path,
     # (bad option values are in test_bad_input.py; these depend on the data or the folder)
     assert train(folder, tmp_path / "r", tmp_path / "c", "--batch-classes", "5") == 2
     assert "between 2 and the 3 classes" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before the run folder is written
+    assert not list((tmp_path / "c").glob("features/*"))  # and before any extraction
     assert train(folder, tmp_path / "new", tmp_path / "c", "--resume") == 2
     assert "last.pt does not exist" in capsys.readouterr().err

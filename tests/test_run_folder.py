@@ -116,9 +116,12 @@ def test_resume_needs_the_same_configuration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\(training\.\w+ \(absent\) -> "):
         open_run(baseline, train_config(out), resume=True)
     assert snapshot(out) == before
-    # out, the run-control flags and the epoch budget may differ: train longer, elsewhere
+    # out, the run-control flags, the epoch budget and how extraction runs may differ:
+    # train longer, elsewhere, on another device with more workers
     moved = dataclasses.replace(train_config(tmp_path / "moved", epochs=30, resume=True),
                                 overwrite=True)
+    moved = dataclasses.replace(moved, extraction=dataclasses.replace(
+        moved.extraction, device="cuda", num_workers=8, cache_dir=str(tmp_path / "c2")))
     with open_run(out, moved, resume=True):
         assert run_json(out)["resumed"] is True
     assert (out / "metrics.json").is_file()  # --resume keeps what the run wrote

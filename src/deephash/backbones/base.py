@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from deephash.errors import WeightsError
+from deephash.safe_load import UnsafeFileError, safe_torch_load
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,9 +71,10 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise WeightsError(f"cannot load weights file {path}: {exc}") from None
+        data = safe_torch_load(path)
+    except UnsafeFileError as failure:
+        raise WeightsError(f"cannot load weights file {path}: {failure.reason}; pass a "
+                           "state-dict file saved with torch.save") from None
     for key in ("state_dict", "model"):
         if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):
             data = data[key]

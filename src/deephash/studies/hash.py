@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deephash.fileio import save_json
+from deephash.registries import HASHING_METHODS
 from deephash.studies.configs import HashConfig, HashingConfig, dtsh_training, zhuang_training
 from deephash.studies.run_folder import open_run, sub_run_flags
 from deephash.studies.tables import markdown_table
@@ -46,10 +47,8 @@ def _sweep(config: HashConfig, run: Path) -> list[dict[str, Any]]:
         out = run / f"bits-{bits}"
         # --resume continues the code lengths that started and begins the others
         resume, overwrite = sub_run_flags(config.training.resume, out)
-        training = dataclasses.replace(config.training, embedding_dim=bits, codes=True,
-                                       resume=resume)
-        if config.hashing.method == "zhuang" and training.procedure != "zhuang":
-            training = zhuang_training(training)
+        training = HASHING_METHODS.create(config.hashing.method, dataclasses.replace(
+            config.training, embedding_dim=bits, codes=True, resume=resume))
         metrics = run_train(TrainConfig(**{**base, "out": str(out), "overwrite": overwrite,
                                            "training": training}))
         rows.append({"bits": bits, **metrics})

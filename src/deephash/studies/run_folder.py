@@ -56,7 +56,11 @@ log = logging.getLogger(__name__)
 RUN_FLAGS: tuple[tuple[str, ...], ...] = (("overwrite",), ("training", "resume"))
 #: fields a resumed run may change besides a study's sweep: it may train longer
 EXTENDABLE = ("training.epochs",)
-_NOT_COMPARED = frozenset({"out", *(".".join(path) for path in RUN_FLAGS)})
+#: how the work is run, not what it computes: a resumed run may move to another device, use
+#: more workers or another copy of the feature cache
+HOW_RUN = ("extraction.device", "extraction.num_workers", "extraction.batch_size",
+           "extraction.cache_dir", "extraction.cache")
+_NOT_COMPARED = frozenset({"out", *HOW_RUN, *(".".join(path) for path in RUN_FLAGS)})
 _ABSENT = object()
 
 

@@ -50,11 +50,7 @@ def _folder_name(variant: str) -> str:
 
 
 def run_schedule_study(config: ScheduleStudyConfig) -> list[dict[str, Any]]:
-    validate(config)
-    if len(config.hashing.bits) != 1:
-        raise ConfigError("the schedule study compares one code length; give one --bits")
-    if not config.variants or not config.seeds:
-        raise ConfigError("give at least one variant and one seed")
+    validate(config)  # one code length, variants and seeds given
     parsed = {variant: parse_variant(variant) for variant in config.variants}
     with open_run(config.out, config, resume=config.training.resume,
                   overwrite=config.overwrite, sweep=("seeds", "variants")) as folder:

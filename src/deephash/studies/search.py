@@ -70,9 +70,7 @@ def _vectors(model: EmbeddingModel, features: list[np.ndarray], codes: bool) -> 
 
 def build_index(config: IndexConfig) -> dict[str, Any]:
     """Embed every image of ``data_dir`` with the checkpoint and index the results."""
-    validate(config)
-    if not config.checkpoint:
-        raise ConfigError("--checkpoint is required (a trained run's best.pt)")
+    validate(config)  # --checkpoint given and a file
     train_config, model = load_model(Path(config.checkpoint))
     if model.backbone is not None:
         raise ConfigError("indexing supports frozen-mode models (a head on cached features)")

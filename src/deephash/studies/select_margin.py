@@ -13,9 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from deephash.errors import ConfigError
 from deephash.fileio import save_json
-from deephash.losses import loss_traits
 from deephash.studies.configs import SelectMarginConfig
 from deephash.studies.run_folder import open_run, run_seconds, save_config, sub_run_flags
 from deephash.studies.tables import markdown_table
@@ -41,12 +39,7 @@ def run_select_margin(config: SelectMarginConfig) -> dict[str, Any]:
     Writes ``margins.json`` and ``margins.md`` (the table), one sub-run per margin
     (``margin-<m>/``, validation only) and the chosen model's test results at the top.
     """
-    validate(config)
-    if not loss_traits(config.training.loss).uses_margin:
-        raise ConfigError(f"loss {config.training.loss!r} has no margin to select; "
-                          "use deephash train")
-    if not config.margins:
-        raise ConfigError("--margins needs at least one value")
+    validate(config)  # a loss with a margin, a non-empty grid
     with open_run(config.out, config, resume=config.training.resume,
                   overwrite=config.overwrite, sweep=("margins",)) as folder:
         return _select(config, folder.path)

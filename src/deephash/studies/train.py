@@ -48,6 +48,11 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
            device: torch.device) -> tuple[TrainingSetup, dict[str, np.ndarray]]:
     """The training loop's inputs, and the pool's frozen backbone features per view."""
     cfg = config.training
+    miner = create_miner(cfg.miner, cfg.margin, config.seed)
+    uses_miner = loss_traits(cfg.loss).uses_miner
+    sampler = build_sampler(cfg, dataset.labels[splits.train], config.seed,  # refuses batches
+                            miner.tuple_size if uses_miner else None,  # the data cannot fill,
+                            dataset.classes, needs_positives=uses_miner)  # before extraction
     extraction = dataclasses.replace(
         config.extraction,
         flip_views=(cfg.flip_augment or cfg.test_time_flip) and cfg.mode == "frozen")
@@ -68,7 +73,6 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     model.to(device)
     loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction,
                        num_classes=len(dataset.classes), embedding_dim=cfg.embedding_dim)
-    miner = create_miner(cfg.miner, cfg.margin, config.seed)
     loss.check_miner(miner)  # before any training starts
     loss.to(device)
     groups: list[dict[str, Any]] = [{"params": model.head.parameters(), "lr": cfg.lr}]
@@ -77,9 +81,6 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     if any(True for _ in loss.parameters()):  # the softmax classifier's class weights
         groups.append({"params": loss.parameters(), "lr": cfg.lr})
     optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-    sampler = build_sampler(cfg, dataset.labels[splits.train], config.seed,
-                            miner.tuple_size if loss.uses_miner else None, dataset.classes,
-                            needs_positives=loss.uses_miner)
     return TrainingSetup(
         model=model, inputs=inputs,
         loss=loss, miner=miner, sampler=sampler,

@@ -12,9 +12,6 @@ truncated, damaged and foreign files. Checkpoints written before this rule (a nu
 from __future__ import annotations
 
 import io
-import pickle
-import re
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from deephash.backbones import RANDOM, create_backbone
 from deephash.config import from_dict, to_dict
 from deephash.errors import ConfigError, DeephashError
 from deephash.fileio import save_bytes
+from deephash.safe_load import UnsafeFileError, safe_torch_load
 from deephash.training.config import TrainConfig
 from deephash.training.model import EmbeddingModel, build_model
 
@@ -82,23 +80,15 @@ def save_checkpoint(path: Path, config: TrainConfig, model: EmbeddingModel,
     save_bytes(path, buffer.getvalue())
 
 
-def _refusal(path: Path, exc: Exception) -> ConfigError:
-    """One line for any way ``torch.load(weights_only=True)`` fails on ``path``."""
-    text = str(exc)
-    unsafe = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", text)
-    if isinstance(exc, pickle.UnpicklingError) and unsafe:
-        name = next(g for g in unsafe.groups() if g)
+def _refusal(path: Path, failure: UnsafeFileError) -> ConfigError:
+    """The one-line error for a checkpoint that ``torch.load(weights_only=True)`` refused."""
+    if failure.unsafe:
         return ConfigError(
-            f"{path} is not a safe deephash checkpoint: its pickle imports {name}, and "
-            "loading it could run code; deephash loads only tensors and plain data. Use a "
-            "checkpoint written by deephash train or hash")
-    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)  # e.g. bad opcodes
-    first = detail.group(1) if detail else next(
-        (line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    first = first.split(". ")[0][:160]  # torch's first sentence says what failed
-    return ConfigError(f"{path} is not a deephash checkpoint: torch cannot read it ({first}); "
-                       "the file is truncated, damaged or of another kind. Use a best.pt or "
-                       "last.pt written by deephash train or hash")
+            f"{path} is not a safe deephash checkpoint: {failure.reason}; deephash loads only "
+            "tensors and plain data. Use a checkpoint written by deephash train or hash")
+    return ConfigError(f"{path} is not a deephash checkpoint: {failure.reason}; the file is "
+                       "truncated, damaged or of another kind. Use a best.pt or last.pt written "
+                       "by deephash train or hash")
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -109,11 +99,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         kind = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ConfigError(f"checkpoint {path} {kind}; pass a trained run's best.pt")
     try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(_NUMPY_SCALARS):
-            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types (KeyError for garbage bytes)
-        raise _refusal(path, exc) from None
+        payload = safe_torch_load(path, allow=_NUMPY_SCALARS)
+    except UnsafeFileError as failure:
+        raise _refusal(path, failure) from None
     missing = ([k for k in REQUIRED_KEYS if k not in payload] if isinstance(payload, dict)
                else list(REQUIRED_KEYS))
     if missing:
