@@ -46,6 +46,23 @@ def _private_cache_root(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture
+def cache_choice(request: pytest.FixtureRequest, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], Path, list[Path]]:
+    """Parametrised by ``"--cache-dir"`` or ``"--no-cache"``: the options to pass, the
+    chosen cache ``tmp_path/x``, and the default places (``HOME``, ``$DEEPHASH_CACHE``,
+    pointed at empty folders) that must stay empty."""
+    home, default = tmp_path / "home", tmp_path / "default-cache"
+    home.mkdir()
+    default.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DEEPHASH_CACHE", str(default))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))  # matplotlib's own, not ours
+    chosen = tmp_path / "x"
+    options = ["--cache-dir", str(chosen)] if request.param == "--cache-dir" else ["--no-cache"]
+    return options, chosen, [home, default]
+
+
+@pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "data")
 

@@ -90,34 +90,28 @@ def test_no_temporary_files_are_left(tmp_path: Path) -> None:
     assert leftovers == []
 
 
-@pytest.mark.parametrize("cache", ["--cache-dir", "--no-cache"])
+@pytest.mark.parametrize("cache_choice", ["--cache-dir", "--no-cache"], indirect=True)
 def test_baseline_writes_no_cache_outside_the_chosen_one(
-        tmp_path: Path, cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, cache_choice: tuple[list[str], Path, list[Path]]) -> None:
     """The features and the data's fingerprint memo go under --cache-dir X; with
     --no-cache nowhere: $DEEPHASH_CACHE and ~/.cache stay empty."""
     from conftest import make_image_folder
 
     from deephash.cli import main
 
+    options, chosen, defaults = cache_choice
     data = make_image_folder(tmp_path / "data")
-    home, default = tmp_path / "home", tmp_path / "default-cache"
-    home.mkdir()
-    default.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("DEEPHASH_CACHE", str(default))
-    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))  # matplotlib's own, not ours
-    args = ["--cache-dir", str(tmp_path / "x")] if cache == "--cache-dir" else ["--no-cache"]
     assert main(["baseline", "--data-dir", str(data), "--out", str(tmp_path / "run"),
                  "--image-size", "32", "--num-workers", "0", "--tsne-points", "0",
-                 *args]) == 0
-    assert list(home.iterdir()) == [] and list(default.iterdir()) == []
-    if cache == "--cache-dir":
-        assert len(list((tmp_path / "x" / "fingerprints").iterdir())) == 1
-        assert len(list((tmp_path / "x").iterdir())) > 1  # the features beside it
+                 *options]) == 0
+    assert all(list(folder.iterdir()) == [] for folder in defaults)
+    if "--cache-dir" in options:
+        assert len(list((chosen / "fingerprints").iterdir())) == 1
+        assert len(list(chosen.iterdir())) > 1  # the features beside it
     else:
-        assert not (tmp_path / "x").exists()
+        assert not chosen.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["data", "home", "default-cache", "run", *(["x"] if cache == "--cache-dir" else [])]
+        ["data", "home", "default-cache", "run", *(["x"] if chosen.exists() else [])]
         + (["mpl"] if (tmp_path / "mpl").exists() else []))
 
 

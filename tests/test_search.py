@@ -143,24 +143,18 @@ def test_index_folders_with_absolute_paths_still_search(
     assert ["0", str(root / "test/class0/03.png")] in [[row[1], row[3]] for row in rows]
 
 
-@pytest.mark.parametrize("cache", ["--cache-dir", "--no-cache"])
+@pytest.mark.parametrize("cache_choice", ["--cache-dir", "--no-cache"], indirect=True)
 def test_index_writes_no_cache_outside_the_chosen_one(
-        trained: Path, tmp_path: Path, cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        trained: Path, tmp_path: Path, cache_choice: tuple[list[str], Path, list[Path]]) -> None:
     """With --cache-dir X the feature cache and the fingerprint memo go to X; with
     --no-cache nowhere: the default cache ($DEEPHASH_CACHE, ~/.cache) stays empty."""
-    home, default = tmp_path / "home", tmp_path / "default-cache"
-    home.mkdir()
-    default.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("DEEPHASH_CACHE", str(default))
-    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))  # matplotlib's own, not ours
+    options, chosen, defaults = cache_choice
     checkpoint = str(trained / "run" / "bits-12" / "best.pt")
-    args = ["--cache-dir", str(tmp_path / "x")] if cache == "--cache-dir" else ["--no-cache"]
     assert main(["index", "--checkpoint", checkpoint, "--data-dir", str(trained / "data"),
-                 "--out", str(tmp_path / "index"), *args]) == 0
-    assert list(home.iterdir()) == [] and list(default.iterdir()) == []
-    if cache == "--cache-dir":
-        assert len(list((tmp_path / "x" / "fingerprints").iterdir())) == 1
-        assert any((tmp_path / "x").rglob("*.npy")) or any((tmp_path / "x").rglob("*.npz"))
+                 "--out", str(tmp_path / "index"), *options]) == 0
+    assert all(list(folder.iterdir()) == [] for folder in defaults)
+    if "--cache-dir" in options:
+        assert len(list((chosen / "fingerprints").iterdir())) == 1
+        assert any(chosen.rglob("*.npy")) or any(chosen.rglob("*.npz"))
     else:
-        assert not (tmp_path / "x").exists()
+        assert not chosen.exists()
