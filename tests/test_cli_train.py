@@ -60,3 +60,31 @@ def test_train_errors_are_one_line(folder: Path, tmp_path: Path,
     assert not list((tmp_path / "c").glob("features/*"))  # and before any extraction
     assert train(folder, tmp_path / "new", tmp_path / "c", "--resume") == 2
     assert "last.pt does not exist" in capsys.readouterr().err
+
+
+def test_trained_figures_stand_beside_the_frozen_features(
+        folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """metrics.json carries the frozen features' validation figures (equal to what
+    ``baseline`` measures on the same splits), and a model that ends below them is warned
+    about: a learning rate of 1e-9 leaves the head at its random initialisation."""
+    cache = tmp_path / "c"
+    assert main(["baseline", "--data-dir", str(folder), "--cache-dir", str(cache),
+                 "--image-size", "32", "--num-workers", "0", "--tsne-points", "0",
+                 "--out", str(tmp_path / "base")]) == 0
+    frozen = json.loads((tmp_path / "base" / "metrics.json").read_text())
+    with caplog.at_level("WARNING"):
+        assert train(folder, tmp_path / "r", cache, "--lr", "1e-9") == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["frozen_val_map@all"] == frozen["val_map@all"]
+    assert metrics["frozen_val_knn_acc@10"] == frozen["val_knn_acc@10"]
+    validation = json.loads((tmp_path / "r" / "validation.json").read_text())
+    assert validation["frozen_val_map@all"] == frozen["val_map@all"]
+    assert metrics["val_map@all"] < metrics["frozen_val_map@all"]
+    assert "worse on validation than the frozen features" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert train(folder, tmp_path / "good", cache, "--epochs", "6") == 0
+    good = json.loads((tmp_path / "good" / "metrics.json").read_text())
+    worse = (good["val_map@all"] < good["frozen_val_map@all"]
+             or good["val_knn_acc@10"] < good["frozen_val_knn_acc@10"])
+    assert ("worse on validation" in caplog.text) == worse

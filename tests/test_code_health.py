@@ -84,3 +84,21 @@ def test_dtsh_defaults_do_not_collapse_on_a_small_training_set(seed: int) -> Non
     without = dataclasses.replace(defaults, regularizers=("quantization=0.1",))
     collapsed = code_health(pack_codes(binarize(train_dtsh_codes(without, seed))), 48)
     assert collapsed.bit_entropy < 0.5
+
+
+def test_collapsed_database_codes_are_reported_and_warned(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from deephash.studies.train import database_code_health
+
+    relaxed = np.tile(np.array([[0.9, -0.8, 0.7, 0.6]]), (50, 1))  # one code for all
+    relaxed[::2, 0] = -0.5  # two codes
+    with caplog.at_level("WARNING"):
+        metrics = database_code_health(relaxed, n_classes=10)
+    assert metrics["code_distinct"] == 2
+    assert metrics["code_bit_balance"] == [0.5, 0.0, 1.0, 1.0]
+    assert "collapsing (2 distinct code(s) for 10 classes; 3 of 4 bits constant" in caplog.text
+    caplog.clear()
+    rng = np.random.default_rng(0)
+    with caplog.at_level("WARNING"):
+        database_code_health(rng.normal(size=(500, 16)), n_classes=10)
+    assert "collapsing" not in caplog.text

@@ -111,6 +111,13 @@ def test_hash_writes_codes_per_bit_length(folder: Path, tmp_path: Path) -> None:
         again = evaluate_codes(query["codes"], database["codes"], query["y"], database["y"], bits)
         assert again.metrics["map@all"] == pytest.approx(metrics["map@all"])
         assert again.metrics["prec@r2"] == pytest.approx(metrics["prec@r2"])
+        # code health of the database codes, recomputed from the saved codes by hand
+        ones = np.unpackbits(database["codes"], axis=1, count=bits).mean(axis=0)
+        assert metrics["code_bit_balance"] == pytest.approx(ones.tolist())
+        assert metrics["code_distinct"] == len({row.tobytes() for row in database["codes"]})
+        entropy = [-(p * np.log2(p) + (1 - p) * np.log2(1 - p)) if 0 < p < 1 else 0.0
+                   for p in ones]
+        assert metrics["code_bit_entropy"] == pytest.approx(np.mean(entropy))
     assert "| 24 |" in (run / "bits.md").read_text()
 
 
