@@ -27,14 +27,13 @@ def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     otherwise be multiplied by up to 1e6. A near-constant one gets std = ``STD_FLOOR`` times
     the median std of the live dimensions.
     """
-    features = features.double()
+    features = features.float()  # as before the floor: healthy dimensions keep their bits
     mean = features.mean(0)
     std = features.std(0) if len(features) > 1 else torch.zeros_like(mean)
     std = torch.nan_to_num(std, nan=0.0, posinf=0.0)
-    typical = std[std > 0].median() if bool((std > 0).any()) else torch.tensor(0.0)
+    typical = float(std[std > 0].median()) if bool((std > 0).any()) else 0.0
     dead = std <= DEAD_STD * typical
-    std = torch.where(dead, torch.inf, std.clamp_min(float(STD_FLOOR * typical)))
-    return mean.float(), std.float()
+    return mean, torch.where(dead, torch.inf, std.clamp_min(STD_FLOOR * typical))
 
 
 class EmbeddingHead(nn.Module):
