@@ -13,8 +13,9 @@ Every run is the ``deephash`` command with default options unless listed:
   against ``train``, and ``train`` with more steps (``--batches-per-epoch``: 67 x 15 =
   1,005 steps on c1000, 30 x 15 on c300, against the default 5 x 15 and 1 x 15); at 32 px
   also the old statistics;
-- *DTSH's codes* (c1000, 32 and 128 px): ``hash`` with its defaults, and with its
-  defaults before (``--regularizers quantization=0.1``, no balance term).
+- *DTSH's codes* (c1000, 32 and 128 px): ``hash`` with its defaults (balance weight 0.1),
+  with its defaults before (``--regularizers quantization=0.1``, no balance term), and
+  with balance weights 0.3 and 1 (the weight is chosen on validation mAP@all).
 
     ./run python benchmarks/bench_small_data.py [--cache-dir DIR]
 
@@ -116,7 +117,9 @@ def main() -> None:
                     frozen.append(go("train", data[name], *options, stats="old"))
         codes = [go("hash", data["c1000"], "--image-size", size, *regularizers)
                  for size in ("32", "128")
-                 for regularizers in ((), ("--regularizers", "quantization=0.1"))]
+                 for regularizers in ((), ("--regularizers", "quantization=0.1"),
+                                      *(("--regularizers", "quantization=0.1", f"balance={w}")
+                                        for w in ("0.3", "1")))]
     write_result("small_data", {
         "what": "CIFAR-10 (JPEG mirror) slices c6000 (500 train + 100 test per class), "
                 "c1000 (100 + 100) and c300 (30 + 100); deephash defaults unless listed; "
