@@ -34,6 +34,7 @@ from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
 from deephash.training.inputs import FeatureInputs, ImageInputs
 from deephash.training.model import build_model
+from deephash.training.optimizer import build_optimizer
 from deephash.training.sampler import build_sampler
 from deephash.training.schedules import parse_schedule
 from deephash.training.trainer import TrainingSetup, embed, fit, validation_scores
@@ -75,12 +76,7 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
                        num_classes=len(dataset.classes), embedding_dim=cfg.embedding_dim)
     loss.check_miner(miner)  # before any training starts
     loss.to(device)
-    groups: list[dict[str, Any]] = [{"params": model.head.parameters(), "lr": cfg.lr}]
-    if model.backbone is not None:
-        groups.append({"params": model.backbone.parameters(), "lr": cfg.backbone_lr})
-    if any(True for _ in loss.parameters()):  # the softmax classifier's class weights
-        groups.append({"params": loss.parameters(), "lr": cfg.lr})
-    optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(cfg, model, loss)  # flushes subnormals after each step
     return TrainingSetup(
         model=model, inputs=inputs,
         loss=loss, miner=miner, sampler=sampler,

@@ -8,6 +8,7 @@ from torch import nn
 from deephash.backbones import Backbone
 from deephash.training.config import TrainingConfig
 from deephash.training.head import EmbeddingHead
+from deephash.training.subnormals import flush_after_load
 
 
 class EmbeddingModel(nn.Module):
@@ -18,6 +19,8 @@ class EmbeddingModel(nn.Module):
         super().__init__()
         self.head = head
         self.backbone = backbone
+        # a checkpoint written before subnormals were flushed would slow inference on Intel
+        self.register_load_state_dict_post_hook(flush_after_load)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.backbone is not None:
