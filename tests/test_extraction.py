@@ -99,3 +99,42 @@ def test_extraction_turns_tf32_off_and_restores_the_setting() -> None:
         assert torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_both_views_come_from_one_decode(image_folder: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from deephash.features import compute_views
+
+    data = open_dataset(str(image_folder))
+    decoded: list[int] = []
+    load_image = data.load_image
+    monkeypatch.setattr(data, "load_image", lambda i: decoded.append(i) or load_image(i))
+    backbone = colour_backbone()
+    spec = transform_spec(backbone, 16)
+    views = compute_views(data, backbone, spec, ("identity", "hflip"), cache_dir=tmp_path,
+                          batch_size=5)
+    assert sorted(decoded) == list(range(len(data)))  # once per image for both views
+    for view in ("identity", "hflip"):  # as the view's own transform makes them
+        transform = transform_spec(backbone, 16, view).build()
+        for i in (0, 7, len(data) - 1):
+            expected = backbone(transform(load_image(i))[None])[0].numpy()
+            np.testing.assert_allclose(views[view][i], expected, atol=1e-6)
+    assert not np.allclose(views["hflip"][:, 3], views["identity"][:, 3])
+    again = compute_features(data, backbone, transform_spec(backbone, 16, "hflip"),
+                             cache_dir=tmp_path)
+    assert len(decoded) == len(data) and np.array_equal(again, views["hflip"])  # cached
+
+
+def test_a_batch_view_equals_the_views_transform(image_folder: Path) -> None:
+    from deephash.features.extract import apply_view
+
+    data = open_dataset(str(image_folder))
+    backbone = colour_backbone()
+    identity = transform_spec(backbone, 12).build()
+    mirrored = transform_spec(backbone, 12, "hflip").build()
+    batch = torch.stack([identity(data.load_image(i)) for i in range(len(data))])
+    expected = torch.stack([mirrored(data.load_image(i)) for i in range(len(data))])
+    assert torch.equal(apply_view(batch, "hflip"), expected)
+    assert apply_view(batch, "identity") is batch
+    with pytest.raises(ValueError, match="unknown view 'vflip'"):
+        apply_view(batch, "vflip")

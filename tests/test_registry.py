@@ -19,7 +19,7 @@ from deephash.index import create_index
 from deephash.losses import BATCH_DISTANCES, create_loss
 from deephash.metrics.distances import get_distance
 from deephash.miners import create_miner
-from deephash.registries import HASHING_METHODS, INDEXES, LISTABLE, parse_index
+from deephash.registries import HASHING_METHODS, INDEXES, LISTABLE, RUNTIMES, parse_index
 from deephash.registry import Lazy, Registry
 from deephash.studies.configs import dtsh_training
 from deephash.training.config import TrainingConfig
@@ -90,6 +90,8 @@ PROBES: dict[str, Callable[[str], str]] = {
         "zhuang" if HASHING_METHODS.create(name, TrainingConfig()).procedure == "zhuang"
         else "dtsh" if HASHING_METHODS.create(name, dtsh_training()) == dtsh_training()
         else "?"),
+    # building every runtime is test_runtimes' job; here: the class names its runtime
+    "runtimes": lambda name: RUNTIMES.get(name).name,
 }
 
 

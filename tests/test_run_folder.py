@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import tiny_run_args
 
 from deephash.cli import main
@@ -125,6 +126,20 @@ def test_resume_needs_the_same_configuration(tmp_path: Path) -> None:
     with open_run(out, moved, resume=True):
         assert run_json(out)["resumed"] is True
     assert (out / "metrics.json").is_file()  # --resume keeps what the run wrote
+
+
+def test_a_field_added_after_the_run_was_saved_reads_as_its_default(tmp_path: Path) -> None:
+    out = finished_run(tmp_path / "run", train_config(tmp_path / "run"))
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["extraction"]["precision"]  # a run saved before --precision existed
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    with open_run(out, train_config(out, resume=True), resume=True):
+        pass
+    later = train_config(out, resume=True)
+    later = dataclasses.replace(later, extraction=dataclasses.replace(later.extraction,
+                                                                      precision="bf16"))
+    with pytest.raises(ConfigError, match=r"extraction.precision \"fp32\" -> \"bf16\""):
+        open_run(out, later, resume=True)
 
 
 def test_a_resumed_study_may_extend_its_sweep_only(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from deephash.losses.distances import BatchDistance
     from deephash.metrics.distances import Distance
     from deephash.miners.base import Miner
+    from deephash.runtimes.base import Runtime
     from deephash.training.config import TrainingConfig
 
 _TORCHVISION = "deephash.backbones.torchvision_models:torchvision_backbone"
@@ -88,6 +89,18 @@ HASHING_METHODS: Registry[TrainingConfig] = Registry("hashing method", {
     "zhuang": "deephash.studies.configs:zhuang_training",
 })
 
+#: frozen-extraction runtimes (``--runtime``); factories take ``(backbone, image_size,
+#: precision, exports, device)``, see :func:`deephash.runtimes.build_runtime`
+RUNTIMES: Registry[Runtime] = Registry("runtime", {
+    "torch": "deephash.runtimes.torch_eager:TorchRuntime",
+    "openvino": "deephash.runtimes.openvino:OpenVinoRuntime",
+    "onnxruntime": "deephash.runtimes.onnxruntime:OnnxRuntime",
+})
+#: ``--runtime`` values: ``auto`` picks one of RUNTIMES (``deephash.runtimes.resolve_runtime``)
+RUNTIME_CHOICES = ("auto", *RUNTIMES.names())
+#: ``--precision`` of frozen extraction: float32, or bfloat16 where the runtime offers it
+PRECISIONS = ("fp32", "bf16")
+
 #: how a loss averages its per-tuple values (``deephash.losses.base.reduce``)
 REDUCTIONS = ("mean", "mean_active", "sum")
 
@@ -99,6 +112,7 @@ LISTABLE: dict[str, Any] = {
     "backbones": BACKBONES, "protocols": PROTOCOLS, "losses": LOSSES, "miners": MINERS,
     "train-distances": BATCH_DISTANCES, "distances": DISTANCES, "indexes": INDEXES,
     "hashing-methods": HASHING_METHODS, "reductions": REDUCTIONS, "datasets": DATASET_KINDS,
+    "runtimes": RUNTIMES,
 }
 
 

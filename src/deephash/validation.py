@@ -7,7 +7,8 @@ later. It checks every field against its declared ``choices``, ``parse`` and bou
 (:func:`deephash.config.check_fields`), then what needs more than one field, in one
 function per config kind: a margin > 0 where the loss or the miner uses one, a miner
 whose tuples the loss trains on, regularisers and schedules that parse, a data folder
-that exists, a device that is there. Errors are :class:`~deephash.errors.ConfigError`
+that exists, a device that is there, an extraction runtime that is installed and computes
+in the asked precision. Errors are :class:`~deephash.errors.ConfigError`
 (one line naming the option and the fix).
 """
 
@@ -54,6 +55,15 @@ def _check_device(name: str) -> None:
     resolve_device(name)
 
 
+def _check_runtime(runtime: str, precision: str) -> None:
+    """An explicit ``--runtime`` must be installed and compute in ``--precision``; ``auto``
+    always finds one (torch at worst)."""
+    from deephash.runtimes.base import check_runtime
+
+    if runtime != "auto":
+        check_runtime(runtime, precision)
+
+
 def _check_data(config: BaselineConfig) -> None:
     from deephash.data.open import DOWNLOADABLE
 
@@ -83,6 +93,7 @@ def _check_baseline(config: BaselineConfig) -> None:
                           "(random) or a state-dict file")
     _check_data(config)
     _check_device(config.extraction.device)
+    _check_runtime(config.extraction.runtime, config.extraction.precision)
 
 
 def _check_training(cfg: TrainingConfig, seed: int) -> None:

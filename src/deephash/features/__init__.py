@@ -1,7 +1,8 @@
-"""Feature extraction with an on-disk cache: ``compute_features``."""
+"""Feature extraction with an on-disk cache: ``compute_views``, ``compute_features``."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ from deephash.backbones import Backbone
 from deephash.data import ImageDataset
 from deephash.data.transforms import TransformSpec
 from deephash.features.cache import FeatureCache, FeatureKey
-from deephash.features.extract import TransformedImages, extract_features
+from deephash.features.extract import TransformedImages, extract_features, extract_views
 from deephash.progress import progress_bar
+from deephash.runtimes import Runtime, build_runtime
 
 
 def transform_spec(backbone: Backbone, image_size: int, view: str = "identity") -> TransformSpec:
@@ -22,43 +24,73 @@ def transform_spec(backbone: Backbone, image_size: int, view: str = "identity") 
                          interpolation=pre.interpolation, view=view)
 
 
-def feature_key(backbone: Backbone, dataset: ImageDataset, spec: TransformSpec) -> FeatureKey:
+def feature_key(backbone: Backbone, dataset: ImageDataset, spec: TransformSpec,
+                precision: str = "fp32") -> FeatureKey:
+    """The cache key of ``backbone``'s features of ``dataset`` seen through ``spec``; the
+    runtime is not part of it (see :mod:`deephash.features.cache`)."""
     if backbone.weights_id is None:
         raise ValueError("randomly initialised backbones have no cache key")
     return FeatureKey(backbone=backbone.name, weights=backbone.weights_id,
                       transform=spec.describe(), dataset=dataset.fingerprint(),
-                      n_images=len(dataset), dim=backbone.num_features)
+                      n_images=len(dataset), dim=backbone.num_features, precision=precision)
 
 
-def compute_features(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec, *,
-                     cache_dir: Path | None, batch_size: int = 128, num_workers: int = 0,
-                     device: torch.device | None = None, shard_size: int = 4096) -> np.ndarray:
-    """``(len(dataset), D)`` float32 features of every pool image, cached when possible.
+def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec,
+                  views: tuple[str, ...] = ("identity",), *, cache_dir: Path | None,
+                  runtime: str = "torch", precision: str = "fp32", batch_size: int = 128,
+                  num_workers: int = 0, device: torch.device | None = None,
+                  shard_size: int = 4096) -> dict[str, np.ndarray]:
+    """``{view: (len(dataset), D) float32}`` features of every pool image, cached when
+    possible; ``spec``'s own view is replaced by each of ``views`` in turn.
 
+    Each image is decoded once for all its views. ``runtime`` (``auto``, ``torch``,
+    ``openvino``, ``onnxruntime``) computes in ``precision`` on ``device``; it is built
+    (and its export read from, or written to, ``cache_dir``) only when something is
+    missing from the cache. Cached features come back memory-mapped and read-only.
     Random-weight backbones and ``cache_dir=None`` bypass the cache. An interrupted
     extraction keeps its finished shards of ``shard_size`` images and resumes from them.
     The cache key's data fingerprint is remembered where the data set was opened to
     remember it: ``open_dataset(..., fingerprint_memo=memo_location(cache_dir))`` keeps
     everything under ``cache_dir``.
     """
-    transform = spec.build()
-    bar = progress_bar(len(dataset), f"features {backbone.name} {spec.image_size}px {spec.view}",
+    identity = dataclasses.replace(spec, view="identity")
+    transform = identity.build()
+    bar = progress_bar(len(dataset) * len(views),
+                       f"features {backbone.name} {spec.image_size}px {'+'.join(views)}",
                        unit="img")
+    engines: list[Runtime] = []
 
-    def compute(indices: np.ndarray) -> np.ndarray:
+    def compute(indices: np.ndarray, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if not engines:  # built on first use: a cache hit needs no export
+            engines.append(build_runtime(runtime, backbone, spec.image_size,
+                                         precision=precision, cache_dir=cache_dir,
+                                         device=device, n_images=len(dataset) * len(wanted)))
         images = TransformedImages(dataset, indices, transform, spec.image_size)
-        return extract_features(backbone, images, batch_size=batch_size,
-                                num_workers=num_workers, device=device, on_batch=bar.update)
+        return extract_views(engines[0], backbone, images, wanted, batch_size=batch_size,
+                             num_workers=num_workers, on_batch=bar.update)
 
     try:
         if cache_dir is None or backbone.weights_id is None:
-            return compute(np.arange(len(dataset)))
-        cache = FeatureCache(cache_dir, shard_size)
-        return cache.get_or_compute(feature_key(backbone, dataset, spec), compute,
-                                    on_resume=bar.update)
+            return compute(np.arange(len(dataset)), tuple(views))
+        keys = {view: feature_key(backbone, dataset, dataclasses.replace(spec, view=view),
+                                  precision) for view in views}
+        return FeatureCache(cache_dir, shard_size).get_or_compute_views(keys, compute,
+                                                                        on_resume=bar.update)
     finally:
         bar.close()
 
 
-__all__ = ["FeatureCache", "FeatureKey", "compute_features", "extract_features", "feature_key",
-           "transform_spec"]
+def compute_features(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec, *,
+                     cache_dir: Path | None, runtime: str = "torch", precision: str = "fp32",
+                     batch_size: int = 128, num_workers: int = 0,
+                     device: torch.device | None = None, shard_size: int = 4096) -> np.ndarray:
+    """``(len(dataset), D)`` float32 features of every pool image in ``spec``'s view,
+    cached when possible: :func:`compute_views` of that one view."""
+    return compute_views(dataset, backbone, spec, (spec.view,), cache_dir=cache_dir,
+                         runtime=runtime, precision=precision, batch_size=batch_size,
+                         num_workers=num_workers, device=device,
+                         shard_size=shard_size)[spec.view]
+
+
+__all__ = ["FeatureCache", "FeatureKey", "compute_features", "compute_views", "extract_features",
+           "extract_views", "feature_key", "transform_spec"]

@@ -20,7 +20,7 @@ from deephash.backbones import create_backbone
 from deephash.data import ImageDataset, Splits, make_splits, open_dataset
 from deephash.data.fingerprint import default_cache_root, memo_location
 from deephash.devices import resolve_device
-from deephash.features import compute_features, transform_spec
+from deephash.features import compute_views, transform_spec
 from deephash.studies.baseline_config import BaselineConfig, ExtractionConfig
 from deephash.studies.report import validation_report, write_results
 from deephash.studies.run_folder import open_run, write_splits
@@ -38,17 +38,15 @@ def cache_location(cfg: ExtractionConfig) -> Path | None:
 
 def load_features(config: BaselineConfig, dataset: ImageDataset,
                   device: torch.device) -> dict[str, np.ndarray]:
-    """Pool features per view: ``{"identity": (N, D)}`` (plus ``"hflip"`` when asked)."""
+    """Pool features per view: ``{"identity": (N, D)}`` (plus ``"hflip"`` when asked, from
+    the same decoded images), memory-mapped read-only when they come from the cache."""
     backbone = create_backbone(config.backbone.name, config.backbone.weights)
     ext = config.extraction
     views = ("identity", "hflip") if ext.flip_views else ("identity",)
-    return {
-        view: compute_features(dataset, backbone,
-                               transform_spec(backbone, config.backbone.image_size, view),
-                               cache_dir=cache_location(ext), batch_size=ext.batch_size,
-                               num_workers=ext.num_workers, device=device)
-        for view in views
-    }
+    return compute_views(dataset, backbone, transform_spec(backbone, config.backbone.image_size),
+                         views, cache_dir=cache_location(ext), runtime=ext.runtime,
+                         precision=ext.precision, batch_size=ext.batch_size,
+                         num_workers=ext.num_workers, device=device)
 
 
 def open_protocol(config: BaselineConfig) -> tuple[ImageDataset, Splits]:

@@ -56,10 +56,10 @@ log = logging.getLogger(__name__)
 RUN_FLAGS: tuple[tuple[str, ...], ...] = (("overwrite",), ("training", "resume"))
 #: fields a resumed run may change besides a study's sweep: it may train longer
 EXTENDABLE = ("training.epochs",)
-#: how the work is run, not what it computes: a resumed run may move to another device, use
-#: more workers or another copy of the feature cache
+#: how the work is run, not what it computes: a resumed run may move to another device or
+#: float32 runtime, use more workers or another copy of the feature cache
 HOW_RUN = ("extraction.device", "extraction.num_workers", "extraction.batch_size",
-           "extraction.cache_dir", "extraction.cache")
+           "extraction.cache_dir", "extraction.cache", "extraction.runtime")
 _NOT_COMPARED = frozenset({"out", *HOW_RUN, *(".".join(path) for path in RUN_FLAGS)})
 _ABSENT = object()
 
@@ -113,8 +113,15 @@ def config_changes(saved: dict[str, Any], config: Any,
                    ignore: tuple[str, ...] = ()) -> list[str]:
     """``["training.margin 0.2 -> 0.4", ...]``: the dotted fields where ``config`` differs
     from a saved ``config.yaml`` mapping, leaving out ``out``, the run-control flags and
-    ``ignore``."""
+    ``ignore``. A field missing from a section the saved file has was added to deephash
+    after the run was saved: it reads as its default (a section missing altogether, as a
+    baseline's ``training``, stays a difference)."""
     before, after = _flatten(saved), _flatten(saved_config(config))
+    defaults = _flatten(saved_config(type(config)()))
+    sections = {key.rpartition(".")[0] for key in before}
+    for key in after.keys() - before.keys():
+        if key.rpartition(".")[0] in sections and key in defaults:
+            before[key] = defaults[key]
     skipped = _NOT_COMPARED | set(ignore)
 
     def show(values: dict[str, Any], key: str) -> str:

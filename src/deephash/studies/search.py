@@ -36,7 +36,7 @@ from deephash.data.image_folder import ImageFolderDataset
 from deephash.data.transforms import TransformSpec
 from deephash.devices import resolve_device
 from deephash.errors import ConfigError, DataError
-from deephash.features import compute_features, transform_spec
+from deephash.features import compute_views, transform_spec
 from deephash.fileio import save_json, save_npz
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.index import create_index, load_index
@@ -79,9 +79,10 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     dataset = open_dataset(config.data_dir, "auto", fingerprint_memo=memo_location(cache))
     backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
     spec = transform_spec(backbone, train_config.backbone.image_size)
-    features = [compute_features(dataset, backbone, dataclasses.replace(spec, view=view),
-                                 cache_dir=cache, device=resolve_device(config.device))
-                for view in _views(train_config)]
+    views = compute_views(dataset, backbone, spec, _views(train_config), cache_dir=cache,
+                          runtime="auto", precision=train_config.extraction.precision,
+                          device=resolve_device(config.device))
+    features = [views[view] for view in _views(train_config)]
     codes = train_config.training.codes
     vectors = _vectors(model, features, codes)
     dim = train_config.training.embedding_dim

@@ -30,8 +30,11 @@ class FeatureInputs:
 
     def __init__(self, identity: np.ndarray, flipped: np.ndarray | None, seed: int,
                  augment: bool = True) -> None:
-        self.identity = torch.from_numpy(np.ascontiguousarray(identity))
-        self.flipped = None if flipped is None else torch.from_numpy(np.ascontiguousarray(flipped))
+        # cached features come memory-mapped read-only: training reads every row each
+        # epoch, so they are loaded into (writable) memory once, as torch tensors need
+        self.identity = torch.from_numpy(np.require(identity, np.float32, ["C", "W"]))
+        self.flipped = None if flipped is None else torch.from_numpy(
+            np.require(flipped, np.float32, ["C", "W"]))
         self.augment = augment and self.flipped is not None
         self.generator = torch.Generator().manual_seed(seed)
         self.in_dim = int(self.identity.shape[1])
