@@ -9,7 +9,6 @@ library function starts; a bad one is a single ``deephash: error:`` line and exi
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import typing
@@ -20,6 +19,7 @@ from typing import Any, NamedTuple
 from deephash.config import add_arguments, apply_arguments, load_yaml
 from deephash.errors import DeephashError
 from deephash.registries import LISTABLE
+from deephash.registry import Lazy
 from deephash.studies.baseline_config import BaselineConfig
 from deephash.studies.configs import (
     HashConfig,
@@ -85,8 +85,7 @@ def build_config(command: str, args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     config = build_config(args.command, args)
-    module, _, function = COMMANDS[args.command].function.partition(":")
-    getattr(importlib.import_module(module), function)(config)
+    Lazy(COMMANDS[args.command].function).resolve()(config)
     return 0
 
 

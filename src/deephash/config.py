@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -132,12 +133,10 @@ def _default_of(f: dataclasses.Field[Any]) -> Any:
     return None
 
 
-#: metadata key -> how the bound reads; what a value within it satisfies
-_BOUNDS = (("min", "at least"), ("max", "at most"), ("above", "greater than"),
-           ("below", "less than"))
-_WITHIN: dict[str, Callable[[float, float], bool]] = {
-    "min": lambda v, b: v >= b, "max": lambda v, b: v <= b, "above": lambda v, b: v > b,
-    "below": lambda v, b: v < b}
+#: metadata key -> (how the bound reads, what a value within it satisfies)
+_BOUNDS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
+    "min": ("at least", operator.ge), "max": ("at most", operator.le),
+    "above": ("greater than", operator.gt), "below": ("less than", operator.lt)}
 
 
 def _flag(path: tuple[str, ...], f: dataclasses.Field[Any]) -> str:
@@ -165,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = _flag(path, f)
         inner, _optional = _leaf_type(tp)
         help_text = f.metadata.get("help", "")
-        bounds = "".join(f"; {word} {f.metadata[key]}" for key, word in _BOUNDS
+        bounds = "".join(f"; {word} {f.metadata[key]}" for key, (word, _) in _BOUNDS.items()
                          if key in f.metadata)
         help_text = f"{help_text} (default: {_default_of(f)}{bounds})".strip()
         kwargs: dict[str, Any] = {"dest": "__".join(path), "default": argparse.SUPPRESS,
@@ -190,8 +189,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def _bound_error(value: float, meta: Mapping[str, Any]) -> str | None:
     """What is wrong with ``value`` under the ``min``/``max``/``above``/``below`` bounds."""
-    for key, word in _BOUNDS:
-        if key in meta and not _WITHIN[key](value, meta[key]):
+    for key, (word, within) in _BOUNDS.items():
+        if key in meta and not within(value, meta[key]):
             return f"{word} {meta[key]}"
     return None
 

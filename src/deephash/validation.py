@@ -149,12 +149,10 @@ def _(config: LossStudyConfig) -> None:
     if not config.losses:
         raise ConfigError("--losses needs at least one LOSS or LOSS+MINER")
     for entry in config.losses:
-        loss, _, miner = entry.partition("+")
-        training = dataclasses.replace(config.training, loss=loss,
-                                       miner=miner or config.training.miner)
+        training = config.entry_training(entry)
         margins: tuple[float, ...] = (training.margin,)
-        if loss_traits(loss).uses_margin:
-            margins = config.contrastive_margins if loss == "contrastive" else config.margins
+        if loss_traits(training.loss).uses_margin:
+            margins = config.margin_grid(training.loss)
             if not margins:
                 raise ConfigError(f"--losses {entry}: its margin grid is empty; give margins")
         for margin in margins:

@@ -73,6 +73,15 @@ class LossStudyConfig(TrainConfig):
     contrastive_margins: tuple[float, ...] = field(default=(0.5, 1.0, 1.5, 2.0), metadata={
         "above": 0, "help": "margin grid of the contrastive loss (a distance, not a gap)"})
 
+    def entry_training(self, entry: str) -> TrainingConfig:
+        """``LOSS`` (with ``--miner``) or ``LOSS+MINER`` -> that entry's training config."""
+        loss, _, miner = entry.partition("+")
+        return dataclasses.replace(self.training, loss=loss, miner=miner or self.training.miner)
+
+    def margin_grid(self, loss: str) -> tuple[float, ...]:
+        """The margins ``loss`` is selected over (a loss without a margin ignores them)."""
+        return self.contrastive_margins if loss == "contrastive" else self.margins
+
 
 @dataclass
 class MinerStudyConfig(TrainConfig):

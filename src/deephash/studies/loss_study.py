@@ -52,14 +52,13 @@ def _compare(config: LossStudyConfig, run: Path) -> list[dict[str, Any]]:
         "overwrite": sub_run_flags(resume, run / "baseline")[1]}))
     rows = [{"method": "baseline (frozen features)", "margin": None, **baseline}]
     for entry in config.losses:
-        loss, _, miner = entry.partition("+")
-        training = dataclasses.replace(config.training, loss=loss,
-                                       miner=miner or config.training.miner)
+        training = config.entry_training(entry)
+        loss = training.loss
         base = {**_fields(config, TrainConfig), "out": str(run / entry), "overwrite": False,
                 "training": training}
         if loss_traits(loss).uses_margin:  # a select-margin study continues its own sub-runs
-            grid = config.contrastive_margins if loss == "contrastive" else config.margins
-            metrics = run_select_margin(SelectMarginConfig(**base, margins=grid))
+            metrics = run_select_margin(SelectMarginConfig(**base,
+                                                           margins=config.margin_grid(loss)))
             margin = metrics["selected_margin"]
         else:
             again, overwrite = sub_run_flags(resume, run / entry)
