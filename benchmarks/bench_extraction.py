@@ -38,7 +38,7 @@ from deephash.data import ImageDataset, open_dataset
 from deephash.data.transforms import TransformSpec
 from deephash.features import feature_key, transform_spec
 from deephash.features.cache import FeatureCache
-from deephash.features.extract import TransformedImages, apply_view, extract_views
+from deephash.features.extract import PixelImages, apply_view, extract_views
 from deephash.metrics import EvaluationSpec, evaluate_retrieval
 from deephash.runtimes import (
     RUNTIME_INFO,
@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=100, help="per class, bf16's slice")
     parser.add_argument("--test", type=int, default=50, help="per class, bf16's slice")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--num-workers", type=int, nargs="+", default=[0, 1, 2],
+                        help="decoding workers of the pipeline, each measured")
     args = parser.parse_args()
 
     dataset = open_dataset(str(DATA))
@@ -89,7 +90,8 @@ def main() -> None:
         "what": f"efficientnet_lite0 on CIFAR-10 (JPEG mirror), batch {args.batch_size}; "
                 f"runtimes: {args.images} images per size, median of {args.rounds} "
                 f"alternating rounds; pipeline: {args.pipeline_images} images x 2 views "
-                f"({args.torch_pipeline_images} with torch), {args.num_workers} workers",
+                f"({args.torch_pipeline_images} with torch), with {args.num_workers} "
+                f"decoding workers; runtimes take uint8 pixels and normalise them",
         "versions": _versions(),
         "runtimes_images_per_s": grid,
         "fastest_fp32_vs_torch_at_128px": fastest_fp32,
@@ -115,11 +117,16 @@ def _engines() -> list[tuple[str, str]]:
             if is_installed(name) for precision in RUNTIME_INFO[name].precisions]
 
 
-def _batches(dataset: ImageDataset, spec: TransformSpec, n: int,
+def _batches(dataset: ImageDataset, spec: TransformSpec, indices: np.ndarray,
              batch_size: int) -> list[torch.Tensor]:
-    indices = np.linspace(0, len(dataset) - 1, n).astype(np.int64)
-    images = TransformedImages(dataset, indices, spec.build(), spec.image_size)
-    return list(torch.split(torch.stack([images[i][0] for i in range(len(images))]), batch_size))
+    """uint8 pixel batches of ``indices``, decoded in advance: what a runtime takes."""
+    images = PixelImages(dataset, indices, spec)
+    return list(torch.split(images.collate([images[i] for i in range(len(images))])[0],
+                            batch_size))
+
+
+def _spread(dataset: ImageDataset, n: int) -> np.ndarray:
+    return np.linspace(0, len(dataset) - 1, n).astype(np.int64)
 
 
 def _alternate(runs: dict[str, Callable[[], object]], rounds: int,
@@ -138,7 +145,8 @@ def _alternate(runs: dict[str, Callable[[], object]], rounds: int,
 
 def _runtimes_at(size: int, dataset: ImageDataset, backbone: Backbone, args: Any,
                  exports: Path) -> dict[str, Any]:
-    batches = _batches(dataset, transform_spec(backbone, size), args.images, args.batch_size)
+    batches = _batches(dataset, transform_spec(backbone, size), _spread(dataset, args.images),
+                       args.batch_size)
     engines: dict[str, Runtime] = {}
     build_s = {}
     for name, precision in _engines():
@@ -166,8 +174,9 @@ def _runtimes_at(size: int, dataset: ImageDataset, backbone: Backbone, args: Any
 
 def _pipelines(dataset: ImageDataset, backbone: Backbone, args: Any,
                exports: Path) -> list[dict[str, Any]]:
-    """Decode + both views against the bare forward of both views, for torch and for what
-    ``auto`` picks for a full CIFAR-10 extraction in each precision."""
+    """Decode + both views (with each of ``--num-workers``) against the bare forward of
+    both views on pixels already in memory, for torch and for what ``auto`` picks for a
+    full CIFAR-10 extraction in each precision."""
     spec = transform_spec(backbone, args.image_size)
     choices = [("torch", "fp32")] + [
         (resolve_runtime("auto", precision, "cpu", 2 * CIFAR_IMAGES), precision)
@@ -175,9 +184,8 @@ def _pipelines(dataset: ImageDataset, backbone: Backbone, args: Any,
     rows = []
     for name, precision in dict.fromkeys(choices):
         n = args.torch_pipeline_images if name == "torch" else args.pipeline_images
-        indices = np.linspace(0, len(dataset) - 1, n).astype(np.int64)
-        images = TransformedImages(dataset, indices, spec.build(), args.image_size)
-        batches = _batches(dataset, spec, n, args.batch_size)
+        images = PixelImages(dataset, _spread(dataset, n), spec)
+        batches = _batches(dataset, spec, images.indices, args.batch_size)
         engine: Runtime = build_runtime(name, backbone, args.image_size, precision=precision,
                                         cache_dir=exports)
 
@@ -186,18 +194,25 @@ def _pipelines(dataset: ImageDataset, backbone: Backbone, args: Any,
                 for view in VIEWS:
                     engine(apply_view(batch, view))
 
-        def full(engine: Runtime = engine, images: TransformedImages = images) -> None:
+        def full(workers: int, engine: Runtime = engine, images: PixelImages = images) -> None:
             extract_views(engine, backbone, images, VIEWS, batch_size=args.batch_size,
-                          num_workers=args.num_workers)
+                          num_workers=workers)
 
-        seconds = _alternate({"bare": bare, "full": full}, args.rounds, warm_up=False)
+        runs: dict[str, Callable[[], object]] = {"bare": bare}
+        runs.update({f"{w} workers": lambda w=w: full(w) for w in args.num_workers})
+        seconds = _alternate(runs, args.rounds, warm_up=False)
         views = len(images) * len(VIEWS)
-        bare_rate, full_rate = views / seconds["bare"], views / seconds["full"]
+        rates = {label: views / s for label, s in seconds.items()}
+        best = max((label for label in rates if label != "bare"), key=rates.__getitem__)
         rows.append({"runtime": name, "precision": precision,
-                     "bare_forward_image_views_per_s": round(bare_rate, 1),
-                     "pipeline_image_views_per_s": round(full_rate, 1),
-                     "ratio": round(full_rate / bare_rate, 3),
-                     "cifar10_two_views_minutes": round(2 * CIFAR_IMAGES / full_rate / 60, 1)})
+                     "bare_forward_image_views_per_s": round(rates["bare"], 1),
+                     "pipeline_image_views_per_s": {label: round(rate, 1) for label, rate
+                                                    in rates.items() if label != "bare"},
+                     "ratio": {label: round(rate / rates["bare"], 3) for label, rate
+                               in rates.items() if label != "bare"},
+                     "best": best, "best_ratio": round(rates[best] / rates["bare"], 3),
+                     "cifar10_two_views_minutes": round(2 * CIFAR_IMAGES / rates[best] / 60,
+                                                        1)})
         print(rows[-1], flush=True)
     return rows
 
@@ -211,11 +226,8 @@ def _bf16_effect(dataset: ImageDataset, backbone: Backbone, args: Any,
     train, test = np.flatnonzero(~dataset.is_test), np.flatnonzero(dataset.is_test)
     train = train[stratified_sample(dataset.labels[train], args.train * n_classes, 0)]
     test = test[stratified_sample(dataset.labels[test], args.test * n_classes, 0)]
-    spec = transform_spec(backbone, args.image_size)
-    images = TransformedImages(dataset, np.concatenate([train, test]), spec.build(),
-                               args.image_size)
-    batches = list(torch.split(torch.stack([images[i][0] for i in range(len(images))]),
-                               args.batch_size))
+    batches = _batches(dataset, transform_spec(backbone, args.image_size),
+                       np.concatenate([train, test]), args.batch_size)
 
     def retrieval(features: np.ndarray) -> dict[str, float]:
         report = evaluate_retrieval(features[len(train):], features[: len(train)],

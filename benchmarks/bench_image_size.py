@@ -19,7 +19,7 @@ import numpy as np
 from deephash.backbones import create_backbone
 from deephash.data import open_dataset
 from deephash.features import transform_spec
-from deephash.features.extract import TransformedImages, extract_features
+from deephash.features.extract import PixelImages, extract_features
 from deephash.metrics import EvaluationSpec, evaluate_retrieval
 from deephash.viz.tsne import stratified_sample
 
@@ -47,8 +47,8 @@ def main() -> None:
     for size in args.sizes:
         spec = transform_spec(backbone, size)
         start = time.perf_counter()
-        features = extract_features(backbone, TransformedImages(
-            dataset, np.concatenate([train, test]), spec.build(), size), num_workers=2)
+        features = extract_features(backbone, PixelImages(
+            dataset, np.concatenate([train, test]), spec), num_workers=2)
         seconds = time.perf_counter() - start
         db, queries = features[: len(train)], features[len(train):]
         report = evaluate_retrieval(queries, db, dataset.labels[test], dataset.labels[train],

@@ -62,7 +62,7 @@ def test_second_run_reads_the_cache(folder: Path, tmp_path: Path,
     def no_extraction(*args: object, **kwargs: object) -> None:
         raise AssertionError("features were extracted again")
 
-    monkeypatch.setattr(features, "extract_features", no_extraction)
+    monkeypatch.setattr(features, "extract_views", no_extraction)
     assert baseline(folder, tmp_path / "b", tmp_path / "cache", "--seed", "3") == 0
     first = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["n_query"] == first["n_query"]

@@ -107,8 +107,8 @@ def test_both_views_come_from_one_decode(image_folder: Path, tmp_path: Path,
 
     data = open_dataset(str(image_folder))
     decoded: list[int] = []
-    load_image = data.load_image
-    monkeypatch.setattr(data, "load_image", lambda i: decoded.append(i) or load_image(i))
+    load_image, load_pixels = data.load_image, data.load_pixels
+    monkeypatch.setattr(data, "load_pixels", lambda i: decoded.append(i) or load_pixels(i))
     backbone = colour_backbone()
     spec = transform_spec(backbone, 16)
     views = compute_views(data, backbone, spec, ("identity", "hflip"), cache_dir=tmp_path,
@@ -126,15 +126,64 @@ def test_both_views_come_from_one_decode(image_folder: Path, tmp_path: Path,
 
 
 def test_a_batch_view_equals_the_views_transform(image_folder: Path) -> None:
-    from deephash.features.extract import apply_view
+    from deephash.features.extract import PixelImages, apply_view
 
     data = open_dataset(str(image_folder))
     backbone = colour_backbone()
-    identity = transform_spec(backbone, 12).build()
-    mirrored = transform_spec(backbone, 12, "hflip").build()
-    batch = torch.stack([identity(data.load_image(i)) for i in range(len(data))])
-    expected = torch.stack([mirrored(data.load_image(i)) for i in range(len(data))])
-    assert torch.equal(apply_view(batch, "hflip"), expected)
+    spec = transform_spec(backbone, 12)
+    pixels = PixelImages(data, np.arange(len(data)), spec)
+    batch, indices, errors = pixels.collate([pixels[i] for i in range(len(data))])
+    assert len({tuple(pixels[i][0].shape) for i in range(len(data))}) > 1  # mixed sizes
+    assert batch.dtype == torch.uint8 and batch.shape == (len(data), 3, 12, 12)
+    assert indices.tolist() == list(range(len(data))) and errors == [""] * len(data)
+    for view in ("identity", "hflip"):  # normalised by the batch = the view's own transform
+        transform = transform_spec(backbone, 12, view).build()
+        expected = torch.stack([transform(data.load_image(i)) for i in range(len(data))])
+        assert torch.equal(spec.normalise(apply_view(batch, view)), expected)
     assert apply_view(batch, "identity") is batch
     with pytest.raises(ValueError, match="unknown view 'vflip'"):
         apply_view(batch, "vflip")
+
+
+@pytest.mark.parametrize("size", [8, 16, 48])
+@pytest.mark.parametrize("view", ["identity", "hflip"])
+def test_pixels_then_normalisation_is_torchvisions_composed_transform(
+        image_folder: Path, size: int, view: str) -> None:
+    """The split transform gives bitwise what torchvision's steps give in one Compose, on
+    the fixture's images of every shape and mode (so features cached before the split
+    stay valid)."""
+    from torchvision.transforms import v2
+
+    from deephash.data.transforms import TransformSpec
+
+    spec = TransformSpec(size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), view=view)
+    steps = [v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size),
+             v2.ToDtype(torch.float32, scale=True),
+             v2.Normalize(list(spec.mean), list(spec.std))]
+    composed = v2.Compose([*steps, *([v2.RandomHorizontalFlip(p=1.0)] if view == "hflip"
+                                     else [])])
+    data = open_dataset(str(image_folder))
+    pixels = spec.build_pixels()
+    for i in range(len(data)):
+        expected = composed(data.load_image(i))
+        assert torch.equal(spec.build()(data.load_image(i)), expected)
+        assert torch.equal(spec.normalise(pixels(data.load_pixels(i))), expected)
+
+
+def test_decoding_workers_default_to_none_beside_a_cpu_model(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from deephash.devices import MAX_GPU_WORKERS, decoding_workers
+    from deephash.features.extract import PixelImages, make_loader
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert decoding_workers(None, cpu) == 0
+    assert decoding_workers(3, cpu) == 3 and decoding_workers(0, cuda) == 0  # as asked
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert decoding_workers(None, cuda) == MAX_GPU_WORKERS
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert decoding_workers(None, cuda) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert decoding_workers(None, cuda) == 1
+    images = PixelImages.__new__(PixelImages)  # the loader only holds it
+    assert make_loader(images, 4, None, cpu).num_workers == 0
+    assert make_loader(images, 4, 2, cpu).num_workers == 2

@@ -34,7 +34,7 @@ def test_grayscale_and_odd_sizes_become_rgb(image_folder: Path) -> None:
 
 
 def test_sixteen_bit_grayscale_is_scaled(tmp_path: Path) -> None:
-    from deephash.data.dataset import to_rgb
+    from deephash.data.decode import to_rgb
 
     image = Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))
     assert np.asarray(to_rgb(image)).min() == 255

@@ -21,7 +21,7 @@ from deephash.cli import main
 from deephash.data import open_dataset
 from deephash.errors import ConfigError
 from deephash.features import compute_features, transform_spec
-from deephash.features.extract import TransformedImages
+from deephash.features.extract import PixelImages
 from deephash.runtimes import (
     AUTO_MIN_IMAGES,
     ExportError,
@@ -56,6 +56,12 @@ def tiny_backbone(weights_id: str | None = "test:tiny") -> Backbone:
     return Backbone("tiny", TinyNet(), 8, Preprocessing((0.5,) * 3, (0.25,) * 3), weights_id)
 
 
+def random_pixels(n: int, size: int) -> torch.Tensor:
+    """``(n, 3, size, size)`` uint8 noise, seeded."""
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(0))
+
+
 @pytest.fixture(scope="module")
 def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache for the module, so Lite0 is exported once per runtime."""
@@ -64,7 +70,7 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def real_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
-    """Decoded images at SIZE px per preprocessing: the tiny fixture folder's, plus 16
+    """Decoded uint8 pixels at SIZE px per preprocessing: the tiny fixture folder's, plus 16
     CIFAR-10 photographs where the shared mirror is present."""
     folders = [make_image_folder(tmp_path_factory.mktemp("images"))]
     if (SHARED_CIFAR / "train").is_dir():
@@ -75,9 +81,8 @@ def real_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Ten
         batches = []
         for folder in folders:
             data = open_dataset(str(folder))
-            images = TransformedImages(data, np.linspace(0, len(data) - 1, 16).astype(int),
-                                       spec.build(), SIZE)
-            batches.append(torch.stack([images[i][0] for i in range(len(images))]))
+            images = PixelImages(data, np.linspace(0, len(data) - 1, 16).astype(int), spec)
+            batches.append(images.collate([images[i] for i in range(len(images))])[0])
         out[name] = torch.cat(batches)
     return out
 
@@ -146,7 +151,7 @@ def test_an_export_is_made_once_and_a_damaged_one_is_rebuilt(
         real_export(backbone, image_size, folder)
 
     monkeypatch.setattr(module, "_export", counting_export)
-    images = torch.rand(6, 3, 16, 16)
+    images = random_pixels(6, 16)
     first = build_runtime(runtime, tiny_backbone(), 16, cache_dir=tmp_path)(images)
     [folder] = (tmp_path / "runtimes").iterdir()
     manifest = folder / "manifest.json"
@@ -175,7 +180,7 @@ def test_other_sizes_weights_and_random_weights_get_their_own_export(tmp_path: P
     build_runtime("openvino", tiny_backbone("test:other"), 16, cache_dir=tmp_path)
     assert len(list((tmp_path / "runtimes").iterdir())) == 3
     random = tiny_backbone(weights_id=None)
-    images = torch.rand(3, 3, 16, 16)
+    images = random_pixels(3, 16)
     features = build_runtime("openvino", random, 16, cache_dir=tmp_path)(images)
     assert len(list((tmp_path / "runtimes").iterdir())) == 3  # never cached
     assert relative_difference(features, build_runtime("torch", random, 16)(images)) <= 1e-5

@@ -18,7 +18,7 @@ import torch
 from deephash.backbones import create_backbone
 from deephash.data import open_dataset
 from deephash.features import transform_spec
-from deephash.features.extract import TransformedImages, extract_features
+from deephash.features.extract import PixelImages, extract_features
 
 
 def agreement(cpu: np.ndarray, gpu: np.ndarray) -> dict[str, float]:
@@ -28,7 +28,7 @@ def agreement(cpu: np.ndarray, gpu: np.ndarray) -> dict[str, float]:
             "cos_min": float(((cpu * gpu).sum(1) / norms / np.linalg.norm(gpu, axis=1)).min())}
 
 
-def rate(backbone: torch.nn.Module, images: TransformedImages, workers: int) -> float:
+def rate(backbone: torch.nn.Module, images: PixelImages, workers: int) -> float:
     cuda = torch.device("cuda")
     extract_features(backbone, images, batch_size=256, num_workers=workers, device=cuda)  # warm
     torch.cuda.synchronize()
@@ -56,15 +56,15 @@ def main() -> None:
     out: dict[str, object] = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0)}
     sample = np.arange(0, len(dataset), 10)
     for size in (128, 224):
-        transform = transform_spec(backbone, size).build()
-        images = TransformedImages(dataset, sample, transform, size)
+        spec = transform_spec(backbone, size)
+        images = PixelImages(dataset, sample, spec)
         cpu = extract_features(backbone, images, batch_size=64, device=torch.device("cpu"))
         gpu = extract_features(backbone, images, batch_size=64, device=torch.device("cuda"))
         out.update({f"{key}_{size}": value for key, value in agreement(cpu, gpu).items()})
-        everything = TransformedImages(dataset, np.arange(len(dataset)), transform, size)
+        everything = PixelImages(dataset, np.arange(len(dataset)), spec)
         for workers in (0, 8):
             out[f"img_per_s_{size}_workers{workers}"] = rate(backbone, everything, workers)
-        batch = torch.stack([everything[i][0] for i in range(256)]).cuda()
+        batch = spec.normalise(everything.collate([everything[i] for i in range(256)])[0]).cuda()
         out[f"forward_img_per_s_{size}"] = forward_rate(backbone.cuda(), batch)
     print(json.dumps(out, indent=1))
     folder = Path(os.environ.get("OUT", "benchmarks/results"))

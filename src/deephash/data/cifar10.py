@@ -80,6 +80,9 @@ class Cifar10Dataset(ImageDataset):
     def load_image(self, index: int) -> Image.Image:
         return Image.fromarray(self.images[index])
 
+    def load_pixels(self, index: int) -> np.ndarray:
+        return np.array(self.images[index])
+
     def describe(self, index: int) -> str:
         if index < self._n_train:
             return f"cifar10:train[{index}]"

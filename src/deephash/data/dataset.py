@@ -43,6 +43,12 @@ class ImageDataset(abc.ABC):
     def load_image(self, index: int) -> Image.Image:
         """The image at ``index`` as RGB; raises :class:`DataError` naming the file."""
 
+    def load_pixels(self, index: int) -> np.ndarray:
+        """``(H, W, 3)`` uint8 pixels of the image at ``index``, exactly
+        ``np.array(self.load_image(index))`` (subclasses may read them faster); raises
+        :class:`DataError` naming the file."""
+        return np.array(self.load_image(index))
+
     @abc.abstractmethod
     def describe(self, index: int) -> str:
         """Where image ``index`` comes from (a path, or ``cifar10:test[17]``)."""
@@ -68,12 +74,3 @@ class ImageDataset(abc.ABC):
             )
         if not self.is_test.any() or self.is_test.all():
             raise DataError(f"{self.name}: needs both training and test images")
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode (grayscale, palette, 16-bit, alpha) to 8-bit RGB."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
-    return image.convert("RGB")

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from deephash.data.dataset import ImageDataset, to_rgb
+from deephash.data.dataset import ImageDataset
+from deephash.data.decode import open_rgb, read_rgb_pixels
 from deephash.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
@@ -69,14 +70,10 @@ class ImageFolderDataset(ImageDataset):
         self.check()
 
     def load_image(self, index: int) -> Image.Image:
-        path = self.root / self.paths[index]
-        try:
-            with Image.open(path) as image:
-                image.load()
-                return to_rgb(image)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}; replace or delete the file"
-                            ) from None
+        return open_rgb(self.root / self.paths[index])
+
+    def load_pixels(self, index: int) -> np.ndarray:
+        return read_rgb_pixels(self.root / self.paths[index])
 
     def describe(self, index: int) -> str:
         return str(self.root / self.paths[index])

@@ -1,15 +1,31 @@
-"""Evaluation transforms, built from a backbone's preprocessing data."""
+"""Evaluation transforms, built from a backbone's preprocessing data.
+
+A transform runs in two parts: *pixels* (resize and crop in uint8, and the view's mirror)
+once per image where the image is decoded, and *normalisation* (to float32, minus mean,
+over std) on whole batches where the model runs — inside the exported model for OpenVINO.
+Both parts are elementwise-exact re-orderings of torchvision's own steps, so
+``normalise(pixels(image))`` is bitwise what the single composed transform gives.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 VIEWS = ("identity", "hflip")
+
+
+def normalise(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(..., 3, H, W)`` uint8 -> float32 scaled to [0, 1], then ``(x - mean) / std`` per
+    channel (torchvision's ``ToDtype(scale=True)`` and ``Normalize``, on any batch)."""
+    scaled = F.to_dtype(pixels, torch.float32, scale=True)
+    return F.normalize(scaled, list(mean), list(std))
 
 
 @dataclass(frozen=True)
@@ -31,18 +47,31 @@ class TransformSpec:
     def describe(self) -> dict[str, object]:
         return asdict(self)
 
-    def build(self) -> Callable[[Image.Image], torch.Tensor]:
-        """``PIL.Image -> (3, image_size, image_size)`` float32 tensor."""
+    def resize_crop(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(..., 3, h, w)`` uint8 -> ``(..., 3, image_size, image_size)`` uint8: the
+        shorter side resized to ``image_size`` (antialiased), the centre square kept, and
+        (``hflip``) mirrored. Images of one size may come as one batch: each comes out as
+        it would alone."""
         if self.view not in VIEWS:
             raise ValueError(f"unknown view {self.view!r}; known: {', '.join(VIEWS)}")
-        mode = v2.InterpolationMode(self.interpolation)
-        steps: list[Callable[..., object]] = [
-            v2.PILToTensor(),
-            v2.Resize(self.image_size, interpolation=mode, antialias=True),
-            v2.CenterCrop(self.image_size),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(list(self.mean), list(self.std)),
-        ]
-        if self.view == "hflip":
-            steps.append(v2.RandomHorizontalFlip(p=1.0))
-        return v2.Compose(steps)
+        size = self.image_size
+        pixels = F.resize_image(pixels, [size], antialias=True,
+                                interpolation=v2.InterpolationMode(self.interpolation))
+        pixels = F.center_crop_image(pixels, [size, size])
+        return pixels.flip(-1) if self.view == "hflip" else pixels
+
+    def build_pixels(self) -> Callable[[np.ndarray], torch.Tensor]:
+        """``(h, w, 3)`` uint8 pixels -> ``(3, image_size, image_size)`` uint8
+        (:meth:`resize_crop`); :meth:`normalise` finishes the transform."""
+        if self.view not in VIEWS:
+            raise ValueError(f"unknown view {self.view!r}; known: {', '.join(VIEWS)}")
+        return lambda image: self.resize_crop(torch.from_numpy(image).permute(2, 0, 1))
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(..., 3, S, S)`` uint8 from :meth:`build_pixels` -> float32, normalised."""
+        return normalise(pixels, self.mean, self.std)
+
+    def build(self) -> Callable[[Image.Image], torch.Tensor]:
+        """``PIL.Image -> (3, image_size, image_size)`` float32 tensor."""
+        pixels = self.build_pixels()
+        return lambda image: self.normalise(pixels(np.array(image)))

@@ -12,7 +12,7 @@ from deephash.backbones import Backbone
 from deephash.data import ImageDataset
 from deephash.data.transforms import TransformSpec
 from deephash.features.cache import FeatureCache, FeatureKey
-from deephash.features.extract import TransformedImages, extract_features, extract_views
+from deephash.features.extract import PixelImages, extract_features, extract_views
 from deephash.progress import progress_bar
 from deephash.runtimes import Runtime, build_runtime
 
@@ -38,7 +38,7 @@ def feature_key(backbone: Backbone, dataset: ImageDataset, spec: TransformSpec,
 def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec,
                   views: tuple[str, ...] = ("identity",), *, cache_dir: Path | None,
                   runtime: str = "torch", precision: str = "fp32", batch_size: int = 128,
-                  num_workers: int = 0, device: torch.device | None = None,
+                  num_workers: int | None = None, device: torch.device | None = None,
                   shard_size: int = 4096) -> dict[str, np.ndarray]:
     """``{view: (len(dataset), D) float32}`` features of every pool image, cached when
     possible; ``spec``'s own view is replaced by each of ``views`` in turn.
@@ -53,8 +53,6 @@ def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec
     remember it: ``open_dataset(..., fingerprint_memo=memo_location(cache_dir))`` keeps
     everything under ``cache_dir``.
     """
-    identity = dataclasses.replace(spec, view="identity")
-    transform = identity.build()
     bar = progress_bar(len(dataset) * len(views),
                        f"features {backbone.name} {spec.image_size}px {'+'.join(views)}",
                        unit="img")
@@ -65,7 +63,7 @@ def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec
             engines.append(build_runtime(runtime, backbone, spec.image_size,
                                          precision=precision, cache_dir=cache_dir,
                                          device=device, n_images=len(dataset) * len(wanted)))
-        images = TransformedImages(dataset, indices, transform, spec.image_size)
+        images = PixelImages(dataset, indices, spec)
         return extract_views(engines[0], backbone, images, wanted, batch_size=batch_size,
                              num_workers=num_workers, on_batch=bar.update)
 
@@ -82,7 +80,7 @@ def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec
 
 def compute_features(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec, *,
                      cache_dir: Path | None, runtime: str = "torch", precision: str = "fp32",
-                     batch_size: int = 128, num_workers: int = 0,
+                     batch_size: int = 128, num_workers: int | None = None,
                      device: torch.device | None = None, shard_size: int = 4096) -> np.ndarray:
     """``(len(dataset), D)`` float32 features of every pool image in ``spec``'s view,
     cached when possible: :func:`compute_views` of that one view."""
@@ -92,5 +90,5 @@ def compute_features(dataset: ImageDataset, backbone: Backbone, spec: TransformS
                          shard_size=shard_size)[spec.view]
 
 
-__all__ = ["FeatureCache", "FeatureKey", "compute_features", "compute_views", "extract_features",
-           "extract_views", "feature_key", "transform_spec"]
+__all__ = ["FeatureCache", "FeatureKey", "PixelImages", "compute_features", "compute_views",
+           "extract_features", "extract_views", "feature_key", "transform_spec"]

@@ -1,8 +1,11 @@
 """The runtime contract: a frozen backbone compiled for fast inference.
 
 A runtime is built from ``(backbone, image_size, precision, exports, device)`` and called on
-``(B, 3, H, W)`` float32 image batches (``H = W = image_size``, normalised as the backbone's
-preprocessing asks); it returns the ``(B, D)`` float32 features the backbone would. Only
+``(B, 3, H, W)`` uint8 pixel batches (``H = W = image_size``, resized and cropped by
+:meth:`TransformSpec.build_pixels`); it normalises them as the backbone's preprocessing
+asks (:func:`deephash.data.transforms.normalise`, or inside the compiled model) and returns
+the ``(B, D)`` float32 features the backbone would. uint8 batches are a quarter of float32's
+bytes to decode into, move between processes, mirror and copy. Only
 torch runs on CUDA; the others run on the CPU whatever the device (which then steers
 training alone). What each runtime needs installed and which precisions it computes in is
 declared here (without importing it), so that options are checked before any work starts.
@@ -22,13 +25,13 @@ if TYPE_CHECKING:
 
 
 class Runtime(Protocol):
-    """``(B, 3, H, W)`` float32 images -> ``(B, D)`` float32 numpy features."""
+    """``(B, 3, H, W)`` uint8 pixels -> ``(B, D)`` float32 numpy features."""
 
     name: str
     precision: str
     device: torch.device
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray: ...
+    def __call__(self, pixels: torch.Tensor) -> np.ndarray: ...
 
 
 class ExportError(ConfigError):

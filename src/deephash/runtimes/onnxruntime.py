@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from deephash.backbones import Backbone
+from deephash.data.transforms import normalise
 from deephash.runtimes.base import ExportError
 from deephash.runtimes.exports import ExportKey, ExportStore
 
@@ -70,6 +71,7 @@ class OnnxRuntime:
 
         self.precision = precision
         self.device = torch.device("cpu")
+        self.mean, self.std = backbone.preprocessing.mean, backbone.preprocessing.std
         key = None if backbone.weights_id is None else ExportKey(
             backbone.name, backbone.weights_id, image_size, self.name,
             f"torch {torch.__version__}, onnxruntime {ort.__version__}")
@@ -84,7 +86,7 @@ class OnnxRuntime:
         self.session = (exports or ExportStore(None)).get_or_export(
             key, lambda folder: _export(backbone, image_size, folder), load)
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        """``(B, 3, H, W)`` float32 -> ``(B, D)`` float32."""
-        batch = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+    def __call__(self, pixels: torch.Tensor) -> np.ndarray:
+        """``(B, 3, H, W)`` uint8 -> ``(B, D)`` float32 (normalised by torch first)."""
+        batch = normalise(pixels.cpu(), self.mean, self.std).numpy()
         return np.asarray(self.session.run(None, {"images": batch})[0], dtype=np.float32)

@@ -5,7 +5,10 @@
 the IR is saved uncompressed (float32 weights, not OpenVINO's default float16) and
 compiled with ``INFERENCE_PRECISION_HINT`` float32, or bfloat16 for ``--precision bf16``
 (OpenVINO's own default on CPUs with bfloat16 units, which it would otherwise choose
-silently).
+silently). The compiled model takes uint8 pixels: OpenVINO's preprocessing steps, added at
+load time (the cached export stays the backbone alone), convert them to float32 and
+normalise them inside the graph, in the order torchvision does (``/ 255``, ``- mean``,
+``/ std``), on OpenVINO's threads and without a float32 copy of the batch.
 """
 
 from __future__ import annotations
@@ -66,6 +69,19 @@ def _export(backbone: Backbone, image_size: int, folder: Path) -> None:
     ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
 
 
+def _taking_pixels(ov: types.ModuleType, model: Any, mean: tuple[float, ...],
+                   std: tuple[float, ...]) -> Any:
+    """``model`` (float32 NCHW input) with uint8 NCHW input, normalised in the graph."""
+    from openvino.preprocess import PrePostProcessor
+
+    steps = PrePostProcessor(model)
+    steps.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NCHW"))
+    steps.input().model().set_layout(ov.Layout("NCHW"))
+    steps.input().preprocess().convert_element_type(ov.Type.f32).scale(255.0) \
+        .mean(list(mean)).scale(list(std))
+    return steps.build()
+
+
 class OpenVinoRuntime:
     """The backbone compiled by OpenVINO for the CPU."""
 
@@ -83,13 +99,17 @@ class OpenVinoRuntime:
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
 
+        pre = backbone.preprocessing
+
         def load(folder: Path) -> Any:
-            return core.compile_model(core.read_model(str(folder / "model.xml")), "CPU", config)
+            model = _taking_pixels(ov, core.read_model(str(folder / "model.xml")), pre.mean,
+                                   pre.std)
+            return core.compile_model(model, "CPU", config)
 
         self.model = (exports or ExportStore(None)).get_or_export(
             key, lambda folder: _export(backbone, image_size, folder), load)
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        """``(B, 3, H, W)`` float32 -> ``(B, D)`` float32."""
-        batch = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+    def __call__(self, pixels: torch.Tensor) -> np.ndarray:
+        """``(B, 3, H, W)`` uint8 -> ``(B, D)`` float32."""
+        batch = np.ascontiguousarray(pixels.cpu().numpy(), dtype=np.uint8)
         return np.array(self.model(batch)[0], dtype=np.float32)

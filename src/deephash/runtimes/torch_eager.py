@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from deephash.backbones import Backbone
+from deephash.data.transforms import normalise
 from deephash.devices import full_float32
 from deephash.runtimes.exports import ExportStore
 
@@ -26,15 +27,17 @@ class TorchRuntime:
                  exports: ExportStore | None = None, device: torch.device | None = None) -> None:
         del image_size, exports  # nothing to export: eager mode takes any input size
         self.backbone = backbone
+        self.mean, self.std = backbone.preprocessing.mean, backbone.preprocessing.std
         self.precision = precision
         self.device = device or torch.device("cpu")
         backbone.to(self.device).eval()
 
     @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        """``(B, 3, H, W)`` float32 -> ``(B, D)`` float32."""
+    def __call__(self, pixels: torch.Tensor) -> np.ndarray:
+        """``(B, 3, H, W)`` uint8 -> ``(B, D)`` float32 (normalised on ``device``)."""
         reduced = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                    if self.precision == "bf16" else contextlib.nullcontext())
+        images = normalise(pixels.to(self.device, non_blocking=True), self.mean, self.std)
         with full_float32(), reduced:
-            features = self.backbone(images.to(self.device, non_blocking=True))
+            features = self.backbone(images)
         return features.float().cpu().numpy()

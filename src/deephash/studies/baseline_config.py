@@ -51,8 +51,10 @@ class BackboneConfig:
 @dataclass
 class ExtractionConfig:
     batch_size: int = field(default=128, metadata={"min": 1, "help": "images per forward pass"})
-    num_workers: int = field(default=2, metadata={
-        "min": 0, "help": "image-decoding worker processes"})
+    num_workers: int | None = field(default=None, metadata={
+        "min": 0, "help": "image-decoding worker processes; default none when the model "
+                          "runs on the CPU (workers would compete with it for the cores), "
+                          "one per spare core (at most 8) on CUDA"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
     cache_dir: str | None = field(default=None, metadata={
         "help": "feature cache folder (default $DEEPHASH_CACHE or ~/.cache/deephash)"})

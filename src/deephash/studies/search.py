@@ -188,7 +188,7 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
         raise ConfigError(f"{folder} is not an index folder (run deephash index)") from None
     from PIL import Image, UnidentifiedImageError
 
-    from deephash.data.dataset import to_rgb
+    from deephash.data.decode import to_rgb
 
     try:
         with Image.open(config.image) as image:

@@ -18,7 +18,7 @@ import torch
 
 from deephash.backbones import create_backbone
 from deephash.data import ImageDataset, Splits
-from deephash.devices import resolve_device
+from deephash.devices import decoding_workers, resolve_device
 from deephash.errors import ConfigError
 from deephash.features import transform_spec
 from deephash.fileio import save_json
@@ -64,7 +64,8 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     if cfg.mode == "finetune":
         backbone = create_backbone(config.backbone.name, config.backbone.weights)
         spec = transform_spec(backbone, config.backbone.image_size)
-        inputs = ImageInputs(dataset, spec, cfg.flip_augment, config.extraction.num_workers,
+        inputs = ImageInputs(dataset, spec, cfg.flip_augment,
+                             decoding_workers(config.extraction.num_workers, device),
                              backbone.num_features)
     else:
         inputs = FeatureInputs(features["identity"], features.get("hflip"), config.seed,
