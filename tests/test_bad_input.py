@@ -64,6 +64,9 @@ CASES: dict[str, Case] = {
     "margin grid": (["select-margin", "--margins", "0.1", "-0.2"], 2,
                     "--margins must be greater than 0, got -0.2"),
     # what needs more than one field
+    "views in finetune mode": (["train", "--mode", "finetune", "--views", "4"], 2,
+                               "--views 4 caches augmented views for frozen training; --mode "
+                               "finetune augments images online: drop --views"),
     "margin of loss and miner": (["train", "--margin", "-1"], 2, "--margin must be greater than 0 "
                                  "for the facenet loss and the semi-hard miner, got -1"),
     "margin of the miner": (["train", "--loss", "hoffer", "--margin", "0"], 2,
@@ -116,6 +119,8 @@ def base_argv(command: str, folder: Path, tmp: Path) -> list[str]:
         (tmp / "index" / "index.json").write_text("{}")
         return ["search", str(next(folder.glob("test/*/*.png"))), "--index", str(tmp / "index"),
                 "--show", str(tmp / "out" / "results.png")]
+    if command == "pack":
+        return ["pack", str(folder), str(tmp / "out" / "data.pack")]
     if command in COMMANDS:
         return [command, "--data-dir", str(folder), "--out", out, "--cache-dir", cache,
                 "--device", "cpu"]

@@ -88,3 +88,64 @@ def test_trained_figures_stand_beside_the_frozen_features(
     worse = (good["val_map@all"] < good["frozen_val_map@all"]
              or good["val_knn_acc@10"] < good["frozen_val_knn_acc@10"])
     assert ("worse on validation" in caplog.text) == worse
+
+
+def test_train_with_cached_augmented_views(folder: Path, tmp_path: Path) -> None:
+    """--views 2 extracts two augmented views of the training images once (cached beside
+    the pool's features) and trains on them; a rerun reads them from the cache."""
+    cache = tmp_path / "cache"
+    assert train(folder, tmp_path / "a", cache, "--epochs", "2", "--views", "2") == 0
+    entries = [json.loads(p.read_text()) for p in (cache / "features").glob("*/key.json")]
+    views = sorted(e["transform"]["view"] for e in entries)
+    assert views == ["aug1", "aug2", "hflip", "identity"]
+    subset = next(e for e in entries if e["transform"]["view"] == "aug1")
+    splits = json.loads((tmp_path / "a" / "splits.json").read_text())
+    assert "/subset:" in subset["dataset"] and subset["n_images"] == len(splits["train"])
+    assert train(folder, tmp_path / "b", cache, "--epochs", "2", "--views", "2") == 0
+    a, b = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("a", "b"))
+    assert a["map@all"] == b["map@all"]
+    assert len(list((cache / "features").iterdir())) == 4
+
+
+def test_partial_mode_trains_the_last_blocks_from_cached_activations(
+        folder: Path, tmp_path: Path) -> None:
+    """N = 0 is the frozen head to the last digit; N = 2 caches the activations before
+    Lite0's last two blocks once, trains those blocks (moving them away from ImageNet's
+    weights) and the head, and reloads from its checkpoint to the same test figures."""
+    import torch
+
+    from deephash.backbones import create_backbone
+    from deephash.backbones.split import split_backbone
+    from deephash.data import open_dataset
+    from deephash.features import compute_features, transform_spec
+    from deephash.studies.search import feature_backbone
+
+    cache = tmp_path / "cache"
+    common = ("--epochs", "2", "--no-flip-augment")
+    assert train(folder, tmp_path / "frozen", cache, *common) == 0
+    assert train(folder, tmp_path / "p0", cache, *common, "--mode", "partial",
+                 "--trainable-blocks", "0") == 0
+    frozen, p0 = (json.loads((tmp_path / r / "metrics.json").read_text())
+                  for r in ("frozen", "p0"))
+    assert all(frozen[k] == p0[k] for k in FLAT_KEYS)
+    assert train(folder, tmp_path / "p2", cache, *common, "--mode", "partial",
+                 "--trainable-blocks", "2") == 0
+    names = {json.loads(p.read_text())["backbone"] for p in cache.glob("features/*/key.json")}
+    assert names == {"efficientnet_lite0", "efficientnet_lite0[:-2]"}
+    config, model = load_model(tmp_path / "p2" / "best.pt")
+    assert config.training.mode == "partial" and model.backbone is not None
+    pretrained = split_backbone(create_backbone("efficientnet_lite0"), 2, 32)[1]
+    moved = [not torch.equal(a, b) for a, b in zip(model.backbone.state_dict().values(),
+                                                   pretrained.state_dict().values(),
+                                                   strict=True) if a.is_floating_point()]
+    assert any(moved)
+    # the checkpoint and the inference path (index, search) give the run's embeddings
+    prefix = feature_backbone(config)
+    activations = compute_features(open_dataset(str(folder)), prefix, transform_spec(prefix, 32),
+                                   cache_dir=None)
+    database = np.load(tmp_path / "p2" / "embeddings" / "database.npz")
+    with torch.no_grad():
+        again = model(torch.from_numpy(activations[database["index"]])).numpy()
+    np.testing.assert_allclose(again, database["x"], atol=1e-5)
+    assert main(["index", "--checkpoint", str(tmp_path / "p2" / "best.pt"), "--data-dir",
+                 str(folder), "--out", str(tmp_path / "index"), "--cache-dir", str(cache)]) == 0

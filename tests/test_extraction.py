@@ -132,7 +132,8 @@ def test_a_batch_view_equals_the_views_transform(image_folder: Path) -> None:
     backbone = colour_backbone()
     spec = transform_spec(backbone, 12)
     pixels = PixelImages(data, np.arange(len(data)), spec)
-    batch, indices, errors = pixels.collate([pixels[i] for i in range(len(data))])
+    batch, indices, errors, augmented = pixels.collate([pixels[i] for i in range(len(data))])
+    assert augmented == {}
     assert len({tuple(pixels[i][0].shape) for i in range(len(data))}) > 1  # mixed sizes
     assert batch.dtype == torch.uint8 and batch.shape == (len(data), 3, 12, 12)
     assert indices.tolist() == list(range(len(data))) and errors == [""] * len(data)
@@ -143,6 +144,54 @@ def test_a_batch_view_equals_the_views_transform(image_folder: Path) -> None:
     assert apply_view(batch, "identity") is batch
     with pytest.raises(ValueError, match="unknown view 'vflip'"):
         apply_view(batch, "vflip")
+
+
+def test_augmented_views_are_seeded_per_image_and_view(image_folder: Path,
+                                                       tmp_path: Path) -> None:
+    """aug<k> of an image is the same whatever the batch, the order or the subset; views
+    differ from each other and from the image; a subset's views are cached under their own
+    key and read back."""
+    from deephash.data.augment import CROP_RATIO, CROP_SCALE, augment_pixels, crop_box
+    from deephash.features import compute_views
+    from deephash.features.extract import PixelImages
+
+    data = open_dataset(str(image_folder))
+    backbone = colour_backbone()
+    spec = transform_spec(backbone, 12)
+    every = PixelImages(data, np.arange(len(data)), spec, ("aug1", "aug2"))
+    _, _, _, whole = every.collate([every[i] for i in range(len(data))])
+    order = np.array([9, 3, 30, 0])
+    some = PixelImages(data, order, spec, ("aug2",))
+    _, _, _, part = some.collate([some[i] for i in range(len(order))])
+    assert torch.equal(part["aug2"], whole["aug2"][order])
+    assert not torch.equal(whole["aug1"], whole["aug2"])
+    for index in (0, 5, 31):  # boxes inside the image, within the policy's ranges
+        h, w = data.load_pixels(index).shape[:2]
+        for view in (1, 2, 3):
+            top, left, ch, cw, _ = crop_box(h, w, view, index)
+            assert 0 <= top <= h - ch and 0 <= left <= w - cw
+            if (ch, cw) != (h, w):
+                assert CROP_SCALE[0] - 0.1 <= ch * cw / (h * w) <= CROP_SCALE[1] + 1e-9
+                assert CROP_RATIO[0] - 0.1 <= cw / ch <= CROP_RATIO[1] + 0.1
+    mirrors = [crop_box(20, 16, 1, index)[4] for index in range(200)]
+    assert 70 < sum(mirrors) < 130  # a fair coin
+    one = augment_pixels(torch.from_numpy(data.load_pixels(4)).permute(2, 0, 1), 2, 4, 12)
+    assert torch.equal(one, whole["aug2"][4])
+
+    subset = np.flatnonzero(~data.is_test)[::2]
+    first = compute_views(data, backbone, spec, ("aug1", "aug2"), cache_dir=tmp_path,
+                          subset=subset)
+    calls = backbone.body.calls
+    again = compute_views(data, backbone, spec, ("aug1", "aug2"), cache_dir=tmp_path,
+                          subset=subset)
+    assert backbone.body.calls == calls and first["aug1"].shape == (len(subset), 4)
+    assert np.array_equal(again["aug2"], first["aug2"])
+    direct = backbone(spec.normalise(whole["aug2"][subset]))
+    np.testing.assert_allclose(first["aug2"], direct.detach().numpy(), atol=1e-6)
+    other = compute_views(data, backbone, spec, ("aug2",), cache_dir=tmp_path,
+                          subset=subset[:3])
+    assert backbone.body.calls > calls  # another subset, another entry
+    np.testing.assert_allclose(other["aug2"], first["aug2"][:3], atol=1e-6)
 
 
 @pytest.mark.parametrize("size", [8, 16, 48])

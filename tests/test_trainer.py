@@ -184,3 +184,34 @@ def test_test_time_flip_averages_the_two_views_and_augmentation_is_optional() ->
     assert (augmented == mirrored[:40]).all(axis=1).any()  # augmentation does use the mirror
     with pytest.raises(ValueError, match="mirrored"):
         next(FeatureInputs(data["x"], None, 0).eval_batches(rows, 2, mirrored=True))
+
+
+def test_training_samples_every_cached_view_uniformly_and_only_its_own() -> None:
+    """Features whose value names their view: each training row comes from the image, its
+    mirror or one of its K augmented views, uniformly; rows without augmented views draw
+    from the image and mirror only; without augmented views the draws are the mirror-only
+    scheme's (the same rows flipped for a seed as before views existed)."""
+    from deephash.training.inputs import AugmentedFeatures
+
+    n, k = 60, 3
+    identity = np.zeros((n, 2), np.float32)
+    mirror = np.full((n, 2), -1.0, np.float32)
+    members = np.arange(0, n, 2)  # only even pool indices have augmented views
+    views = [np.full((len(members), 2), v + 1.0, np.float32) for v in range(k)]
+    inputs = FeatureInputs(identity, mirror, seed=5,
+                           augmented=AugmentedFeatures(members, views))
+    batches = [np.arange(n)] * 400
+    values = np.stack([b[:, 0].numpy() for b in inputs.train_batches(batches)])  # (400, n)
+    even, odd = values[:, members], values[:, 1::2]
+    for value in (-1.0, 0.0, 1.0, 2.0, 3.0):  # 1 / (K + 2) each
+        assert abs(np.mean(even == value) - 1 / (k + 2)) < 0.02, value
+    assert set(np.unique(odd)) == {-1.0, 0.0} and abs(np.mean(odd == -1.0) - 0.5) < 0.03
+    assert (values == values[:, :, None].max(axis=2)).all()  # every row one whole view
+
+    plain = FeatureInputs(identity, mirror, seed=5)
+    generator = torch.Generator().manual_seed(5)  # the mirror-only scheme, written out
+    for batch in plain.train_batches([np.arange(n)] * 3):
+        flipped = torch.rand(n, generator=generator) < 0.5
+        np.testing.assert_array_equal(batch[:, 0].numpy() == -1.0, flipped.numpy())
+    with pytest.raises(ValueError, match="one row per pool index"):
+        AugmentedFeatures(members, [views[0][:3]])

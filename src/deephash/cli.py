@@ -26,6 +26,7 @@ from deephash.studies.configs import (
     IndexConfig,
     LossStudyConfig,
     MinerStudyConfig,
+    PackConfig,
     ScheduleStudyConfig,
     SearchConfig,
     SelectMarginConfig,
@@ -69,6 +70,9 @@ COMMANDS: dict[str, Command] = {
                      "index an image folder with a trained model (codes or embeddings)"),
     "search": Command(SearchConfig, "deephash.studies.search:search_image",
                       "print the k nearest indexed images to a query image"),
+    "pack": Command(PackConfig, "deephash.studies.pack:run_pack",
+                    "write a data set into one file (its images' own encoded bytes, labels, "
+                    "classes and order), readable by every command as --data-dir FILE"),
 }
 
 

@@ -28,6 +28,7 @@ from deephash.studies.configs import (
     IndexConfig,
     LossStudyConfig,
     MinerStudyConfig,
+    PackConfig,
     ScheduleStudyConfig,
     SearchConfig,
     SelectMarginConfig,
@@ -64,6 +65,12 @@ def _check_runtime(runtime: str, precision: str) -> None:
         check_runtime(runtime, precision)
 
 
+def _is_pack(path: Path) -> bool:
+    from deephash.data.packed import is_pack
+
+    return is_pack(path)
+
+
 def _check_data(config: BaselineConfig) -> None:
     from deephash.data.open import DOWNLOADABLE
 
@@ -76,8 +83,9 @@ def _check_data(config: BaselineConfig) -> None:
                               "(or --dataset cifar10|mnist|fashion-mnist to download one)")
         return
     path = Path(chosen).expanduser()
-    if path.is_file():
-        raise ConfigError(f"{option} {path} is a file; pass the folder that holds the data set")
+    if path.is_file() and not _is_pack(path):
+        raise ConfigError(f"{option} {path} is a file; pass the folder that holds the data set "
+                          "(or a file written by deephash pack)")
     if not path.exists() and not (data.dataset in DOWNLOADABLE and data.download):
         raise ConfigError(f"{option} {path} does not exist; pass an existing folder"
                           + (" or allow --download" if data.dataset in DOWNLOADABLE else ""))
@@ -114,6 +122,12 @@ def _check_training(cfg: TrainingConfig, seed: int) -> None:
                           f"{cfg.margin:g}")
     loss.check_miner(miner)
     parse_weights(cfg.regularizers)
+    if cfg.mode != "partial" and cfg.trainable_blocks != TrainingConfig.trainable_blocks:
+        raise ConfigError(f"--trainable-blocks {cfg.trainable_blocks} applies to --mode "
+                          f"partial (not {cfg.mode})")
+    if cfg.views and cfg.mode == "finetune":
+        raise ConfigError(f"--views {cfg.views} caches augmented views for frozen training; "
+                          "--mode finetune augments images online: drop --views")
 
 
 @validate.register
@@ -199,9 +213,10 @@ def _(config: IndexConfig) -> None:
     if not Path(config.checkpoint).is_file():
         raise ConfigError(f"--checkpoint {config.checkpoint}: no such file (a trained run's "
                           "best.pt)")
-    if config.data_dir is not None and not Path(config.data_dir).expanduser().is_dir():
+    data = None if config.data_dir is None else Path(config.data_dir).expanduser()
+    if data is not None and not data.is_dir() and not _is_pack(data):
         raise ConfigError(f"--data-dir {config.data_dir} is not a folder; pass the images' "
-                          "folder")
+                          "folder (or a file written by deephash pack)")
     _existing_folder(config.out, "--out")
     _existing_folder(config.cache_dir, "--cache-dir")
     _check_device(config.device)
@@ -216,3 +231,23 @@ def _(config: SearchConfig) -> None:
         raise ConfigError(f"query image {config.image}: no such file")
     if not (Path(config.index) / "index.json").is_file():
         raise ConfigError(f"--index {config.index} is not an index folder (run deephash index)")
+
+
+@validate.register
+def _(config: PackConfig) -> None:
+    check_fields(config)
+    if not config.data_dir or not config.file:
+        raise ConfigError("give the data set and the file to write: deephash pack DATA_DIR FILE")
+    if not Path(config.data_dir).expanduser().exists():
+        raise ConfigError(f"DATA_DIR {config.data_dir} does not exist; pass a data set folder "
+                          "(or a pack)")
+    target = Path(config.file).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"FILE {target} is a folder; name the pack file, e.g. "
+                          f"{target / 'data.pack'}")
+    if target.exists() and not config.overwrite:
+        raise ConfigError(f"FILE {target} exists; replace it with --overwrite or choose "
+                          "another FILE")
+    if target.exists() and not _is_pack(target):
+        raise ConfigError(f"--overwrite: FILE {target} is not a deephash pack; refusing to "
+                          "replace it, choose another FILE")

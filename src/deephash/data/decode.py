@@ -12,6 +12,7 @@ which also raises the errors a damaged file deserves.
 
 from __future__ import annotations
 
+import io
 import types
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from PIL import Image, UnidentifiedImageError
 from deephash.errors import DataError
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
+#: the fix a damaged image file's error names
+REPLACE = "replace or delete the file"
 
 
 def _import_simplejpeg() -> types.ModuleType | None:
@@ -45,13 +48,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def open_rgb(path: Path) -> Image.Image:
     """The image file at ``path`` as an RGB PIL image; raises :class:`DataError` naming it."""
+    return _pil_rgb(path, path)
+
+
+def decode_rgb(data: bytes, where: str, fix: str = REPLACE) -> Image.Image:
+    """The encoded image ``data`` (a file's bytes) as an RGB PIL image, as :func:`open_rgb`
+    reads that file; raises :class:`DataError` naming ``where`` and ``fix``."""
+    return _pil_rgb(io.BytesIO(data), where, fix)
+
+
+def _pil_rgb(source: Path | io.BytesIO, where: object, fix: str = REPLACE) -> Image.Image:
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.load()
             return to_rgb(image)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}; replace or delete the file"
-                        ) from None
+        raise DataError(f"cannot read image {where}: {exc}; {fix}") from None
 
 
 def fast_jpeg_rgb(data: bytes) -> np.ndarray | None:
@@ -75,7 +87,13 @@ def read_rgb_pixels(path: Path) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc.strerror}; replace or delete the "
-                        "file") from None
+        raise DataError(f"cannot read image {path}: {exc.strerror}; {REPLACE}") from None
+    return decode_pixels(data, path)
+
+
+def decode_pixels(data: bytes, where: object, fix: str = REPLACE) -> np.ndarray:
+    """``(H, W, 3)`` uint8 pixels of the encoded image ``data``, exactly
+    ``np.array(decode_rgb(data, ...))`` (the JPEG fast path where it applies); raises
+    :class:`DataError` naming ``where`` and ``fix``."""
     pixels = fast_jpeg_rgb(data)
-    return pixels if pixels is not None else np.array(open_rgb(path))
+    return pixels if pixels is not None else np.array(_pil_rgb(io.BytesIO(data), where, fix))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from deephash.fileio import save_bytes
@@ -43,23 +43,41 @@ def stat_digest(root: Path, names: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+def entries_digest(entries: Iterable[tuple[str, int, Iterable[bytes]]]) -> str:
+    """SHA-256 over each ``(name, size, byte blocks)`` entry: :func:`content_digest` of
+    files held elsewhere (a pack's stored files give their folder's digest)."""
+    digest = hashlib.sha256()
+    for name, size, blocks in entries:
+        digest.update(f"{name}\0{size}\n".encode())
+        for block in blocks:
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            yield block
+
+
 def content_digest(root: Path, names: Sequence[str]) -> str:
     """SHA-256 over each file's name, size and bytes (reads every file)."""
-    digest = hashlib.sha256()
-    for name in names:
-        path = Path(root) / name
-        digest.update(f"{name}\0{path.stat().st_size}\n".encode())
-        with open(path, "rb") as handle:
-            while block := handle.read(CHUNK):
-                digest.update(block)
-    return digest.hexdigest()
+    return entries_digest((name, (Path(root) / name).stat().st_size, _blocks(Path(root) / name))
+                          for name in names)
 
 
 def content_fingerprint(root: Path, names: Sequence[str], memo_dir: Path | None = None) -> str:
     """:func:`content_digest`, remembered in ``memo_dir`` under the :func:`stat_digest` of
     the same files; ``memo_dir=None`` hashes the files and writes nothing."""
+    return remembered_digest(memo_dir, root, names, lambda: content_digest(root, names))
+
+
+def remembered_digest(memo_dir: Path | None, root: Path, names: Sequence[str],
+                      compute: Callable[[], str]) -> str:
+    """``compute()``, remembered in ``memo_dir`` under the :func:`stat_digest` of the files
+    ``names`` in ``root`` it reads; ``memo_dir=None`` computes it and writes nothing."""
     if memo_dir is None:
-        return content_digest(root, names)
+        return compute()
     memo = Path(memo_dir) / stat_digest(root, names)
     try:
         known = memo.read_text().strip()
@@ -67,7 +85,7 @@ def content_fingerprint(root: Path, names: Sequence[str], memo_dir: Path | None 
             return known
     except OSError:
         pass
-    digest = content_digest(root, names)
+    digest = compute()
     with contextlib.suppress(OSError):  # a read-only cache only costs a re-hash next time
         save_bytes(memo, digest.encode())
     return digest

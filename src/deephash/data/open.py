@@ -16,6 +16,7 @@ from deephash.data.mnist import (
     find_mnist,
     missing_mnist_files,
 )
+from deephash.data.packed import PackedDataset, is_pack
 from deephash.errors import DataError
 from deephash.registries import DATASET_KINDS
 
@@ -36,7 +37,8 @@ def resolve_data_dir(data_dir: str | None, dataset: str) -> Path:
 
 def open_dataset(data_dir: str | None, dataset: str = "auto", download: bool = True,
                  fingerprint_memo: Path | None = None) -> ImageDataset:
-    """Open an image folder or an official release (CIFAR-10, MNIST, Fashion-MNIST).
+    """Open an image folder, an official release (CIFAR-10, MNIST, Fashion-MNIST) or a
+    pack file written by ``deephash pack`` (recognised by its magic bytes).
 
     ``auto`` picks CIFAR-10 when ``cifar-10-batches-py`` is at or under the folder, MNIST or
     Fashion-MNIST when torchvision's ``MNIST/raw`` or ``FashionMNIST/raw`` is under it, else
@@ -54,6 +56,8 @@ def _open(data_dir: str | None, dataset: str, download: bool) -> ImageDataset:
     if dataset not in DATASET_KINDS:
         raise DataError(f"unknown dataset kind {dataset!r}; known: {', '.join(DATASET_KINDS)}")
     root = resolve_data_dir(data_dir, dataset)
+    if root.is_file():
+        return _open_file(root, dataset)
     if dataset not in DOWNLOADABLE and not root.is_dir():
         raise DataError(f"data folder {root} does not exist; pass --data-dir with an existing "
                         "folder (or set DEEPHASH_DATA)")
@@ -82,3 +86,14 @@ def _open(data_dir: str | None, dataset: str, download: bool) -> ImageDataset:
         raise DataError(f"{root} holds neither cifar-10-batches-py nor an image folder "
                         "(train/<class>/*, test/<class>/*)")
     return ImageFolderDataset(root)
+
+
+def _open_file(path: Path, dataset: str) -> PackedDataset:
+    """A pack file (``--dataset auto`` or ``imagefolder``: it holds image files)."""
+    if not is_pack(path):
+        raise DataError(f"{path} is a file but not a deephash pack; pass a data folder or a "
+                        "file written by deephash pack DATA_DIR FILE")
+    if dataset not in ("auto", "imagefolder"):
+        raise DataError(f"{path} is a deephash pack, not the official {dataset} release; "
+                        "open it with --dataset auto")
+    return PackedDataset(path)

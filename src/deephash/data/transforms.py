@@ -18,7 +18,17 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from deephash.data.augment import augmented_number
+
+#: the views derived from a batch of identity pixels; augmented views ``aug<k>`` are drawn
+#: per image from the decoded pixels (:mod:`deephash.data.augment`)
 VIEWS = ("identity", "hflip")
+
+
+def check_view(view: str) -> None:
+    """Raise ``ValueError`` unless ``view`` is one of :data:`VIEWS` or ``aug<k>``."""
+    if view not in VIEWS and augmented_number(view) is None:
+        raise ValueError(f"unknown view {view!r}; known: {', '.join(VIEWS)}, aug1, aug2, ...")
 
 
 def normalise(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -51,9 +61,12 @@ class TransformSpec:
         """``(..., 3, h, w)`` uint8 -> ``(..., 3, image_size, image_size)`` uint8: the
         shorter side resized to ``image_size`` (antialiased), the centre square kept, and
         (``hflip``) mirrored. Images of one size may come as one batch: each comes out as
-        it would alone."""
+        it would alone. Augmented views are drawn per image: see
+        :func:`deephash.data.augment.augment_pixels`."""
         if self.view not in VIEWS:
-            raise ValueError(f"unknown view {self.view!r}; known: {', '.join(VIEWS)}")
+            check_view(self.view)
+            raise ValueError(f"view {self.view} is drawn per image from the decoded pixels "
+                             "(deephash.data.augment), not by resize_crop")
         size = self.image_size
         pixels = F.resize_image(pixels, [size], antialias=True,
                                 interpolation=v2.InterpolationMode(self.interpolation))
@@ -64,7 +77,7 @@ class TransformSpec:
         """``(h, w, 3)`` uint8 pixels -> ``(3, image_size, image_size)`` uint8
         (:meth:`resize_crop`); :meth:`normalise` finishes the transform."""
         if self.view not in VIEWS:
-            raise ValueError(f"unknown view {self.view!r}; known: {', '.join(VIEWS)}")
+            self.resize_crop(torch.empty(0))  # raises the reason
         return lambda image: self.resize_crop(torch.from_numpy(image).permute(2, 0, 1))
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:

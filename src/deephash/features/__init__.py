@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from deephash.backbones import Backbone
 from deephash.data import ImageDataset
+from deephash.data.augment import augmented_number
 from deephash.data.transforms import TransformSpec
 from deephash.features.cache import FeatureCache, FeatureKey
 from deephash.features.extract import PixelImages, extract_features, extract_views
@@ -25,23 +27,31 @@ def transform_spec(backbone: Backbone, image_size: int, view: str = "identity") 
 
 
 def feature_key(backbone: Backbone, dataset: ImageDataset, spec: TransformSpec,
-                precision: str = "fp32") -> FeatureKey:
-    """The cache key of ``backbone``'s features of ``dataset`` seen through ``spec``; the
-    runtime is not part of it (see :mod:`deephash.features.cache`)."""
+                precision: str = "fp32", subset: np.ndarray | None = None) -> FeatureKey:
+    """The cache key of ``backbone``'s features of ``dataset`` (or of its pool indices
+    ``subset``, in that order) seen through ``spec``; the runtime is not part of it (see
+    :mod:`deephash.features.cache`)."""
     if backbone.weights_id is None:
         raise ValueError("randomly initialised backbones have no cache key")
+    data, n_images = dataset.fingerprint(), len(dataset)
+    if subset is not None:
+        rows = np.ascontiguousarray(subset, dtype=np.int64)
+        data += f"/subset:{hashlib.sha256(rows.tobytes()).hexdigest()[:32]}"
+        n_images = len(rows)
     return FeatureKey(backbone=backbone.name, weights=backbone.weights_id,
-                      transform=spec.describe(), dataset=dataset.fingerprint(),
-                      n_images=len(dataset), dim=backbone.num_features, precision=precision)
+                      transform=spec.describe(), dataset=data, n_images=n_images,
+                      dim=backbone.num_features, precision=precision)
 
 
 def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec,
                   views: tuple[str, ...] = ("identity",), *, cache_dir: Path | None,
+                  subset: np.ndarray | None = None,
                   runtime: str = "torch", precision: str = "fp32", batch_size: int = 128,
                   num_workers: int | None = None, device: torch.device | None = None,
                   shard_size: int = 4096) -> dict[str, np.ndarray]:
-    """``{view: (len(dataset), D) float32}`` features of every pool image, cached when
-    possible; ``spec``'s own view is replaced by each of ``views`` in turn.
+    """``{view: (len(dataset), D) float32}`` features of every pool image (or ``(len(subset),
+    D)`` of the pool indices ``subset``, in its order), cached when possible; ``spec``'s own
+    view is replaced by each of ``views`` in turn (``identity``, ``hflip``, ``aug<k>``).
 
     Each image is decoded once for all its views. ``runtime`` (``auto``, ``torch``,
     ``openvino``, ``onnxruntime``) computes in ``precision`` on ``device``; it is built
@@ -53,25 +63,27 @@ def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec
     remember it: ``open_dataset(..., fingerprint_memo=memo_location(cache_dir))`` keeps
     everything under ``cache_dir``.
     """
-    bar = progress_bar(len(dataset) * len(views),
+    pool = np.arange(len(dataset)) if subset is None else np.asarray(subset, dtype=np.int64)
+    bar = progress_bar(len(pool) * len(views),
                        f"features {backbone.name} {spec.image_size}px {'+'.join(views)}",
                        unit="img")
     engines: list[Runtime] = []
 
-    def compute(indices: np.ndarray, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def compute(rows: np.ndarray, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
         if not engines:  # built on first use: a cache hit needs no export
             engines.append(build_runtime(runtime, backbone, spec.image_size,
                                          precision=precision, cache_dir=cache_dir,
-                                         device=device, n_images=len(dataset) * len(wanted)))
-        images = PixelImages(dataset, indices, spec)
+                                         device=device, n_images=len(pool) * len(wanted)))
+        augmented = tuple(view for view in wanted if augmented_number(view) is not None)
+        images = PixelImages(dataset, pool[rows], spec, augmented)
         return extract_views(engines[0], backbone, images, wanted, batch_size=batch_size,
                              num_workers=num_workers, on_batch=bar.update)
 
     try:
         if cache_dir is None or backbone.weights_id is None:
-            return compute(np.arange(len(dataset)), tuple(views))
+            return compute(np.arange(len(pool)), tuple(views))
         keys = {view: feature_key(backbone, dataset, dataclasses.replace(spec, view=view),
-                                  precision) for view in views}
+                                  precision, subset) for view in views}
         return FeatureCache(cache_dir, shard_size).get_or_compute_views(keys, compute,
                                                                         on_resume=bar.update)
     finally:

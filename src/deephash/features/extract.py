@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deephash.backbones import Backbone
 from deephash.data import ImageDataset
+from deephash.data.augment import augment_pixels, augmented_number
 from deephash.data.transforms import VIEWS, TransformSpec
 from deephash.devices import decoding_workers
 from deephash.errors import DataError
@@ -63,26 +64,32 @@ class TransformedImages(PoolImages):
         return self.transform(self.dataset.load_image(index))
 
 
+#: ``(B, 3, S, S)`` uint8 identity pixels, ``(B,)`` pool indices, error messages (``""``
+#: where the image decoded), ``{augmented view: (B, 3, S, S) uint8}``
+PixelBatch = tuple[torch.Tensor, torch.Tensor, list[str], dict[str, torch.Tensor]]
+
+
 class PixelImages(PoolImages):
     """Images for a :class:`Runtime`: each decoded by :meth:`ImageDataset.load_pixels`
     into ``(3, h, w)`` uint8 at its own size; :meth:`collate` resizes and crops a batch
     as ``spec`` says (in its ``identity`` view) into ``(B, 3, S, S)`` uint8, one call per
     distinct image size (a CIFAR-10 batch is one call, not 128), for the runtime to
-    normalise by the batch."""
+    normalise by the batch; and draws the ``augmented`` views (``aug<k>``,
+    :mod:`deephash.data.augment`) of each image from its decoded pixels."""
 
     blank_dtype = torch.uint8
 
     def __init__(self, dataset: ImageDataset, indices: Sequence[int] | np.ndarray,
-                 spec: TransformSpec) -> None:
+                 spec: TransformSpec, augmented: tuple[str, ...] = ()) -> None:
         super().__init__(dataset, indices, spec.image_size)
         self.spec = dataclasses.replace(spec, view="identity")
+        self.augmented = {view: _augmented_number(view) for view in augmented}
 
     def _load(self, index: int) -> torch.Tensor:
         return torch.from_numpy(self.dataset.load_pixels(index)).permute(2, 0, 1)
 
-    def collate(self, items: list[tuple[torch.Tensor, int, str]]
-                ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """``[(pixels, index, error)]`` -> ``((B, 3, S, S) uint8, (B,) indices, errors)``."""
+    def collate(self, items: list[tuple[torch.Tensor, int, str]]) -> PixelBatch:
+        """``[(pixels, index, error)]`` -> a :data:`PixelBatch`."""
         size = self.spec.image_size
         batch = torch.empty(len(items), 3, size, size, dtype=torch.uint8)
         by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -91,8 +98,18 @@ class PixelImages(PoolImages):
         for positions in by_shape.values():
             group = torch.stack([items[p][0] for p in positions])
             batch[positions] = self.spec.resize_crop(group)
+        augmented = {view: torch.stack([
+            augment_pixels(pixels, number, index, size, self.spec.interpolation)
+            for pixels, index, _ in items]) for view, number in self.augmented.items()}
         return (batch, torch.tensor([index for _, index, _ in items], dtype=torch.int64),
-                [error for _, _, error in items])
+                [error for _, _, error in items], augmented)
+
+
+def _augmented_number(view: str) -> int:
+    number = augmented_number(view)
+    if number is None:
+        raise ValueError(f"{view!r} is not an augmented view (aug1, aug2, ...)")
+    return number
 
 
 def make_loader(images: PoolImages, batch_size: int, num_workers: int | None,
@@ -129,7 +146,8 @@ def extract_views(runtime: Runtime, backbone: Backbone, images: PixelImages,
                   views: tuple[str, ...], *, batch_size: int = 128,
                   num_workers: int | None = None,
                   on_batch: Callable[[int], object] | None = None) -> dict[str, np.ndarray]:
-    """``{view: (len(images), D) float32}`` for each of ``views`` of every image, in order.
+    """``{view: (len(images), D) float32}`` for each of ``views`` of every image, in order
+    (``identity``, ``hflip``, and the augmented views ``images`` draws).
 
     Each batch is decoded once, by a thread of this process while the runtime works on the
     previous batch, or in ``num_workers`` DataLoader processes (``None``:
@@ -143,13 +161,14 @@ def extract_views(runtime: Runtime, backbone: Backbone, images: PixelImages,
     position = 0
     loader = make_loader(images, batch_size, num_workers, runtime.device)
     with prefetching(loader) if loader.num_workers == 0 else nullcontext(loader) as batches:
-        for batch, _indices, errors in batches:
+        for batch, _indices, errors, augmented in batches:
             bad = [e for e in errors if e]
             if bad:
                 more = f" (and {len(bad) - 1} more in the same batch)" if len(bad) > 1 else ""
                 raise DataError(bad[0] + more)
             for view in views:
-                out[view][position:position + len(batch)] = runtime(apply_view(batch, view))
+                pixels = augmented[view] if view in augmented else apply_view(batch, view)
+                out[view][position:position + len(batch)] = runtime(pixels)
             position += len(batch)
             if on_batch is not None:
                 on_batch(len(batch) * len(views))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deephash.backbones import create_backbone
+from deephash.backbones import Backbone, create_backbone
 from deephash.data import ImageDataset, Splits, make_splits, open_dataset
 from deephash.data.fingerprint import default_cache_root, memo_location
 from deephash.devices import resolve_device
@@ -36,15 +36,20 @@ def cache_location(cfg: ExtractionConfig) -> Path | None:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_root()
 
 
-def load_features(config: BaselineConfig, dataset: ImageDataset,
-                  device: torch.device) -> dict[str, np.ndarray]:
+def load_features(config: BaselineConfig, dataset: ImageDataset, device: torch.device,
+                  views: tuple[str, ...] | None = None, subset: np.ndarray | None = None,
+                  backbone: Backbone | None = None) -> dict[str, np.ndarray]:
     """Pool features per view: ``{"identity": (N, D)}`` (plus ``"hflip"`` when asked, from
-    the same decoded images), memory-mapped read-only when they come from the cache."""
-    backbone = create_backbone(config.backbone.name, config.backbone.weights)
+    the same decoded images), memory-mapped read-only when they come from the cache;
+    ``views``, pool indices ``subset`` (rows in its order) and ``backbone`` (e.g. a split
+    backbone's prefix: its activations) instead of the configuration's when given."""
+    if backbone is None:
+        backbone = create_backbone(config.backbone.name, config.backbone.weights)
     ext = config.extraction
-    views = ("identity", "hflip") if ext.flip_views else ("identity",)
+    if views is None:
+        views = ("identity", "hflip") if ext.flip_views else ("identity",)
     return compute_views(dataset, backbone, transform_spec(backbone, config.backbone.image_size),
-                         views, cache_dir=cache_location(ext), runtime=ext.runtime,
+                         views, subset=subset, cache_dir=cache_location(ext), runtime=ext.runtime,
                          precision=ext.precision, batch_size=ext.batch_size,
                          num_workers=ext.num_workers, device=device)
 

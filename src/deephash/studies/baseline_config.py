@@ -24,8 +24,8 @@ from deephash.registries import (
 class DataConfig:
     data_dir: str | None = field(default=None, metadata={
         "help": "data set folder: an image folder with train/ and test/, or one holding "
-                "cifar-10-batches-py or the MNIST/Fashion-MNIST IDX files; else "
-                "$DEEPHASH_DATA"})
+                "cifar-10-batches-py or the MNIST/Fashion-MNIST IDX files; or a file "
+                "written by deephash pack; else $DEEPHASH_DATA"})
     dataset: str = field(default="auto", metadata={"choices": DATASET_KINDS,
                                                    "help": "data set kind"})
     protocol: str = field(default="cifar10", metadata={

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from deephash.registries import HASHING_METHODS, MINERS, parse_index
+from deephash.registries import DATASET_KINDS, HASHING_METHODS, MINERS, parse_index
 from deephash.training.config import TrainConfig, TrainingConfig
 
 
@@ -115,7 +115,8 @@ def check_index(factory: str) -> None:
 class IndexConfig:
     checkpoint: str = field(default="", metadata={"help": "a trained model's best.pt"})
     data_dir: str | None = field(default=None, metadata={
-        "help": "images to index (an image folder with train/ and test/, or CIFAR-10)"})
+        "help": "images to index (an image folder with train/ and test/, CIFAR-10, or a "
+                "file written by deephash pack)"})
     out: str = field(default="runs/index", metadata={"help": "index folder to write"})
     index: str = field(default="auto", metadata={
         "parse": check_index,
@@ -139,3 +140,15 @@ class SearchConfig:
     checkpoint: str | None = field(default=None, metadata={
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})
+
+
+@dataclass
+class PackConfig:
+    data_dir: str = field(default="", metadata={
+        "positional": True, "help": "data set to pack: an image folder (train/, test/), a "
+                                    "folder holding CIFAR-10 or MNIST, or a pack"})
+    file: str = field(default="", metadata={"positional": True, "help": "pack file to write"})
+    dataset: str = field(default="auto", metadata={"choices": DATASET_KINDS,
+                                                   "help": "data set kind"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace an existing FILE (only a pack)"})

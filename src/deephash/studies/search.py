@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deephash.backbones import create_backbone
+from deephash.backbones import Backbone, create_backbone
 from deephash.data import open_dataset
 from deephash.data.dataset import ImageDataset
 from deephash.data.fingerprint import default_cache_root, memo_location
@@ -53,6 +53,18 @@ log = logging.getLogger(__name__)
 __all__ = ["IndexConfig", "SearchConfig", "build_index", "search_image"]
 
 
+def feature_backbone(train_config: TrainConfig) -> Backbone:
+    """What computes a model's inputs from images: the frozen backbone, or in partial mode
+    the prefix before its trained blocks."""
+    backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
+    if train_config.training.mode != "partial":
+        return backbone
+    from deephash.backbones.split import split_backbone
+
+    return split_backbone(backbone, train_config.training.trainable_blocks,
+                          train_config.backbone.image_size)[0]
+
+
 def _views(train_config: TrainConfig) -> tuple[str, ...]:
     """The image views whose embeddings are averaged, as in the model's evaluation."""
     return ("identity", "hflip") if train_config.training.test_time_flip else ("identity",)
@@ -72,12 +84,13 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     """Embed every image of ``data_dir`` with the checkpoint and index the results."""
     validate(config)  # --checkpoint given and a file
     train_config, model = load_model(Path(config.checkpoint))
-    if model.backbone is not None:
-        raise ConfigError("indexing supports frozen-mode models (a head on cached features)")
+    if train_config.training.mode == "finetune":
+        raise ConfigError("indexing supports frozen and partial models (cached features or "
+                          "activations), not --mode finetune")
     cache = None if not config.cache else (
         Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_root())
     dataset = open_dataset(config.data_dir, "auto", fingerprint_memo=memo_location(cache))
-    backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
+    backbone = feature_backbone(train_config)
     spec = transform_spec(backbone, train_config.backbone.image_size)
     views = compute_views(dataset, backbone, spec, _views(train_config), cache_dir=cache,
                           runtime="auto", precision=train_config.extraction.precision,
@@ -198,7 +211,7 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     checkpoint = _checkpoint(folder, info, config.checkpoint)
     train_config, model = load_model(checkpoint)
     _check_fits(train_config, info, checkpoint)
-    backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
+    backbone = feature_backbone(train_config)
     spec = info["spec"]
     features = []
     for view in _views(train_config):

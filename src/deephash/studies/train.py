@@ -18,6 +18,7 @@ import torch
 
 from deephash.backbones import create_backbone
 from deephash.data import ImageDataset, Splits
+from deephash.data.augment import augmented_views
 from deephash.devices import decoding_workers, resolve_device
 from deephash.errors import ConfigError
 from deephash.features import transform_spec
@@ -32,7 +33,7 @@ from deephash.studies.report import write_results
 from deephash.studies.run_folder import RunFolder, open_run, write_splits
 from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
-from deephash.training.inputs import FeatureInputs, ImageInputs
+from deephash.training.inputs import AugmentedFeatures, FeatureInputs, ImageInputs
 from deephash.training.model import build_model
 from deephash.training.optimizer import build_optimizer
 from deephash.training.sampler import build_sampler
@@ -54,12 +55,26 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     sampler = build_sampler(cfg, dataset.labels[splits.train], config.seed,  # refuses batches
                             miner.tuple_size if uses_miner else None,  # the data cannot fill,
                             dataset.classes, needs_positives=uses_miner)  # before extraction
+    cached = cfg.mode in ("frozen", "partial")  # the model reads cached features
     extraction = dataclasses.replace(
-        config.extraction,
-        flip_views=(cfg.flip_augment or cfg.test_time_flip) and cfg.mode == "frozen")
-    features = load_features(dataclasses.replace(config, extraction=extraction), dataset, device)
-    torch.manual_seed(config.seed)
-    backbone = None
+        config.extraction, flip_views=(cfg.flip_augment or cfg.test_time_flip) and cached)
+    config_views = dataclasses.replace(config, extraction=extraction)
+    features = load_features(config_views, dataset, device)  # the full backbone's
+    backbone = prefix = None
+    model_inputs = features  # what the model reads: features, or activations (partial)
+    if cfg.mode == "partial":
+        from deephash.backbones.split import split_backbone
+
+        prefix, backbone = split_backbone(
+            create_backbone(config.backbone.name, config.backbone.weights),
+            cfg.trainable_blocks, config.backbone.image_size)
+        model_inputs = load_features(config_views, dataset, device, backbone=prefix)
+    augmented = None
+    if cfg.views and cached:  # the training images' augmented views, once
+        drawn = load_features(config, dataset, device, augmented_views(cfg.views),
+                              subset=splits.train, backbone=prefix)
+        augmented = AugmentedFeatures(splits.train, list(drawn.values()))
+    torch.manual_seed(config.seed)  # after extraction, which may draw from torch's generator
     inputs: FeatureInputs | ImageInputs
     if cfg.mode == "finetune":
         backbone = create_backbone(config.backbone.name, config.backbone.weights)
@@ -68,8 +83,8 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
                              decoding_workers(config.extraction.num_workers, device),
                              backbone.num_features)
     else:
-        inputs = FeatureInputs(features["identity"], features.get("hflip"), config.seed,
-                               augment=cfg.flip_augment)
+        inputs = FeatureInputs(model_inputs["identity"], model_inputs.get("hflip"),
+                               config.seed, augment=cfg.flip_augment, augmented=augmented)
     model = build_model(cfg, features["identity"].shape[1], backbone)
     model.head.set_feature_statistics(torch.from_numpy(features["identity"][splits.train]))
     model.to(device)

@@ -118,6 +118,12 @@ def load_model(path: Path) -> tuple[TrainConfig, EmbeddingModel]:
         backbone = None
         if config.training.mode == "finetune":  # weights come from the checkpoint itself
             backbone = create_backbone(config.backbone.name, RANDOM)
+        elif config.training.mode == "partial":  # the trained last blocks, ditto
+            from deephash.backbones.split import split_backbone
+
+            backbone = split_backbone(create_backbone(config.backbone.name, RANDOM),
+                                      config.training.trainable_blocks,
+                                      config.backbone.image_size)[1]
         model = build_model(config.training, int(payload["in_dim"]), backbone)
         model.load_state_dict(payload["model"])
     except DeephashError as exc:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from deephash.registries import BATCH_DISTANCES, LOSSES, MINERS, REDUCTIONS
 from deephash.studies.baseline_config import BaselineConfig
 
-MODES = ("frozen", "finetune")
+MODES = ("frozen", "partial", "finetune")
 PROCEDURES = ("triplet", "zhuang")
 
 
@@ -43,8 +43,13 @@ class TrainingConfig:
     reduction: str = field(default="mean_active", metadata={
         "choices": REDUCTIONS, "help": "mean, mean_active (over non-zero losses) or sum"})
     mode: str = field(default="frozen", metadata={
-        "choices": MODES, "help": "frozen: train a head on cached features; finetune: "
-                                  "also train the backbone on augmented images"})
+        "choices": MODES, "help": "frozen: train a head on cached features; partial: also "
+                                  "train the backbone's last --trainable-blocks blocks, from "
+                                  "their cached input activations; finetune: also train the "
+                                  "whole backbone on augmented images"})
+    trainable_blocks: int = field(default=1, metadata={
+        "min": 0, "help": "partial: how many of the backbone's last blocks train (0: none, "
+                          "today's frozen head; see deephash.backbones.split)"})
     epochs: int = field(default=15, metadata={"min": 1, "help": "training epochs"})
     batch_classes: int = field(default=10, metadata={"min": 2, "help": "P: classes per batch"})
     batch_samples: int = field(default=16, metadata={
@@ -75,6 +80,10 @@ class TrainingConfig:
                 "margin=step:1:16 (kinds: constant, step, linear, cosine)"})
     flip_augment: bool = field(default=True, metadata={
         "help": "frozen: use cached mirrored-view features as augmentation; finetune: flips"})
+    views: int = field(default=0, metadata={
+        "min": 0, "help": "frozen, partial: K seeded augmented views per training image (random "
+                          "resized crop and mirror), extracted once into the feature cache "
+                          "and sampled as augmentation with the image and its mirror"})
     test_time_flip: bool = field(default=False, metadata={
         "help": "evaluate (validation and test) on the mean of each image's embedding and its "
                 "mirror image's; frozen mode reads cached mirrored-view features"})

@@ -16,36 +16,78 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from deephash.data import ImageDataset
+from deephash.data.augment import CROP_RATIO, CROP_SCALE
 from deephash.data.transforms import TransformSpec
 from deephash.errors import DataError
 from deephash.features.extract import TransformedImages
 
 
-class FeatureInputs:
-    """Pool features ``(N, D)`` and optionally those of the mirrored images ``(N, D)``.
+class AugmentedFeatures:
+    """Features of K augmented views of some pool images: ``views[k]`` is ``(n, D)``, row
+    ``r`` belonging to pool index ``pool[r]``."""
 
-    With ``augment``, each training sample uses its mirrored view with probability 1/2
-    (augmentation at no extraction cost); evaluation can read either view.
+    def __init__(self, pool: np.ndarray, views: list[np.ndarray]) -> None:
+        if not views or any(v.shape[0] != len(pool) for v in views):
+            raise ValueError("augmented views need one row per pool index, in every view")
+        self.pool = np.asarray(pool, dtype=np.int64)
+        self.views = torch.stack([_in_memory(v) for v in views])  # (K, n, D)
+
+    def rows_of(self, size: int) -> torch.Tensor:
+        """``(size,)`` int64: each pool index's row, ``-1`` for images without views."""
+        rows = torch.full((size,), -1, dtype=torch.int64)
+        rows[torch.from_numpy(self.pool)] = torch.arange(len(self.pool))
+        return rows
+
+
+def _in_memory(features: np.ndarray) -> torch.Tensor:
+    # cached features come memory-mapped read-only: training reads every row each epoch, so
+    # they are loaded into (writable) memory once, as torch tensors need
+    return torch.from_numpy(np.require(features, np.float32, ["C", "W"]))
+
+
+class FeatureInputs:
+    """Pool features ``(N, D)``, optionally those of the mirrored images ``(N, D)`` and of
+    K augmented views of the training images (:class:`AugmentedFeatures`).
+
+    Each training sample reads one of its views, uniformly at random: the image itself, its
+    mirror (with ``augment``), and its K augmented views (where it has them) -- so with
+    mirrors and no augmented views, the mirror with probability 1/2 (augmentation at no
+    extraction cost). Evaluation reads the image or its mirror.
     """
 
     def __init__(self, identity: np.ndarray, flipped: np.ndarray | None, seed: int,
-                 augment: bool = True) -> None:
-        # cached features come memory-mapped read-only: training reads every row each
-        # epoch, so they are loaded into (writable) memory once, as torch tensors need
-        self.identity = torch.from_numpy(np.require(identity, np.float32, ["C", "W"]))
-        self.flipped = None if flipped is None else torch.from_numpy(
-            np.require(flipped, np.float32, ["C", "W"]))
+                 augment: bool = True, augmented: AugmentedFeatures | None = None) -> None:
+        self.identity = _in_memory(identity)
+        self.flipped = None if flipped is None else _in_memory(flipped)
         self.augment = augment and self.flipped is not None
+        self.augmented = augmented
+        self.augmented_rows = (None if augmented is None
+                               else augmented.rows_of(int(self.identity.shape[0])))
         self.generator = torch.Generator().manual_seed(seed)
         self.in_dim = int(self.identity.shape[1])
 
     def train_batches(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
+        """``(B, D)`` features of each batch of pool indices, each row from a random view."""
+        mirrors = int(self.augment)
         for indices in batches:
             rows = torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64))
             x = self.identity[rows]
-            if self.augment and self.flipped is not None:
-                use_flip = torch.rand(len(rows), generator=self.generator) < 0.5
-                x = torch.where(use_flip[:, None], self.flipped[rows], x)
+            if self.augmented is None and not mirrors:
+                yield x
+                continue
+            drawn_rows = (torch.full_like(rows, -1) if self.augmented_rows is None
+                          else self.augmented_rows[rows])
+            k = 0 if self.augmented is None else int(self.augmented.views.shape[0])
+            choices = 1 + mirrors + torch.where(drawn_rows >= 0, k, 0)  # views per sample
+            pick = (torch.rand(len(rows), generator=self.generator) * choices).long()
+            if mirrors and self.flipped is not None:  # pick 0: the mirror, 1: the image
+                x = torch.where((pick == 0)[:, None], self.flipped[rows], x)
+            if self.augmented is not None:  # then the augmented views
+                view = pick - 1 - mirrors
+                use = view >= 0
+                if bool(use.any()):
+                    x = x.clone()
+                    x[use] = self.augmented.views[view[use], drawn_rows[use]]
             yield x
 
     def eval_batches(self, indices: np.ndarray, batch_size: int,
@@ -60,12 +102,14 @@ class FeatureInputs:
 
 
 class _Augment:
-    """Train-time image augmentation: random resized crop (scale 0.6-1) and flips."""
+    """Train-time image augmentation: random resized crop and flips, the policy of the
+    cached augmented views (:mod:`deephash.data.augment`), drawn online."""
 
     def __init__(self, spec: TransformSpec, flip: bool) -> None:
         steps: list[object] = [
             v2.PILToTensor(),
-            v2.RandomResizedCrop(spec.image_size, scale=(0.6, 1.0), antialias=True,
+            v2.RandomResizedCrop(spec.image_size, scale=CROP_SCALE, ratio=CROP_RATIO,
+                                 antialias=True,
                                  interpolation=v2.InterpolationMode(spec.interpolation)),
         ]
         if flip:

@@ -13,6 +13,8 @@ from deephash.training.subnormals import flush_after_load
 
 class EmbeddingModel(nn.Module):
     """Frozen mode: ``(B, D_features)`` features -> ``(B, embedding_dim)``.
+    Partial mode: ``(B, C*h*w)`` cached activations -> the backbone's trainable last blocks
+    (:func:`deephash.backbones.split.split_backbone`'s suffix) -> head.
     Finetune mode: ``(B, 3, H, W)`` images -> backbone -> head -> ``(B, embedding_dim)``."""
 
     def __init__(self, head: EmbeddingHead, backbone: Backbone | None = None) -> None:
@@ -39,4 +41,4 @@ class EmbeddingModel(nn.Module):
 def build_model(cfg: TrainingConfig, in_dim: int, backbone: Backbone | None) -> EmbeddingModel:
     head = EmbeddingHead(in_dim, cfg.hidden_dims, cfg.embedding_dim, cfg.normalize, cfg.dropout,
                          cfg.activation)
-    return EmbeddingModel(head, backbone if cfg.mode == "finetune" else None)
+    return EmbeddingModel(head, backbone if cfg.mode in ("partial", "finetune") else None)
