@@ -51,7 +51,7 @@ def open_rgb(path: Path) -> Image.Image:
     return _pil_rgb(path, path)
 
 
-def decode_rgb(data: bytes, where: str, fix: str = REPLACE) -> Image.Image:
+def decode_rgb(data: bytes, where: object, fix: str = REPLACE) -> Image.Image:
     """The encoded image ``data`` (a file's bytes) as an RGB PIL image, as :func:`open_rgb`
     reads that file; raises :class:`DataError` naming ``where`` and ``fix``."""
     return _pil_rgb(io.BytesIO(data), where, fix)
@@ -96,4 +96,4 @@ def decode_pixels(data: bytes, where: object, fix: str = REPLACE) -> np.ndarray:
     ``np.array(decode_rgb(data, ...))`` (the JPEG fast path where it applies); raises
     :class:`DataError` naming ``where`` and ``fix``."""
     pixels = fast_jpeg_rgb(data)
-    return pixels if pixels is not None else np.array(_pil_rgb(io.BytesIO(data), where, fix))
+    return pixels if pixels is not None else np.array(decode_rgb(data, where, fix))

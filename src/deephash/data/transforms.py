@@ -63,10 +63,7 @@ class TransformSpec:
         (``hflip``) mirrored. Images of one size may come as one batch: each comes out as
         it would alone. Augmented views are drawn per image: see
         :func:`deephash.data.augment.augment_pixels`."""
-        if self.view not in VIEWS:
-            check_view(self.view)
-            raise ValueError(f"view {self.view} is drawn per image from the decoded pixels "
-                             "(deephash.data.augment), not by resize_crop")
+        self._check_resizable_view()
         size = self.image_size
         pixels = F.resize_image(pixels, [size], antialias=True,
                                 interpolation=v2.InterpolationMode(self.interpolation))
@@ -76,9 +73,16 @@ class TransformSpec:
     def build_pixels(self) -> Callable[[np.ndarray], torch.Tensor]:
         """``(h, w, 3)`` uint8 pixels -> ``(3, image_size, image_size)`` uint8
         (:meth:`resize_crop`); :meth:`normalise` finishes the transform."""
-        if self.view not in VIEWS:
-            self.resize_crop(torch.empty(0))  # raises the reason
+        self._check_resizable_view()
         return lambda image: self.resize_crop(torch.from_numpy(image).permute(2, 0, 1))
+
+    def _check_resizable_view(self) -> None:
+        """Raise ``ValueError`` unless :meth:`resize_crop` makes ``view`` (the views of
+        :data:`VIEWS`; an augmented view is drawn per image)."""
+        if self.view not in VIEWS:
+            check_view(self.view)
+            raise ValueError(f"view {self.view} is drawn per image from the decoded pixels "
+                             "(deephash.data.augment), not by resize_crop")
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(..., 3, S, S)`` uint8 from :meth:`build_pixels` -> float32, normalised."""

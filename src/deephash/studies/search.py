@@ -44,7 +44,7 @@ from deephash.studies.configs import IndexConfig, SearchConfig
 from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
 from deephash.training.inputs import FeatureInputs
-from deephash.training.model import EmbeddingModel
+from deephash.training.model import EmbeddingModel, partial_split
 from deephash.training.trainer import embed
 from deephash.validation import validate
 
@@ -56,13 +56,9 @@ __all__ = ["IndexConfig", "SearchConfig", "build_index", "search_image"]
 def feature_backbone(train_config: TrainConfig) -> Backbone:
     """What computes a model's inputs from images: the frozen backbone, or in partial mode
     the prefix before its trained blocks."""
-    backbone = create_backbone(train_config.backbone.name, train_config.backbone.weights)
-    if train_config.training.mode != "partial":
-        return backbone
-    from deephash.backbones.split import split_backbone
-
-    return split_backbone(backbone, train_config.training.trainable_blocks,
-                          train_config.backbone.image_size)[0]
+    if train_config.training.mode == "partial":
+        return partial_split(train_config)[0]
+    return create_backbone(train_config.backbone.name, train_config.backbone.weights)
 
 
 def _views(train_config: TrainConfig) -> tuple[str, ...]:

@@ -34,7 +34,7 @@ from deephash.studies.run_folder import RunFolder, open_run, write_splits
 from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
 from deephash.training.inputs import AugmentedFeatures, FeatureInputs, ImageInputs
-from deephash.training.model import build_model
+from deephash.training.model import build_model, partial_split
 from deephash.training.optimizer import build_optimizer
 from deephash.training.sampler import build_sampler
 from deephash.training.schedules import parse_schedule
@@ -63,11 +63,7 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     backbone = prefix = None
     model_inputs = features  # what the model reads: features, or activations (partial)
     if cfg.mode == "partial":
-        from deephash.backbones.split import split_backbone
-
-        prefix, backbone = split_backbone(
-            create_backbone(config.backbone.name, config.backbone.weights),
-            cfg.trainable_blocks, config.backbone.image_size)
+        prefix, backbone = partial_split(config)
         model_inputs = load_features(config_views, dataset, device, backbone=prefix)
     augmented = None
     if cfg.views and cached:  # the training images' augmented views, once

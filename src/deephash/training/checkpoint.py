@@ -25,7 +25,7 @@ from deephash.errors import ConfigError, DeephashError
 from deephash.fileio import save_bytes
 from deephash.safe_load import UnsafeFileError, safe_torch_load
 from deephash.training.config import TrainConfig
-from deephash.training.model import EmbeddingModel, build_model
+from deephash.training.model import EmbeddingModel, build_model, partial_split
 
 #: keys every deephash checkpoint has
 REQUIRED_KEYS = ("config", "in_dim", "model")
@@ -119,11 +119,7 @@ def load_model(path: Path) -> tuple[TrainConfig, EmbeddingModel]:
         if config.training.mode == "finetune":  # weights come from the checkpoint itself
             backbone = create_backbone(config.backbone.name, RANDOM)
         elif config.training.mode == "partial":  # the trained last blocks, ditto
-            from deephash.backbones.split import split_backbone
-
-            backbone = split_backbone(create_backbone(config.backbone.name, RANDOM),
-                                      config.training.trainable_blocks,
-                                      config.backbone.image_size)[1]
+            backbone = partial_split(config, RANDOM)[1]
         model = build_model(config.training, int(payload["in_dim"]), backbone)
         model.load_state_dict(payload["model"])
     except DeephashError as exc:

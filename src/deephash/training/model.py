@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deephash.backbones import Backbone
-from deephash.training.config import TrainingConfig
+from deephash.backbones import Backbone, create_backbone
+from deephash.training.config import TrainConfig, TrainingConfig
 from deephash.training.head import EmbeddingHead
 from deephash.training.subnormals import flush_after_load
 
@@ -42,3 +42,14 @@ def build_model(cfg: TrainingConfig, in_dim: int, backbone: Backbone | None) -> 
     head = EmbeddingHead(in_dim, cfg.hidden_dims, cfg.embedding_dim, cfg.normalize, cfg.dropout,
                          cfg.activation)
     return EmbeddingModel(head, backbone if cfg.mode in ("partial", "finetune") else None)
+
+
+def partial_split(config: TrainConfig, weights: str | None = None) -> tuple[Backbone, Backbone]:
+    """A partial-mode run's backbone split before its trainable blocks: ``(prefix, suffix)``
+    (:func:`deephash.backbones.split.split_backbone`), with ``weights`` (default: the
+    configuration's; a checkpoint's suffix loads into a random one)."""
+    from deephash.backbones.split import split_backbone
+
+    backbone = create_backbone(config.backbone.name, weights or config.backbone.weights)
+    return split_backbone(backbone, config.training.trainable_blocks,
+                          config.backbone.image_size)
