@@ -92,3 +92,24 @@ def test_mirrored_views_that_light_dead_dimensions_no_longer_wreck_training(
     assert augmented > plain - 0.05
     assert wrecked < augmented - 0.1  # the sensitivity of this test: the old bug shows
 
+
+
+def test_checkpoints_with_a_bias_before_batch_norm_load_to_the_same_function() -> None:
+    """Heads once had a bias in each hidden Linear (BatchNorm subtracts it in training);
+    such a checkpoint loads into today's bias-free head, the bias folded into BatchNorm's
+    running mean, and the head computes what the old one did."""
+    import copy
+
+    torch.manual_seed(0)
+    head = EmbeddingHead(6, (5,), 3).eval()
+    old = copy.deepcopy(head)
+    linear = old.layers[0]
+    old.layers[0] = torch.nn.Linear(6, 5)
+    old.layers[0].weight.data.copy_(linear.weight)
+    old.layers[0].bias.data.copy_(torch.randn(5))
+    old.layers[1].running_mean.copy_(torch.randn(5))
+    state = old.state_dict()
+    assert "layers.0.bias" in state and "layers.0.bias" not in head.state_dict()
+    head.load_state_dict(state)
+    x = torch.randn(7, 6)
+    torch.testing.assert_close(head(x), old(x))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -125,10 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the commands that run as several processes under torchrun (deephash.distributed)
+DISTRIBUTED_COMMANDS = ("train", "hash")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    rank, world = (os.environ.get(name, default) for name, default in (("RANK", "0"),
+                                                                        ("WORLD_SIZE", "1")))
+    quiet = rank not in ("0", "")  # under torchrun, rank 0 alone reports
+    logging.basicConfig(level=logging.WARNING if quiet else logging.DEBUG if args.verbose
+                        else logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    if world not in ("1", "") and args.command not in DISTRIBUTED_COMMANDS:
+        print(f"deephash: error: {args.command} runs in one process; under torchrun (WORLD_SIZE "
+              f"{world}) only {' and '.join(DISTRIBUTED_COMMANDS)} do", file=sys.stderr)
+        return 2
     try:
         return int(args.handler(args))
     except DeephashError as exc:

@@ -13,7 +13,10 @@ T = TypeVar("T")
 
 
 def progress_enabled() -> bool:
-    """Bars show on a terminal unless ``DEEPHASH_PROGRESS=0``; ``=1`` forces them on."""
+    """Bars show on a terminal unless ``DEEPHASH_PROGRESS=0``; ``=1`` forces them on.
+    Under torchrun, only rank 0 shows them."""
+    if os.environ.get("RANK", "0") not in ("0", ""):
+        return False
     setting = os.environ.get("DEEPHASH_PROGRESS")
     if setting is not None:
         return setting not in ("0", "false", "no", "")

@@ -6,7 +6,9 @@ written atomically and last, so an interrupted run never leaves an entry that re
 valid. While an entry is being computed, finished shards of ``shard_size`` images sit in
 ``shards/``; a rerun resumes from them and deletes them once ``features.npy`` exists.
 Several views of the same images (:meth:`FeatureCache.get_or_compute_views`) are computed
-together, shard by shard, each into its own entry. Entries are read memory-mapped and
+together, shard by shard, each into its own entry. Under torchrun the ranks share the
+shards (shard ``i`` by rank ``i mod W``, :mod:`deephash.distributed`) and rank 0 joins
+them, so ``--cache-dir`` must be a folder every rank sees. Entries are read memory-mapped and
 read-only: a 60,000 x 1280 pool costs no copy until rows are used.
 
 What is *not* in the key: the device and the runtime that computed the features. The
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from deephash.distributed import barrier, ranks
 from deephash.fileio import save_json, save_npy
 
 #: Bump when a code change alters extracted features, so old entries stop matching.
@@ -109,7 +112,8 @@ class FeatureCache:
         Shard by shard, ``compute(indices, views)`` is asked for the views whose shard is
         missing, all at once (one decode of the images serves them all); each view is
         stored in its own entry. ``on_resume(n)`` is told of ``n`` rows found (in shards
-        or whole entries) instead of computed.
+        or whole entries) instead of computed. Across ranks, each computes its turns of the
+        shards; every rank must call.
         """
         found = {view: self.load(key) for view, key in keys.items()}
         out = {view: rows for view, rows in found.items() if rows is not None}
@@ -125,11 +129,14 @@ class FeatureCache:
         for key in missing.values():
             (self.entry(key) / "shards").mkdir(parents=True, exist_ok=True)
             save_json(self.entry(key) / "key.json", key.as_dict())
-        parts: dict[str, list[np.ndarray]] = {view: [] for view in missing}
-        for number, start in enumerate(range(0, first.n_images, self.shard_size)):
+        group = ranks()
+        starts = range(0, first.n_images, self.shard_size)
+        parts: dict[str, dict[int, np.ndarray]] = {view: {} for view in missing}
+        for number, start in enumerate(starts):
+            if not group.owns(number):
+                continue
             indices = np.arange(start, min(start + self.shard_size, first.n_images))
-            paths = {view: self.entry(key) / "shards" / f"{number:05d}.npy"
-                     for view, key in missing.items()}
+            paths = {view: self._shard_path(key, number) for view, key in missing.items()}
             shard = {view: self._load_shard(path, len(indices), first.dim)
                      for view, path in paths.items()}
             todo = tuple(view for view, rows in shard.items() if rows is None)
@@ -144,18 +151,33 @@ class FeatureCache:
                         raise ValueError(f"computed {rows.shape} features for {len(indices)} "
                                          f"images of dimension {first.dim}")
                     save_npy(paths[view], rows)
-                parts[view].append(rows)
-        for view, key in missing.items():
-            features = (np.concatenate(parts[view]) if parts[view]
+                parts[view][number] = rows
+        barrier()  # every rank's shards are written
+        for view, key in missing.items() if group.main else ():
+            rows_of = [parts[view].get(number) for number in range(len(starts))]
+            for number, start in enumerate(starts):
+                if rows_of[number] is None:  # another rank's
+                    rows_of[number] = self._load_shard(
+                        self._shard_path(key, number),
+                        min(self.shard_size, first.n_images - start), first.dim)
+            if any(rows is None for rows in rows_of):
+                raise OSError(f"feature cache {self.entry(key)}: another process's shard is "
+                              "missing; give every rank the same --cache-dir")
+            features = (np.concatenate(rows_of) if rows_of  # type: ignore[arg-type]
                         else np.empty((0, key.dim), np.float32))
             save_npy(self.entry(key) / "features.npy", features)
             shutil.rmtree(self.entry(key) / "shards", ignore_errors=True)
+        barrier()  # rank 0 has joined them
+        for view, key in missing.items():
             loaded = self.load(key)
             if loaded is None:
                 raise OSError(f"feature cache entry {self.entry(key)} cannot be read back "
                               "after writing it; check the disk")
             out[view] = loaded
         return {view: out[view] for view in keys}
+
+    def _shard_path(self, key: FeatureKey, number: int) -> Path:
+        return self.entry(key) / "shards" / f"{number:05d}.npy"
 
     @staticmethod
     def _load_shard(path: Path, n: int, dim: int) -> np.ndarray | None:

@@ -20,6 +20,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from deephash.devices import resolve_device
+from deephash.distributed import init_from_environment, ranks
 from deephash.fileio import save_json
 from deephash.registries import HASHING_METHODS
 from deephash.studies.configs import HashConfig, HashingConfig, dtsh_training, zhuang_training
@@ -34,6 +36,7 @@ __all__ = ["HashConfig", "HashingConfig", "dtsh_training", "run_hash", "zhuang_t
 
 def run_hash(config: HashConfig) -> list[dict[str, Any]]:
     validate(config)
+    init_from_environment(resolve_device(config.extraction.device))  # torchrun: before open_run
     with open_run(config.out, config, resume=config.training.resume,
                   overwrite=config.overwrite, sweep=("hashing.bits",)) as folder:
         return _sweep(config, folder.path)
@@ -52,7 +55,7 @@ def _sweep(config: HashConfig, run: Path) -> list[dict[str, Any]]:
         metrics = run_train(TrainConfig(**{**base, "out": str(out), "overwrite": overwrite,
                                            "training": training}))
         rows.append({"bits": bits, **metrics})
-    if len(rows) > 1:
+    if len(rows) > 1 and ranks().main:
         save_json(run / "bits.json", rows)
         keys = ["map@all", *(f"map@{k}" for k in config.evaluation.map_cutoffs), "prec@r2",
                 *(f"knn_acc@{k}" for k in config.evaluation.knn_k), "map@all_index_order"]

@@ -47,6 +47,7 @@ from deephash.config import to_dict
 from deephash.data import ImageDataset, Splits
 from deephash.data.fingerprint import default_cache_root
 from deephash.data.open import resolve_data_dir
+from deephash.distributed import ranks
 from deephash.errors import ConfigError, DeephashError
 from deephash.fileio import save_bytes, save_json, save_npz
 
@@ -194,6 +195,8 @@ def open_run(out: str | Path, config: Any, *, resume: bool | None = None,
     ``--overwrite``. Raises ``ConfigError``.
     """
     path = Path(out)
+    if not ranks().main:  # rank 0 checks and writes (deephash.distributed)
+        return RunFolder(path, config, clear=False, resumed=bool(resume), writes=False)
     if resume and overwrite:
         raise ConfigError("--resume continues a run and --overwrite clears it; give one of them")
     if path.exists() and not path.is_dir():
@@ -256,8 +259,10 @@ class RunFolder:
     error itself propagates.
     """
 
-    def __init__(self, path: Path, config: Any, clear: bool, resumed: bool) -> None:
+    def __init__(self, path: Path, config: Any, clear: bool, resumed: bool,
+                 writes: bool = True) -> None:
         self.path = path
+        self.writes = writes
         self.config = config
         self.seconds: dict[str, float] = {}
         self.device: str | None = None
@@ -267,6 +272,8 @@ class RunFolder:
         self._info: dict[str, Any] = {}
 
     def __enter__(self) -> RunFolder:
+        if not self.writes:
+            return self
         if self._clear:
             for child in self.path.iterdir():
                 if child.is_dir() and not child.is_symlink():
@@ -286,6 +293,8 @@ class RunFolder:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
+        if not self.writes:
+            return
         info = {**self._info, "state": "finished" if error is None else "failed",
                 "ended": _now(), "device": self.device,
                 "seconds": {**self.seconds, "total": time.perf_counter() - self._clock}}

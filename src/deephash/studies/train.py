@@ -20,6 +20,7 @@ from deephash.backbones import create_backbone
 from deephash.data import ImageDataset, Splits
 from deephash.data.augment import augmented_views
 from deephash.devices import decoding_workers, resolve_device
+from deephash.distributed import broadcast, check_batch, init_from_environment, ranks
 from deephash.errors import ConfigError
 from deephash.features import transform_spec
 from deephash.fileio import save_json
@@ -55,6 +56,7 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     sampler = build_sampler(cfg, dataset.labels[splits.train], config.seed,  # refuses batches
                             miner.tuple_size if uses_miner else None,  # the data cannot fill,
                             dataset.classes, needs_positives=uses_miner)  # before extraction
+    check_batch(sampler.batch_size)  # and that the ranks cannot share
     cached = cfg.mode in ("frozen", "partial")  # the model reads cached features
     extraction = dataclasses.replace(
         config.extraction, flip_views=(cfg.flip_augment or cfg.test_time_flip) and cached)
@@ -158,17 +160,23 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
     With ``evaluate_test=False`` (margin selection) the test protocol is not touched.
     """
     validate(config)
+    device = init_from_environment(resolve_device(config.extraction.device))
+    if ranks().world > 1 and config.training.procedure == "zhuang":
+        raise ConfigError("Zhuang et al.'s procedure runs in one process; start it without "
+                          "torchrun")
     run = Path(config.out)
     folder = open_run(run, config, resume=config.training.resume, overwrite=config.overwrite)
     resume_state = None
-    if config.training.resume:
+    if config.training.resume and ranks().main:
         if not (run / "last.pt").is_file():
             raise ConfigError(f"--resume: {run / 'last.pt'} does not exist; start without it")
         resume_state = read_checkpoint(run / "last.pt")
+    if config.training.resume:  # the ranks need not share a file system
+        resume_state = broadcast(resume_state)
     dataset, splits = open_protocol(config)
-    device = resolve_device(config.extraction.device)
     setup, features = _setup(config, dataset, splits, device)
-    frozen = frozen_validation(config, features, dataset.labels, splits)
+    frozen = (frozen_validation(config, features, dataset.labels, splits) if ranks().main
+              else {})
     del features
     if resume_state is not None:
         load_trained(setup, resume_state)
@@ -181,8 +189,9 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
            splits: Splits, frozen: dict[str, float], resume_state: dict[str, Any] | None,
            evaluate_test: bool) -> dict[str, Any]:
     """The writing part of :func:`run_train`, in its opened run folder."""
-    run = folder.path
-    write_splits(run, splits, dataset)
+    run, main = folder.path, ranks().main
+    if main:
+        write_splits(run, splits, dataset)
     cfg = config.training
     if cfg.procedure == "zhuang":
         log.info("training Zhuang et al.'s two-step hashing (margin %g bits), %d stages",
@@ -204,17 +213,18 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
     else:
         records = fit(setup, run, save, resume_state)
     history = [dataclasses.asdict(h) for h in records]
-    save_json(run / "history.json", history)
-    plot_training_curves(history, run / "curves.png", method_title(cfg.loss, cfg.miner,
-                                                                   cfg.margin))
-    best = read_checkpoint(run / "best.pt")
+    best = broadcast(read_checkpoint(run / "best.pt") if main else None)
     load_trained(setup, best)
     best_epoch = int(best["epoch"])
     summary = {"val_map@all": float(best["val_map"]), "best_epoch": best_epoch + 1,
                "val_knn_acc@10": history[best_epoch]["val_knn"], **frozen}
     folder.seconds["train"] = history[-1]["elapsed_seconds"] if history else 0.0
-    warn_if_worse(summary, len(splits.train), len(splits.val))
-    save_json(run / "validation.json", summary)
+    if main:
+        save_json(run / "history.json", history)
+        plot_training_curves(history, run / "curves.png", method_title(cfg.loss, cfg.miner,
+                                                                       cfg.margin))
+        warn_if_worse(summary, len(splits.train), len(splits.val))
+        save_json(run / "validation.json", summary)
     if evaluate_test:
         summary = evaluate_on_test(run, config, setup, dataset, splits, summary)
     return summary
@@ -222,11 +232,15 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
 
 def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, dataset: ImageDataset,
                      splits: Splits, extra: dict[str, Any]) -> dict[str, Any]:
-    """Embed the query and database images with ``setup.model`` and write the test results."""
+    """Embed the query and database images with ``setup.model`` and write the test results
+    (every rank embeds its share; rank 0 writes and returns the metrics, the others
+    ``extra``)."""
     rows = np.union1d(splits.query, splits.database)
     vectors = np.zeros((len(dataset), config.training.embedding_dim), dtype=np.float32)
     vectors[rows] = embed(setup.model, setup.inputs, rows, setup.device,
                           test_time_flip=setup.test_time_flip)
+    if not ranks().main:
+        return extra
     if isinstance(setup.loss, SoftmaxLoss):  # the classifier's own test accuracy
         predicted = setup.loss.predict(torch.from_numpy(vectors[splits.query]).to(setup.device))
         extra = {**extra, "classifier_acc": float(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,13 +38,27 @@ def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return mean, torch.where(dead, torch.inf, std.clamp_min(STD_FLOOR * typical))
 
 
+def _fold_biases_before_batch_norm(head: EmbeddingHead, state: dict[str, Any], prefix: str,
+                                   *_: Any) -> None:
+    """Checkpoints written while hidden Linears had a bias: BatchNorm in eval mode computes
+    ``(Wx + b - mean) / s``, so the bias moves into the running mean (``mean - b``) and the
+    head computes the same function."""
+    for number, layer in enumerate(head.layers):
+        bias, mean = (f"{prefix}layers.{number}.bias", f"{prefix}layers.{number + 1}.running_mean")
+        if isinstance(layer, nn.Linear) and layer.bias is None and bias in state \
+                and mean in state:
+            state[mean] = state[mean] - state.pop(bias)
+
+
 class EmbeddingHead(nn.Module):
     """``(B, in_dim)`` features -> ``(B, out_dim)`` embeddings.
 
     Features are standardised with fixed per-dimension statistics (``feature_mean``,
     ``feature_std``, set from the training features; dead dimensions have std = inf and
     enter as 0, see :func:`feature_statistics`), then pass through
-    ``Linear -> BatchNorm -> ReLU`` for each hidden width and a final ``Linear``;
+    ``Linear -> BatchNorm -> ReLU`` for each hidden width (the Linear without a bias,
+    which BatchNorm would subtract again: its gradient is float noise, which Adam turns
+    into steps of the full learning rate) and a final ``Linear``;
     the output is L2-normalised when ``normalize``, and then passed through ``activation``:
     ``none``; ``tanh`` (relaxed K-bit codes in (-1, 1)); or ``sign`` (exact ±1 codes in the
     forward pass, with tanh's gradient in the backward pass: a straight-through estimator).
@@ -54,7 +70,8 @@ class EmbeddingHead(nn.Module):
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+            layers += [nn.Linear(width, hidden, bias=False), nn.BatchNorm1d(hidden),
+                       nn.ReLU(inplace=True)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = hidden
@@ -70,6 +87,7 @@ class EmbeddingHead(nn.Module):
         self.feature_std: torch.Tensor
         self.register_buffer("feature_mean", torch.zeros(in_dim))
         self.register_buffer("feature_std", torch.ones(in_dim))
+        self._register_load_state_dict_pre_hook(_fold_biases_before_batch_norm, with_module=True)
 
     def set_feature_statistics(self, features: torch.Tensor) -> None:
         """Standardise inputs with robust statistics of ``(N, in_dim)`` training features

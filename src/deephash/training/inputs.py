@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 from deephash.data import ImageDataset
 from deephash.data.augment import CROP_RATIO, CROP_SCALE
 from deephash.data.transforms import TransformSpec
+from deephash.distributed import ONE_PROCESS, Ranks
 from deephash.errors import DataError
 from deephash.features.extract import TransformedImages
 
@@ -66,8 +67,15 @@ class FeatureInputs:
         self.generator = torch.Generator().manual_seed(seed)
         self.in_dim = int(self.identity.shape[1])
 
-    def train_batches(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
-        """``(B, D)`` features of each batch of pool indices, each row from a random view."""
+    def train_batches(self, batches: list[np.ndarray], part: Ranks = ONE_PROCESS
+                      ) -> Iterator[torch.Tensor]:
+        """``(B / W, D)`` features of ``part``'s share of each batch of pool indices, each
+        row from a random view (drawn for the whole batch on every rank, so the ranks
+        together read what one process would)."""
+        for x in self._global_batches(batches):
+            yield part.take(x)
+
+    def _global_batches(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
         mirrors = int(self.augment)
         for indices in batches:
             rows = torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64))
@@ -144,7 +152,10 @@ class ImageInputs:
                 raise DataError(bad[0])
             yield batch
 
-    def train_batches(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
+    def train_batches(self, batches: list[np.ndarray], part: Ranks = ONE_PROCESS
+                      ) -> Iterator[torch.Tensor]:
+        """Augmented images ``(B / W, 3, H, W)`` of ``part``'s share of each batch."""
+        batches = [part.take(b) for b in batches]
         flat = np.concatenate(batches) if batches else np.empty(0, dtype=np.int64)
         images = TransformedImages(self.dataset, flat, self.augment, self.spec.image_size)
         bounds = np.cumsum([0] + [len(b) for b in batches])

@@ -6,6 +6,10 @@ classifies the embeddings). Per epoch: diagnostics (loss, fraction of active tri
 anchor-positive and anchor-negative distances, embedding norm, empty batches) and the
 validation score (validation queries against the training part); the best epoch on
 validation is kept as ``best.pt``, every epoch as ``last.pt`` (for ``--resume``).
+
+Under torchrun (:mod:`deephash.distributed`) each rank embeds its share of every global
+batch through the DDP-wrapped model, the loss sees the gathered global batch, evaluation
+embeddings are split between the ranks, rank 0 scores validation and alone writes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,17 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from deephash.distributed import (
+    ONE_PROCESS,
+    Ranks,
+    barrier,
+    broadcast,
+    check_batch,
+    data_parallel,
+    gather_batch,
+    gather_rows,
+    ranks,
+)
 from deephash.errors import ConfigError
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.hashing.regularizers import get_regularizer
@@ -41,7 +56,7 @@ VALIDATION_SPEC = EvaluationSpec(knn_k=(10,), map_cutoffs=(), precision_k=())
 class Inputs(Protocol):
     in_dim: int
 
-    def train_batches(self, batches: list[np.ndarray]) -> Any: ...
+    def train_batches(self, batches: list[np.ndarray], part: Ranks = ONE_PROCESS) -> Any: ...
 
     def eval_batches(self, indices: np.ndarray, batch_size: int, mirrored: bool = False
                      ) -> Any: ...
@@ -95,8 +110,16 @@ def embed(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray, device: to
     """``(len(indices), embedding_dim)`` float32 embeddings in eval mode.
 
     ``test_time_flip``: the mean of each image's embedding and its mirror image's (for codes,
-    the mean of the relaxed outputs, binarised afterwards).
+    the mean of the relaxed outputs, binarised afterwards). Across ranks, each embeds its
+    share of ``indices`` and every rank gets them all (every rank must call).
     """
+    group = ranks()
+    mine = _embed_local(model, inputs, group.take(indices), device, batch_size, test_time_flip)
+    return gather_rows(mine, len(indices))
+
+
+def _embed_local(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray,
+                 device: torch.device, batch_size: int, test_time_flip: bool) -> np.ndarray:
     model.eval()
     views = (False, True) if test_time_flip else (False,)
     total = None
@@ -122,13 +145,17 @@ def validation_scores(val: np.ndarray, train: np.ndarray, val_labels: np.ndarray
 
 
 def validate(setup: TrainingSetup) -> tuple[float, float]:
-    """(mAP@all, kNN@10) of validation queries against the training part."""
+    """(mAP@all, kNN@10) of validation queries against the training part (scored by rank
+    0, the same figures on every rank)."""
     both = np.concatenate([setup.val, setup.train])
     vectors = embed(setup.model, setup.inputs, both, setup.device, setup.eval_batch_size,
                     setup.test_time_flip)
-    return validation_scores(vectors[: len(setup.val)], vectors[len(setup.val):],
-                             setup.labels[setup.val], setup.labels[setup.train],
-                             setup.eval_distance)
+    scores = None
+    if ranks().main:
+        scores = validation_scores(vectors[: len(setup.val)], vectors[len(setup.val):],
+                                   setup.labels[setup.val], setup.labels[setup.train],
+                                   setup.eval_distance)
+    return broadcast(scores)
 
 
 def apply_schedules(setup: TrainingSetup, epoch: int) -> None:
@@ -153,9 +180,15 @@ def _autocast(device: torch.device) -> torch.autocast:
 
 
 def train_epoch(setup: TrainingSetup, epoch: int,
-                scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, float]:
-    """One epoch; returns the mean diagnostics over batches that had triplets."""
-    model, sampler = setup.model, setup.sampler
+                scheduler: torch.optim.lr_scheduler.LRScheduler,
+                model: torch.nn.Module | None = None) -> dict[str, float]:
+    """One epoch; returns the mean diagnostics over batches that had triplets.
+
+    ``model``: what runs the forward pass (``setup.model`` or its DDP wrapper). Each batch
+    is global: this rank embeds its share, the loss sees all of it (:func:`gather_batch`).
+    """
+    model = setup.model if model is None else model
+    sampler, part = setup.sampler, ranks()
     apply_schedules(setup, epoch)
     terms = {name: get_regularizer(name) for name in setup.regularizers}
     model.train()
@@ -163,13 +196,13 @@ def train_epoch(setup: TrainingSetup, epoch: int,
     sums = dict.fromkeys(("loss", "active", "pos", "neg", "norm", "items", "reg"), 0.0)
     useful, empty = 0, 0
     bar = progress_bar(len(batches), f"epoch {epoch + 1}/{setup.epochs}", unit="batch")
-    for step, (indices, x) in enumerate(zip(batches, setup.inputs.train_batches(batches),
+    for step, (indices, x) in enumerate(zip(batches, setup.inputs.train_batches(batches, part),
                                             strict=True)):
         setup.miner.set_progress((epoch + step / len(batches)) / setup.epochs)
         labels = torch.from_numpy(setup.labels[indices]).to(setup.device)
         with _autocast(setup.device):
-            embeddings = model(x.to(setup.device, non_blocking=True))
-        embeddings = embeddings.float()
+            local = model(x.to(setup.device, non_blocking=True))
+        embeddings = gather_batch(local.float())
         out = setup.loss.compute(embeddings, labels, setup.miner)
         regularization = sum((setup.regularizers[name] * term(embeddings)
                               for name, term in terms.items()), torch.zeros(()))
@@ -201,6 +234,7 @@ def fit(setup: TrainingSetup, run: Path, save: Callable[[Path, dict[str, Any]], 
     Returns the per-epoch history. ``best.pt`` holds the epoch with the highest validation
     mAP@all (the first such epoch on ties).
     """
+    check_batch(setup.sampler.batch_size)
     total_steps = setup.epochs * len(setup.sampler)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         setup.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps)
@@ -215,9 +249,12 @@ def fit(setup: TrainingSetup, run: Path, save: Callable[[Path, dict[str, Any]], 
         elapsed = history[-1].elapsed_seconds if history else 0.0
         _set_generator_states(setup, resume_state["generators"])
         log.info("resuming after epoch %d (best validation mAP %.4f)", start_epoch, best)
+    trained = _parallel(setup)
+    if not ranks().main:
+        save = _no_save
     for epoch in range(start_epoch, setup.epochs):
         started = time.perf_counter()
-        stats = train_epoch(setup, epoch, scheduler)
+        stats = train_epoch(setup, epoch, scheduler, trained)
         train_seconds = time.perf_counter() - started
         val_map, val_knn = validate(setup)
         elapsed += time.perf_counter() - started
@@ -237,7 +274,24 @@ def fit(setup: TrainingSetup, run: Path, save: Callable[[Path, dict[str, Any]], 
             "epoch": epoch, "best_val_map": best, "optimizer": setup.optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "history": [asdict(h) for h in history],
             "generators": _generator_states(setup)})
+    barrier()  # rank 0's checkpoints are written
     return history
+
+
+def _no_save(path: Path, extra: dict[str, Any]) -> None:
+    """Ranks other than 0 write nothing."""
+
+
+def _parallel(setup: TrainingSetup) -> torch.nn.Module:
+    """The model that trains: ``setup.model`` itself, or across ranks its DDP wrapper; then
+    each rank's torch generator (dropout, image augmentation) goes its own seeded way."""
+    group = ranks()
+    if group.world == 1:
+        return setup.model
+    trained = data_parallel(setup.model, setup.device)
+    shared = int(torch.randint(2**62, (), generator=None))  # the same draw on every rank
+    torch.manual_seed(shared + group.rank)
+    return trained
 
 
 def _generators(setup: TrainingSetup) -> dict[str, torch.Generator]:
