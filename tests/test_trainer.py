@@ -215,3 +215,22 @@ def test_training_samples_every_cached_view_uniformly_and_only_its_own() -> None
         np.testing.assert_array_equal(batch[:, 0].numpy() == -1.0, flipped.numpy())
     with pytest.raises(ValueError, match="one row per pool index"):
         AugmentedFeatures(members, [views[0][:3]])
+
+
+def test_validation_every_few_epochs_and_after_the_last(tmp_path: Path) -> None:
+    """``validate_every=2`` over 5 epochs validates epochs 2, 4 and 5 (the last), records
+    NaN for the others, and keeps best.pt among the validated ones; validated figures
+    equal those of a run that validates every epoch."""
+    data = synthetic(2)
+    every, config = make_setup(data, epochs=5)
+    reference = fit(every, tmp_path / "a", saver(every, config))
+    sparse, config = make_setup(data, epochs=5)
+    sparse.validate_every = 2
+    history = fit(sparse, tmp_path / "b", saver(sparse, config))
+    validated = [h.epoch for h in history if not np.isnan(h.val_map)]
+    assert validated == [1, 3, 4]
+    assert [history[e].val_map for e in validated] == pytest.approx(
+        [reference[e].val_map for e in validated], abs=1e-6)
+    best = read_checkpoint(tmp_path / "b" / "best.pt")
+    assert best["epoch"] in validated
+    assert best["val_map"] == max(history[e].val_map for e in validated)

@@ -99,7 +99,7 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
         eval_distance="hamming" if cfg.codes else config.evaluation.distance,
         regularizers=parse_weights(cfg.regularizers),
         schedules=dict(parse_schedule(text) for text in cfg.schedules),
-        test_time_flip=cfg.test_time_flip), features
+        test_time_flip=cfg.test_time_flip, validate_every=cfg.validate_every), features
 
 
 def frozen_validation(config: TrainConfig, features: dict[str, np.ndarray],

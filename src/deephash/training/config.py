@@ -84,6 +84,10 @@ class TrainingConfig:
         "min": 0, "help": "frozen, partial: K seeded augmented views per training image (random "
                           "resized crop and mirror), extracted once into the feature cache "
                           "and sampled as augmentation with the image and its mirror"})
+    validate_every: int = field(default=1, metadata={
+        "min": 1, "help": "validate (and keep best.pt) every N epochs and after the last: "
+                          "embedding a large training part can cost more than an epoch of "
+                          "training"})
     test_time_flip: bool = field(default=False, metadata={
         "help": "evaluate (validation and test) on the mean of each image's embedding and its "
                 "mirror image's; frozen mode reads cached mirrored-view features"})

@@ -102,6 +102,7 @@ class TrainingSetup:
     regularizers: dict[str, float] = field(default_factory=dict)  # name -> weight
     schedules: dict[str, Schedule] = field(default_factory=dict)  # "margin" or a regulariser
     test_time_flip: bool = False  # evaluate on the mean of image and mirror-image embeddings
+    validate_every: int = 1  # epochs between validations (and after the last)
 
 
 @torch.no_grad()
@@ -232,7 +233,8 @@ def fit(setup: TrainingSetup, run: Path, save: Callable[[Path, dict[str, Any]], 
     """Train for ``setup.epochs``; ``save(path, extra)`` writes a checkpoint.
 
     Returns the per-epoch history. ``best.pt`` holds the epoch with the highest validation
-    mAP@all (the first such epoch on ties).
+    mAP@all (the first such epoch on ties) among the validated ones (every
+    ``setup.validate_every``-th and the last; the others record NaN).
     """
     check_batch(setup.sampler.batch_size)
     total_steps = setup.epochs * len(setup.sampler)
@@ -256,7 +258,8 @@ def fit(setup: TrainingSetup, run: Path, save: Callable[[Path, dict[str, Any]], 
         started = time.perf_counter()
         stats = train_epoch(setup, epoch, scheduler, trained)
         train_seconds = time.perf_counter() - started
-        val_map, val_knn = validate(setup)
+        due = (epoch + 1) % setup.validate_every == 0 or epoch == setup.epochs - 1
+        val_map, val_knn = validate(setup) if due else (math.nan, math.nan)
         elapsed += time.perf_counter() - started
         record = EpochRecord(epoch, stats["loss"], stats["active"], stats["pos"], stats["neg"],
                              stats["norm"], stats["items"], int(stats["empty"]), train_seconds,
@@ -267,7 +270,7 @@ def fit(setup: TrainingSetup, run: Path, save: Callable[[Path, dict[str, Any]], 
                  "val 10-NN %.4f (%.1f s)", epoch + 1, setup.epochs, record.loss,
                  record.active_fraction, record.mean_positive_distance,
                  record.mean_negative_distance, val_map, val_knn, train_seconds)
-        if val_map > best:
+        if due and val_map > best:
             best = val_map
             save(run / "best.pt", {"epoch": epoch, "val_map": val_map})
         save(run / "last.pt", {

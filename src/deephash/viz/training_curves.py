@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import matplotlib.pyplot as plt
 
 
 def plot_training_curves(history: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Loss, active fraction, mean distances and validation scores against epoch."""
+    """Loss, active fraction, mean distances and validation scores against epoch (epochs
+    without a figure, e.g. not validated, are left out of its line)."""
     epochs = [h["epoch"] + 1 for h in history]
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), dpi=100)
     panels = [
@@ -27,7 +29,9 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: Path, title: s
     ]
     for ax, series, name in panels:
         for key, label in series:
-            ax.plot(epochs, [h[key] for h in history], marker=".", label=label)
+            points = [(e, h[key]) for e, h in zip(epochs, history, strict=True)
+                      if math.isfinite(h[key])]
+            ax.plot([e for e, _ in points], [v for _, v in points], marker=".", label=label)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
