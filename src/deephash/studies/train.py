@@ -37,6 +37,7 @@ from deephash.training.config import TrainConfig
 from deephash.training.inputs import AugmentedFeatures, FeatureInputs, ImageInputs
 from deephash.training.model import build_model, partial_split
 from deephash.training.optimizer import build_optimizer
+from deephash.training.pixel_pool import PixelPoolInputs
 from deephash.training.sampler import build_sampler
 from deephash.training.schedules import parse_schedule
 from deephash.training.trainer import TrainingSetup, embed, fit, validation_scores
@@ -73,13 +74,14 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
                               subset=splits.train, backbone=prefix)
         augmented = AugmentedFeatures(splits.train, list(drawn.values()))
     torch.manual_seed(config.seed)  # after extraction, which may draw from torch's generator
-    inputs: FeatureInputs | ImageInputs
-    if cfg.mode == "finetune":
+    inputs: FeatureInputs | ImageInputs | PixelPoolInputs
+    if cfg.mode == "finetune":  # small images decoded once onto the device, else per batch
         backbone = create_backbone(config.backbone.name, config.backbone.weights)
         spec = transform_spec(backbone, config.backbone.image_size)
-        inputs = ImageInputs(dataset, spec, cfg.flip_augment,
-                             decoding_workers(config.extraction.num_workers, device),
-                             backbone.num_features)
+        inputs = PixelPoolInputs.load(dataset, spec, cfg.flip_augment, config.seed,
+                                      backbone.num_features, device) or ImageInputs(
+            dataset, spec, cfg.flip_augment,
+            decoding_workers(config.extraction.num_workers, device), backbone.num_features)
     else:
         inputs = FeatureInputs(model_inputs["identity"], model_inputs.get("hflip"),
                                config.seed, augment=cfg.flip_augment, augmented=augmented)
