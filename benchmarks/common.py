@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-import deephash
+from deephash.machine import describe_machine
 
 RESULTS = Path(__file__).parent / "results"
 
 
-#: the CPU flags that decide how fast a runtime can be (vector and matrix units)
-SPEED_FLAGS = re.compile(r"(avx\w*|fma|f16c|amx\w*|sse4_2)")
-
-
 def machine() -> dict[str, Any]:
-    cpu, flags = "unknown", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = sorted(f for f in line.split(":", 1)[1].split()
-                               if SPEED_FLAGS.fullmatch(f))
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpu_flags": " ".join(flags), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "deephash": deephash.__version__, "date": time.strftime("%Y-%m-%d")}
+    return {**describe_machine(), "date": time.strftime("%Y-%m-%d")}
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:

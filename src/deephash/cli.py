@@ -32,6 +32,7 @@ from deephash.studies.configs import (
     SearchConfig,
     SelectMarginConfig,
 )
+from deephash.studies.report_config import ReportConfig
 from deephash.training.config import TrainConfig
 
 
@@ -71,6 +72,9 @@ COMMANDS: dict[str, Command] = {
                      "index an image folder with a trained model (codes or embeddings)"),
     "search": Command(SearchConfig, "deephash.studies.search:search_image",
                       "print the k nearest indexed images to a query image"),
+    "report": Command(ReportConfig, "deephash.reporting:run_report",
+                      "write report.html (self-contained: plots and thumbnails embedded, "
+                      "opens offline) and report.md from finished run folders"),
     "pack": Command(PackConfig, "deephash.studies.pack:run_pack",
                     "write a data set into one file (its images' own encoded bytes, labels, "
                     "classes and order), readable by every command as --data-dir FILE"),

@@ -178,7 +178,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             item_type = _parsed_by(item_type, f.metadata["parse"])
         if f.metadata.get("positional"):
             del kwargs["dest"]
-            parser.add_argument("__".join(path), nargs="?", **kwargs)
+            kwargs.pop("metavar", None)
+            if typing.get_origin(inner) is tuple:
+                kwargs["type"] = item_type
+            parser.add_argument("__".join(path), nargs="*" if typing.get_origin(inner) is tuple
+                                else "?", metavar=path[-1].upper(), **kwargs)
         elif inner is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(inner) is tuple:

@@ -50,6 +50,7 @@ from deephash.data.open import resolve_data_dir
 from deephash.distributed import ranks
 from deephash.errors import ConfigError, DeephashError
 from deephash.fileio import save_bytes, save_json, save_npz
+from deephash.machine import describe_machine
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,7 @@ class RunFolder:
             "command": sys.argv, "deephash": deephash.__version__, "torch": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
             "cpu_threads": torch.get_num_threads(), "git_commit": _git_commit(),
+            "machine": describe_machine(),
         }
         save_json(self.path / "run.json", self._info)
         return self

@@ -1,0 +1,117 @@
+"""A retrieval gallery: the same fixed test queries, and each chosen run's top-k for them.
+
+Runs save their test vectors (``embeddings/query.npz``, ``database.npz``: ``x``, ``y``,
+``index``) or packed codes (``codes/*.npz``: ``codes``, ``bits``); the gallery ranks the
+database for each query again from those files, with the run's distance (ties broken by
+pool index, as the metrics break them), and reads the images from the run's data set for
+thumbnails. Queries are drawn once from the pool indices every chosen run queried, by a
+seeded generator, so every row of the gallery answers the same images.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from deephash.data import ImageDataset, open_dataset
+from deephash.errors import DeephashError
+from deephash.hashing.codes import hamming_matrix
+from deephash.metrics.distances import get_distance
+from deephash.reporting.runs import RunRecord
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL = 64
+
+
+@dataclass
+class Ranked:
+    """One run's answers: ``(Q,)`` query pool indices and labels, ``(Q, k)`` result pool
+    indices and labels."""
+
+    run: RunRecord
+    query: np.ndarray
+    query_labels: np.ndarray
+    results: np.ndarray
+    result_labels: np.ndarray
+
+
+def _vectors(run: RunRecord, name: str) -> dict[str, np.ndarray] | None:
+    for folder, key in (("codes", "codes"), ("embeddings", "x")):
+        path = run.path / folder / f"{name}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                return {"vectors": data[key], "y": data["y"], "index": data["index"]}
+    return None
+
+
+def can_rank(run: RunRecord) -> bool:
+    return _vectors(run, "query") is not None and _vectors(run, "database") is not None
+
+
+def rank(run: RunRecord, queries: np.ndarray, k: int) -> Ranked:
+    """The top ``k`` database items of the pool indices ``queries`` (all queried by
+    ``run``)."""
+    query, database = _vectors(run, "query"), _vectors(run, "database")
+    assert query is not None and database is not None
+    rows = np.searchsorted(query["index"], queries)
+    if run.kind == "codes":
+        distances = hamming_matrix(query["vectors"][rows], database["vectors"]).astype(float)
+    else:
+        distance = get_distance(str(run.metrics.get("distance", "cosine")))
+        distances = distance.matrix(distance.prepare(torch.from_numpy(query["vectors"][rows])),
+                                    distance.prepare(torch.from_numpy(database["vectors"]))
+                                    ).numpy()
+    order = np.lexsort((np.broadcast_to(database["index"], distances.shape), distances),
+                       axis=1)[:, :k]
+    return Ranked(run, queries, query["y"][rows], database["index"][order],
+                  database["y"][order])
+
+
+def choose_queries(runs: list[RunRecord], n: int, seed: int) -> np.ndarray:
+    """``n`` pool indices that every run queried, drawn by a seeded generator (sorted)."""
+    common: np.ndarray | None = None
+    for run in runs:
+        found = _vectors(run, "query")
+        if found is not None:
+            common = found["index"] if common is None else np.intersect1d(common, found["index"])
+    if common is None or len(common) == 0:
+        return np.empty(0, dtype=np.int64)
+    chosen = np.random.default_rng(seed).choice(np.sort(common), min(n, len(common)),
+                                                replace=False)
+    return np.sort(chosen)
+
+
+def open_images(run: RunRecord) -> ImageDataset | None:
+    """The run's data set, for thumbnails (``None``, with a log line, when it cannot be
+    opened here)."""
+    data = run.config.get("data", {})
+    try:
+        return open_dataset(data.get("data_dir"), data.get("dataset", "auto"), download=False)
+    except (DeephashError, OSError) as exc:
+        log.warning("gallery without images: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        return None
+
+
+def thumbnail(dataset: ImageDataset, index: int, size: int = THUMBNAIL) -> str:
+    """A ``data:image/png;base64,...`` URI of pool image ``index``, its longer side
+    ``size`` pixels (small images are enlarged, pixelated)."""
+    image = dataset.load_image(int(index))
+    scale = size / max(image.size)
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                         Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_uri(path: Path) -> str:
+    """A file's bytes as a ``data:`` URI (PNG)."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()

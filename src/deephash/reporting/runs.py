@@ -1,0 +1,130 @@
+"""The finished run folders a report is made of, read back from their files.
+
+A run folder is any folder holding ``metrics.json`` (``baseline``, ``train``, each
+``bits-K`` of ``hash``, the sub-runs of the studies); :func:`find_runs` collects them
+under the given folders. Each :class:`RunRecord` knows what kind of result it is (frozen
+features, a trained embedding, binary codes), a title, its configuration, metrics,
+validation figures, history, timings and machine (from its own ``run.json`` or the
+nearest one above it, as a ``hash`` sweep writes one for all code lengths).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deephash.errors import ConfigError
+
+#: the plots a run folder may hold, in the order a report shows them
+PLOTS = (("curves.png", "training curves"), ("pr_curve.png", "precision-recall"),
+         ("tsne.png", "t-SNE of the queries"))
+
+
+def _read(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    try:
+        return yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
+    except (ValueError, yaml.YAMLError):
+        return None
+
+
+@dataclass
+class RunRecord:
+    """One finished run folder."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """``codes`` (Hamming on sign codes), ``trained`` (an embedding) or ``frozen``."""
+        if "bits" in self.metrics:
+            return "codes"
+        return "trained" if "training" in self.config else "frozen"
+
+    @property
+    def title(self) -> str:
+        """What the run is, in words: ``frozen efficientnet_lite0 128px``, ``facenet +
+        semi-hard, margin 0.2 (partial, 2 blocks)``, ``48-bit codes: dtsh + ...``."""
+        backbone = self.config.get("backbone", {})
+        if self.kind == "frozen":
+            return f"frozen {backbone.get('name', '?')} {backbone.get('image_size', '?')}px"
+        cfg = self.config.get("training", {})
+        from deephash.studies.train import method_title
+
+        margin = cfg.get("margin")
+        method = ("zhuang et al." if cfg.get("procedure") == "zhuang" else method_title(
+            str(cfg.get("loss", "facenet")), str(cfg.get("miner", "semi-hard")),
+            float(margin) if isinstance(margin, (int, float)) else None))
+        mode = cfg.get("mode", "frozen")
+        if mode == "partial":
+            mode = f"partial, {cfg.get('trainable_blocks', '?')} blocks"
+        views = f", {cfg['views']} views" if cfg.get("views") else ""
+        prefix = f"{self.metrics['bits']}-bit codes: " if self.kind == "codes" else ""
+        return f"{prefix}{method} ({mode}{views})"
+
+    @property
+    def protocol(self) -> str:
+        return str(self.metrics.get("protocol", self.config.get("data", {}).get("protocol", "")))
+
+    @property
+    def train_seconds(self) -> float:
+        seconds = self.info.get("seconds") or {}
+        value = seconds.get("train", math.nan) if isinstance(seconds, dict) else math.nan
+        return float(value) if isinstance(value, (int, float)) else math.nan
+
+    def figure(self, key: str) -> float:
+        """A metric (``nan`` when the run does not have it)."""
+        value = self.metrics.get(key)
+        return float(value) if isinstance(value, (int, float)) else math.nan
+
+    def plots(self) -> list[tuple[Path, str]]:
+        return [(self.path / name, caption) for name, caption in PLOTS
+                if (self.path / name).is_file()]
+
+
+def read_run(path: Path) -> RunRecord | None:
+    """The run in ``path``, or ``None`` when it holds no readable ``metrics.json``."""
+    metrics = _read(path / "metrics.json")
+    if not isinstance(metrics, dict):
+        return None
+    config = _read(path / "config.yaml")
+    info: dict[str, Any] = {}
+    for folder in (path, *path.parents):  # a sweep's sub-runs share its run.json
+        found = _read(folder / "run.json")
+        if isinstance(found, dict):
+            info = found
+            break
+        if folder == path.parent.parent:
+            break
+    history = _read(path / "history.json")
+    return RunRecord(path, config if isinstance(config, dict) else {}, metrics, info,
+                     history if isinstance(history, list) else [])
+
+
+def find_runs(paths: list[Path]) -> list[RunRecord]:
+    """Every run folder at or under ``paths``, in path order; raises ``ConfigError`` for a
+    path that does not exist or holds no finished run."""
+    runs: list[RunRecord] = []
+    for root in paths:
+        if not root.is_dir():
+            raise ConfigError(f"{root} is not a folder; pass run folders written by deephash")
+        found = [run for folder in (root, *sorted(p.parent for p in root.rglob("metrics.json")))
+                 if (run := read_run(folder)) is not None]
+        unique = {run.path: run for run in found}
+        if not unique:
+            raise ConfigError(f"{root} holds no finished run (no metrics.json); pass run "
+                              "folders of deephash baseline, train, hash or a study")
+        runs.extend(unique.values())
+    return runs

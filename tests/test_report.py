@@ -1,0 +1,167 @@
+"""``deephash report``: report.html (self-contained) and report.md from finished runs, and
+the page in a real browser (headless Chromium, network blocked)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deephash.cli import main
+from tests.conftest import tiny_run_args
+
+ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artefacts"
+
+
+class Page(HTMLParser):
+    """The page's images, links, section ids, table rows and gallery thumbnails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str]] = []
+        self.links: list[str] = []
+        self.sections: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        self.tags.add(tag)
+        if tag == "img":
+            self.images.append(found)
+        if "href" in found:
+            self.links.append(found["href"])
+        if tag == "section":
+            self.sections.append(found.get("id", ""))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A baseline, a trained embedding and 16-bit codes of the tiny folder."""
+    from tests.conftest import make_image_folder
+
+    root = tmp_path_factory.mktemp("report")
+    data = make_image_folder(root / "data", n_classes=3, n_train=12, n_test=4)
+    args = tiny_run_args(data, root / "cache", epochs=2)
+    base = args[:8]  # data, cache, image size, workers
+    assert main(["baseline", *base, "--tsne-points", "30", "--out", str(root / "runs" / "frozen")]) == 0
+    assert main(["train", *args, "--embedding-dim", "8", "--out", str(root / "runs" / "trained")]) == 0
+    assert main(["hash", *args, "--bits", "16", "--out", str(root / "runs" / "codes")]) == 0
+    return root
+
+
+def report(runs: Path, *extra: str) -> tuple[Page, str, Path]:
+    out = runs / "report"
+    assert main(["report", str(runs / "runs"), "--out", str(out), "-k", "5", *extra]) == 0
+    text = (out / "report.html").read_text()
+    page = Page()
+    page.feed(text)
+    return page, text, out
+
+
+def test_report_embeds_everything_and_tabulates_every_run(runs: Path) -> None:
+    page, text, out = report(runs)
+    # self-contained: every image a decodable PNG data URI, nothing fetched from anywhere
+    assert page.images and all(i["src"].startswith("data:image/png;base64,") for i in page.images)
+    for image in page.images:
+        Image.open(io.BytesIO(base64.b64decode(image["src"].split(",", 1)[1]))).load()
+    assert all(link.startswith("#") for link in page.links)
+    assert not {"script", "link", "iframe"} & page.tags
+    assert "http://" not in text and "https://" not in text
+    assert page.sections == ["summary", "gallery", "run-1", "run-2", "run-3"]
+    # the summary's figures are the runs' own
+    for name in ("frozen", "trained", "codes/bits-16"):
+        metrics = json.loads((runs / "runs" / name / "metrics.json").read_text())
+        assert f"{metrics['map@all']:.4f}" in text
+    markdown = (out / "report.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(rows) == 4 and "val mAP@all" in rows[0]  # header + 3 runs
+    for line in markdown.splitlines():
+        if line.startswith("!["):
+            assert (out / line.split("](", 1)[1].rstrip(")")).is_file()
+
+
+def test_gallery_ranks_the_same_queries_as_a_brute_force_search(runs: Path) -> None:
+    """6 queries x 3 runs (frozen, trained, codes), each row the query then its top 5;
+    the trained run's row is its embeddings' cosine top 5 (ties by pool index)."""
+    page, _, _ = report(runs)
+    thumbs = [i for i in page.images if "pool " in i.get("alt", "")]
+    pool = [int(i["alt"].rsplit("pool ", 1)[1].rstrip(")")) for i in thumbs]
+    assert len(pool) == 6 * 3 * 6
+    rows = [pool[r * 6:(r + 1) * 6] for r in range(18)]
+    embeddings = {part: np.load(runs / "runs" / "trained" / "embeddings" / f"{part}.npz")
+                  for part in ("query", "database")}
+    x = {p: e["x"] / np.linalg.norm(e["x"], axis=1, keepdims=True) for p, e in embeddings.items()}
+    for q in range(6):
+        assert len({row[0] for row in rows[3 * q:3 * q + 3]}) == 1  # one query per block
+        query = rows[3 * q + 1][0]
+        scores = 1 - x["database"] @ x["query"][list(embeddings["query"]["index"]).index(query)]
+        order = np.lexsort((embeddings["database"]["index"], scores))[:5]
+        assert rows[3 * q + 1][1:] == embeddings["database"]["index"][order].tolist()
+    wrong = [i for i in thumbs if "wrong" in i.get("class", "")]
+    assert all(i.get("class") in ("", "wrong", "query") for i in thumbs) and wrong is not None
+
+
+def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--out", str(tmp_path / "r")]) == 2
+    assert "give one or more run folders" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "holds no finished run" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def chromium() -> str | None:
+    return next((p for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (p := shutil.which(name))), None)
+
+
+@pytest.mark.skipif(chromium() is None, reason="no Chromium (.ci/run installs Debian's)")
+def test_report_opens_in_a_browser_offline(runs: Path) -> None:
+    """Headless Chromium with every network request refused: every image decodes, the
+    console stays clean, every section is there; the screenshot is kept as an artefact
+    of the test run (test-artefacts/, not in git)."""
+    from playwright.sync_api import sync_playwright
+
+    _, _, out = report(runs)
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(),
+                                             args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            def refuse(route: object) -> None:
+                url = route.request.url  # type: ignore[attr-defined]
+                if not url.startswith(("file:", "data:")):
+                    requests.append(url)
+                    route.abort()  # type: ignore[attr-defined]
+                else:
+                    route.continue_()  # type: ignore[attr-defined]
+
+            page.route("**/*", refuse)
+            page.goto((out / "report.html").as_uri())
+            page.wait_for_load_state("load")
+            decoded = page.evaluate(
+                "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+            sections = page.evaluate(
+                "Array.from(document.querySelectorAll('section')).map(s => s.id)")
+            ARTEFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTEFACTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert decoded and all(decoded)
+    assert sections == ["summary", "gallery", "run-1", "run-2", "run-3"]
+    assert errors == [] and requests == []
+    assert (ARTEFACTS / "report.png").stat().st_size > 10_000
