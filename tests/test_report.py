@@ -49,10 +49,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report")
     data = make_image_folder(root / "data", n_classes=3, n_train=12, n_test=4)
     args = tiny_run_args(data, root / "cache", epochs=2)
-    base = args[:8]  # data, cache, image size, workers
-    assert main(["baseline", *base, "--tsne-points", "30", "--out", str(root / "runs" / "frozen")]) == 0
-    assert main(["train", *args, "--embedding-dim", "8", "--out", str(root / "runs" / "trained")]) == 0
-    assert main(["hash", *args, "--bits", "16", "--out", str(root / "runs" / "codes")]) == 0
+    base, out = args[:8], root / "runs"  # data, cache, image size, workers
+    assert main(["baseline", *base, "--tsne-points", "30", "--out", str(out / "frozen")]) == 0
+    assert main(["train", *args, "--embedding-dim", "8", "--out", str(out / "trained")]) == 0
+    assert main(["hash", *args, "--bits", "16", "--out", str(out / "codes")]) == 0
     return root
 
 
