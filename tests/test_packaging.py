@@ -62,5 +62,7 @@ def test_build_and_package_data() -> None:
     assert PYPROJECT["build-system"]["requires"] == ["setuptools>=77"]
     assert PYPROJECT["project"]["license"] == "MIT"
     assert "Copyright (c) 2026 the deephash authors" in (ROOT / "LICENSE").read_text()
-    assert PYPROJECT["tool"]["setuptools"]["package-data"]["deephash"] == ["py.typed"]
-    assert (ROOT / "src" / "deephash" / "py.typed").is_file()
+    data = PYPROJECT["tool"]["setuptools"]["package-data"]["deephash"]
+    assert data == ["py.typed", "studies/presets/*.yaml"]  # type hints; the study presets
+    for pattern in data:
+        assert list((ROOT / "src" / "deephash").glob(pattern)), pattern

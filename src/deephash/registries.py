@@ -15,15 +15,18 @@ from deephash.errors import ConfigError
 from deephash.registry import Lazy, Registry
 
 if TYPE_CHECKING:
+    import torch
+
     from deephash.backbones.base import Backbone
     from deephash.data.protocols import Splits
+    from deephash.distances import Distance
     from deephash.index.base import RetrievalIndex
     from deephash.losses.base import BatchLoss
-    from deephash.losses.distances import BatchDistance
-    from deephash.metrics.distances import Distance
     from deephash.miners.base import Miner
     from deephash.runtimes.base import Runtime
     from deephash.training.config import TrainingConfig
+    from deephash.training.schedules import Schedule
+    from deephash.training.trainer import EpochRecord
 
 _TORCHVISION = "deephash.backbones.torchvision_models:torchvision_backbone"
 
@@ -60,18 +63,21 @@ MINERS: Registry[Miner] = Registry("miner", {
     "offline-pairs": "deephash.miners:build_offline_pairs",
 })
 
+# every distance is one class of deephash.distances (hamming too, scored on sign codes
+# only); the two registries name those that offer a role (tests/test_distances.py checks)
+_DISTANCE_CLASSES = {
+    "euclidean": "deephash.distances:EuclideanDistance",
+    "sqeuclidean": "deephash.distances:SquaredEuclideanDistance",
+    "cosine": "deephash.distances:CosineDistance",
+    "neg-half-inner": "deephash.distances:NegativeHalfInnerProduct",
+}
+
 #: differentiable distances inside the losses and miners (``--train-distance``)
-BATCH_DISTANCES: Registry[BatchDistance] = Registry("distance", {
-    "euclidean": "deephash.losses.distances:EuclideanDistance",
-    "sqeuclidean": "deephash.losses.distances:SquaredEuclideanDistance",
-    "cosine": "deephash.losses.distances:CosineDistance",
-    "neg-half-inner": "deephash.losses.distances:NegativeHalfInnerProduct",
-})
+BATCH_DISTANCES: Registry[Distance] = Registry("distance", _DISTANCE_CLASSES)
 
 #: distances of the chunked evaluators (``--distance``)
 DISTANCES: Registry[Distance] = Registry("distance", {
-    name: Lazy("deephash.metrics.distances:Distance", (name,))
-    for name in ("euclidean", "sqeuclidean", "cosine")
+    name: _DISTANCE_CLASSES[name] for name in ("euclidean", "sqeuclidean", "cosine")
 })
 
 #: index kinds; ``<M>``/``<h>`` stand for a positive integer (``BHNSW32``), see ``parse_index``
@@ -101,6 +107,35 @@ RUNTIME_CHOICES = ("auto", *RUNTIMES.names())
 #: ``--precision`` of frozen extraction: float32, or bfloat16 where the runtime offers it
 PRECISIONS = ("fp32", "bf16")
 
+#: hash-code regularisers (``--regularizers NAME=WEIGHT``): ``create(name, u)`` is the
+#: scalar term of relaxed codes ``u`` ``(B, K)``, see :mod:`deephash.hashing.regularizers`
+REGULARIZERS: Registry[torch.Tensor] = Registry("regulariser", {
+    name: f"deephash.hashing.regularizers:{name}" for name in ("quantization", "balance")
+})
+
+#: schedule kinds (``--schedules NAME=KIND:START[:END[:EVERY]]``): ``create(kind, start,
+#: end, every)``, see :mod:`deephash.training.schedules`
+SCHEDULES: Registry[Schedule] = Registry("schedule kind", {
+    "constant": "deephash.training.schedules:ConstantSchedule",
+    "step": "deephash.training.schedules:StepSchedule",
+    "linear": "deephash.training.schedules:LinearSchedule",
+    "cosine": "deephash.training.schedules:CosineSchedule",
+})
+
+#: training procedures (``--procedure``): the function that fits a ``TrainingSetup``
+PROCEDURES: Registry[list[EpochRecord]] = Registry("procedure", {
+    "triplet": "deephash.training.trainer:fit",
+    "zhuang": "deephash.training.zhuang_trainer:fit_zhuang",
+})
+
+#: ``--mode``: what trains, and from which inputs. Names only: a mode is not one object
+#: but a choice read where the model's inputs and weights are set up
+#: (``deephash.studies.train``, ``deephash.training.checkpoint``)
+TRAINING_MODES = ("frozen", "partial", "finetune")
+
+#: the head's output activation (``--activation``, ``deephash.training.head``)
+ACTIVATIONS = ("none", "tanh", "sign")
+
 #: how a loss averages its per-tuple values (``deephash.losses.base.reduce``)
 REDUCTIONS = ("mean", "mean_active", "sum")
 
@@ -111,8 +146,9 @@ DATASET_KINDS = ("auto", "cifar10", "mnist", "fashion-mnist", "imagefolder")
 LISTABLE: dict[str, Any] = {
     "backbones": BACKBONES, "protocols": PROTOCOLS, "losses": LOSSES, "miners": MINERS,
     "train-distances": BATCH_DISTANCES, "distances": DISTANCES, "indexes": INDEXES,
-    "hashing-methods": HASHING_METHODS, "reductions": REDUCTIONS, "datasets": DATASET_KINDS,
-    "runtimes": RUNTIMES,
+    "hashing-methods": HASHING_METHODS, "regularizers": REGULARIZERS, "schedules": SCHEDULES,
+    "procedures": PROCEDURES, "training-modes": TRAINING_MODES, "activations": ACTIVATIONS,
+    "reductions": REDUCTIONS, "datasets": DATASET_KINDS, "runtimes": RUNTIMES,
 }
 
 

@@ -1,5 +1,6 @@
-"""One registry mechanism for backbones, protocols, losses, miners, distances, indexes and
-hashing methods.
+"""One registry mechanism for every kind of component: backbones, protocols, losses,
+miners, distances, indexes, hashing methods, runtimes, regularisers, schedule kinds and
+training procedures (the tables: :mod:`deephash.registries`).
 
 A registry maps a short name to a factory. An entry is either registered eagerly (the
 ``register`` decorator) or *lazily*: the name maps to ``"module:attribute"`` (a

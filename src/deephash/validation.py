@@ -6,22 +6,23 @@ first, so nothing is written, extracted or cached for a configuration that would
 later. It checks every field against its declared ``choices``, ``parse`` and bounds
 (:func:`deephash.config.check_fields`), then what needs more than one field, in one
 function per config kind: a margin > 0 where the loss or the miner uses one, a miner
-whose tuples the loss trains on, regularisers and schedules that parse, a data folder
-that exists, a device that is there, an extraction runtime that is installed and computes
-in the asked precision. Errors are :class:`~deephash.errors.ConfigError`
-(one line naming the option and the fix).
+whose tuples the loss trains on, regularisers and schedules that parse and name registered
+components (``REGULARIZERS``, ``SCHEDULES``), a data folder that exists, a device that is
+there, an extraction runtime that is installed and computes in the asked precision. Errors
+are :class:`~deephash.errors.ConfigError` (one line naming the option and the fix).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from functools import singledispatch
 from pathlib import Path
 
 from deephash.config import check_fields
 from deephash.errors import ConfigError
-from deephash.registries import HASHING_METHODS
+from deephash.registries import HASHING_METHODS, REGULARIZERS
 from deephash.studies.baseline_config import BaselineConfig
 from deephash.studies.configs import (
     HashConfig,
@@ -104,6 +105,18 @@ def _check_baseline(config: BaselineConfig) -> None:
     _check_runtime(config.extraction.runtime, config.extraction.precision)
 
 
+def _check_scheduled(texts: Iterable[str], option: str) -> None:
+    """Each ``NAME=KIND:START[:END[:EVERY]]`` parses (a kind of ``SCHEDULES``) and names
+    what training can schedule: the margin or a regulariser of ``REGULARIZERS``."""
+    from deephash.training.schedules import parse_schedule
+
+    for text in texts:
+        name = parse_schedule(text)[0]
+        if name != "margin" and name not in REGULARIZERS:
+            raise ConfigError(f"{option} {text}: nothing named {name!r} to schedule; name "
+                              f"margin or a regulariser ({', '.join(REGULARIZERS)})")
+
+
 def _check_training(cfg: TrainingConfig, seed: int) -> None:
     """The loss, the miner, their margin and compatibility, regularisers and schedules."""
     from deephash.losses import create_loss
@@ -114,6 +127,7 @@ def _check_training(cfg: TrainingConfig, seed: int) -> None:
     loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction, num_classes=2,
                        embedding_dim=1)
     miner = create_miner(cfg.miner, cfg.margin, seed)
+    _check_scheduled(cfg.schedules, "--schedules")
     scheduled = {parse_schedule(text)[0] for text in cfg.schedules}
     users = ([f"the {cfg.loss} loss"] if loss.uses_margin else []) + (
         [f"the {cfg.miner} miner"] if loss.uses_miner and hasattr(miner, "margin") else [])
@@ -202,7 +216,7 @@ def _(config: ScheduleStudyConfig) -> None:
     if not config.variants or not config.seeds:
         raise ConfigError("give at least one --variants and one --seeds")
     for variant in config.variants:
-        parse_variant(variant)
+        _check_scheduled(parse_variant(variant), "--variants")
 
 
 @validate.register

@@ -4,6 +4,8 @@ A K-bit code is the sign of a K-dimensional real vector u, with sign(0) = +1. As
 vectors b, b' the Hamming distance is (K - b·b') / 2. Codes are stored packed, eight
 bits per byte in ``numpy.packbits`` order (first bit = most significant bit of the first
 byte; +1 is a set bit), ``ceil(K / 8)`` bytes per row, trailing bits zero.
+The distance itself is the ``hamming`` member of :mod:`deephash.distances`
+(``codes``, ``code_matrix``, ``rowwise``); :func:`hamming_matrix` is its popcount kernel.
 """
 
 from __future__ import annotations

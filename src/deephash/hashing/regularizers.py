@@ -1,6 +1,7 @@
 """Regularisers that pull relaxed codes towards good binary codes; usable with any loss.
 
-Each takes the batch's relaxed codes ``u`` ``(B, K)`` and returns a scalar:
+Each takes the batch's relaxed codes ``u`` ``(B, K)`` and returns a scalar; the names are
+registered in :data:`deephash.registries.REGULARIZERS` (``--regularizers NAME=WEIGHT``):
 
 - ``quantization``: mean over the batch of ||u - sign(u)||² (DTSH's λ term): codes near ±1;
 - ``balance``: ||mean over the batch of u||², i.e. the sum over bits of (mean of u_k)²:
@@ -21,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from deephash.errors import ConfigError
+from deephash.registries import REGULARIZERS
 
 
 def quantization(u: torch.Tensor) -> torch.Tensor:
@@ -33,11 +34,9 @@ def balance(u: torch.Tensor) -> torch.Tensor:
     return u.mean(dim=0).square().sum()
 
 
-REGULARIZERS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "quantization": quantization, "balance": balance}
-
-
 def get_regularizer(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if name not in REGULARIZERS:
-        raise ConfigError(f"unknown regulariser {name!r}; known: {', '.join(REGULARIZERS)}")
-    return REGULARIZERS[name]
+    """The regulariser registered as ``name`` (``ConfigError`` naming the known ones)."""
+    return REGULARIZERS.get(name)
+
+
+__all__ = ["REGULARIZERS", "balance", "get_regularizer", "quantization"]

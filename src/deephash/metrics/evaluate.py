@@ -135,7 +135,7 @@ def evaluate_retrieval(query: np.ndarray | torch.Tensor, database: np.ndarray | 
 
     def chunk(start: int, stop: int) -> np.ndarray:
         with torch.inference_mode():
-            return metric.matrix(q[start:stop], d, d_sq, scratch).numpy()
+            return metric.evaluation_matrix(q[start:stop], d, d_sq, scratch).numpy()
 
     return rank_and_score(chunk, query_labels, database_labels, spec or EvaluationSpec(),
                           query_ids=query_ids, database_ids=database_ids,

@@ -9,8 +9,9 @@ network is trained on, drawn once from the labels and a seed
   distance = more likely same), i.e. the probability that a random positive pair is
   closer than a random negative pair, a tie counting 1/2 (Mann-Whitney U / (n+ n-)).
 
-Distances are computed in float64: ``euclidean``, ``sqeuclidean``, ``cosine`` (1 - cos)
-or ``hamming`` (on the signs of the vectors, as for codes).
+Distances are the row-wise ones of :mod:`deephash.distances`, in float64: ``euclidean``,
+``sqeuclidean``, ``cosine`` (1 - cos) or ``hamming`` (on the signs of the vectors, as for
+codes).
 """
 
 from __future__ import annotations
@@ -18,34 +19,26 @@ from __future__ import annotations
 import numpy as np
 
 from deephash.data.tuples import fixed_pairs, fixed_triplets
+from deephash.distances import Distance, as_distance, names_offering
 from deephash.errors import ConfigError
 
-VERIFICATION_DISTANCES = ("euclidean", "sqeuclidean", "cosine", "hamming")
+VERIFICATION_DISTANCES = names_offering("rowwise")
 
 
-def rowwise_distances(a: np.ndarray, b: np.ndarray, distance: str) -> np.ndarray:
+def rowwise_distances(a: np.ndarray, b: np.ndarray, distance: str | Distance) -> np.ndarray:
     """``(n, D)`` and ``(n, D)`` -> ``(n,)`` float64 distances between matching rows."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if distance == "hamming":
-        return (np.sign(a) != np.sign(b)).sum(axis=1).astype(np.float64)
-    if distance == "cosine":
-        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        return 1.0 - (a * b).sum(axis=1) / np.maximum(norms, 1e-12)
-    if distance not in ("euclidean", "sqeuclidean"):
-        raise ConfigError(f"unknown distance {distance!r}; known: "
-                          f"{', '.join(VERIFICATION_DISTANCES)}")
-    squared = np.square(a - b).sum(axis=1)
-    return squared if distance == "sqeuclidean" else np.sqrt(squared)
+    return as_distance(distance).rowwise(a, b)
 
 
-def triplet_accuracy(vectors: np.ndarray, triplets: np.ndarray, distance: str) -> float:
+def triplet_accuracy(vectors: np.ndarray, triplets: np.ndarray,
+                     distance: str | Distance) -> float:
     """``vectors`` ``(N, D)``, ``triplets`` ``(T, 3)`` rows of it -> accuracy in [0, 1]."""
     a, p, n = (vectors[triplets[:, i]] for i in range(3))
     d_ap, d_an = rowwise_distances(a, p, distance), rowwise_distances(a, n, distance)
     return float(np.mean((d_ap < d_an) + 0.5 * (d_ap == d_an)))
 
 
-def pair_auc(vectors: np.ndarray, pairs: np.ndarray, distance: str) -> float:
+def pair_auc(vectors: np.ndarray, pairs: np.ndarray, distance: str | Distance) -> float:
     """``pairs`` ``(M, 3)`` rows (first, second, same) -> ROC AUC in [0, 1], ties halved.
 
     Needs both a positive and a negative pair.
@@ -64,8 +57,8 @@ def pair_auc(vectors: np.ndarray, pairs: np.ndarray, distance: str) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def verification_metrics(vectors: np.ndarray, labels: np.ndarray, distance: str, seed: int,
-                         n: int = 10_000) -> dict[str, float]:
+def verification_metrics(vectors: np.ndarray, labels: np.ndarray, distance: str | Distance,
+                         seed: int, n: int = 10_000) -> dict[str, float]:
     """``{"triplet_acc", "pair_auc"}`` on ``n`` fixed triplets and ``n`` fixed pairs of
     ``vectors`` ``(N, D)`` with ``labels`` ``(N,)``; empty when the labels cannot form a
     triplet (one class, or no class with two items)."""

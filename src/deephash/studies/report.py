@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from deephash.data import ImageDataset, Splits
+from deephash.distances import HammingDistance, scoring_distance
 from deephash.fileio import save_json, save_npz
-from deephash.hashing.codes import binarize, pack_codes
 from deephash.metrics import EvaluationSpec, RetrievalReport, evaluate_retrieval
 from deephash.metrics.evaluate_codes import evaluate_codes
 from deephash.metrics.verification import verification_metrics
@@ -57,7 +57,7 @@ def _code_results(run: Path, relaxed: np.ndarray, labels: np.ndarray, splits: Sp
     """Binary codes sign(relaxed): tie-aware metrics on the codes, ``codes/*.npz`` (packed
     ``codes``, ``y``, ``bits``, ``index``) and the PR curve over Hamming radius."""
     bits = relaxed.shape[1]
-    codes = pack_codes(binarize(relaxed))
+    codes = HammingDistance().codes(relaxed)
     test = evaluate_codes(codes[splits.query], codes[splits.database], labels[splits.query],
                           labels[splits.database], bits, evaluation_spec(cfg),
                           query_ids=splits.query, database_ids=splits.database,
@@ -67,7 +67,7 @@ def _code_results(run: Path, relaxed: np.ndarray, labels: np.ndarray, splits: Sp
                  bits=np.array(bits), index=rows)
     curve = {"radius": list(range(bits + 1)), "precision": test.radius_precision.tolist(),
              "recall": test.radius_recall.tolist()}
-    return {**test.metrics, "distance": "hamming", "bits": bits}, curve
+    return {**test.metrics, "distance": HammingDistance.name, "bits": bits}, curve
 
 
 def write_results(run: Path, embeddings: np.ndarray, dataset: ImageDataset, splits: Splits,
@@ -83,10 +83,11 @@ def write_results(run: Path, embeddings: np.ndarray, dataset: ImageDataset, spli
     ``metrics.json``.
     """
     labels = dataset.labels
-    evaluate = _code_results if codes else _float_results
+    metric = scoring_distance(cfg.distance, codes)
+    evaluate = _code_results if metric.binary else _float_results
     measured, curve = evaluate(run, embeddings, labels, splits, cfg)
     verification = verification_metrics(embeddings[splits.query], labels[splits.query],
-                                        measured["distance"], seed)
+                                        metric, seed)
     metrics: dict[str, Any] = {**measured, **verification, "protocol": splits.protocol,
                                "n_query": len(splits.query), "n_database": len(splits.database),
                                **(extra_metrics or {})}
@@ -95,7 +96,7 @@ def write_results(run: Path, embeddings: np.ndarray, dataset: ImageDataset, spli
                   run / "pr_curve.png", f"{title}: precision-recall ({measured['distance']})")
     if cfg.tsne_points > 0:
         query_x = embeddings[splits.query]
-        if cfg.distance == "cosine" and not codes:
+        if metric.normalizes:  # t-SNE of the directions the distance compares
             query_x = query_x / np.maximum(np.linalg.norm(query_x, axis=1, keepdims=True), 1e-12)
         tsne_plot(query_x, labels[splits.query], dataset.classes, run / "tsne.png",
                   n_points=cfg.tsne_points, seed=seed,

@@ -20,6 +20,7 @@ from deephash.backbones import create_backbone
 from deephash.data import ImageDataset, Splits
 from deephash.data.augment import augmented_views
 from deephash.devices import decoding_workers, resolve_device
+from deephash.distances import scoring_distance
 from deephash.distributed import broadcast, check_batch, init_from_environment, ranks
 from deephash.errors import ConfigError
 from deephash.features import transform_spec
@@ -98,7 +99,7 @@ def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
         loss=loss, miner=miner, sampler=sampler,
         labels=dataset.labels, train=splits.train, val=splits.val, optimizer=optimizer,
         epochs=cfg.epochs, device=device,
-        eval_distance="hamming" if cfg.codes else config.evaluation.distance,
+        eval_distance=scoring_distance(config.evaluation.distance, cfg.codes).name,
         regularizers=parse_weights(cfg.regularizers),
         schedules=dict(parse_schedule(text) for text in cfg.schedules),
         test_time_flip=cfg.test_time_flip, validate_every=cfg.validate_every), features

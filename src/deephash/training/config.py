@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deephash.registries import BATCH_DISTANCES, LOSSES, MINERS, REDUCTIONS
+from deephash.registries import (
+    ACTIVATIONS,
+    BATCH_DISTANCES,
+    LOSSES,
+    MINERS,
+    PROCEDURES,
+    REDUCTIONS,
+    REGULARIZERS,
+    SCHEDULES,
+    TRAINING_MODES,
+)
 from deephash.studies.baseline_config import BaselineConfig
-
-MODES = ("frozen", "partial", "finetune")
-PROCEDURES = ("triplet", "zhuang")
 
 
 @dataclass
@@ -43,10 +50,10 @@ class TrainingConfig:
     reduction: str = field(default="mean_active", metadata={
         "choices": REDUCTIONS, "help": "mean, mean_active (over non-zero losses) or sum"})
     mode: str = field(default="frozen", metadata={
-        "choices": MODES, "help": "frozen: train a head on cached features; partial: also "
-                                  "train the backbone's last --trainable-blocks blocks, from "
-                                  "their cached input activations; finetune: also train the "
-                                  "whole backbone on augmented images"})
+        "choices": TRAINING_MODES,
+        "help": "frozen: train a head on cached features; partial: also train the backbone's "
+                "last --trainable-blocks blocks, from their cached input activations; "
+                "finetune: also train the whole backbone on augmented images"})
     trainable_blocks: int = field(default=1, metadata={
         "min": 0, "help": "partial: how many of the backbone's last blocks train (0: none, "
                           "today's frozen head; see deephash.backbones.split)"})
@@ -71,13 +78,13 @@ class TrainingConfig:
     dropout: float = field(default=0.0, metadata={
         "min": 0, "below": 1, "help": "dropout after hidden layers"})
     activation: str = field(default="none", metadata={
-        "choices": ("none", "tanh", "sign"),
+        "choices": ACTIVATIONS,
         "help": "output activation: none (embeddings), tanh or sign (straight-through) codes"})
     regularizers: tuple[str, ...] = field(default=(), metadata={
-        "help": "NAME=WEIGHT terms added to the loss: quantization, balance"})
+        "help": f"NAME=WEIGHT terms added to the loss: {', '.join(REGULARIZERS)}"})
     schedules: tuple[str, ...] = field(default=(), metadata={
         "help": "NAME=KIND:START[:END[:EVERY]] for margin or a regulariser weight, e.g. "
-                "margin=step:1:16 (kinds: constant, step, linear, cosine)"})
+                f"margin=step:1:16 (kinds: {', '.join(SCHEDULES)})"})
     flip_augment: bool = field(default=True, metadata={
         "help": "frozen: use cached mirrored-view features as augmentation; finetune: flips"})
     views: int = field(default=0, metadata={

@@ -9,45 +9,76 @@ A schedule maps training progress to a value. Written on the command line as
   with ``step:1:16`` over 5 (or 10, ...) epochs;
 - ``linear:START:END`` — straight line over training;
 - ``cosine:START:END`` — half cosine from START to END.
+
+Each kind is one small :class:`Schedule` subclass, registered in
+:data:`deephash.registries.SCHEDULES` (``SCHEDULES.create(kind, start, end, every)``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from deephash.errors import ConfigError
-
-KINDS = ("constant", "step", "linear", "cosine")
+from deephash.registries import SCHEDULES
 
 
 @dataclass(frozen=True)
 class Schedule:
-    kind: str
+    """A scalar that moves from ``start`` to ``end`` over training; one subclass per kind."""
+
     start: float
     end: float
     every: int = 0  # step: epochs per doubling (0: spread over training)
 
+    kind: ClassVar[str] = ""  # its name in SCHEDULES
+
     def value(self, epoch: int, fraction: float, epochs: int) -> float:
-        """Value during ``epoch`` (0-based); ``fraction`` = progress in [0, 1]."""
-        if self.kind == "constant":
-            return self.start
-        if self.kind == "linear":
-            return self.start + (self.end - self.start) * fraction
-        if self.kind == "cosine":
-            return self.end + (self.start - self.end) * 0.5 * (1 + math.cos(math.pi * fraction))
+        """Value during ``epoch`` (0-based) of ``epochs``; ``fraction`` = progress in [0, 1]."""
+        raise NotImplementedError
+
+
+class ConstantSchedule(Schedule):
+    kind = "constant"
+
+    def value(self, epoch: int, fraction: float, epochs: int) -> float:
+        return self.start
+
+
+class StepSchedule(Schedule):
+    """``start`` doubled every ``every`` epochs (0: spread so the doublings reach ``end`` by
+    the last epoch), never above ``end``."""
+
+    kind = "step"
+
+    def value(self, epoch: int, fraction: float, epochs: int) -> float:
         doublings = max(0, math.ceil(math.log2(self.end / self.start))) if self.start > 0 else 0
         every = self.every or max(1, epochs // (doublings + 1))
         return min(self.end, self.start * 2 ** (epoch // every))
 
 
+class LinearSchedule(Schedule):
+    kind = "linear"
+
+    def value(self, epoch: int, fraction: float, epochs: int) -> float:
+        return self.start + (self.end - self.start) * fraction
+
+
+class CosineSchedule(Schedule):
+    kind = "cosine"
+
+    def value(self, epoch: int, fraction: float, epochs: int) -> float:
+        return self.end + (self.start - self.end) * 0.5 * (1 + math.cos(math.pi * fraction))
+
+
 def parse_schedule(text: str) -> tuple[str, Schedule]:
-    """``"margin=step:1:16"`` -> ``("margin", Schedule("step", 1, 16))``."""
+    """``"margin=step:1:16"`` -> ``("margin", StepSchedule(1, 16))``."""
     name, sep, spec = text.partition("=")
     parts = spec.split(":")
-    if not sep or not name or parts[0] not in KINDS:
+    if not sep or not name or parts[0] not in SCHEDULES:
         raise ConfigError(f"bad schedule {text!r}; write NAME=KIND:START[:END[:EVERY]] with "
-                          f"KIND one of {', '.join(KINDS)} (e.g. margin=step:1:16)")
+                          f"KIND one of {', '.join(SCHEDULES)} (e.g. margin=step:1:16)")
     try:
         numbers = [float(p) for p in parts[1:]]
     except ValueError:
@@ -59,4 +90,4 @@ def parse_schedule(text: str) -> tuple[str, Schedule]:
     every = int(numbers[2]) if len(numbers) > 2 else 0
     if parts[0] == "step" and (start <= 0 or end < start):
         raise ConfigError(f"bad schedule {text!r}: step needs 0 < START <= END")
-    return name.strip(), Schedule(parts[0], start, end, every)
+    return name.strip(), SCHEDULES.create(parts[0], start, end, every)

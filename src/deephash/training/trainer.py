@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from deephash.distances import Distance, as_distance
 from deephash.distributed import (
     ONE_PROCESS,
     Ranks,
@@ -37,7 +38,6 @@ from deephash.distributed import (
     ranks,
 )
 from deephash.errors import ConfigError
-from deephash.hashing.codes import binarize, pack_codes
 from deephash.hashing.regularizers import get_regularizer
 from deephash.losses import BatchLoss
 from deephash.metrics import EvaluationSpec, evaluate_retrieval
@@ -134,14 +134,17 @@ def _embed_local(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray,
 
 
 def validation_scores(val: np.ndarray, train: np.ndarray, val_labels: np.ndarray,
-                      train_labels: np.ndarray, distance: str) -> tuple[float, float]:
+                      train_labels: np.ndarray,
+                      distance: str | Distance) -> tuple[float, float]:
     """(mAP@all, kNN@10) of ``(V, D)`` validation vectors against ``(T, D)`` training
-    vectors; ``distance="hamming"`` scores the vectors' sign codes."""
-    if distance == "hamming":  # hashing is scored on the sign codes
-        codes = evaluate_codes(pack_codes(binarize(val)), pack_codes(binarize(train)),
+    vectors; a binary distance (``hamming``) scores the vectors' sign codes."""
+    metric = as_distance(distance)
+    if metric.binary:  # hashing is scored on the sign codes
+        codes = evaluate_codes(metric.codes(val), metric.codes(train),
                                val_labels, train_labels, val.shape[1], VALIDATION_SPEC)
         return codes.metrics["map@all"], codes.metrics["knn_acc@10"]
-    report = evaluate_retrieval(val, train, val_labels, train_labels, distance, VALIDATION_SPEC)
+    report = evaluate_retrieval(val, train, val_labels, train_labels, metric.name,
+                                VALIDATION_SPEC)
     return report.metrics["map@all"], report.metrics["knn_acc@10"]
 
 
