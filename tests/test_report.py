@@ -52,7 +52,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base, out = args[:8], root / "runs"  # data, cache, image size, workers
     assert main(["baseline", *base, "--tsne-points", "30", "--out", str(out / "frozen")]) == 0
     assert main(["train", *args, "--embedding-dim", "8", "--out", str(out / "trained")]) == 0
-    assert main(["hash", *args, "--bits", "16", "--out", str(out / "codes")]) == 0
+    assert main(["hash", *args, "--bits", "8", "16", "--out", str(out / "codes")]) == 0
     return root
 
 
@@ -74,14 +74,15 @@ def test_report_embeds_everything_and_tabulates_every_run(runs: Path) -> None:
     assert all(link.startswith("#") for link in page.links)
     assert not {"script", "link", "iframe"} & page.tags
     assert "http://" not in text and "https://" not in text
-    assert page.sections == ["summary", "gallery", "run-1", "run-2", "run-3"]
+    assert page.sections == ["summary", "gallery", "studies", "run-1", "run-2", "run-3", "run-4"]
+    assert "codes: mAP against code length" in text  # the sweep's figure
     # the summary's figures are the runs' own
-    for name in ("frozen", "trained", "codes/bits-16"):
+    for name in ("frozen", "trained", "codes/bits-8", "codes/bits-16"):
         metrics = json.loads((runs / "runs" / name / "metrics.json").read_text())
         assert f"{metrics['map@all']:.4f}" in text
     markdown = (out / "report.md").read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
-    assert len(rows) == 4 and "val mAP@all" in rows[0]  # header + 3 runs
+    assert len(rows) == 5 and "val mAP@all" in rows[0]  # header + 4 runs
     for line in markdown.splitlines():
         if line.startswith("!["):
             assert (out / line.split("](", 1)[1].rstrip(")")).is_file()
@@ -162,6 +163,6 @@ def test_report_opens_in_a_browser_offline(runs: Path) -> None:
         finally:
             browser.close()
     assert decoded and all(decoded)
-    assert sections == ["summary", "gallery", "run-1", "run-2", "run-3"]
+    assert sections == ["summary", "gallery", "studies", "run-1", "run-2", "run-3", "run-4"]
     assert errors == [] and requests == []
     assert (ARTEFACTS / "report.png").stat().st_size > 10_000

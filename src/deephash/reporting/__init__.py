@@ -18,6 +18,7 @@ from deephash.reporting.gallery import Ranked, can_rank, choose_queries, rank
 from deephash.reporting.html import render
 from deephash.reporting.markdown import render_markdown, summary_markdown
 from deephash.reporting.runs import RunRecord, find_runs
+from deephash.reporting.studies import study_figures
 from deephash.reporting.summary import best_of_kind
 from deephash.studies.report_config import ReportConfig
 
@@ -49,7 +50,7 @@ def write_report(paths: list[Path], out: Path, title: str = "deephash report",
     runs = find_runs(paths)
     names = run_names(runs)
     out.mkdir(parents=True, exist_ok=True)
-    page = render(runs, gallery(runs, n_queries, k, seed), names, title)
+    page = render(runs, gallery(runs, n_queries, k, seed), names, title, study_figures(paths))
     html_path, md_path = out / "report.html", out / "report.md"
     save_bytes(html_path, page.encode())
     save_bytes(md_path, render_markdown(runs, names, title, out).encode())

@@ -3,6 +3,7 @@ URIs, inline CSS, no script, no network), to open offline or send by mail."""
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import time
@@ -13,6 +14,7 @@ import yaml
 
 from deephash.reporting.gallery import Ranked, image_uri, open_images, thumbnail
 from deephash.reporting.runs import RunRecord
+from deephash.reporting.studies import StudyFigure
 from deephash.reporting.summary import COLUMNS, best_rows, formatted, value
 
 STYLE = """
@@ -116,8 +118,18 @@ def run_section(run: RunRecord, runs: list[RunRecord], names: dict[Path, str]) -
             "</pre></details></section>")
 
 
+def studies_section(figures: list[StudyFigure]) -> str:
+    if not figures:
+        return ""
+    parts = "".join(
+        f"<figure><img src=\"data:image/png;base64,{base64.b64encode(f.png).decode()}\" "
+        f"alt=\"{_e(f.caption)}\"><figcaption>{_e(f.caption)}</figcaption></figure>"
+        for f in figures)
+    return f"<section id=\"studies\"><h2>Studies</h2>{parts}</section>"
+
+
 def render(runs: list[RunRecord], ranked: list[Ranked], names: dict[Path, str],
-           title: str) -> str:
+           title: str, figures: list[StudyFigure] | None = None) -> str:
     """The whole page."""
     protocols = sorted({run.protocol for run in runs})
     sections = "".join(run_section(run, runs, names) for run in runs)
@@ -131,4 +143,4 @@ def render(runs: list[RunRecord], ranked: list[Ranked], names: dict[Path, str],
         "(selection of the gallery's runs: best validation mAP@all, never test).</p>"
         f"<section id=\"summary\"><h2>Summary</h2>{summary_table(runs, names)}</section>"
         f"<section id=\"gallery\"><h2>Retrieval gallery</h2>{gallery_section(ranked, names)}"
-        f"</section>{sections}</body></html>")
+        f"</section>{studies_section(figures or [])}{sections}</body></html>")

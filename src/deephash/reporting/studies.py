@@ -1,0 +1,62 @@
+"""A report's study-level figures: what a study draws across its runs (the miner study's
+validation mAP against time, the schedule study's curves: their ``study.png``) and mAP
+against code length for every ``hash`` sweep of several lengths (from its ``bits.json``)."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+@dataclass(frozen=True)
+class StudyFigure:
+    """A PNG of a study folder, with a caption."""
+
+    folder: Path
+    caption: str
+    png: bytes
+
+
+def bits_figure(rows: list[dict[str, float]], title: str) -> bytes:
+    """Test mAP@all (and precision within Hamming radius 2) against code length, as PNG."""
+    bits = [int(r["bits"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=100)
+    for key, label in (("map@all", "test mAP@all"), ("prec@r2", "precision, radius 2")):
+        if all(key in r for r in rows):
+            ax.plot(bits, [r[key] for r in rows], marker="o", label=label)
+    ax.set_xlabel("bits")
+    ax.set_xticks(bits)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def study_figures(roots: list[Path]) -> list[StudyFigure]:
+    """Every study figure at or under ``roots``, in path order."""
+    figures: list[StudyFigure] = []
+    for root in roots:
+        for path in sorted(root.rglob("study.png")) if root.is_dir() else []:
+            figures.append(StudyFigure(path.parent, f"{path.parent.name}: study figure",
+                                       path.read_bytes()))
+        for path in sorted(root.rglob("bits.json")) if root.is_dir() else []:
+            try:
+                rows = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(rows, list) and len(rows) > 1:
+                title = f"{path.parent.name}: mAP against code length"
+                figures.append(StudyFigure(path.parent, title, bits_figure(rows, title)))
+    return figures
