@@ -27,6 +27,7 @@ from deephash.miners import create_miner
 from deephash.training.config import TrainingConfig
 from deephash.training.model import build_model
 from deephash.training.optimizer import build_optimizer
+from deephash.training.trainer import batch_loss
 
 BLOCKS: tuple[int | str, ...] = (0, 1, 2, 3, 4, 5, "finetune")
 ROUNDS, STEPS = 5, 3
@@ -60,7 +61,7 @@ def main() -> None:
         model, loss, miner, optimizer, x, _ = steps[n]
         model.train()
         start = time.perf_counter()
-        out = loss.compute(model(x), labels, miner)
+        out = batch_loss(loss, miner, model(x), labels)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()

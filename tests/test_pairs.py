@@ -20,6 +20,7 @@ from deephash.losses import create_loss
 from deephash.losses.distances import EuclideanDistance
 from deephash.miners import MiningBatch, Pairs, create_miner, miner_names
 from deephash.training.offline import OfflineSampler, OfflineTupleView
+from deephash.training.trainer import batch_loss
 
 LABELS = np.array([2, 0, 2, 1, 0, 2, 3, 0, 2])  # class 1 and 3 have one item each
 
@@ -126,7 +127,7 @@ def test_contrastive_loss_on_mined_pairs_against_a_loop() -> None:
     x = torch.randn(12, 4, generator=g, dtype=torch.float64, requires_grad=True)
     labels = torch.arange(12) % 3
     loss = create_loss("contrastive", margin=2.0, reduction="mean")
-    out = loss.compute(x, labels, create_miner("hard-pairs", 0.0))
+    out = batch_loss(loss, create_miner("hard-pairs", 0.0), x, labels)
     positives, negatives = loop_pairs(labels)
     d = {ij: float((x[ij[0]] - x[ij[1]]).detach().norm()) for ij in positives + negatives}
     hardest = sorted(negatives, key=lambda ij: (d[ij], ij))[: len(positives)]
@@ -141,8 +142,8 @@ def test_contrastive_loss_on_mined_pairs_against_a_loop() -> None:
 
 def test_contrastive_loss_on_only_positive_pairs_has_nan_negative_statistics() -> None:
     x = torch.randn(4, 3, requires_grad=True)
-    out = create_loss("contrastive", 1.0).compute(x, torch.zeros(4, dtype=torch.long),
-                                                  create_miner("all-pairs", 0.0))
+    out = batch_loss(create_loss("contrastive", 1.0), create_miner("all-pairs", 0.0), x,
+                     torch.zeros(4, dtype=torch.long))
     assert out.n_items == 6 and np.isnan(out.mean_negative_distance)
     assert out.loss.item() > 0
 
@@ -152,8 +153,8 @@ def test_contrastive_loss_on_only_positive_pairs_has_nan_negative_statistics() -
 def test_triplet_losses_refuse_pairs(loss: str, miner: str) -> None:
     x = torch.randn(6, 3)
     with pytest.raises(ConfigError, match="pairs"):
-        create_loss(loss, 0.5).compute(x, torch.tensor([0, 0, 1, 1, 2, 2]),
-                                       create_miner(miner, 0.5))
+        batch_loss(create_loss(loss, 0.5), create_miner(miner, 0.5), x,
+                   torch.tensor([0, 0, 1, 1, 2, 2]))
 
 
 def test_every_drawn_pair_is_valid_and_never_pairs_an_item_with_itself() -> None:

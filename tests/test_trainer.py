@@ -10,14 +10,16 @@ import pytest
 import torch
 
 from deephash.losses import create_loss
-from deephash.miners import create_miner
+from deephash.miners import MiningBatch, Triplets, create_miner
+from deephash.miners.pair_negative import PairNegativeMiner
 from deephash.studies.train import load_trained
 from deephash.training.checkpoint import load_model, read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig, TrainingConfig
 from deephash.training.inputs import FeatureInputs
 from deephash.training.model import build_model
 from deephash.training.sampler import BalancedBatchSampler
-from deephash.training.trainer import TrainingSetup, embed, fit, validate
+from deephash.training.schedules import parse_schedule
+from deephash.training.trainer import TrainingSetup, batch_loss, embed, fit, validate
 
 
 def synthetic(seed: int = 0, n_classes: int = 4, per_class: int = 40, dim: int = 16) -> dict:
@@ -234,3 +236,49 @@ def test_validation_every_few_epochs_and_after_the_last(tmp_path: Path) -> None:
     best = read_checkpoint(tmp_path / "b" / "best.pt")
     assert best["epoch"] in validated
     assert best["val_map"] == max(history[e].val_map for e in validated)
+
+
+def test_the_trainer_mines_with_the_losss_margin_and_hands_the_tuples_to_the_loss() -> None:
+    """``batch_loss``: the miner's own margin (9) is not the one training uses; it mines on
+    the loss's distance matrix with the loss's margin, and the loss scores those tuples."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.arange(6).repeat_interleave(4)
+    loss = create_loss("facenet", 0.2, "euclidean")
+    miner = create_miner("semi-hard", 9.0)
+    out = batch_loss(loss, miner, x, labels)
+    distances = loss.distance.matrix(x)
+    batch = MiningBatch(distances.detach(), labels, x.detach())
+    reference = loss(distances, create_miner("semi-hard", 0.2).mine(batch))
+    assert out.n_items == reference.n_items > 0
+    torch.testing.assert_close(out.loss, reference.loss, rtol=0, atol=0)
+    assert len(miner.mine(batch)) != out.n_items  # its own margin would mine other tuples
+    out.loss.backward()  # the tuples' distances stay differentiable
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+class RecordingMiner(PairNegativeMiner):
+    """Semi-hard mining that records the margin each batch carries."""
+
+    def __init__(self, margin: float) -> None:
+        super().__init__(margin, "semi-hard", "nearest")
+        self.seen: list[float | None] = []
+
+    def mine(self, batch: MiningBatch) -> Triplets:
+        self.seen.append(batch.margin)
+        return super().mine(batch)
+
+
+def test_a_margin_schedule_sets_the_one_margin_the_miner_mines_with(tmp_path: Path) -> None:
+    """Scheduling sets the loss's margin only; every batch hands that value to the miner,
+    whose own margin is left alone."""
+    data = synthetic()
+    setup, config = make_setup(data, epochs=3, margin=5.0)
+    miner = RecordingMiner(5.0)
+    setup.miner = miner
+    setup.schedules = dict([parse_schedule("margin=linear:0.1:0.3")])
+    history = fit(setup, tmp_path, saver(setup, config))
+    steps = len(setup.sampler)
+    assert [h.margin for h in history] == pytest.approx([0.1, 0.2, 0.3])
+    assert miner.seen == pytest.approx([0.1] * steps + [0.2] * steps + [0.3] * steps)
+    assert miner.margin == 5.0 and setup.loss.margin == pytest.approx(0.3)

@@ -246,3 +246,52 @@ def _replace_path(config: Any, path: tuple[str, ...], value: Any) -> Any:
         return dataclasses.replace(config, **{path[0]: value})
     child = getattr(config, path[0])
     return dataclasses.replace(config, **{path[0]: _replace_path(child, path[1:], value)})
+
+
+def _shared_base(cls: type, base: type) -> type:
+    """The most derived config class that both ``cls`` and ``base`` are (or extend)."""
+    for ancestor in cls.__mro__:
+        if dataclasses.is_dataclass(ancestor) and issubclass(base, ancestor):
+            return ancestor
+    raise TypeError(f"{cls.__name__} and {base.__name__} share no configuration class; "
+                    f"build a {cls.__name__} from a config that extends one of its bases")
+
+
+def _unknown(cls: type, names: Any) -> None:
+    """Refuse ``names`` that are not fields of the config class ``cls``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(names) - known):
+        raise TypeError(f"{cls.__name__} has no field(s) {', '.join(unknown)}; known: "
+                        f"{', '.join(sorted(known))}")
+
+
+def _changed(value: Any, change: Any) -> Any:
+    """``value`` with ``change`` applied: a mapping changes only the named fields of a
+    nested config (recursively), anything else replaces it."""
+    if not (isinstance(change, Mapping) and dataclasses.is_dataclass(value)):
+        return change
+    _unknown(type(value), change)
+    return dataclasses.replace(value, **{name: _changed(getattr(value, name), sub)  # type: ignore[type-var]
+                                         for name, sub in change.items()})
+
+
+def variant(base: Any, cls: type[C], /, **changes: Any) -> C:
+    """A ``cls`` config that is ``base`` with ``changes``: the variant of one base
+    configuration that a study runs.
+
+    ``base`` and ``cls`` extend a shared config class (``LossStudyConfig`` and
+    ``SelectMarginConfig`` both extend ``TrainConfig``); the fields of that class are
+    copied from ``base``, the other fields of ``cls`` keep their defaults. A change to a
+    nested config may be a mapping, which changes only the fields it names
+    (``training={"margin": 0.4}``), or a whole config (``training=TrainingConfig()``).
+    A loss study's run of one miner is
+    ``variant(study, TrainConfig, out="runs/x", training={"miner": "batch-hard"})``.
+    """
+    shared = {f.name for f in dataclasses.fields(_shared_base(cls, type(base)))}
+    _unknown(cls, changes)
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in changes or f.name in shared:
+            value = getattr(base, f.name) if f.name in shared else _default_of(f)
+            kwargs[f.name] = _changed(value, changes[f.name]) if f.name in changes else value
+    return cls(**kwargs)

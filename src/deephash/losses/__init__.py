@@ -32,7 +32,7 @@ def build_facenet(s: LossSettings) -> BatchLoss:
 
 
 def build_hoffer(s: LossSettings) -> BatchLoss:
-    return HofferAilonLoss(s.distance, s.reduction)
+    return HofferAilonLoss(s.margin, s.distance, s.reduction)
 
 
 def build_contrastive(s: LossSettings) -> BatchLoss:

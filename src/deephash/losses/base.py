@@ -1,14 +1,17 @@
-"""The loss contract: a batch's embeddings and labels in, a reduced loss and diagnostics out.
+"""The loss contract: a batch in, a reduced loss and diagnostics (:class:`LossOutput`) out.
 
-The trainer calls ``loss.compute(embeddings, labels, miner)`` (:class:`BatchLoss`). The
-metric losses (:class:`TripletLoss`) compute the batch's differentiable ``(B, B)``
-distance matrix (``loss.distance``), let the miner choose tuples on its detached copy,
-and ``forward(distances, mined)`` turns them into per-item values and a reduction; a
-subclass only implements ``per_item``. An empty set of tuples gives a zero loss that is
-still connected to the graph (its gradient is zero), so an unlucky batch never breaks
-training, and ``LossOutput.n_items == 0`` lets the trainer count it. Losses that need no
-miner (the softmax classifier) implement ``compute`` directly; losses with parameters of
-their own (its class weights) are trained and checkpointed with the model.
+A loss never calls a miner. A metric loss (:class:`TripletLoss`) scores tuples that the
+trainer mined (:func:`deephash.training.trainer.batch_loss`): the trainer computes the
+batch's differentiable ``(B, B)`` distance matrix with the loss's ``distance``, the miner
+chooses tuples on its detached copy with the loss's ``margin`` (``MiningBatch.margin``),
+and ``loss(distances, mined)`` turns them into per-item values and a reduction; a subclass
+only implements ``per_item``. The margin thus lives once, on the loss, where a schedule
+sets it. An empty set of tuples gives a zero loss that is still connected to the graph
+(its gradient is zero), so an unlucky batch never breaks training, and
+``LossOutput.n_items == 0`` lets the trainer count it. A loss that mines nothing (the
+softmax classifier, ``uses_miner = False``) scores ``compute(embeddings, labels)``
+directly; losses with parameters of their own (its class weights) are trained and
+checkpointed with the model.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from torch import nn
 
 from deephash.errors import ConfigError
 from deephash.losses.distances import BatchDistance
-from deephash.miners.base import Mined, Miner, MiningBatch, Triplets
+from deephash.miners.base import Mined, Miner, Triplets
 from deephash.registries import REDUCTIONS
 
 
@@ -51,10 +54,11 @@ def reduce(values: torch.Tensor, how: str) -> torch.Tensor:
 
 
 class BatchLoss(nn.Module):
-    """Base of every loss: ``compute(embeddings, labels, miner) -> LossOutput``.
+    """Base of every loss: its traits, and the check that a miner's tuples suit it.
 
-    ``uses_margin``: has a margin to select and schedule; ``uses_miner``: consumes mined
-    tuples; ``accepts``: the kinds of tuples (``Miner.yields``) it trains on.
+    ``uses_margin``: its formula has a margin to select and schedule; ``uses_miner``:
+    consumes mined tuples (a :class:`TripletLoss`); ``accepts``: the kinds of tuples
+    (``Miner.yields``) it trains on.
     """
 
     name = "base"
@@ -62,10 +66,11 @@ class BatchLoss(nn.Module):
     uses_miner = True
     accepts: tuple[str, ...] = ("triplets",)
 
-    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor,
-                miner: Miner) -> LossOutput:
-        """``(B, D)`` float32 embeddings and ``(B,)`` int64 labels -> the batch's loss."""
-        raise NotImplementedError
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        """A loss that mines nothing (``uses_miner = False``): the loss of ``(B, D)``
+        embeddings and ``(B,)`` int64 labels. A metric loss scores mined tuples instead
+        (:meth:`TripletLoss.forward`)."""
+        raise NotImplementedError(f"the {self.name} loss scores mined tuples, not embeddings")
 
     def check_miner(self, miner: Miner) -> None:
         """Refuse a miner whose tuples this loss does not train on (``ConfigError``)."""
@@ -75,14 +80,22 @@ class BatchLoss(nn.Module):
 
 
 class TripletLoss(BatchLoss):
-    """Base of the metric losses: composes a :class:`BatchDistance` and a reduction."""
+    """Base of the metric losses: composes a :class:`BatchDistance`, a reduction and the
+    training's margin.
+
+    ``margin`` is the one margin of a training run: the formula's (FaceNet, contrastive,
+    DTSH) and the one the trainer hands the miner at mining time; a schedule sets it here.
+    A loss whose formula has none (``uses_margin = False``, Hoffer & Ailon's) still holds
+    it for its margin-aware miner.
+    """
 
     uses_margin = True
 
-    def __init__(self, distance: BatchDistance, reduction: str = "mean") -> None:
+    def __init__(self, margin: float, distance: BatchDistance, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ConfigError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
+        self.margin = float(margin)
         self.distance = distance
         self.reduction = reduction
 
@@ -90,14 +103,8 @@ class TripletLoss(BatchLoss):
         """``(T,)`` anchor-positive and anchor-negative distances -> ``(T,)`` losses."""
         raise NotImplementedError
 
-    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor,
-                miner: Miner) -> LossOutput:
-        self.check_miner(miner)
-        distances = self.distance.matrix(embeddings)
-        mined = miner.mine(MiningBatch(distances.detach(), labels, embeddings.detach()))
-        return self(distances, mined)
-
     def forward(self, distances: torch.Tensor, triplets: Mined) -> LossOutput:
+        """``(B, B)`` differentiable distances and mined triplets -> the batch's loss."""
         if not isinstance(triplets, Triplets):
             raise ConfigError(f"the {self.name} loss trains on triplets, not pairs")
         if len(triplets) == 0:
@@ -108,14 +115,6 @@ class TripletLoss(BatchLoss):
         with torch.no_grad():
             stats = (int((values > 0).sum()), float(d_ap.mean()), float(d_an.mean()))
         return LossOutput(reduce(values, self.reduction), len(triplets), *stats)
-
-
-class MarginLoss(TripletLoss):
-    """Base of the losses with a margin (settable during training by a schedule)."""
-
-    def __init__(self, margin: float, distance: BatchDistance, reduction: str = "mean") -> None:
-        super().__init__(distance, reduction)
-        self.margin = float(margin)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, distance={self.distance.name}, reduction={self.reduction}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from deephash.losses.base import LossOutput, MarginLoss, reduce
+from deephash.losses.base import LossOutput, TripletLoss, reduce
 from deephash.miners.base import Mined, Pairs, Triplets
 
 
@@ -24,7 +24,7 @@ def pairs_of(triplets: Triplets) -> Pairs:
     return Pairs(first, second, torch.isin(key, positive_keys))
 
 
-class ContrastiveLoss(MarginLoss):
+class ContrastiveLoss(TripletLoss):
     """same: d^2 / 2;  different: max(0, margin - d)^2 / 2, on mined pairs.
 
     Trains on a pair miner's pairs, or on the distinct pairs of a triplet miner's triplets

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from deephash.losses.base import MarginLoss
+from deephash.losses.base import TripletLoss
 
 
-class DTSHLoss(MarginLoss):
+class DTSHLoss(TripletLoss):
     """Negative log-likelihood of the triplet labels under θ_ij = u_i·u_j / 2:
 
         -log σ(θ_ap - θ_an - α) = softplus(θ_an - θ_ap + α) = softplus(d_ap - d_an + α)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from deephash.losses.base import MarginLoss
+from deephash.losses.base import TripletLoss
 
 
-class FaceNetLoss(MarginLoss):
+class FaceNetLoss(TripletLoss):
     """max(0, d(a,p) - d(a,n) + margin) per triplet.
 
     The paper uses squared Euclidean distances of L2-normalised embeddings; any

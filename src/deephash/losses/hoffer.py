@@ -12,7 +12,8 @@ class HofferAilonLoss(TripletLoss):
 
     d+ = e^d(a,p) / (e^d(a,p) + e^d(a,n)), d- = e^d(a,n) / (...), loss = d+^2 + (d- - 1)^2
     (= 2 d+^2). d+ = sigmoid(d(a,p) - d(a,n)) computes it without overflow. There is no
-    margin; the loss pushes the ratio, not a gap, so it is never exactly zero.
+    margin in the formula; the loss pushes the ratio, not a gap, so it is never exactly
+    zero. It holds the training's margin for its miner (semi-hard, random-hard, ...).
     """
 
     name = "hoffer"

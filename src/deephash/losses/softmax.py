@@ -14,7 +14,6 @@ from torch import nn
 
 from deephash.errors import ConfigError
 from deephash.losses.base import REDUCTIONS, BatchLoss, LossOutput, reduce
-from deephash.miners.base import Miner
 
 
 class SoftmaxLoss(BatchLoss):
@@ -40,9 +39,8 @@ class SoftmaxLoss(BatchLoss):
         self.classifier = nn.Linear(embedding_dim, num_classes)
         self.reduction = reduction
 
-    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor,
-                miner: Miner | None = None) -> LossOutput:
-        del miner
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        """``(B, D)`` embeddings and ``(B,)`` int64 labels -> the batch's loss."""
         logits = self.classifier(embeddings)
         values = F.cross_entropy(logits, labels, reduction="none")
         with torch.no_grad():

@@ -1,7 +1,10 @@
 """Online miners behind one registry: ``create_miner(name, margin, seed)``.
 
 Triplet miners serve every triplet loss (and the contrastive loss, through the pairs of
-their triplets); pair miners (``yields == "pairs"``) serve the pair losses only.
+their triplets); pair miners (``yields == "pairs"``) serve the pair losses only. The
+trainer calls the miner (:func:`deephash.training.trainer.batch_loss`) and hands its
+tuples to the loss; in training a margin-aware miner mines with the loss's margin, which
+the trainer passes in :class:`MiningBatch`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from deephash.registries import MINERS
 
 
 # the factories of MINERS (deephash.registries) that are not in their own modules; every
-# factory takes (margin, seed) and the margin-aware ones (pair_negative) use the margin
+# factory takes (margin, seed) and the margin-aware ones (pair_negative) keep the margin
+# for mining on their own (in training, MiningBatch.margin: the loss's)
 def build_batch_all(margin: float, seed: int = 0) -> Miner:
     return BatchAllMiner()
 
@@ -47,7 +51,8 @@ def build_offline_pairs(margin: float, seed: int = 0) -> Miner:
 
 
 def create_miner(name: str, margin: float, seed: int = 0) -> Miner:
-    """A registered miner; ``margin`` is used by the margin-aware ones."""
+    """A registered miner; the margin-aware ones mine with ``margin`` when the batch carries
+    none (``MiningBatch.margin``, which the trainer fills with the loss's margin)."""
     return MINERS.create(name, margin, seed)
 
 

@@ -47,11 +47,17 @@ Mined = Triplets | Pairs
 
 class MiningBatch(NamedTuple):
     """What a miner sees: ``distances`` ``(B, B)`` (detached), ``labels`` ``(B,)``,
-    ``embeddings`` ``(B, D)`` (detached)."""
+    ``embeddings`` ``(B, D)`` (detached), and the ``margin`` of the loss being trained.
+
+    In training the trainer passes the loss's margin, so the margin lives once (on the
+    loss) and a schedule that changes it changes what the miner mines. ``None`` (a miner
+    used on its own) lets a margin-aware miner use the margin it was built with.
+    """
 
     distances: torch.Tensor
     labels: torch.Tensor
     embeddings: torch.Tensor
+    margin: float | None = None
 
 
 def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

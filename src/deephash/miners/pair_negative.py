@@ -32,7 +32,8 @@ class PairNegativeMiner(Miner):
     """The parametrised miner behind semi-hard, random-hard and curriculum.
 
     Args:
-        margin: m of the window bounds.
+        margin: m of the window bounds when the batch carries none (a miner used on its
+            own); in training the batch carries the loss's margin (``MiningBatch.margin``).
         window: ``semi-hard`` or ``violating``.
         pick: ``nearest``, ``random`` or ``curriculum``.
         seed: seed of the miner's own random generator (``random`` pick).
@@ -60,7 +61,8 @@ class PairNegativeMiner(Miner):
         if pos_table.shape[1] == 0:
             return Triplets.empty(d.device)
         d_ap = d.gather(1, pos_table)
-        upper = torch.searchsorted(sorted_d, d_ap + self.margin, right=False)  # d_an < d_ap+m
+        margin = self.margin if batch.margin is None else batch.margin
+        upper = torch.searchsorted(sorted_d, d_ap + margin, right=False)  # d_an < d_ap + m
         if self.window == "semi-hard":
             lower = torch.searchsorted(sorted_d, d_ap, right=True)  # d_an > d_ap
         else:

@@ -1,5 +1,5 @@
 """Configurations of the studies and of ``index``/``search`` (torch-free, like
-:mod:`deephash.studies.baseline_config`; the study modules re-export them).
+:mod:`deephash.pipeline.config`; the study modules re-export them).
 
 Fields carry their checks in metadata: ``choices`` (a registry or tuple), ``min``/``max``
 (inclusive) and ``above`` (exclusive) bounds, and ``parse`` (a function that raises

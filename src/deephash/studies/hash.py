@@ -20,6 +20,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from deephash.config import variant
 from deephash.devices import resolve_device
 from deephash.distributed import init_from_environment, ranks
 from deephash.fileio import save_json
@@ -44,7 +45,6 @@ def run_hash(config: HashConfig) -> list[dict[str, Any]]:
 
 def _sweep(config: HashConfig, run: Path) -> list[dict[str, Any]]:
     """One sub-run per code length in ``run``; ``bits.json`` and ``bits.md`` when several."""
-    base = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
     rows = []
     for bits in config.hashing.bits:
         out = run / f"bits-{bits}"
@@ -52,8 +52,8 @@ def _sweep(config: HashConfig, run: Path) -> list[dict[str, Any]]:
         resume, overwrite = sub_run_flags(config.training.resume, out)
         training = HASHING_METHODS.create(config.hashing.method, dataclasses.replace(
             config.training, embedding_dim=bits, codes=True, resume=resume))
-        metrics = run_train(TrainConfig(**{**base, "out": str(out), "overwrite": overwrite,
-                                           "training": training}))
+        metrics = run_train(variant(config, TrainConfig, out=str(out), overwrite=overwrite,
+                                    training=training))
         rows.append({"bits": bits, **metrics})
     if len(rows) > 1 and ranks().main:
         save_json(run / "bits.json", rows)

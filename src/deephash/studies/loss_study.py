@@ -14,23 +14,21 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from deephash.config import variant
 from deephash.fileio import save_json
 from deephash.losses import loss_traits
+from deephash.pipeline.config import BaselineConfig
+from deephash.pipeline.evaluate import method_title
 from deephash.studies.baseline import run_baseline
-from deephash.studies.baseline_config import BaselineConfig
 from deephash.studies.configs import LossStudyConfig, SelectMarginConfig
 from deephash.studies.run_folder import open_run, sub_run_flags
 from deephash.studies.select_margin import run_select_margin
 from deephash.studies.tables import markdown_table
-from deephash.studies.train import method_title, run_train
+from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig
 from deephash.validation import validate
 
 __all__ = ["LossStudyConfig", "run_loss_study"]
-
-
-def _fields(config: Any, cls: type) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)}
 
 
 def _optional(row: dict[str, Any], key: str) -> str:
@@ -47,24 +45,23 @@ def run_loss_study(config: LossStudyConfig) -> list[dict[str, Any]]:
 
 def _compare(config: LossStudyConfig, run: Path) -> list[dict[str, Any]]:
     resume = config.training.resume  # a resumed study redoes its baseline (features cached)
-    baseline = run_baseline(BaselineConfig(**{
-        **_fields(config, BaselineConfig), "out": str(run / "baseline"),
-        "overwrite": sub_run_flags(resume, run / "baseline")[1]}))
+    baseline = run_baseline(variant(config, BaselineConfig, out=str(run / "baseline"),
+                                    overwrite=sub_run_flags(resume, run / "baseline")[1]))
     rows = [{"method": "baseline (frozen features)", "margin": None, **baseline}]
     for entry in config.losses:
         training = config.entry_training(entry)
         loss = training.loss
-        base = {**_fields(config, TrainConfig), "out": str(run / entry), "overwrite": False,
-                "training": training}
+        out = str(run / entry)
         if loss_traits(loss).uses_margin:  # a select-margin study continues its own sub-runs
-            metrics = run_select_margin(SelectMarginConfig(**base,
-                                                           margins=config.margin_grid(loss)))
+            metrics = run_select_margin(variant(config, SelectMarginConfig, out=out,
+                                                overwrite=False, training=training,
+                                                margins=config.margin_grid(loss)))
             margin = metrics["selected_margin"]
         else:
             again, overwrite = sub_run_flags(resume, run / entry)
-            base.update(overwrite=overwrite,
-                        training=dataclasses.replace(training, resume=again))
-            metrics, margin = run_train(TrainConfig(**base)), None
+            metrics = run_train(variant(config, TrainConfig, out=out, overwrite=overwrite,
+                                        training=dataclasses.replace(training, resume=again)))
+            margin = None
         rows.append({"method": method_title(loss, training.miner), "margin": margin,
                      **metrics})
     save_json(run / "study.json", {"miner": config.training.miner, "rows": rows})

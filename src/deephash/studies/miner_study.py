@@ -13,12 +13,12 @@ kept in ``run.json`` (``seconds``, ``"<miner>.train_seconds"`` and so on).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from deephash.config import variant
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
 from deephash.losses import loss_traits
@@ -45,9 +45,9 @@ def time_to_fraction(history: list[dict[str, Any]], fraction: float = 0.95) -> f
 
 def with_miner(config: TrainConfig, miner: str, out: Path, resume: bool = False,
                overwrite: bool = False) -> TrainConfig:
-    base = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
-    training = dataclasses.replace(config.training, miner=miner, resume=resume)
-    return TrainConfig(**{**base, "out": str(out), "overwrite": overwrite, "training": training})
+    """The ``TrainConfig`` of ``config`` with ``miner``, into ``out``."""
+    return variant(config, TrainConfig, out=str(out), overwrite=overwrite,
+                   training={"miner": miner, "resume": resume})
 
 
 def miners_for(loss_name: str) -> tuple[str, ...]:

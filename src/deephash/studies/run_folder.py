@@ -38,19 +38,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
 import deephash
 from deephash.config import to_dict
-from deephash.data import ImageDataset, Splits
 from deephash.data.fingerprint import default_cache_root
 from deephash.data.open import resolve_data_dir
 from deephash.distributed import ranks
 from deephash.errors import ConfigError, DeephashError
-from deephash.fileio import save_bytes, save_json, save_npz
+from deephash.fileio import save_bytes, save_json
 from deephash.machine import describe_machine
+from deephash.pipeline.protocol import write_splits as write_splits  # moved there
+from deephash.pipeline.results import write_embeddings as write_embeddings  # moved there
 
 log = logging.getLogger(__name__)
 
@@ -308,18 +308,3 @@ class RunFolder:
             if error is None:
                 raise
             log.warning("could not mark %s as failed: %s", self.path, exc)
-
-
-def write_splits(run: Path, splits: Splits, dataset: ImageDataset) -> None:
-    splits.to_json(run / "splits.json", extra={
-        "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
-        "n_pool": len(dataset), "classes": dataset.classes,
-        "pool_order": "official training part, then test part; image folders sorted by "
-                      "class then file name",
-    })
-
-
-def write_embeddings(run: Path, name: str, x: np.ndarray, y: np.ndarray,
-                     index: np.ndarray) -> None:
-    save_npz(run / "embeddings" / f"{name}.npz", x=np.asarray(x, dtype=np.float32),
-             y=np.asarray(y, dtype=np.int64), index=np.asarray(index, dtype=np.int64))

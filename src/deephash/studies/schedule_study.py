@@ -11,12 +11,12 @@ the margin per epoch).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from deephash.config import variant as config_variant
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
 from deephash.studies.configs import DEFAULT_VARIANTS, HashConfig, ScheduleStudyConfig
@@ -61,16 +61,15 @@ def _compare(config: ScheduleStudyConfig, parsed: dict[str, tuple[str, ...]],
              run: Path) -> list[dict[str, Any]]:
     """Each variant per seed as a hash study in ``run/<variant>/seed-<s>/`` (a resumed
     study resumes them), then ``study.json``, ``study.md`` and ``study.png``."""
-    base = {f.name: getattr(config, f.name) for f in dataclasses.fields(HashConfig)}
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[dict[str, Any]]] = {}
     for variant, schedules in parsed.items():
         per_seed = []
         for seed in config.seeds:
             out = run / _folder_name(variant) / f"seed-{seed}"
-            training = dataclasses.replace(config.training, schedules=schedules)
-            (metrics,) = run_hash(HashConfig(**{**base, "out": str(out), "overwrite": False,
-                                                "seed": seed, "training": training}))
+            sub = config_variant(config, HashConfig, out=str(out), overwrite=False,
+                                 seed=seed, training={"schedules": schedules})
+            (metrics,) = run_hash(sub)
             per_seed.append(metrics)
             if variant not in curves:  # the plot shows the first seed's curves
                 history_file = out / f"bits-{metrics['bits']}" / "history.json"

@@ -31,7 +31,7 @@ import torch
 from deephash.backbones import Backbone, create_backbone
 from deephash.data import open_dataset
 from deephash.data.dataset import ImageDataset
-from deephash.data.fingerprint import default_cache_root, memo_location
+from deephash.data.fingerprint import memo_location
 from deephash.data.image_folder import ImageFolderDataset
 from deephash.data.transforms import TransformSpec
 from deephash.devices import resolve_device
@@ -40,6 +40,7 @@ from deephash.features import compute_views, transform_spec
 from deephash.fileio import save_json, save_npz
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.index import create_index, load_index
+from deephash.pipeline.cache import cache_location
 from deephash.studies.configs import IndexConfig, SearchConfig
 from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
@@ -83,8 +84,7 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     if train_config.training.mode == "finetune":
         raise ConfigError("indexing supports frozen and partial models (cached features or "
                           "activations), not --mode finetune")
-    cache = None if not config.cache else (
-        Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_root())
+    cache = cache_location(config)
     dataset = open_dataset(config.data_dir, "auto", fingerprint_memo=memo_location(cache))
     backbone = feature_backbone(train_config)
     spec = transform_spec(backbone, train_config.backbone.image_size)

@@ -8,16 +8,17 @@ choice. Ties go to the smaller margin.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
+from deephash.config import variant
 from deephash.fileio import save_json
+from deephash.pipeline.evaluate import evaluate_checkpoint
 from deephash.studies.configs import SelectMarginConfig
 from deephash.studies.run_folder import open_run, run_seconds, save_config, sub_run_flags
 from deephash.studies.tables import markdown_table
-from deephash.studies.train import evaluate_checkpoint, run_train
+from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig
 from deephash.validation import validate
 
@@ -28,9 +29,9 @@ __all__ = ["SelectMarginConfig", "run_select_margin", "with_margin"]
 
 def with_margin(config: TrainConfig, margin: float, out: Path, resume: bool = False,
                 overwrite: bool = False) -> TrainConfig:
-    training = dataclasses.replace(config.training, margin=margin, resume=resume)
-    base = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{**base, "out": str(out), "overwrite": overwrite, "training": training})
+    """The ``TrainConfig`` of ``config`` with ``margin``, into ``out``."""
+    return variant(config, TrainConfig, out=str(out), overwrite=overwrite,
+                   training={"margin": margin, "resume": resume})
 
 
 def run_select_margin(config: SelectMarginConfig) -> dict[str, Any]:

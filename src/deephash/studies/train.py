@@ -14,95 +14,36 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from deephash.backbones import create_backbone
 from deephash.data import ImageDataset, Splits
-from deephash.data.augment import augmented_views
-from deephash.devices import decoding_workers, resolve_device
-from deephash.distances import scoring_distance
-from deephash.distributed import broadcast, check_batch, init_from_environment, ranks
+from deephash.devices import resolve_device
+from deephash.distributed import broadcast, init_from_environment, ranks
 from deephash.errors import ConfigError
-from deephash.features import transform_spec
 from deephash.fileio import save_json
-from deephash.hashing.codes import binarize, pack_codes
-from deephash.hashing.health import code_health
-from deephash.hashing.regularizers import get_regularizer
-from deephash.losses import SoftmaxLoss, create_loss, loss_traits
-from deephash.miners import create_miner
-from deephash.studies.baseline import load_features, open_protocol
-from deephash.studies.report import write_results
-from deephash.studies.run_folder import RunFolder, open_run, write_splits
+from deephash.pipeline.evaluate import (
+    database_code_health,
+    evaluate_checkpoint,
+    evaluate_on_test,
+    load_trained,
+    method_title,
+)
+from deephash.pipeline.protocol import open_protocol, write_splits
+from deephash.pipeline.setup import parse_weights, training_setup
+from deephash.studies.run_folder import RunFolder, open_run
 from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
-from deephash.training.inputs import AugmentedFeatures, FeatureInputs, ImageInputs
-from deephash.training.model import build_model, partial_split
-from deephash.training.optimizer import build_optimizer
-from deephash.training.pixel_pool import PixelPoolInputs
-from deephash.training.sampler import build_sampler
-from deephash.training.schedules import parse_schedule
-from deephash.training.trainer import TrainingSetup, embed, fit, validation_scores
+from deephash.training.trainer import TrainingSetup, fit, validation_scores
 from deephash.training.zhuang_trainer import fit_zhuang
 from deephash.validation import validate
 from deephash.viz.training_curves import plot_training_curves
 
 log = logging.getLogger(__name__)
 
-
-def _setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
-           device: torch.device) -> tuple[TrainingSetup, dict[str, np.ndarray]]:
-    """The training loop's inputs, and the pool's frozen backbone features per view."""
-    cfg = config.training
-    miner = create_miner(cfg.miner, cfg.margin, config.seed)
-    uses_miner = loss_traits(cfg.loss).uses_miner
-    sampler = build_sampler(cfg, dataset.labels[splits.train], config.seed,  # refuses batches
-                            miner.tuple_size if uses_miner else None,  # the data cannot fill,
-                            dataset.classes, needs_positives=uses_miner)  # before extraction
-    check_batch(sampler.batch_size)  # and that the ranks cannot share
-    cached = cfg.mode in ("frozen", "partial")  # the model reads cached features
-    extraction = dataclasses.replace(
-        config.extraction, flip_views=(cfg.flip_augment or cfg.test_time_flip) and cached)
-    config_views = dataclasses.replace(config, extraction=extraction)
-    features = load_features(config_views, dataset, device)  # the full backbone's
-    backbone = prefix = None
-    model_inputs = features  # what the model reads: features, or activations (partial)
-    if cfg.mode == "partial":
-        prefix, backbone = partial_split(config)
-        model_inputs = load_features(config_views, dataset, device, backbone=prefix)
-    augmented = None
-    if cfg.views and cached:  # the training images' augmented views, once
-        drawn = load_features(config, dataset, device, augmented_views(cfg.views),
-                              subset=splits.train, backbone=prefix)
-        augmented = AugmentedFeatures(splits.train, list(drawn.values()))
-    torch.manual_seed(config.seed)  # after extraction, which may draw from torch's generator
-    inputs: FeatureInputs | ImageInputs | PixelPoolInputs
-    if cfg.mode == "finetune":  # small images decoded once onto the device, else per batch
-        backbone = create_backbone(config.backbone.name, config.backbone.weights)
-        spec = transform_spec(backbone, config.backbone.image_size)
-        inputs = PixelPoolInputs.load(dataset, spec, cfg.flip_augment, config.seed,
-                                      backbone.num_features, device) or ImageInputs(
-            dataset, spec, cfg.flip_augment,
-            decoding_workers(config.extraction.num_workers, device), backbone.num_features)
-    else:
-        inputs = FeatureInputs(model_inputs["identity"], model_inputs.get("hflip"),
-                               config.seed, augment=cfg.flip_augment, augmented=augmented)
-    model = build_model(cfg, features["identity"].shape[1], backbone)
-    model.head.set_feature_statistics(torch.from_numpy(features["identity"][splits.train]))
-    model.to(device)
-    loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction,
-                       num_classes=len(dataset.classes), embedding_dim=cfg.embedding_dim)
-    loss.check_miner(miner)  # before any training starts
-    loss.to(device)
-    optimizer = build_optimizer(cfg, model, loss)  # flushes subnormals after each step
-    return TrainingSetup(
-        model=model, inputs=inputs,
-        loss=loss, miner=miner, sampler=sampler,
-        labels=dataset.labels, train=splits.train, val=splits.val, optimizer=optimizer,
-        epochs=cfg.epochs, device=device,
-        eval_distance=scoring_distance(config.evaluation.distance, cfg.codes).name,
-        regularizers=parse_weights(cfg.regularizers),
-        schedules=dict(parse_schedule(text) for text in cfg.schedules),
-        test_time_flip=cfg.test_time_flip, validate_every=cfg.validate_every), features
+#: the steps shared with the other commands live in :mod:`deephash.pipeline`; these names
+#: stay importable from here
+__all__ = ["database_code_health", "evaluate_checkpoint", "evaluate_on_test",
+           "frozen_validation", "load_trained", "method_title", "parse_weights", "run_train",
+           "warn_if_worse"]
 
 
 def frozen_validation(config: TrainConfig, features: dict[str, np.ndarray],
@@ -132,31 +73,6 @@ def warn_if_worse(summary: dict[str, Any], n_train: int, n_val: int) -> None:
                     "serve better", summary["best_epoch"], "; ".join(worse), n_train, n_val)
 
 
-def method_title(loss: str, miner: str, margin: float | None = None) -> str:
-    """``facenet + semi-hard, margin 0.2``; ``softmax classifier`` (no miner, no margin)."""
-    traits = loss_traits(loss)
-    if not traits.uses_miner:
-        return f"{loss} classifier"
-    title = f"{loss} + {miner}"
-    return title if margin is None or not traits.uses_margin else f"{title}, margin {margin:g}"
-
-
-def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
-    """``("quantization=0.01", ...)`` -> ``{"quantization": 0.01}`` (names validated)."""
-    weights = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            weights[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"bad regulariser {item!r}; write NAME=WEIGHT, e.g. "
-                              "quantization=0.01") from None
-        if not sep:
-            raise ConfigError(f"bad regulariser {item!r}; write NAME=WEIGHT")
-        get_regularizer(name.strip())
-    return weights
-
-
 def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]:
     """Train into ``config.out``; returns ``metrics.json`` (test) or the validation summary.
 
@@ -177,7 +93,7 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
     if config.training.resume:  # the ranks need not share a file system
         resume_state = broadcast(resume_state)
     dataset, splits = open_protocol(config)
-    setup, features = _setup(config, dataset, splits, device)
+    setup, features = training_setup(config, dataset, splits, device)
     frozen = (frozen_validation(config, features, dataset.labels, splits) if ranks().main
               else {})
     del features
@@ -232,52 +148,3 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
         summary = evaluate_on_test(run, config, setup, dataset, splits, summary)
     return summary
 
-
-def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, dataset: ImageDataset,
-                     splits: Splits, extra: dict[str, Any]) -> dict[str, Any]:
-    """Embed the query and database images with ``setup.model`` and write the test results
-    (every rank embeds its share; rank 0 writes and returns the metrics, the others
-    ``extra``)."""
-    rows = np.union1d(splits.query, splits.database)
-    vectors = np.zeros((len(dataset), config.training.embedding_dim), dtype=np.float32)
-    vectors[rows] = embed(setup.model, setup.inputs, rows, setup.device,
-                          test_time_flip=setup.test_time_flip)
-    if not ranks().main:
-        return extra
-    if isinstance(setup.loss, SoftmaxLoss):  # the classifier's own test accuracy
-        predicted = setup.loss.predict(torch.from_numpy(vectors[splits.query]).to(setup.device))
-        extra = {**extra, "classifier_acc": float(
-            (predicted.cpu().numpy() == dataset.labels[splits.query]).mean())}
-    if config.training.codes:
-        extra = {**extra, **database_code_health(vectors[splits.database], len(dataset.classes))}
-    title = f"{method_title(config.training.loss, config.training.miner)} on {dataset.name}"
-    return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
-                         extra_metrics=extra, codes=config.training.codes)
-
-
-def database_code_health(relaxed: np.ndarray, n_classes: int) -> dict[str, Any]:
-    """Code-health figures of the database's sign codes (``(N, K)`` relaxed codes), with a
-    warning in the log when they have collapsed."""
-    health = code_health(pack_codes(binarize(relaxed)), relaxed.shape[1])
-    if problems := health.problems(n_classes):
-        log.warning("WARNING: the database codes are collapsing (%s): they use fewer codes "
-                    "or bits than they have. Try the balance regulariser (--regularizers "
-                    "balance=0.1, on by default for DTSH), a smaller margin or a margin schedule "
-                    "(--schedules margin=step:1:16), or more training data", "; ".join(problems))
-    return health.as_metrics()
-
-
-def load_trained(setup: TrainingSetup, checkpoint: dict[str, Any]) -> None:
-    """The model's weights and the loss's own parameters (the softmax class weights)."""
-    setup.model.load_state_dict(checkpoint["model"])
-    setup.loss.load_state_dict(checkpoint.get("loss", {}))
-
-
-def evaluate_checkpoint(run: Path, config: TrainConfig, checkpoint: Path,
-                        extra: dict[str, Any]) -> dict[str, Any]:
-    """Test results of a saved model (``config`` must be the one it was trained with)."""
-    dataset, splits = open_protocol(config)
-    write_splits(run, splits, dataset)
-    setup, _ = _setup(config, dataset, splits, resolve_device(config.extraction.device))
-    load_trained(setup, read_checkpoint(checkpoint))
-    return evaluate_on_test(run, config, setup, dataset, splits, extra)

@@ -1,11 +1,12 @@
 """Configuration of triplet training (``deephash train``); torch-free, like
-:mod:`deephash.studies.baseline_config` (``choices``, ``min``, ``above`` are checked by
+:mod:`deephash.pipeline.config` (``choices``, ``min``, ``above`` are checked by
 :func:`deephash.validation.validate`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deephash.pipeline.config import BaselineConfig
 from deephash.registries import (
     ACTIVATIONS,
     BATCH_DISTANCES,
@@ -17,7 +18,6 @@ from deephash.registries import (
     SCHEDULES,
     TRAINING_MODES,
 )
-from deephash.studies.baseline_config import BaselineConfig
 
 
 @dataclass

@@ -1,181 +1,77 @@
-"""One training loop for both modes (frozen features, finetuned backbone).
+"""The triplet procedure: per batch, the trainer mines and the loss scores the tuples.
 
-Per batch: embeddings -> ``loss.compute`` (for the metric losses: the distance matrix ->
-the miner's triplets or pairs, on detached distances -> the loss; the softmax loss
-classifies the embeddings). Per epoch: diagnostics (loss, fraction of active triplets, mean
-anchor-positive and anchor-negative distances, embedding norm, empty batches) and the
-validation score (validation queries against the training part); the best epoch on
-validation is kept as ``best.pt``, every epoch as ``last.pt`` (for ``--resume``).
+Per batch (:func:`batch_loss`): embeddings -> the loss's differentiable distance matrix ->
+the miner's triplets or pairs, mined on its detached copy with the loss's margin -> the
+loss (the softmax loss, which mines nothing, classifies the embeddings). Per epoch
+(:func:`train_epoch`): this epoch's scheduled margin and regulariser weights, and
+diagnostics (loss, fraction of active triplets, mean anchor-positive and anchor-negative
+distances, embedding norm, empty batches). :func:`fit` runs the epochs through the shared
+driver (:func:`deephash.training.epochs.run_epochs`: validation, ``best.pt``,
+``last.pt``, ``--resume``) with a cosine learning-rate schedule over all steps.
 
 Under torchrun (:mod:`deephash.distributed`) each rank embeds its share of every global
-batch through the DDP-wrapped model, the loss sees the gathered global batch, evaluation
-embeddings are split between the ranks, rank 0 scores validation and alone writes.
+batch through the DDP-wrapped model; the miner and the loss see the gathered global batch
+on every rank; evaluation embeddings are split between the ranks, rank 0 scores
+validation and alone writes.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 
-from deephash.distances import Distance, as_distance
-from deephash.distributed import (
-    ONE_PROCESS,
-    Ranks,
-    barrier,
-    broadcast,
-    check_batch,
-    data_parallel,
-    gather_batch,
-    gather_rows,
-    ranks,
-)
+from deephash.distributed import check_batch, data_parallel, gather_batch, ranks
 from deephash.errors import ConfigError
 from deephash.hashing.regularizers import get_regularizer
-from deephash.losses import BatchLoss
-from deephash.metrics import EvaluationSpec, evaluate_retrieval
-from deephash.metrics.evaluate_codes import evaluate_codes
-from deephash.miners import Miner
+from deephash.losses import BatchLoss, LossOutput, TripletLoss
+from deephash.miners import Miner, MiningBatch
 from deephash.progress import progress_bar
-from deephash.training.model import EmbeddingModel
-from deephash.training.sampler import BatchSampler
-from deephash.training.schedules import Schedule
+from deephash.training.epochs import EpochRecord, EpochStats, Save, run_epochs
+from deephash.training.evaluation import embed, validate, validation_scores
+from deephash.training.setup import Inputs, TrainingSetup
 
-log = logging.getLogger(__name__)
-
-VALIDATION_SPEC = EvaluationSpec(knn_k=(10,), map_cutoffs=(), precision_k=())
-
-
-class Inputs(Protocol):
-    in_dim: int
-
-    def train_batches(self, batches: list[np.ndarray], part: Ranks = ONE_PROCESS) -> Any: ...
-
-    def eval_batches(self, indices: np.ndarray, batch_size: int, mirrored: bool = False
-                     ) -> Any: ...
-
-
-@dataclass
-class EpochRecord:
-    """One line of ``history.json``."""
-
-    epoch: int
-    loss: float
-    active_fraction: float
-    mean_positive_distance: float
-    mean_negative_distance: float
-    embedding_norm: float
-    triplets_per_batch: float
-    empty_batches: int
-    train_seconds: float
-    val_map: float
-    val_knn: float
-    elapsed_seconds: float
-    margin: float = math.nan
-    regularization: float = 0.0
-
-
-@dataclass
-class TrainingSetup:
-    """Everything the loop needs; built by :mod:`deephash.studies.train`."""
-
-    model: EmbeddingModel
-    inputs: Inputs
-    loss: BatchLoss
-    miner: Miner
-    sampler: BatchSampler
-    labels: np.ndarray          # (N_pool,) int64
-    train: np.ndarray           # pool indices the sampler's positions refer to
-    val: np.ndarray             # pool indices of validation queries
-    optimizer: torch.optim.Optimizer
-    epochs: int
-    device: torch.device
-    eval_distance: str  # euclidean, sqeuclidean, cosine, or hamming (sign codes)
-    eval_batch_size: int = 1024
-    regularizers: dict[str, float] = field(default_factory=dict)  # name -> weight
-    schedules: dict[str, Schedule] = field(default_factory=dict)  # "margin" or a regulariser
-    test_time_flip: bool = False  # evaluate on the mean of image and mirror-image embeddings
-    validate_every: int = 1  # epochs between validations (and after the last)
-
-
-@torch.no_grad()
-def embed(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray, device: torch.device,
-          batch_size: int = 1024, test_time_flip: bool = False) -> np.ndarray:
-    """``(len(indices), embedding_dim)`` float32 embeddings in eval mode.
-
-    ``test_time_flip``: the mean of each image's embedding and its mirror image's (for codes,
-    the mean of the relaxed outputs, binarised afterwards). Across ranks, each embeds its
-    share of ``indices`` and every rank gets them all (every rank must call).
-    """
-    group = ranks()
-    mine = _embed_local(model, inputs, group.take(indices), device, batch_size, test_time_flip)
-    return gather_rows(mine, len(indices))
-
-
-def _embed_local(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray,
-                 device: torch.device, batch_size: int, test_time_flip: bool) -> np.ndarray:
-    model.eval()
-    views = (False, True) if test_time_flip else (False,)
-    total = None
-    for mirrored in views:
-        parts = [model(x.to(device)).float().cpu()
-                 for x in inputs.eval_batches(indices, batch_size, mirrored=mirrored)]
-        vectors = torch.cat(parts) if parts else torch.zeros((0, model.head.out_dim))
-        total = vectors if total is None else total + vectors
-    assert total is not None
-    return (total / len(views)).numpy()
-
-
-def validation_scores(val: np.ndarray, train: np.ndarray, val_labels: np.ndarray,
-                      train_labels: np.ndarray,
-                      distance: str | Distance) -> tuple[float, float]:
-    """(mAP@all, kNN@10) of ``(V, D)`` validation vectors against ``(T, D)`` training
-    vectors; a binary distance (``hamming``) scores the vectors' sign codes."""
-    metric = as_distance(distance)
-    if metric.binary:  # hashing is scored on the sign codes
-        codes = evaluate_codes(metric.codes(val), metric.codes(train),
-                               val_labels, train_labels, val.shape[1], VALIDATION_SPEC)
-        return codes.metrics["map@all"], codes.metrics["knn_acc@10"]
-    report = evaluate_retrieval(val, train, val_labels, train_labels, metric.name,
-                                VALIDATION_SPEC)
-    return report.metrics["map@all"], report.metrics["knn_acc@10"]
-
-
-def validate(setup: TrainingSetup) -> tuple[float, float]:
-    """(mAP@all, kNN@10) of validation queries against the training part (scored by rank
-    0, the same figures on every rank)."""
-    both = np.concatenate([setup.val, setup.train])
-    vectors = embed(setup.model, setup.inputs, both, setup.device, setup.eval_batch_size,
-                    setup.test_time_flip)
-    scores = None
-    if ranks().main:
-        scores = validation_scores(vectors[: len(setup.val)], vectors[len(setup.val):],
-                                   setup.labels[setup.val], setup.labels[setup.train],
-                                   setup.eval_distance)
-    return broadcast(scores)
-
+__all__ = ["EpochRecord", "Inputs", "TrainingSetup", "apply_schedules", "batch_loss", "embed",
+           "fit", "train_epoch", "validate", "validation_scores"]
 
 def apply_schedules(setup: TrainingSetup, epoch: int) -> None:
-    """Set this epoch's margin (loss and miner) and regulariser weights."""
+    """Set this epoch's margin (the loss's, the one the miner mines with) and regulariser
+    weights."""
     fraction = epoch / max(setup.epochs - 1, 1)
     for name, schedule in setup.schedules.items():
         value = schedule.value(epoch, fraction, setup.epochs)
         if name == "margin":
-            if not hasattr(setup.loss, "margin"):
+            owner = _margin_owner(setup.loss)
+            if owner is None:
                 raise ConfigError(f"loss {setup.loss.name!r} has no margin to schedule")
-            for owner in (setup.loss, setup.miner):
-                if hasattr(owner, "margin"):
-                    owner.margin = value
+            owner.margin = value
         else:
             get_regularizer(name)  # validates the name
             setup.regularizers[name] = value
+
+
+def _margin_owner(loss: BatchLoss) -> TripletLoss | None:
+    """The loss, if its formula has a margin (the one to schedule and record)."""
+    return loss if isinstance(loss, TripletLoss) and loss.uses_margin else None
+
+
+def batch_loss(loss: BatchLoss, miner: Miner, embeddings: torch.Tensor,
+               labels: torch.Tensor) -> LossOutput:
+    """The loss of one batch of ``(B, D)`` embeddings and ``(B,)`` int64 labels.
+
+    A metric loss: its differentiable ``(B, B)`` distance matrix, the miner's tuples chosen
+    on the detached copy with the loss's margin, then the loss of those tuples. A loss
+    that mines nothing (the softmax classifier) scores the embeddings directly.
+    """
+    if not isinstance(loss, TripletLoss):
+        return loss.compute(embeddings, labels)
+    loss.check_miner(miner)
+    distances = loss.distance.matrix(embeddings)
+    mined = miner.mine(MiningBatch(distances.detach(), labels, embeddings.detach(),
+                                   loss.margin))
+    return loss(distances, mined)
 
 
 def _autocast(device: torch.device) -> torch.autocast:
@@ -189,7 +85,8 @@ def train_epoch(setup: TrainingSetup, epoch: int,
     """One epoch; returns the mean diagnostics over batches that had triplets.
 
     ``model``: what runs the forward pass (``setup.model`` or its DDP wrapper). Each batch
-    is global: this rank embeds its share, the loss sees all of it (:func:`gather_batch`).
+    is global: this rank embeds its share; the miner and the loss see all of it, gathered
+    (:func:`gather_batch`), on every rank.
     """
     model = setup.model if model is None else model
     sampler, part = setup.sampler, ranks()
@@ -207,7 +104,7 @@ def train_epoch(setup: TrainingSetup, epoch: int,
         with _autocast(setup.device):
             local = model(x.to(setup.device, non_blocking=True))
         embeddings = gather_batch(local.float())
-        out = setup.loss.compute(embeddings, labels, setup.miner)
+        out = batch_loss(setup.loss, setup.miner, embeddings, labels)  # the global batch
         regularization = sum((setup.regularizers[name] * term(embeddings)
                               for name, term in terms.items()), torch.zeros(()))
         setup.optimizer.zero_grad(set_to_none=True)
@@ -231,61 +128,48 @@ def train_epoch(setup: TrainingSetup, epoch: int,
     return means
 
 
-def fit(setup: TrainingSetup, run: Path, save: Callable[[Path, dict[str, Any]], None],
+def fit(setup: TrainingSetup, run: Path, save: Save,
         resume_state: dict[str, Any] | None = None) -> list[EpochRecord]:
-    """Train for ``setup.epochs``; ``save(path, extra)`` writes a checkpoint.
-
-    Returns the per-epoch history. ``best.pt`` holds the epoch with the highest validation
-    mAP@all (the first such epoch on ties) among the validated ones (every
-    ``setup.validate_every``-th and the last; the others record NaN).
-    """
+    """Train for ``setup.epochs`` (the rest of them after ``resume_state``, a ``last.pt``);
+    ``save(path, extra)`` writes a checkpoint. Returns the per-epoch history; ``best.pt``
+    and ``last.pt`` as :func:`~deephash.training.epochs.run_epochs` writes them."""
     check_batch(setup.sampler.batch_size)
-    total_steps = setup.epochs * len(setup.sampler)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        setup.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps)
-                                                         / max(total_steps, 1))))
-    history: list[EpochRecord] = []
-    best, start_epoch, elapsed = -1.0, 0, 0.0
-    if resume_state is not None:
-        setup.optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        history = [EpochRecord(**h) for h in resume_state["history"]]
-        best, start_epoch = resume_state["best_val_map"], resume_state["epoch"] + 1
-        elapsed = history[-1].elapsed_seconds if history else 0.0
-        _set_generator_states(setup, resume_state["generators"])
-        log.info("resuming after epoch %d (best validation mAP %.4f)", start_epoch, best)
-    trained = _parallel(setup)
-    if not ranks().main:
-        save = _no_save
-    for epoch in range(start_epoch, setup.epochs):
-        started = time.perf_counter()
-        stats = train_epoch(setup, epoch, scheduler, trained)
-        train_seconds = time.perf_counter() - started
-        due = (epoch + 1) % setup.validate_every == 0 or epoch == setup.epochs - 1
-        val_map, val_knn = validate(setup) if due else (math.nan, math.nan)
-        elapsed += time.perf_counter() - started
-        record = EpochRecord(epoch, stats["loss"], stats["active"], stats["pos"], stats["neg"],
-                             stats["norm"], stats["items"], int(stats["empty"]), train_seconds,
-                             val_map, val_knn, elapsed,
-                             float(getattr(setup.loss, "margin", math.nan)), stats["reg"])
-        history.append(record)
-        log.info("epoch %d/%d: loss %.4f, active %.3f, d+ %.3f, d- %.3f, val mAP %.4f, "
-                 "val 10-NN %.4f (%.1f s)", epoch + 1, setup.epochs, record.loss,
-                 record.active_fraction, record.mean_positive_distance,
-                 record.mean_negative_distance, val_map, val_knn, train_seconds)
-        if due and val_map > best:
-            best = val_map
-            save(run / "best.pt", {"epoch": epoch, "val_map": val_map})
-        save(run / "last.pt", {
-            "epoch": epoch, "best_val_map": best, "optimizer": setup.optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "history": [asdict(h) for h in history],
-            "generators": _generator_states(setup)})
-    barrier()  # rank 0's checkpoints are written
-    return history
+    return run_epochs(setup, TripletProcedure(setup), run, save, resume_state)
 
 
-def _no_save(path: Path, extra: dict[str, Any]) -> None:
-    """Ranks other than 0 write nothing."""
+class TripletProcedure:
+    """The triplet trainer's epochs (:func:`train_epoch`) under a cosine learning-rate
+    schedule over all steps; trains the DDP wrapper of the model across ranks."""
+
+    unit = "epoch"
+
+    def __init__(self, setup: TrainingSetup) -> None:
+        self.setup = setup
+        total_steps = setup.epochs * len(setup.sampler)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            setup.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps)
+                                                             / max(total_steps, 1))))
+        self.trained: torch.nn.Module = setup.model
+
+    def start(self) -> None:
+        self.trained = _parallel(self.setup)
+
+    def train(self, epoch: int) -> EpochStats:
+        setup = self.setup
+        means = train_epoch(setup, epoch, self.scheduler, self.trained)
+        owner = _margin_owner(setup.loss)
+        margin = math.nan if owner is None else owner.margin
+        return EpochStats(
+            means["loss"], means["active"], means["pos"], means["neg"], means["norm"],
+            means["items"], int(means["empty"]), margin, means["reg"],
+            f"epoch {epoch + 1}/{setup.epochs}: loss {means['loss']:.4f}, active "
+            f"{means['active']:.3f}, d+ {means['pos']:.3f}, d- {means['neg']:.3f}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state["scheduler"])
 
 
 def _parallel(setup: TrainingSetup) -> torch.nn.Module:
@@ -298,26 +182,3 @@ def _parallel(setup: TrainingSetup) -> torch.nn.Module:
     shared = int(torch.randint(2**62, (), generator=None))  # the same draw on every rank
     torch.manual_seed(shared + group.rank)
     return trained
-
-
-def _generators(setup: TrainingSetup) -> dict[str, torch.Generator]:
-    found = {}
-    for name, owner in (("miner", setup.miner), ("inputs", setup.inputs)):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator):
-            found[name] = generator
-    return found
-
-
-def _generator_states(setup: TrainingSetup) -> dict[str, torch.Tensor]:
-    states = {name: g.get_state() for name, g in _generators(setup).items()}
-    states["torch"] = torch.get_rng_state()  # dropout
-    return states
-
-
-def _set_generator_states(setup: TrainingSetup, states: dict[str, torch.Tensor]) -> None:
-    for name, generator in _generators(setup).items():
-        if name in states:
-            generator.set_state(states[name])
-    if "torch" in states:
-        torch.set_rng_state(states["torch"])

@@ -1,0 +1,86 @@
+"""A trained model on the test protocol: its weights reloaded (from a checkpoint), the
+query and database images embedded, and the results written by
+:func:`deephash.pipeline.results.write_results`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deephash.data import ImageDataset, Splits
+from deephash.devices import resolve_device
+from deephash.distributed import ranks
+from deephash.hashing.codes import binarize, pack_codes
+from deephash.hashing.health import code_health
+from deephash.losses import SoftmaxLoss, loss_traits
+from deephash.pipeline.protocol import open_protocol, write_splits
+from deephash.pipeline.results import write_results
+from deephash.pipeline.setup import training_setup
+from deephash.training.checkpoint import read_checkpoint
+from deephash.training.config import TrainConfig
+from deephash.training.trainer import TrainingSetup, embed
+
+log = logging.getLogger(__name__)
+
+
+def method_title(loss: str, miner: str, margin: float | None = None) -> str:
+    """``facenet + semi-hard, margin 0.2``; ``softmax classifier`` (no miner, no margin)."""
+    traits = loss_traits(loss)
+    if not traits.uses_miner:
+        return f"{loss} classifier"
+    title = f"{loss} + {miner}"
+    return title if margin is None or not traits.uses_margin else f"{title}, margin {margin:g}"
+
+
+def load_trained(setup: TrainingSetup, checkpoint: dict[str, Any]) -> None:
+    """The model's weights and the loss's own parameters (the softmax class weights)."""
+    setup.model.load_state_dict(checkpoint["model"])
+    setup.loss.load_state_dict(checkpoint.get("loss", {}))
+
+
+def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, dataset: ImageDataset,
+                     splits: Splits, extra: dict[str, Any]) -> dict[str, Any]:
+    """Embed the query and database images with ``setup.model`` and write the test results
+    (every rank embeds its share; rank 0 writes and returns the metrics, the others
+    ``extra``)."""
+    rows = np.union1d(splits.query, splits.database)
+    vectors = np.zeros((len(dataset), config.training.embedding_dim), dtype=np.float32)
+    vectors[rows] = embed(setup.model, setup.inputs, rows, setup.device,
+                          test_time_flip=setup.test_time_flip)
+    if not ranks().main:
+        return extra
+    if isinstance(setup.loss, SoftmaxLoss):  # the classifier's own test accuracy
+        predicted = setup.loss.predict(torch.from_numpy(vectors[splits.query]).to(setup.device))
+        extra = {**extra, "classifier_acc": float(
+            (predicted.cpu().numpy() == dataset.labels[splits.query]).mean())}
+    if config.training.codes:
+        extra = {**extra, **database_code_health(vectors[splits.database], len(dataset.classes))}
+    title = f"{method_title(config.training.loss, config.training.miner)} on {dataset.name}"
+    return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
+                         extra_metrics=extra, codes=config.training.codes)
+
+
+def database_code_health(relaxed: np.ndarray, n_classes: int) -> dict[str, Any]:
+    """Code-health figures of the database's sign codes (``(N, K)`` relaxed codes), with a
+    warning in the log when they have collapsed."""
+    health = code_health(pack_codes(binarize(relaxed)), relaxed.shape[1])
+    if problems := health.problems(n_classes):
+        log.warning("WARNING: the database codes are collapsing (%s): they use fewer codes "
+                    "or bits than they have. Try the balance regulariser (--regularizers "
+                    "balance=0.1, on by default for DTSH), a smaller margin or a margin schedule "
+                    "(--schedules margin=step:1:16), or more training data", "; ".join(problems))
+    return health.as_metrics()
+
+
+def evaluate_checkpoint(run: Path, config: TrainConfig, checkpoint: Path,
+                        extra: dict[str, Any]) -> dict[str, Any]:
+    """Test results of a saved model (``config`` must be the one it was trained with)."""
+    dataset, splits = open_protocol(config)
+    write_splits(run, splits, dataset)
+    setup, _ = training_setup(config, dataset, splits, resolve_device(config.extraction.device))
+    load_trained(setup, read_checkpoint(checkpoint))
+    return evaluate_on_test(run, config, setup, dataset, splits, extra)
