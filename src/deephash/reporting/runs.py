@@ -69,7 +69,8 @@ class RunRecord:
             float(margin) if isinstance(margin, (int, float)) else None))
         mode = cfg.get("mode", "frozen")
         if mode == "partial":
-            mode = f"partial, {cfg.get('trainable_blocks', '?')} blocks"
+            blocks = cfg.get("trainable_blocks", "?")
+            mode = f"partial, {blocks} block{'' if blocks == 1 else 's'}"
         views = f", {cfg['views']} views" if cfg.get("views") else ""
         prefix = f"{self.metrics['bits']}-bit codes: " if self.kind == "codes" else ""
         return f"{prefix}{method} ({mode}{views})"
