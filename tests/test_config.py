@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -132,3 +133,13 @@ def test_configs_import_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+def test_a_partial_nested_mapping_keeps_the_commands_own_defaults() -> None:
+    """``training: {epochs: 3}`` in a hash YAML (or a study stage) changes the epochs of
+    DTSH's training defaults, not of the generic triplet defaults."""
+    from deephash.studies.configs import HashConfig, dtsh_training
+
+    config = from_dict(HashConfig, {"training": {"epochs": 3}, "hashing": {"bits": [16]}})
+    expected = dataclasses.replace(dtsh_training(), epochs=3)
+    assert config.training == expected and config.hashing.bits == (16,)

@@ -89,8 +89,25 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
             f"unknown config field(s) {', '.join(prefix + u for u in unknown)}; "
             f"known: {', '.join(sorted(names))}"
         )
-    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in data.items()}
+    defaults = {f.name: f.default_factory for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                if f.default_factory is not dataclasses.MISSING}
+    kwargs = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key in defaults:
+            default = defaults[key]()
+            if dataclasses.is_dataclass(default):  # a partial mapping overlays the field's own
+                value = overlay(to_dict(default), value)  # default (hash: DTSH's training)
+        kwargs[key] = _coerce(hints[key], value, prefix + key)
     return cls(**kwargs)
+
+
+def overlay(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``over``, nested mappings key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (overlay(out[key], value) if isinstance(value, Mapping)
+                    and isinstance(out.get(key), Mapping) else value)
+    return out
 
 
 def save_yaml(config: Any, path: Path) -> None:

@@ -63,7 +63,7 @@ class RunRecord:
         cfg = self.config.get("training", {})
         from deephash.studies.train import method_title
 
-        margin = cfg.get("margin")
+        margin = self.metrics.get("selected_margin", cfg.get("margin"))  # a loss study's pick
         method = ("zhuang et al." if cfg.get("procedure") == "zhuang" else method_title(
             str(cfg.get("loss", "facenet")), str(cfg.get("miner", "semi-hard")),
             float(margin) if isinstance(margin, (int, float)) else None))

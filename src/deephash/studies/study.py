@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from deephash.commands import COMMANDS
-from deephash.config import from_dict, to_dict
+from deephash.config import from_dict, overlay, to_dict
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
 from deephash.progress import progress_bar
@@ -57,15 +57,6 @@ class Stage:
     minutes: float
 
 
-def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``over``, mappings merged key by key (deeply)."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = (merged(out[key], value) if isinstance(value, Mapping)
-                    and isinstance(out.get(key), Mapping) else value)
-    return out
-
-
 def read_study(config: StudyConfig) -> dict[str, Any]:
     """The study's YAML (the preset, or ``config.file``) as a mapping."""
     path = Path(config.file) if config.file else PRESETS_DIR / f"{config.preset}.yaml"
@@ -86,7 +77,7 @@ def build_stages(config: StudyConfig, study: Mapping[str, Any]) -> list[Stage]:
     """Every stage's checked configuration (nothing runs before all are valid)."""
     base = study.get("base") or {}
     given = {"data": {"data_dir": config.data_dir}} if config.data_dir else {}
-    given = merged(given, {"extraction": {"device": config.device,
+    given = overlay(given, {"extraction": {"device": config.device,
                                           **({"cache_dir": config.cache_dir}
                                              if config.cache_dir else {})}})
     stages: list[Stage] = []
@@ -101,9 +92,9 @@ def build_stages(config: StudyConfig, study: Mapping[str, Any]) -> list[Stage]:
             raise ConfigError(f"study stage name {name!r} must be a unique folder name")
         cls = COMMANDS[command].config
         fields = {f.name for f in dataclasses.fields(cls)}
-        settings = merged({k: v for k, v in base.items() if k in fields},
+        settings = overlay({k: v for k, v in base.items() if k in fields},
                           entry.get("options") or {})
-        settings = merged(settings, {k: v for k, v in given.items() if k in fields})
+        settings = overlay(settings, {k: v for k, v in given.items() if k in fields})
         settings["out"] = str(Path(config.out) / name)
         try:
             stage_config: Any = from_dict(cls, settings)
