@@ -21,9 +21,8 @@ import torch
 from PIL import Image
 
 from deephash.data import ImageDataset, open_dataset
+from deephash.distances import scoring_distance
 from deephash.errors import DeephashError
-from deephash.hashing.codes import hamming_matrix
-from deephash.metrics.distances import get_distance
 from deephash.reporting.runs import RunRecord
 
 log = logging.getLogger(__name__)
@@ -62,13 +61,15 @@ def rank(run: RunRecord, queries: np.ndarray, k: int) -> Ranked:
     query, database = _vectors(run, "query"), _vectors(run, "database")
     assert query is not None and database is not None
     rows = np.searchsorted(query["index"], queries)
-    if run.kind == "codes":
-        distances = hamming_matrix(query["vectors"][rows], database["vectors"]).astype(float)
+    distance = scoring_distance(str(run.metrics.get("distance", "cosine")),
+                                codes=run.kind == "codes")
+    if distance.binary:  # packed sign codes
+        distances = distance.code_matrix(query["vectors"][rows], database["vectors"]
+                                         ).astype(float)
     else:
-        distance = get_distance(str(run.metrics.get("distance", "cosine")))
-        distances = distance.matrix(distance.prepare(torch.from_numpy(query["vectors"][rows])),
-                                    distance.prepare(torch.from_numpy(database["vectors"]))
-                                    ).numpy()
+        distances = distance.evaluation_matrix(
+            distance.prepare(torch.from_numpy(query["vectors"][rows])),
+            distance.prepare(torch.from_numpy(database["vectors"]))).numpy()
     order = np.lexsort((np.broadcast_to(database["index"], distances.shape), distances),
                        axis=1)[:, :k]
     return Ranked(run, queries, query["y"][rows], database["index"][order],
@@ -109,9 +110,14 @@ def thumbnail(dataset: ImageDataset, index: int, size: int = THUMBNAIL) -> str:
                          Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return png_uri(buffer.getvalue())
 
 
 def image_uri(path: Path) -> str:
-    """A file's bytes as a ``data:`` URI (PNG)."""
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    """A PNG file as a ``data:`` URI."""
+    return png_uri(path.read_bytes())
+
+
+def png_uri(png: bytes) -> str:
+    """PNG bytes as a ``data:image/png;base64,...`` URI (what makes the page self-contained)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()

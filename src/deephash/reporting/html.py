@@ -3,7 +3,6 @@ URIs, inline CSS, no script, no network), to open offline or send by mail."""
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import time
@@ -12,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from deephash.reporting.gallery import Ranked, image_uri, open_images, thumbnail
+from deephash.reporting.gallery import Ranked, image_uri, open_images, png_uri, thumbnail
 from deephash.reporting.runs import RunRecord
 from deephash.reporting.studies import StudyFigure
 from deephash.reporting.summary import COLUMNS, best_rows, formatted, value
@@ -122,7 +121,7 @@ def studies_section(figures: list[StudyFigure]) -> str:
     if not figures:
         return ""
     parts = "".join(
-        f"<figure><img src=\"data:image/png;base64,{base64.b64encode(f.png).decode()}\" "
+        f"<figure><img src=\"{png_uri(f.png)}\" "
         f"alt=\"{_e(f.caption)}\"><figcaption>{_e(f.caption)}</figcaption></figure>"
         for f in figures)
     return f"<section id=\"studies\"><h2>Studies</h2>{parts}</section>"

@@ -102,12 +102,10 @@ def read_run(path: Path) -> RunRecord | None:
         return None
     config = _read(path / "config.yaml")
     info: dict[str, Any] = {}
-    for folder in (path, *path.parents):  # a sweep's sub-runs share its run.json
+    for folder in (path, path.parent, path.parent.parent):  # its own, else its sweep's
         found = _read(folder / "run.json")
         if isinstance(found, dict):
             info = found
-            break
-        if folder == path.parent.parent:
             break
     history = _read(path / "history.json")
     return RunRecord(path, config if isinstance(config, dict) else {}, metrics, info,
