@@ -82,7 +82,21 @@ def test_report_embeds_everything_and_tabulates_every_run(runs: Path) -> None:
         assert f"{metrics['map@all']:.4f}" in text
     markdown = (out / "report.md").read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
-    assert len(rows) == 5 and "val mAP@all" in rows[0]  # header + 4 runs
+    bits_table = (runs / "runs" / "codes" / "bits.md").read_text()
+    assert len(rows) == 5 + 3 and "val mAP@all" in rows[0]  # summary: header + 4 runs
+    # the sweep's own table, in both pages (header, the 2 code lengths)
+    assert bits_table.rstrip() in markdown and "codes: code lengths" in text
+    assert text.count("<table class=\"study\">") == 1
+    assert all(f"<td>{line.split(' | ')[0].lstrip('| ')}</td>" in text
+               for line in bits_table.splitlines()[2:])
+    # summary.json: the same rows as the pages, the machine, the study tables by folder
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["run"] for row in summary["rows"]] == ["codes/bits-16", "codes/bits-8",
+                                                        "frozen", "trained"]
+    for row in summary["rows"]:
+        metrics = json.loads((runs / "runs" / row["run"] / "metrics.json").read_text())
+        assert row["map@all"] == metrics["map@all"]
+    assert summary["machines"][0]["cores"] >= 1 and summary["tables"] == {"codes": bits_table}
     for line in markdown.splitlines():
         if line.startswith("!["):
             assert (out / line.split("](", 1)[1].rstrip(")")).is_file()
@@ -107,6 +121,20 @@ def test_gallery_ranks_the_same_queries_as_a_brute_force_search(runs: Path) -> N
         assert rows[3 * q + 1][1:] == embeddings["database"]["index"][order].tolist()
     wrong = [i for i in thumbs if "wrong" in i.get("class", "")]
     assert all(i.get("class") in ("", "wrong", "query") for i in thumbs) and wrong is not None
+
+
+def test_a_selected_margin_costs_its_whole_grid(tmp_path: Path) -> None:
+    """The training time of a margin selection is the sum over its margin-* sub-runs."""
+    from deephash.reporting.runs import read_run
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"map@all": 0.5}))
+    (tmp_path / "run.json").write_text(json.dumps({"seconds": {"total": 90.0}}))
+    assert np.isnan(read_run(tmp_path).train_seconds)  # type: ignore[union-attr]
+    for margin, seconds in (("0.1", 20.5), ("0.2", 30.0)):
+        (tmp_path / f"margin-{margin}").mkdir()
+        (tmp_path / f"margin-{margin}" / "run.json").write_text(
+            json.dumps({"seconds": {"train": seconds, "total": 99.0}}))
+    assert read_run(tmp_path).train_seconds == 50.5  # type: ignore[union-attr]
 
 
 def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

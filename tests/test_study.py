@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from deephash.cli import main
-from deephash.studies.study import build_stages, read_study
+from deephash.studies.study import Stage, build_stages, read_study, time_left
 from deephash.studies.study_config import PRESETS, StudyConfig
 from tests.conftest import make_image_folder
 
@@ -120,3 +120,13 @@ def test_presets_and_bad_studies(tmp_path: Path, capsys: pytest.CaptureFixture[s
                      str(tmp_path / "o")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_time_left_scales_the_expected_minutes_by_the_pace_so_far() -> None:
+    stages = [Stage(name, "train", None, minutes) for name, minutes in
+              (("a", 2.0), ("b", 4.0), ("c", 6.0))]
+    assert time_left(stages, 0, 0.0, []) == "0 s elapsed, about 12 min left"
+    # stage a (2 min expected) took 4 min: the rest (10 min expected) at half the pace
+    assert time_left(stages, 1, 240.0, [2.0]) == "240 s elapsed, about 20 min left"
+    # a reused stage costs nothing and does not count in the pace
+    assert time_left(stages, 2, 60.0, [4.0]) == "60 s elapsed, about 2 min left"

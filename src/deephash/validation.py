@@ -130,7 +130,7 @@ def _check_training(cfg: TrainingConfig, seed: int) -> None:
     _check_scheduled(cfg.schedules, "--schedules")
     scheduled = {parse_schedule(text)[0] for text in cfg.schedules}
     users = ([f"the {cfg.loss} loss"] if loss.uses_margin else []) + (
-        [f"the {cfg.miner} miner"] if loss.uses_miner and hasattr(miner, "margin") else [])
+        [f"the {cfg.miner} miner"] if loss.uses_miner and miner.uses_margin else [])
     if users and "margin" not in scheduled and cfg.margin <= 0:
         raise ConfigError(f"--margin must be greater than 0 for {' and '.join(users)}, got "
                           f"{cfg.margin:g}")

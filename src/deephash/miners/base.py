@@ -87,12 +87,14 @@ class Miner:
     ``yields`` is ``"triplets"`` or ``"pairs"``. ``set_progress(t)`` tells the miner how far
     training is (0 at the start, 1 at the end); only curriculum miners use it.
     ``tuple_size`` is set by the offline miners only: their batches must come from the
-    offline sampler with that many blocks.
+    offline sampler with that many blocks. ``uses_margin``: what it mines depends on the
+    margin (``MiningBatch.margin``), which must then be positive.
     """
 
     name = "base"
     yields = "triplets"
     tuple_size: int | None = None
+    uses_margin = False
 
     def mine(self, batch: MiningBatch) -> Mined:
         raise NotImplementedError

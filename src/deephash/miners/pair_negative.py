@@ -39,6 +39,8 @@ class PairNegativeMiner(Miner):
         seed: seed of the miner's own random generator (``random`` pick).
     """
 
+    uses_margin = True
+
     def __init__(self, margin: float, window: str, pick: str, seed: int = 0) -> None:
         if window not in WINDOWS or pick not in PICKS:
             raise ValueError(f"window must be one of {WINDOWS}, pick one of {PICKS}")

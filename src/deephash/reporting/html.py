@@ -13,8 +13,8 @@ import yaml
 
 from deephash.reporting.gallery import Ranked, image_uri, open_images, png_uri, thumbnail
 from deephash.reporting.runs import RunRecord
-from deephash.reporting.studies import StudyFigure
-from deephash.reporting.summary import COLUMNS, best_rows, formatted, value
+from deephash.reporting.studies import StudyFigure, StudyTable, parse_markdown_table
+from deephash.reporting.summary import COLUMNS, best_rows, formatted, summary_rows
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
@@ -46,13 +46,14 @@ def _anchor(run: RunRecord, runs: list[RunRecord]) -> str:
 
 
 def summary_table(runs: list[RunRecord], names: dict[Path, str]) -> str:
-    best = {column.key: best_rows(runs, column) for column in COLUMNS}
+    summary = summary_rows(runs, names)
+    best = {column.key: best_rows(summary, column) for column in COLUMNS}
     head = "".join(f"<th>{_e(c.header)}</th>" for c in COLUMNS)
     rows = []
-    for i, run in enumerate(runs):
+    for i, (run, row) in enumerate(zip(runs, summary, strict=True)):
         cells = "".join(
             f"<td class=\"{'best' if i in best[c.key] else ''}\">"
-            f"{_e(formatted(value(run, c), c))}</td>" for c in COLUMNS)
+            f"{_e(formatted(row[c.key], c))}</td>" for c in COLUMNS)
         rows.append(f"<tr><td><a href=\"#{_anchor(run, runs)}\">{_e(names[run.path])}</a></td>"
                     f"<td class=\"text\">{_e(run.title)}</td><td class=\"text\">"
                     f"{_e(run.protocol)}</td>{cells}</tr>")
@@ -117,10 +118,18 @@ def run_section(run: RunRecord, runs: list[RunRecord], names: dict[Path, str]) -
             "</pre></details></section>")
 
 
-def studies_section(figures: list[StudyFigure]) -> str:
-    if not figures:
+def table_html(table: StudyTable) -> str:
+    header, rows = parse_markdown_table(table.markdown)
+    head = "".join(f"<th>{_e(cell)}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
+                   for row in rows)
+    return f"<h3>{_e(table.caption)}</h3><table class=\"study\"><tr>{head}</tr>{body}</table>"
+
+
+def studies_section(figures: list[StudyFigure], tables: list[StudyTable]) -> str:
+    if not figures and not tables:
         return ""
-    parts = "".join(
+    parts = "".join(map(table_html, tables)) + "".join(
         f"<figure><img src=\"{png_uri(f.png)}\" "
         f"alt=\"{_e(f.caption)}\"><figcaption>{_e(f.caption)}</figcaption></figure>"
         for f in figures)
@@ -128,7 +137,8 @@ def studies_section(figures: list[StudyFigure]) -> str:
 
 
 def render(runs: list[RunRecord], ranked: list[Ranked], names: dict[Path, str],
-           title: str, figures: list[StudyFigure] | None = None) -> str:
+           title: str, figures: list[StudyFigure] | None = None,
+           tables: list[StudyTable] | None = None) -> str:
     """The whole page."""
     protocols = sorted({run.protocol for run in runs})
     sections = "".join(run_section(run, runs, names) for run in runs)
@@ -142,4 +152,4 @@ def render(runs: list[RunRecord], ranked: list[Ranked], names: dict[Path, str],
         "(selection of the gallery's runs: best validation mAP@all, never test).</p>"
         f"<section id=\"summary\"><h2>Summary</h2>{summary_table(runs, names)}</section>"
         f"<section id=\"gallery\"><h2>Retrieval gallery</h2>{gallery_section(ranked, names)}"
-        f"</section>{studies_section(figures or [])}{sections}</body></html>")
+        f"</section>{studies_section(figures or [], tables or [])}{sections}</body></html>")

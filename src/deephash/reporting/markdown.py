@@ -7,26 +7,21 @@ import os
 from pathlib import Path
 
 from deephash.reporting.runs import RunRecord
-from deephash.reporting.summary import COLUMNS, best_rows, formatted, value
+from deephash.reporting.studies import StudyTable
+from deephash.reporting.summary import rows_markdown, summary_rows
 
 
 def summary_markdown(runs: list[RunRecord], names: dict[Path, str]) -> str:
     """The summary as a Markdown table (best values bold)."""
-    best = {column.key: best_rows(runs, column) for column in COLUMNS}
-    lines = ["| run | method | protocol | " + " | ".join(c.header for c in COLUMNS) + " |",
-             "|---|---|---|" + "---|" * len(COLUMNS)]
-    for i, run in enumerate(runs):
-        cells = [f"**{formatted(value(run, c), c)}**" if i in best[c.key]
-                 else formatted(value(run, c), c) for c in COLUMNS]
-        lines.append(f"| {names[run.path]} | {run.title} | {run.protocol} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return rows_markdown(summary_rows(runs, names))
 
 
 def render_markdown(runs: list[RunRecord], names: dict[Path, str], title: str,
-                    folder: Path) -> str:
+                    folder: Path, tables: list[StudyTable] | None = None) -> str:
     """The page, its image links relative to ``folder`` (where it is written)."""
     parts = [f"# {title}\n", summary_markdown(runs, names)]
+    for table in tables or []:
+        parts.append(f"\n## {table.caption}\n\n{table.markdown.rstrip()}\n")
     for run in runs:
         parts.append(f"\n## {names[run.path]}: {run.title}\n")
         for path, caption in run.plots():

@@ -5,7 +5,8 @@ A run folder is any folder holding ``metrics.json`` (``baseline``, ``train``, ea
 under the given folders. Each :class:`RunRecord` knows what kind of result it is (frozen
 features, a trained embedding, binary codes), a title, its configuration, metrics,
 validation figures, history, timings and machine (from its own ``run.json`` or the
-nearest one above it, as a ``hash`` sweep writes one for all code lengths).
+nearest one above it, as a ``hash`` sweep writes one for all code lengths). The training
+time of a margin selection is the whole grid's: the sum over its ``margin-*`` sub-runs.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class RunRecord:
     metrics: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: training seconds of the sub-runs it was selected from (a margin grid), else nan
+    selection_seconds: float = math.nan
 
     @property
     def kind(self) -> str:
@@ -81,9 +84,9 @@ class RunRecord:
 
     @property
     def train_seconds(self) -> float:
-        seconds = self.info.get("seconds") or {}
-        value = seconds.get("train", math.nan) if isinstance(seconds, dict) else math.nan
-        return float(value) if isinstance(value, (int, float)) else math.nan
+        """Its own training time, or for a selected margin the whole grid's."""
+        own = _train_seconds(self.info)
+        return self.selection_seconds if math.isnan(own) else own
 
     def figure(self, key: str) -> float:
         """A metric (``nan`` when the run does not have it)."""
@@ -93,6 +96,12 @@ class RunRecord:
     def plots(self) -> list[tuple[Path, str]]:
         return [(self.path / name, caption) for name, caption in PLOTS
                 if (self.path / name).is_file()]
+
+
+def _train_seconds(info: Any) -> float:
+    seconds = info.get("seconds") if isinstance(info, dict) else None
+    value = seconds.get("train", math.nan) if isinstance(seconds, dict) else math.nan
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def read_run(path: Path) -> RunRecord | None:
@@ -108,8 +117,10 @@ def read_run(path: Path) -> RunRecord | None:
             info = found
             break
     history = _read(path / "history.json")
+    grid = [_train_seconds(_read(sub / "run.json")) for sub in sorted(path.glob("margin-*"))]
     return RunRecord(path, config if isinstance(config, dict) else {}, metrics, info,
-                     history if isinstance(history, list) else [])
+                     history if isinstance(history, list) else [],
+                     math.fsum(grid) if grid and not any(map(math.isnan, grid)) else math.nan)
 
 
 def find_runs(paths: list[Path]) -> list[RunRecord]:

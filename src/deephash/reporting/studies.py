@@ -1,6 +1,8 @@
-"""A report's study-level figures: what a study draws across its runs (the miner study's
-validation mAP against time, the schedule study's curves: their ``study.png``) and mAP
-against code length for every ``hash`` sweep of several lengths (from its ``bits.json``)."""
+"""A report's study-level figures and tables: what a study draws across its runs (the miner
+study's validation mAP against time, the schedule study's curves: their ``study.png``), mAP
+against code length for every ``hash`` sweep of several lengths (from its ``bits.json``),
+and the tables the commands write (a study's ``study.md``, a margin grid's ``margins.md``,
+a sweep's ``bits.md``)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,20 @@ class StudyFigure:
     folder: Path
     caption: str
     png: bytes
+
+
+@dataclass(frozen=True)
+class StudyTable:
+    """A Markdown table a command wrote into a study folder, with a caption."""
+
+    folder: Path
+    caption: str
+    markdown: str
+
+
+#: the tables a study folder may hold: file name -> what it tabulates
+TABLES = {"study.md": "the study's table", "margins.md": "margin grid (selection on validation)",
+          "bits.md": "code lengths (test protocol)"}
 
 
 def bits_figure(rows: list[dict[str, float]], title: str) -> bytes:
@@ -60,3 +76,33 @@ def study_figures(roots: list[Path]) -> list[StudyFigure]:
                 title = f"{path.parent.name}: mAP against code length"
                 figures.append(StudyFigure(path.parent, title, bits_figure(rows, title)))
     return figures
+
+
+def study_tables(roots: list[Path]) -> list[StudyTable]:
+    """Every study table at or under ``roots``, in path order."""
+    tables: list[StudyTable] = []
+    for root in roots:
+        found = sorted(p for name in TABLES for p in root.rglob(name)) if root.is_dir() else []
+        for path in found:
+            try:
+                text = path.read_text()
+            except OSError:
+                continue
+            tables.append(StudyTable(path.parent, f"{path.parent.name}: {TABLES[path.name]}",
+                                     text))
+    return tables
+
+
+def markdown_cells(line: str) -> list[str]:
+    """``| a | b |`` -> ``["a", "b"]``."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """A pipe table's header and rows (the ``|---|`` rule skipped)."""
+    lines = [line for line in text.splitlines() if line.strip().startswith("|")]
+    if not lines:
+        return [], []
+    body = [markdown_cells(line) for line in lines[1:]
+            if not set(line.replace("|", "").strip()) <= {"-", ":", " "}]
+    return markdown_cells(lines[0]), body

@@ -1,11 +1,21 @@
-"""The summary table of a report: one row per run, the figures people compare."""
+"""The summary table of a report: one row per run, the figures people compare.
+
+A row is a plain mapping (``run``, ``method``, ``protocol`` and one value per column,
+``None`` when the run lacks it), so the same rows render into ``report.html``,
+``report.md``, ``summary.json`` and the README's generated tables
+(:mod:`deephash.reporting.readme`).
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from deephash.reporting.runs import RunRecord
+
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -29,26 +39,50 @@ def value(run: RunRecord, column: Column) -> float:
     return run.train_seconds if column.key == "train_seconds" else run.figure(column.key)
 
 
-def formatted(number: float, column: Column) -> str:
+def summary_rows(runs: list[RunRecord], names: dict[Path, str]) -> list[Row]:
+    """One row per run: its short name, method, protocol and every column's value."""
+    rows = []
+    for run in runs:
+        values = {c.key: value(run, c) for c in COLUMNS}
+        rows.append({"run": names[run.path], "method": run.title, "protocol": run.protocol,
+                     **{k: None if math.isnan(v) else v for k, v in values.items()}})
+    return rows
+
+
+def formatted(number: float | None, column: Column) -> str:
     """``0.8525``; ``12 min`` / ``48 s`` for times; ``—`` when missing."""
-    if math.isnan(number):
+    if number is None or math.isnan(number):
         return "—"
     if column.key == "train_seconds":
         return f"{number / 60:.0f} min" if number >= 600 else f"{number:.0f} s"
     return f"{number:.4f}"
 
 
-def best_rows(runs: list[RunRecord], column: Column) -> set[int]:
-    """Indices of the runs with the best value of ``column`` among the runs of their
+def best_rows(rows: list[Row], column: Column) -> set[int]:
+    """Indices of the rows with the best value of ``column`` among the rows of their
     protocol (figures of different protocols do not compare; ties all marked)."""
     marked: set[int] = set()
-    for protocol in {run.protocol for run in runs}:
-        values = {i: value(run, column) for i, run in enumerate(runs) if run.protocol == protocol}
-        finite = [v for v in values.values() if not math.isnan(v)]
+    for protocol in {row["protocol"] for row in rows}:
+        values = {i: row.get(column.key) for i, row in enumerate(rows)
+                  if row["protocol"] == protocol}
+        finite = [v for v in values.values() if v is not None and not math.isnan(v)]
         if finite:
             best = max(finite) if column.higher_is_better else min(finite)
             marked |= {i for i, v in values.items() if v == best}
     return marked
+
+
+def rows_markdown(rows: list[Row]) -> str:
+    """The rows as a Markdown table, the best value of each column bold."""
+    best = {column.key: best_rows(rows, column) for column in COLUMNS}
+    lines = ["| run | method | protocol | " + " | ".join(c.header for c in COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(COLUMNS)]
+    for i, row in enumerate(rows):
+        cells = [f"**{formatted(row.get(c.key), c)}**" if i in best[c.key]
+                 else formatted(row.get(c.key), c) for c in COLUMNS]
+        lines.append(f"| {row['run']} | {row['method']} | {row['protocol']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def best_of_kind(runs: list[RunRecord], kind: str) -> RunRecord | None:

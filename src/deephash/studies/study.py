@@ -133,6 +133,14 @@ def prepared(stage: Stage, state: str) -> Any:
     return config
 
 
+def time_left(stages: list[Stage], done: int, elapsed: float, ran: list[float]) -> str:
+    """``"312 s elapsed, about 14 min left"``: the stages still to run at their expected
+    ``minutes``, scaled by how the stages run so far compared with theirs."""
+    expected = sum(s.minutes for s in stages[done:])
+    pace = elapsed / (60 * sum(ran)) if sum(ran) > 0 and elapsed > 0 else 1.0
+    return f"{elapsed:.0f} s elapsed, about {expected * pace:.0f} min left"
+
+
 def run_study(config: StudyConfig) -> dict[str, Any]:
     """Run (or continue) the study into ``config.out``; returns ``study.json``."""
     validate(config)
@@ -147,18 +155,21 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     record: dict[str, Any] = {"title": study.get("title", "deephash study"), "stages": []}
     bar = progress_bar(round(sum(s.minutes for s in stages) * 60), "study", unit="s")
     started = time.perf_counter()
+    ran: list[float] = []  # expected minutes of the stages run so far (not reused)
     try:
         for number, stage in enumerate(stages, start=1):
             state = stage_state(stage)
-            log.info("study: stage %d of %d, %s (%s): %s; %.0f s elapsed", number, len(stages),
+            elapsed = time.perf_counter() - started
+            log.info("study: stage %d of %d, %s (%s): %s; %s", number, len(stages),
                      stage.name, stage.command, {"done": "finished before, reused",
                                                  "stopped": "continuing where it stopped",
                                                  "changed": "configuration changed, redoing",
                                                  "new": "running"}[state],
-                     time.perf_counter() - started)
+                     time_left(stages, number - 1, elapsed, ran))
             clock = time.perf_counter()
             if state != "done":
                 Lazy(COMMANDS[stage.command].function).resolve()(prepared(stage, state))
+                ran.append(stage.minutes)
             record["stages"].append({"name": stage.name, "command": stage.command,
                                      "state": "reused" if state == "done" else "ran",
                                      "seconds": round(time.perf_counter() - clock, 1)})

@@ -1,0 +1,152 @@
+"""The README's result tables, generated from reports instead of typed by hand.
+
+A generated block in a Markdown file is an HTML comment naming its source, the rendered
+table, and a closing comment::
+
+    <!-- generated: results/study-full/summary.json summary losses/* -->
+    | run | method | ... |
+    <!-- /generated -->
+
+The source is a file committed beside the README (paths relative to the README's folder):
+a report's ``summary.json`` (written by ``deephash report`` and ``deephash study``) or a
+study's ``study.json``. Kinds:
+
+- ``summary [PATTERN...]``: the report's summary rows (all, or those whose run name matches
+  one of the ``fnmatch`` patterns), rendered as ``report.md`` renders them;
+- ``table NAME``: a study table of the report (``summary.json``'s ``tables``: ``losses``,
+  ``losses/facenet``, ``codes``, ...);
+- ``stages``: a study's stages with their command, state and wall-clock time (``study.json``).
+
+``python -m deephash.reporting.readme README.md`` rewrites every block from its source;
+``--check`` only reports the blocks that differ (the test suite runs it on the README, so
+a table edited by hand, or a source changed without regenerating, fails the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deephash.errors import ConfigError
+from deephash.fileio import save_bytes
+from deephash.reporting.summary import rows_markdown
+
+BLOCK = re.compile(r"<!-- generated: (?P<spec>[^>]*?) -->\n(?P<body>.*?)<!-- /generated -->",
+                   re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One generated block: its source file, kind and arguments, and its current text."""
+
+    source: str
+    kind: str
+    arguments: tuple[str, ...]
+    body: str
+
+
+def blocks(text: str) -> list[Block]:
+    """Every generated block of a Markdown text, in order."""
+    found = []
+    for match in BLOCK.finditer(text):
+        words = match["spec"].split()
+        if len(words) < 2:
+            raise ConfigError(f"generated block '<!-- generated: {match['spec']} -->' needs a "
+                              "source file and a kind (summary, table NAME, stages)")
+        found.append(Block(words[0], words[1], tuple(words[2:]), match["body"]))
+    if text.count("<!-- generated:") != len(found):
+        raise ConfigError("a '<!-- generated: ... -->' block has no '<!-- /generated -->' "
+                          "after it")
+    return found
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"generated block source {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"generated block source {path} is not JSON") from None
+
+
+def stages_markdown(study: dict[str, Any]) -> str:
+    """A study's stages and times as a Markdown table, the total last."""
+    lines = ["| stage | command | state | wall-clock |", "|---|---|---|---|"]
+    for stage in study.get("stages", []):
+        lines.append(f"| {stage['name']} | {stage['command']} | {stage['state']} | "
+                     f"{stage['seconds'] / 60:.1f} min |")
+    lines.append(f"| **all** | | | **{study.get('seconds', 0) / 60:.1f} min** |")
+    return "\n".join(lines) + "\n"
+
+
+def render_block(block: Block, folder: Path) -> str:
+    """The text a block should hold, from its source (relative to ``folder``)."""
+    data = _load(folder / block.source)
+    if block.kind == "summary":
+        rows = [row for row in data.get("rows", [])
+                if not block.arguments
+                or any(fnmatch.fnmatch(row["run"], pattern) for pattern in block.arguments)]
+        if not rows:
+            raise ConfigError(f"{block.source}: no summary row matches "
+                              f"{' '.join(block.arguments)}")
+        return rows_markdown(rows)
+    if block.kind == "table":
+        tables = data.get("tables", {})
+        if len(block.arguments) != 1 or block.arguments[0] not in tables:
+            raise ConfigError(f"{block.source}: 'table' needs one of {', '.join(tables)}")
+        return str(tables[block.arguments[0]]).rstrip("\n") + "\n"
+    if block.kind == "stages":
+        return stages_markdown(data)
+    raise ConfigError(f"generated block kind {block.kind!r} is not one of summary, table, "
+                      "stages")
+
+
+def regenerate(text: str, folder: Path) -> tuple[str, list[Block]]:
+    """``text`` with every block rendered afresh, and the blocks that changed."""
+    blocks(text)  # raises for malformed blocks
+    stale: list[Block] = []
+
+    def replace(match: re.Match[str]) -> str:
+        words = match["spec"].split()
+        block = Block(words[0], words[1], tuple(words[2:]), match["body"])
+        body = render_block(block, folder)
+        if body != block.body:
+            stale.append(block)
+        return f"<!-- generated: {match['spec']} -->\n{body}<!-- /generated -->"
+
+    return BLOCK.sub(replace, text), stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deephash.reporting.readme",
+                                     description="regenerate a Markdown file's tables from "
+                                                 "the reports they name")
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if a block is not what its source gives")
+    args = parser.parse_args(argv)
+    status = 0
+    for path in args.files:
+        try:
+            text, stale = regenerate(path.read_text(), path.parent)
+        except (OSError, ConfigError) as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            return 2
+        for block in stale:
+            print(f"{path}: {block.kind} {' '.join(block.arguments)} from {block.source} "
+                  f"{'is stale' if args.check else 'regenerated'}")
+        if stale and args.check:
+            status = 1
+        elif stale:
+            save_bytes(path, text.encode())
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
