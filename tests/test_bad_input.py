@@ -121,6 +121,8 @@ def base_argv(command: str, folder: Path, tmp: Path) -> list[str]:
                 "--show", str(tmp / "out" / "results.png")]
     if command == "pack":
         return ["pack", str(folder), str(tmp / "out" / "data.pack")]
+    if command == "serve":
+        return ["serve", "--index", str(tmp / "index")]
     if command == "report":
         return ["report", str(folder), "--out", out]
     if command in COMMANDS:

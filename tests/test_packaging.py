@@ -63,6 +63,7 @@ def test_build_and_package_data() -> None:
     assert PYPROJECT["project"]["license"] == "MIT"
     assert "Copyright (c) 2026 the deephash authors" in (ROOT / "LICENSE").read_text()
     data = PYPROJECT["tool"]["setuptools"]["package-data"]["deephash"]
-    assert data == ["py.typed", "studies/presets/*.yaml"]  # type hints; the study presets
+    # type hints; the study presets; the page of deephash serve
+    assert data == ["py.typed", "studies/presets/*.yaml", "service/static/*"]
     for pattern in data:
         assert list((ROOT / "src" / "deephash").glob(pattern)), pattern

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from deephash.service.config import ServeConfig
 from deephash.studies.baseline_config import BaselineConfig
 from deephash.studies.configs import (
     HashConfig,
@@ -58,6 +59,9 @@ COMMANDS: dict[str, Command] = {
                      "index an image folder with a trained model (codes or embeddings)"),
     "search": Command(SearchConfig, "deephash.studies.search:search_image",
                       "print the k nearest indexed images to a query image"),
+    "serve": Command(ServeConfig, "deephash.service.serve:run_serve",
+                     "serve an index folder over HTTP (search by image or item id, add "
+                     "images, a web page at /), the model and index loaded once"),
     "study": Command(StudyConfig, "deephash.studies.study:run_study",
                      "run the whole study from one YAML (a preset or your own): one run "
                      "folder per stage, finished stages reused, an interrupted study "

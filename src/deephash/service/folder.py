@@ -1,0 +1,99 @@
+"""Reading an index folder: ``index.json``, and where its checkpoint and images are now.
+
+``index.json`` names the checkpoint that built the index and, for an image folder, the data
+root, each *relative to the index folder* (``"../run/best.pt"``) with the absolute path at
+indexing time as a fallback: a folder moved with its run and data, or moved alone, still
+finds them. It also names the current generation's files (``index_file``, ``items_file``;
+``index.npz`` and ``items.npz`` in folders that were never added to):
+:mod:`deephash.service.store` writes a new generation beside the old one and switches by
+rewriting ``index.json``, one atomic rename.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from deephash.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+INFO = "index.json"
+
+
+def relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` (``"../run/best.pt"``); absolute where none exists
+    (another drive)."""
+    try:
+        return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def read_info(folder: Path) -> dict[str, Any]:
+    """``folder/index.json``; a ``ConfigError`` naming the fix when it is not an index folder."""
+    try:
+        info = json.loads((Path(folder) / INFO).read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"{folder} is not an index folder (run deephash index)") from None
+    if not isinstance(info, dict) or "codes" not in info or "checkpoint" not in info:
+        raise ConfigError(f"{Path(folder) / INFO} is not an index description (run deephash "
+                          "index again)")
+    return info
+
+
+def data_files(info: dict[str, Any]) -> tuple[str, str]:
+    """The current generation's index and items files, relative to the folder."""
+    return info.get("index_file", "index.npz"), info.get("items_file", "items.npz")
+
+
+def locate(folder: Path, info: dict[str, Any], key: str) -> Path | None:
+    """Where ``info[key]`` is now: relative to the index folder (an absolute entry of an
+    older index stays as it is), else at its absolute place when indexed; ``None`` if
+    neither exists."""
+    for place in (folder / info[key], info.get(f"{key}_absolute")):
+        if place is not None and Path(place).exists():
+            return Path(place)
+    return None
+
+
+def checkpoint_path(folder: Path, info: dict[str, Any], override: str | None) -> Path:
+    """The checkpoint that built the index (``override`` when given)."""
+    if override:
+        return Path(override)
+    found = locate(folder, info, "checkpoint")
+    if found is None:
+        places = " or ".join(dict.fromkeys(os.path.normpath(p) for p in (
+            folder / info["checkpoint"], info.get("checkpoint_absolute")) if p))
+        raise ConfigError(f"{folder / INFO} names checkpoint {info['checkpoint']}, "
+                          f"which is not at {places}; pass --checkpoint with the run's best.pt")
+    return found
+
+
+def describe_kind(codes: bool, dim: Any) -> str:
+    return f"{dim}-bit codes" if codes else f"{dim}-d embeddings"
+
+
+def check_fits(codes: bool, dim: int, info: dict[str, Any], checkpoint: Path) -> None:
+    """Refuse a checkpoint whose vectors (``codes``, ``dim``) are not the index's kind and
+    size."""
+    if codes != info["codes"] or dim != info.get("dim", dim):
+        raise ConfigError(f"checkpoint {checkpoint} gives {describe_kind(codes, dim)}, the "
+                          f"index holds {describe_kind(info['codes'], info.get('dim'))}; pass "
+                          "the checkpoint that built the index")
+
+
+def item_root(folder: Path, info: dict[str, Any]) -> Path | None:
+    """The folder item paths are relative to (``None``: they are complete, or a data set's
+    own descriptions)."""
+    if "data_root" not in info:
+        return None
+    found = locate(folder, info, "data_root")
+    if found is None:
+        log.warning("the indexed images are neither at %s nor at %s; printing their paths "
+                    "as indexed", folder / info["data_root"], info.get("data_root_absolute"))
+        found = folder / info["data_root"]
+    return found.resolve()

@@ -1,0 +1,64 @@
+"""Untrusted image bytes to RGB pixels, within limits, or an :class:`ApiError` (4xx).
+
+Checks run cheapest first: an empty upload, too many bytes (413), data PIL does not
+recognise as an image (400), too many pixels (413, read from the header before anything
+is decoded: a decompression bomb never allocates its pixels), then the decode itself,
+where a truncated or damaged file fails (400). The pixels come from
+:func:`deephash.data.decode.decode_rgb`, the decoder ``deephash search`` reads a query
+file with, so the service and the command see the same pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image
+
+from deephash.data.decode import decode_rgb
+from deephash.errors import DataError
+from deephash.service.errors import ApiError
+
+#: the file extension an added image is kept under, by PIL format (others: lower-case name)
+EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}
+FIX = "upload a PNG or JPEG image file"
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_pixels: int
+
+
+def decode_upload(data: bytes, name: str, limits: UploadLimits) -> tuple[Image.Image, str]:
+    """The RGB image of an uploaded file called ``name`` and the extension to keep it under."""
+    if not data:
+        raise ApiError(400, f"upload {name!r} is empty; {FIX}")
+    if len(data) > limits.max_bytes:
+        raise ApiError(413, f"upload {name!r} has {len(data):,} bytes, more than this server's "
+                            f"limit of {limits.max_bytes:,} (--max-upload-bytes); send a "
+                            "smaller image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            with Image.open(io.BytesIO(data)) as image:
+                width, height, kind = image.width, image.height, image.format or "image"
+    except Image.DecompressionBombError:
+        width, height, kind = -1, -1, "image"
+    except Exception:  # PIL raises many kinds on hostile data; none may become a 500
+        raise ApiError(400, f"upload {name!r} is not an image PIL can read; {FIX}") from None
+    if width < 0 or width * height > limits.max_pixels:
+        size = "over PIL's own limit" if width < 0 else f"{width} x {height} pixels"
+        raise ApiError(413, f"upload {name!r} is {size}, more than this server's limit of "
+                            f"{limits.max_pixels:,} pixels (--max-pixels); send a smaller image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            rgb = decode_rgb(data, repr(name), FIX)
+    except DataError as exc:
+        raise ApiError(400, str(exc)) from None
+    except Exception as exc:
+        raise ApiError(400, f"upload {name!r} cannot be decoded ({type(exc).__name__}); "
+                            f"{FIX}") from None
+    return rgb, EXTENSIONS.get(kind, kind.lower())

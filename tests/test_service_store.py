@@ -1,0 +1,207 @@
+"""Adding images to an index folder: persisted before the answer, atomically (a crash
+mid-write leaves the old state loadable), seen by a fresh load and by ``deephash search``."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from test_service_api import build_tree, cli_rows
+
+from deephash.cli import main
+from deephash.service import store
+from deephash.service.app import create_app
+from deephash.service.config import ServeConfig
+from deephash.service.errors import ApiError
+from deephash.service.folder import read_info
+from deephash.service.items import Items
+from deephash.service.searcher import Searcher
+from deephash.service.state import load_state
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tree(tmp_path_factory.mktemp("tree")).parent
+
+
+@pytest.fixture
+def tree(built: Path, tmp_path: Path) -> Path:
+    """A private copy of the data, run and index (adding changes the index folder)."""
+    return Path(shutil.copytree(built, tmp_path / "tree"))
+
+
+def new_images(n: int, seed: int = 1) -> list[bytes]:
+    """``n`` PNG files of a colour between the classes'."""
+    rng = np.random.default_rng(seed)
+    files = []
+    for _ in range(n):
+        pixels = np.clip(np.array([200, 200, 60]) + rng.normal(0, 20, (18, 22, 3)), 0, 255)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+        files.append(buffer.getvalue())
+    return files
+
+
+def client_of(index: Path) -> TestClient:
+    return TestClient(create_app(Searcher.open(index), ServeConfig(index=str(index))))
+
+
+def post_items(client: TestClient, files: list[bytes], label: str | None = None) -> Any:
+    data = {} if label is None else {"label": label}
+    return client.post("/items", data=data,
+                       files=[("images", (f"{i}.png", f, "image/png")) for i, f in
+                              enumerate(files)])
+
+
+def test_added_images_are_searchable_at_once_and_after_a_fresh_load(
+        tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = tree / "index"
+    client = client_of(index)
+    files = new_images(2)
+    response = post_items(client, files, label="class2")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body == {"size": 50, "added": [
+        {"id": 48, "label": 2, "class": "class2", "path": "added/48.png"},
+        {"id": 49, "label": 2, "class": "class2", "path": "added/49.png"}]}
+    assert (index / "added" / "48.png").read_bytes() == files[0]
+    hits = client.post("/search?k=50", files={"image": ("q.png", files[1])}).json()["results"]
+    assert 49 in [hit["id"] for hit in hits if hit["distance"] == 0]
+    assert client.get("/items/49").json()["path"] == "added/49.png"
+    thumbnail = Image.open(io.BytesIO(client.get("/items/49/thumbnail").content))
+    assert np.array_equal(np.array(thumbnail), np.array(Image.open(io.BytesIO(files[1]))))
+    # a fresh load (a restarted server) and the command line see the new generation
+    fresh = client_of(index)
+    assert fresh.get("/info").json()["size"] == 50
+    assert fresh.get("/items/48/search?k=50").json() == client.get("/items/48/search?k=50").json()
+    rows = cli_rows(index, index / "added" / "49.png", 50, capsys)
+    assert (0.0, str((index / "added" / "49.png").resolve())) in rows and len(rows) == 50
+    api = client.post("/search?k=50", files={"image": ("q.png", files[1])}).json()["results"]
+    assert [row[0] for row in rows] == [hit["distance"] for hit in api]
+
+
+def test_labels_by_number_by_new_name_and_none(tree: Path) -> None:
+    client = client_of(tree / "index")
+    assert post_items(client, new_images(1), label="1").json()["added"][0]["class"] == "class1"
+    added = post_items(client, new_images(1), label="lemon").json()["added"][0]
+    assert added["label"] == 3 and added["class"] == "lemon"
+    assert client.get("/info").json()["classes"] == ["class0", "class1", "class2", "lemon"]
+    unlabelled = post_items(client, new_images(1)).json()["added"][0]
+    assert unlabelled["label"] is None and unlabelled["class"] is None
+    bad = post_items(client, new_images(1), label="7")
+    assert bad.status_code == 400 and "is not a class number" in bad.json()["error"]
+    assert client.get("/info").json()["size"] == 51
+
+
+def _old_state_still_loads(index: Path, capsys: pytest.CaptureFixture[str],
+                           before: list[tuple[float, str]], query: Path) -> None:
+    state = load_state(index)
+    assert state.size == 48 and state.generation == 0 and state.index.ntotal == 48
+    assert cli_rows(index, query, 48, capsys) == before
+
+
+@pytest.mark.parametrize("crash", ["index written in part", "items written in part",
+                                   "before the switch", "switch fails"])
+def test_a_crash_mid_add_leaves_the_old_state(tree: Path, crash: str,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    index = tree / "index"
+    query = tree / "data" / "test" / "class1" / "03.png"
+    before = cli_rows(index, query, 48, capsys)
+    searcher = Searcher.open(index)
+    client = TestClient(create_app(searcher, ServeConfig(index=str(index))))
+
+    def crash_in_part(path: Path, **arrays: Any) -> None:
+        with open(path, "wb") as handle:  # half a file where the new generation goes
+            np.savez(handle, **arrays)
+        with open(path, "r+b") as handle:
+            handle.truncate(path.stat().st_size // 2)
+        raise OSError(28, "No space left on device")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    if crash == "index written in part":
+        monkeypatch.setattr("deephash.index.base.save_npz", crash_in_part)
+    elif crash == "items written in part":
+        monkeypatch.setattr("deephash.service.items.save_npz", crash_in_part)
+    elif crash == "before the switch":
+        monkeypatch.setattr(store, "sync_folder", fail)
+    else:
+        monkeypatch.setattr(store, "save_json", fail)
+    response = post_items(client, new_images(2), label="class0")
+    assert response.status_code == 500 and list(response.json()) == ["error"]
+    assert read_info(index).get("generation", 0) == 0
+    assert searcher.state.size == 48  # the live state did not move either
+    assert client.get("/info").json()["size"] == 48
+    _old_state_still_loads(index, capsys, before, query)
+    monkeypatch.undo()
+    assert post_items(client, new_images(1), label="class0").json()["size"] == 49  # recovers
+    assert load_state(index).size == 49
+
+
+def test_concurrent_adds_each_get_their_own_ids(tree: Path) -> None:
+    index = tree / "index"
+    searcher = Searcher.open(index)
+    files = new_images(6, seed=3)
+    added: list[list[dict[str, Any]]] = []
+
+    def add(data: bytes) -> None:
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        added.append(searcher.add([image], [(data, "png")], "class0"))
+
+    threads = [threading.Thread(target=add, args=(data,)) for data in files]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = sorted(record["id"] for records in added for record in records)
+    assert ids == list(range(48, 54))
+    fresh = load_state(index)
+    assert fresh.size == 54 and fresh.generation == 6
+    by_path = {record["path"]: record["id"] for records in added for record in records}
+    for path, item in by_path.items():  # each file saved under its own id
+        assert (index / path).read_bytes() in files and path == f"added/{item}.png"
+    assert np.array_equal(fresh.vectors, searcher.state.vectors)
+
+
+def test_old_generations_are_removed_and_other_writers_are_refused(tree: Path) -> None:
+    index = tree / "index"
+    first, second = Searcher.open(index), Searcher.open(index)
+    for data in new_images(3):
+        first.add([Image.open(io.BytesIO(data)).convert("RGB")], [(data, "png")], None)
+    names = sorted(p.name for p in index.glob("*.npz"))
+    assert names == ["index-2.npz", "index-3.npz", "items-2.npz", "items-3.npz"]
+    assert read_info(index)["index_file"] == "index-3.npz"
+    data = new_images(1)[0]
+    with pytest.raises(ApiError, match="changed on disk since this server loaded it") as info:
+        second.add([Image.open(io.BytesIO(data)).convert("RGB")], [(data, "png")], None)
+    assert info.value.status == 409 and load_state(index).size == 51
+
+
+def test_items_written_before_added_images_read_as_indexed(tmp_path: Path) -> None:
+    np.savez(tmp_path / "items.npz", paths=np.array(["a.png", "b.png"]), labels=np.array([1, 0]),
+             classes=np.array(["x", "y"]))
+    items = Items.load(tmp_path / "items.npz")
+    assert items.local.tolist() == [False, False] and items.classes == ("x", "y")
+    assert items.describe(0) == {"id": 0, "label": 1, "class": "y", "path": "a.png"}
+
+
+def test_deephash_search_reads_the_current_generation(tree: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    index = tree / "index"
+    searcher = Searcher.open(index)
+    data = new_images(1, seed=9)[0]
+    searcher.add([Image.open(io.BytesIO(data)).convert("RGB")], [(data, "png")], "class2")
+    (tree / "q.png").write_bytes(data)
+    capsys.readouterr()
+    assert main(["search", str(tree / "q.png"), "--index", str(index), "-k", "49"]) == 0
+    out = capsys.readouterr().out
+    assert f"{(index / 'added' / '48.png').resolve()}" in out and len(out.splitlines()) == 50
