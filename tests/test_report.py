@@ -137,6 +137,21 @@ def test_a_selected_margin_costs_its_whole_grid(tmp_path: Path) -> None:
     assert read_run(tmp_path).train_seconds == 50.5  # type: ignore[union-attr]
 
 
+def test_titles_say_what_each_run_is(tmp_path: Path) -> None:
+    from deephash.reporting.runs import RunRecord
+
+    training = {"loss": "dtsh", "miner": "batch-all", "margin": 16.0,
+                "schedules": ["margin=step:1:16"], "mode": "partial", "trainable_blocks": 1}
+    run = RunRecord(tmp_path, {"training": training}, {"bits": 48, "map@all": 0.5})
+    assert run.title == ("48-bit codes: dtsh + batch-all, margin 16, schedule margin=step:1:16 "
+                         "(partial, 1 block)")
+    run = RunRecord(tmp_path, {"training": {"loss": "facenet", "miner": "semi-hard",
+                                            "margin": 0.1}}, {"selected_margin": 0.4})
+    assert run.title == "facenet + semi-hard, margin 0.4 (frozen)"  # the selection's margin
+    run = RunRecord(tmp_path, {"backbone": {"name": "resnet18", "image_size": 224}}, {})
+    assert run.kind == "frozen" and run.title == "frozen resnet18 224px"
+
+
 def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--out", str(tmp_path / "r")]) == 2
     assert "give one or more run folders" in capsys.readouterr().err

@@ -59,7 +59,8 @@ class RunRecord:
     @property
     def title(self) -> str:
         """What the run is, in words: ``frozen efficientnet_lite0 128px``, ``facenet +
-        semi-hard, margin 0.2 (partial, 2 blocks)``, ``48-bit codes: dtsh + ...``."""
+        semi-hard, margin 0.2 (partial, 2 blocks)``, ``48-bit codes: dtsh + batch-all,
+        margin 16, schedule margin=step:1:16 (frozen)``."""
         backbone = self.config.get("backbone", {})
         if self.kind == "frozen":
             return f"frozen {backbone.get('name', '?')} {backbone.get('image_size', '?')}px"
@@ -70,6 +71,8 @@ class RunRecord:
         method = ("zhuang et al." if cfg.get("procedure") == "zhuang" else method_title(
             str(cfg.get("loss", "facenet")), str(cfg.get("miner", "semi-hard")),
             float(margin) if isinstance(margin, (int, float)) else None))
+        schedules = cfg.get("schedules") or []
+        method += "".join(f", schedule {text}" for text in schedules)  # margin=step:1:16
         mode = cfg.get("mode", "frozen")
         if mode == "partial":
             blocks = cfg.get("trainable_blocks", "?")
