@@ -299,9 +299,13 @@ def test_thumbnails_of_a_data_set_that_is_not_a_folder(index: Path, tmp_path: Pa
 
 def test_serve_refuses_a_bad_folder_in_one_line(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
     assert main(["serve", "--index", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not an index folder (run deephash index)" in err[0]
+    assert torch.get_num_threads() == threads  # the process's threads untouched
     assert main(["serve", "--index", str(tmp_path), "--port", "70000"]) == 2
     assert "--port must be at most 65535" in capsys.readouterr().err
 
@@ -343,3 +347,19 @@ def test_deephash_serve_answers_on_localhost(index: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_search_leaves_the_process_thread_count_as_it_was() -> None:
+    """faiss and torch share OpenMP: the one-thread search must not leave torch (and every
+    later computation of the process) on one thread. A fresh process: torch's count is
+    OpenMP's until someone sets it."""
+    code = ("import torch\n"
+            "from deephash.service.searcher import one_openmp_thread\n"
+            "before = torch.get_num_threads()\n"
+            "with one_openmp_thread():\n"
+            "    pass\n"
+            "print(before, torch.get_num_threads())\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, check=True)
+    assert result.stdout.split() == ["2", "2"]

@@ -14,8 +14,9 @@ query sees the old or the new one.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,26 @@ from deephash.data.decode import open_rgb
 from deephash.errors import DeephashError
 from deephash.service.embedder import Embedder
 from deephash.service.errors import ApiError
-from deephash.service.folder import check_fits, checkpoint_path, item_root, locate
+from deephash.service.folder import check_fits, checkpoint_path, item_root, locate, read_info
 from deephash.service.state import IndexState, load_state
 from deephash.service.store import add_images
 from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
 
 Hit = dict[str, Any]
+
+
+@contextlib.contextmanager
+def one_openmp_thread() -> Iterator[None]:
+    """Run the block with the calling thread's OpenMP team at one thread, then restore it:
+    faiss and torch share the OpenMP runtime, so leaving it at 1 would slow (and change the
+    float sums of) every later torch operation of this thread in the process."""
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 class Searcher:
@@ -55,9 +69,10 @@ class Searcher:
              forward_slots: int = 1) -> Searcher:
         """Load the folder's current generation and its model (``checkpoint`` overrides the
         one ``index.json`` names)."""
-        state = load_state(Path(folder))
-        path = checkpoint_path(state.folder, state.info, checkpoint)
+        # the checkpoint first: a crafted one is refused before anything else is read
+        path = checkpoint_path(Path(folder), read_info(Path(folder)), checkpoint)
         train_config, model = load_model(path)
+        state = load_state(Path(folder))
         check_fits(train_config.training.codes, train_config.training.embedding_dim,
                    state.info, path)
         return cls(state, Embedder(train_config, model, state.info["spec"]), path, train_config,
@@ -95,8 +110,8 @@ class Searcher:
         only) only those within that Hamming distance."""
         state = state or self._state
         self.check_radius(radius)
-        faiss.omp_set_num_threads(1)  # this thread's OpenMP setting; exact results alike
-        result = state.index.search(vectors, k)
+        with one_openmp_thread():
+            result = state.index.search(vectors, k)
         hits = []
         for distances, ids in zip(result.distances, result.ids, strict=True):
             keep = (ids >= 0) & (distances <= radius if radius is not None else True)

@@ -30,7 +30,6 @@ def run_serve(config: ServeConfig) -> None:
 
     from deephash.service.searcher import Searcher
 
-    torch.set_num_threads(config.threads)  # every thread's passes (torch's setting is global)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     slots = max(1, (cores or 1) // config.threads)
     searcher = Searcher.open(Path(config.index), config.checkpoint, forward_slots=slots)
@@ -38,5 +37,10 @@ def run_serve(config: ServeConfig) -> None:
     state = searcher.state
     log.info("serving %s (%d items, %s) on http://%s:%d/", config.index, state.size,
              state.info["index"], config.host, config.port)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="info",
-                timeout_graceful_shutdown=5)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.threads)  # every thread's passes (torch's setting is global)
+    try:
+        uvicorn.run(app, host=config.host, port=config.port, log_level="info",
+                    timeout_graceful_shutdown=5)
+    finally:
+        torch.set_num_threads(previous)  # a caller's process as it was (tests, notebooks)
