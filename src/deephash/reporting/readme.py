@@ -51,15 +51,17 @@ class Block:
     body: str
 
 
+def _block(match: re.Match[str]) -> Block:
+    words = match["spec"].split()
+    if len(words) < 2:
+        raise ConfigError(f"generated block '<!-- generated: {match['spec']} -->' needs a "
+                          "source file and a kind (summary, table NAME, stages)")
+    return Block(words[0], words[1], tuple(words[2:]), match["body"])
+
+
 def blocks(text: str) -> list[Block]:
     """Every generated block of a Markdown text, in order."""
-    found = []
-    for match in BLOCK.finditer(text):
-        words = match["spec"].split()
-        if len(words) < 2:
-            raise ConfigError(f"generated block '<!-- generated: {match['spec']} -->' needs a "
-                              "source file and a kind (summary, table NAME, stages)")
-        found.append(Block(words[0], words[1], tuple(words[2:]), match["body"]))
+    found = [_block(match) for match in BLOCK.finditer(text)]
     if text.count("<!-- generated:") != len(found):
         raise ConfigError("a '<!-- generated: ... -->' block has no '<!-- /generated -->' "
                           "after it")
@@ -113,8 +115,7 @@ def regenerate(text: str, folder: Path) -> tuple[str, list[Block]]:
     stale: list[Block] = []
 
     def replace(match: re.Match[str]) -> str:
-        words = match["spec"].split()
-        block = Block(words[0], words[1], tuple(words[2:]), match["body"])
+        block = _block(match)
         body = render_block(block, folder)
         if body != block.body:
             stale.append(block)
