@@ -70,9 +70,10 @@ class Searcher:
         """Load the folder's current generation and its model (``checkpoint`` overrides the
         one ``index.json`` names)."""
         # the checkpoint first: a crafted one is refused before anything else is read
-        path = checkpoint_path(Path(folder), read_info(Path(folder)), checkpoint)
+        info = read_info(Path(folder))
+        path = checkpoint_path(Path(folder), info, checkpoint)
         train_config, model = load_model(path)
-        state = load_state(Path(folder))
+        state = load_state(Path(folder), info)
         check_fits(train_config.training.codes, train_config.training.embedding_dim,
                    state.info, path)
         return cls(state, Embedder(train_config, model, state.info["spec"]), path, train_config,

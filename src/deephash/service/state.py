@@ -50,10 +50,11 @@ class IndexState:
         return int(self.info.get("generation", 0))
 
 
-def load_state(folder: Path) -> IndexState:
-    """The current generation of the index folder ``folder``."""
+def load_state(folder: Path, info: dict[str, Any] | None = None) -> IndexState:
+    """The current generation of the index folder ``folder`` (``info``: its ``index.json``
+    when the caller has read it already)."""
     folder = Path(folder)
-    info = read_info(folder)
+    info = read_info(folder) if info is None else info
     index_file, items_file = data_files(info)
     if not (folder / items_file).is_file():
         raise ConfigError(f"{folder} has no {items_file}; rebuild it with deephash index")
