@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from deephash.pipeline.config import BaselineConfig
 from deephash.service.config import ServeConfig
-from deephash.studies.baseline_config import BaselineConfig
 from deephash.studies.configs import (
     HashConfig,
     IndexConfig,

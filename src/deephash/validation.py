@@ -22,8 +22,8 @@ from pathlib import Path
 
 from deephash.config import check_fields
 from deephash.errors import ConfigError
+from deephash.pipeline.config import BaselineConfig
 from deephash.registries import HASHING_METHODS, REGULARIZERS
-from deephash.studies.baseline_config import BaselineConfig
 from deephash.studies.configs import (
     HashConfig,
     IndexConfig,
@@ -121,7 +121,7 @@ def _check_training(cfg: TrainingConfig, seed: int) -> None:
     """The loss, the miner, their margin and compatibility, regularisers and schedules."""
     from deephash.losses import create_loss
     from deephash.miners import create_miner
-    from deephash.studies.train import parse_weights
+    from deephash.pipeline.setup import parse_weights
     from deephash.training.schedules import parse_schedule
 
     loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction, num_classes=2,

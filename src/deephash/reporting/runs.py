@@ -65,7 +65,7 @@ class RunRecord:
         if self.kind == "frozen":
             return f"frozen {backbone.get('name', '?')} {backbone.get('image_size', '?')}px"
         cfg = self.config.get("training", {})
-        from deephash.studies.train import method_title
+        from deephash.pipeline.evaluate import method_title
 
         margin = self.metrics.get("selected_margin", cfg.get("margin"))  # a loss study's pick
         method = ("zhuang et al." if cfg.get("procedure") == "zhuang" else method_title(
