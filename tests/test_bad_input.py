@@ -5,7 +5,8 @@ line of its subcommand (a tiny image folder, a fresh ``--out`` and ``--cache-dir
 the case's own option is what fails; each must exit with code 2, print the fragment on
 stderr without a traceback, and leave ``--out`` and the feature cache not created.
 Placeholders: ``{data}`` the image folder, ``{file}`` an existing file, ``{missing}`` a path
-that does not exist, ``{yaml}`` a config file holding the case's ``yaml`` text.
+that does not exist, ``{yaml}`` a config file holding the case's ``yaml`` text, ``{run}`` a
+run folder, ``{index}`` an index folder with one image added to it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,30 @@ CASES: dict[str, Case] = {
     "index kind": (["index", "--index", "IVF4096"], 2,
                    "argument --index: unknown index 'IVF4096'; known: BFlat, BFlat-numpy"),
     "index parameter": (["index", "--index", "BHNSW0"], 2, "unknown index 'BHNSW0'"),
+    "index parameter too large": (["index", "--index", "BHNSW99999999"], 2,
+                                  "index 'BHNSW99999999': <M> must be at most 256"),
+    "index into other files": (["index", "--out", "{data}"], 2, "already holds other files; "
+                               "replace it with --overwrite, or choose another --out"),
+    "index over the data": (["index", "--out", "{data}", "--overwrite"], 2,
+                            "is not a deephash index folder (no index.json)"),
+    "index into a run": (["index", "--out", "{run}", "--overwrite"], 2, "holds a deephash run"),
+    "index into an index": (["index", "--out", "{index}"], 2,
+                            "already holds an index; replace it with --overwrite"),
+    "index over added images": (["index", "--out", "{index}", "--overwrite"], 2,
+                                "holds 1 images added to the index"),
+    "index over the cache": (["index", "--out", "{index}", "--overwrite", "--cache-dir",
+                              "{index}/cache"], 2, "holds the feature cache"),
+    "index out under a file": (["index", "--out", "{file}/index"], 2, "which is a file"),
+    "cache dir under a file": (["index", "--cache-dir", "{file}/cache"], 2, "which is a file"),
+    "run out under a file": (["train", "--out", "{file}/run"], 2, "which is a file"),
+    "checkpoint is a folder": (["index", "--checkpoint", "{data}"], 2, "is a folder, not a file"),
+    "query image is a folder": (["search", "{data}"], 2, "is a folder, not a file"),
+    "search checkpoint is a folder": (["search", "--checkpoint", "{data}"], 2,
+                                      "is a folder, not a file"),
+    "show is not a picture": (["search", "--show", "{missing}.txt"], 2,
+                              "not a picture file name; end it in .png"),
+    "show is a folder": (["search", "--show", "{data}"], 2, "is a folder; name the picture file"),
+    "show under a file": (["search", "--show", "{file}/x.png"], 2, "which is a file"),
     "list kind": (["list", "gizmos"], 2, "argument what: invalid choice: 'gizmos'"),
     "subcommand": (["tarin"], 2, "argument command: invalid choice: 'tarin'"),
     "not a number": (["train", "--epochs", "many"], 2, "argument --epochs: invalid int value"),
@@ -134,8 +159,14 @@ def base_argv(command: str, folder: Path, tmp: Path) -> list[str]:
 def placeholders(case: str, tmp: Path, folder: Path) -> dict[str, str]:
     (tmp / "a-file.txt").write_text("not a folder")
     (tmp / "config.yaml").write_text(YAML.get(case, ""))
+    (tmp / "a-run").mkdir()
+    (tmp / "a-run" / "run.json").write_text('{"deephash": "0.1", "state": "finished"}')
+    (tmp / "an-index" / "added").mkdir(parents=True)  # an index with an image added to it
+    (tmp / "an-index" / "index.json").write_text('{"codes": true, "checkpoint": "best.pt"}')
+    (tmp / "an-index" / "added" / "48.png").write_bytes(b"")
     return {"data": str(folder), "file": str(tmp / "a-file.txt"),
-            "missing": str(tmp / "no-such-thing"), "yaml": str(tmp / "config.yaml")}
+            "missing": str(tmp / "no-such-thing"), "yaml": str(tmp / "config.yaml"),
+            "run": str(tmp / "a-run"), "index": str(tmp / "an-index")}
 
 
 def command_line(args: list[str], folder: Path, tmp: Path) -> list[str]:

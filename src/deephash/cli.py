@@ -4,6 +4,8 @@ Building the parser imports no torch: the configs are torch-free dataclasses, th
 come from :mod:`deephash.registries`, and a subcommand's library module is imported only
 when it runs. Every option is checked (:func:`deephash.validation.validate`) before the
 library function starts; a bad one is a single ``deephash: error:`` line and exit code 2.
+A full disk or a folder the file system refuses to write is one such line too (exit code
+1), naming the file (:func:`deephash.fileio.storage_error`), never a traceback.
 """
 
 from __future__ import annotations
@@ -94,6 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeephashError as exc:
         print(f"deephash: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        from deephash.fileio import storage_error
+
+        line = storage_error(exc)
+        if line is None:
+            raise
+        print(f"deephash: error: {line}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("deephash: interrupted; finished feature shards and last.pt are kept, and a "
               "rerun (train: --resume) continues", file=sys.stderr)

@@ -152,17 +152,29 @@ LISTABLE: dict[str, Any] = {
 }
 
 
+#: the largest ``<M>`` (HNSW links per code) or ``<h>`` (MIH sub-tables) of an index
+#: factory string: HNSW keeps 2M links per code at its base level (256: 2 KiB a code, the
+#: codes themselves are a few bytes), MIH at most one table per bit of a code
+INDEX_PARAMETER_MAX = 256
+
+
 def parse_index(factory: str) -> tuple[str, int | None]:
     """``"BHNSW32"`` -> ``("BHNSW<M>", 32)``; ``"BFlat"`` -> ``("BFlat", None)``.
 
-    Raises ``ConfigError`` naming the known kinds for anything else.
+    Raises ``ConfigError`` naming the known kinds for anything else, and the bound for a
+    parameter above :data:`INDEX_PARAMETER_MAX` (``BHNSW99999999``).
     """
     if factory in INDEXES and "<" not in factory:
         return factory, None
     match = re.fullmatch(r"([A-Za-z]+)(\d+)", factory)
     if match:
         for name in INDEXES.names(match.group(1) + "<*>"):
-            if int(match.group(2)) >= 1:
-                return name, int(match.group(2))
-    raise ConfigError(f"unknown index {factory!r}; known: {', '.join(INDEXES)} (<M>, <h>: a "
-                      "positive integer, e.g. BHNSW32, BMIH4)")
+            digits = match.group(2)
+            value = int(digits) if len(digits) < 10 else INDEX_PARAMETER_MAX + 1
+            if value > INDEX_PARAMETER_MAX:
+                raise ConfigError(f"index {factory!r}: {name[name.index('<'):]} must be at most "
+                                  f"{INDEX_PARAMETER_MAX} (e.g. BHNSW32, BMIH4)")
+            if value >= 1:
+                return name, value
+    raise ConfigError(f"unknown index {factory!r}; known: {', '.join(INDEXES)} (<M>, <h>: an "
+                      f"integer from 1 to {INDEX_PARAMETER_MAX}, e.g. BHNSW32, BMIH4)")

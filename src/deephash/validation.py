@@ -43,12 +43,44 @@ def validate(config: object) -> None:
     check_fields(config)
 
 
-def _existing_folder(value: str | None, option: str) -> None:
+def _existing_folder(value: str | None, option: str, fix: str = "pass a folder") -> None:
+    """``value`` names a folder, or a place where one can be created: neither it nor a
+    folder above it is a file."""
     if value is None:
         return
     path = Path(value).expanduser()
     if path.is_file():
-        raise ConfigError(f"{option} {path} is a file; pass a folder")
+        raise ConfigError(f"{option} {path} is a file; {fix}")
+    _creatable(path, option, fix)
+
+
+def _creatable(path: Path, option: str, fix: str) -> None:
+    """No file stands where a folder above ``path`` must be."""
+    above = next((parent for parent in path.parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ConfigError(f"{option} {path} is under {above}, which is a file; {fix}")
+
+
+def _existing_file(value: str, option: str, fix: str) -> None:
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{option} {value} is a folder, not a file; {fix}")
+    if not path.is_file():
+        raise ConfigError(f"{option} {value}: no such file; {fix}")
+
+
+def _check_cache(cache_dir: str | None, cache: bool) -> None:
+    """``--cache-dir``, or the default cache it stands for (``$DEEPHASH_CACHE``,
+    ``$HOME/.cache/deephash``), is a folder or can be created."""
+    if cache_dir is not None or not cache:
+        _existing_folder(cache_dir, "--cache-dir")
+        return
+    from deephash.data.fingerprint import default_cache_root
+
+    option = ("$DEEPHASH_CACHE" if os.environ.get("DEEPHASH_CACHE") else
+              "the default feature cache ($HOME/.cache/deephash)")
+    _existing_folder(str(default_cache_root()), option,
+                     "set DEEPHASH_CACHE (or HOME) to a folder, or pass --cache-dir or --no-cache")
 
 
 def _check_device(name: str) -> None:
@@ -95,11 +127,11 @@ def _check_data(config: BaselineConfig) -> None:
 def _check_baseline(config: BaselineConfig) -> None:
     check_fields(config)
     _existing_folder(config.out, "--out")
-    _existing_folder(config.extraction.cache_dir, "--cache-dir")
+    _check_cache(config.extraction.cache_dir, config.extraction.cache)
     weights = config.backbone.weights
-    if weights not in ("default", "none") and not Path(weights).expanduser().is_file():
-        raise ConfigError(f"--weights {weights}: no such file; use default (ImageNet), none "
-                          "(random) or a state-dict file")
+    if weights not in ("default", "none"):
+        _existing_file(weights, "--weights", "use default (ImageNet), none (random) or a "
+                                             "state-dict file")
     _check_data(config)
     _check_device(config.extraction.device)
     _check_runtime(config.extraction.runtime, config.extraction.precision)
@@ -224,16 +256,17 @@ def _(config: IndexConfig) -> None:
     check_fields(config)
     if not config.checkpoint:
         raise ConfigError("--checkpoint is required (a trained run's best.pt)")
-    if not Path(config.checkpoint).is_file():
-        raise ConfigError(f"--checkpoint {config.checkpoint}: no such file (a trained run's "
-                          "best.pt)")
+    _existing_file(config.checkpoint, "--checkpoint", "pass a trained run's best.pt")
     data = None if config.data_dir is None else Path(config.data_dir).expanduser()
     if data is not None and not data.is_dir() and not _is_pack(data):
         raise ConfigError(f"--data-dir {config.data_dir} is not a folder; pass the images' "
                           "folder (or a file written by deephash pack)")
     _existing_folder(config.out, "--out")
-    _existing_folder(config.cache_dir, "--cache-dir")
+    _check_cache(config.cache_dir, config.cache)
     _check_device(config.device)
+    from deephash.studies.index_folder import check_out
+
+    check_out(config)  # a non-empty --out: --overwrite, and only an index folder
 
 
 @validate.register
@@ -241,10 +274,29 @@ def _(config: SearchConfig) -> None:
     check_fields(config)
     if not config.image:
         raise ConfigError("give a query image: deephash search IMAGE --index FOLDER")
-    if not Path(config.image).is_file():
-        raise ConfigError(f"query image {config.image}: no such file")
+    _existing_file(config.image, "query image", "pass an image file")
+    if config.checkpoint:
+        _existing_file(config.checkpoint, "--checkpoint", "pass the run's best.pt")
     if not (Path(config.index) / "index.json").is_file():
         raise ConfigError(f"--index {config.index} is not an index folder (run deephash index)")
+    if config.show is not None:
+        _check_picture(config.show, "--show")
+
+
+#: the picture files ``search --show`` writes (matplotlib's formats of images)
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+def _check_picture(value: str, option: str) -> None:
+    """A picture file to write: not a folder, named by its format, creatable."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{option} {value} is a folder; name the picture file, e.g. "
+                          f"{path / 'results.png'}")
+    if path.suffix.lower() not in PICTURE_SUFFIXES:
+        raise ConfigError(f"{option} {value}: not a picture file name; end it in "
+                          f"{', '.join(PICTURE_SUFFIXES)}")
+    _creatable(path, option, "choose a path under a folder")
 
 
 @validate.register

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from deephash.errors import WeightsError
+from deephash.fileio import file_sha256
 from deephash.safe_load import UnsafeFileError, safe_torch_load
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,11 +59,7 @@ class Backbone(nn.Module):
 
 def file_digest(path: Path) -> str:
     """First 16 hex digits of the file's SHA-256."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:

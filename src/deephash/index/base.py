@@ -79,7 +79,9 @@ class RetrievalIndex(abc.ABC):
     def _state(self) -> dict[str, Any]: ...
 
     @abc.abstractmethod
-    def _restore(self, state: Any) -> None: ...
+    def _restore(self, state: dict[str, np.ndarray]) -> int:
+        """Take the stored vectors from a saved ``state``; return how many rows it holds.
+        Raises ``ValueError`` for a state that is not this index's (kind, width, dtype)."""
 
 
 def padded_bits(bits: int) -> int:

@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from deephash.errors import ConfigError
+from deephash.fileio import npz_array
 from deephash.index.base import BinaryIndex, RetrievalIndex, padded_bits
 
 
@@ -44,6 +45,7 @@ class _FaissBacked:
     """Storage, search and serialisation delegated to a faiss structure in ``self.index``."""
 
     index: Any
+    factory: str
     _serialize: Any
     _deserialize: Any
 
@@ -57,8 +59,20 @@ class _FaissBacked:
     def _state(self) -> dict[str, Any]:
         return {"faiss": type(self)._serialize(self.index)}
 
-    def _restore(self, state: Any) -> None:
-        self.index = type(self)._deserialize(np.asarray(state["faiss"], dtype=np.uint8))
+    def _restore(self, state: dict[str, np.ndarray]) -> int:
+        """The faiss structure from its bytes, which must be of the structure the factory
+        string builds (``self.index`` before the call) and as wide."""
+        blob = npz_array(state, "faiss", "u", 1)
+        if blob.dtype != np.uint8:
+            raise ValueError(f"its faiss data is {blob.dtype}, not uint8 bytes")
+        expected = self.index
+        restored = type(self)._deserialize(np.ascontiguousarray(blob))
+        if type(restored) is not type(expected) or restored.d != expected.d:
+            raise ValueError(f"its faiss data is a {type(restored).__name__} of width "
+                             f"{restored.d}, not the {type(expected).__name__} of width "
+                             f"{expected.d} that {self.factory} builds")
+        self.index = restored
+        return int(restored.ntotal)
 
 
 class FaissBinaryIndex(_FaissBacked, BinaryIndex):

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from deephash.fileio import npz_array
 from deephash.hashing.codes import hamming_matrix
 from deephash.index.base import BinaryIndex
 
@@ -47,5 +48,10 @@ class HammingIndex(BinaryIndex):
     def _state(self) -> dict[str, Any]:
         return {"codes": self.codes}
 
-    def _restore(self, state: Any) -> None:
-        self.codes = np.asarray(state["codes"], dtype=np.uint8)
+    def _restore(self, state: dict[str, np.ndarray]) -> int:
+        codes = npz_array(state, "codes", "u", 2)
+        if codes.dtype != np.uint8 or codes.shape[1] != self.codes.shape[1]:
+            raise ValueError(f"its codes are {codes.dtype} {codes.shape}, not {self.dim}-bit "
+                             f"packed uint8 rows of {self.codes.shape[1]} bytes")
+        self.codes = codes
+        return len(codes)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deephash.fileio import save_json
+from deephash.fileio import file_sha256, save_json
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +54,10 @@ class ExportKey:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _manifest(folder: Path, key: ExportKey) -> dict[str, Any]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != "manifest.json")
     return {"key": key.as_dict(),
-            "files": {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}}
+            "files": {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}}
 
 
 class ExportStore:

@@ -6,7 +6,11 @@ indexing time as a fallback: a folder moved with its run and data, or moved alon
 finds them. It also names the current generation's files (``index_file``, ``items_file``;
 ``index.npz`` and ``items.npz`` in folders that were never added to):
 :mod:`deephash.service.store` writes a new generation beside the old one and switches by
-rewriting ``index.json``, one atomic rename.
+rewriting ``index.json``, one atomic rename. ``checksums`` maps each of the generation's
+files (every ``*_file`` entry) to its SHA-256, taken when it was written;
+:func:`verify_checksums` compares them before any byte of those files is parsed (numpy,
+faiss). Folders written before checksums have none: their files are checked by structure
+as they are read.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from deephash.errors import ConfigError
+from deephash.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,37 @@ def read_info(folder: Path) -> dict[str, Any]:
 def data_files(info: dict[str, Any]) -> tuple[str, str]:
     """The current generation's index and items files, relative to the folder."""
     return info.get("index_file", "index.npz"), info.get("items_file", "items.npz")
+
+
+def checksums(folder: Path, names: Iterable[str]) -> dict[str, str]:
+    """``{file name: SHA-256}`` of the named files of ``folder``, for ``index.json``."""
+    return {name: file_sha256(Path(folder) / name) for name in names}
+
+
+def verify_checksums(folder: Path, info: dict[str, Any]) -> None:
+    """Refuse the generation ``info`` names when a file differs from the SHA-256 recorded
+    when it was written (truncated, damaged, edited), or when a file of the generation has
+    none recorded. Does nothing for folders written before checksums."""
+    if "checksums" not in info:
+        return
+    recorded = info["checksums"]
+    current = [value for key, value in info.items() if key.endswith("_file")]
+    if (not isinstance(recorded, dict) or not all(isinstance(name, str) for name in current)
+            or not set(current) <= set(recorded)
+            or any(Path(name).name != name for name in recorded)):
+        raise ConfigError(f"{Path(folder) / INFO}: its checksums do not cover the files it "
+                          "names; rebuild with deephash index")
+    for name, digest in recorded.items():
+        path = Path(folder) / name
+        try:
+            actual = file_sha256(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}; rebuild with deephash "
+                              "index") from None
+        if actual != digest:
+            raise ConfigError(f"{path} is damaged or was changed since it was written (its "
+                              f"SHA-256 is not the one {INFO} records); rebuild with deephash "
+                              "index")
 
 
 def locate(folder: Path, info: dict[str, Any], key: str) -> Path | None:

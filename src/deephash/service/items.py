@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from deephash.errors import ConfigError
-from deephash.fileio import save_npz
+from deephash.fileio import load_npz, npz_array, save_npz
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,24 @@ class Items:
 
     @classmethod
     def load(cls, path: Path) -> Items:
+        """The items saved at ``path``, their structure checked (text paths and classes,
+        integer labels, boolean ``local``, one row each): anything else is a one-line
+        ``ConfigError`` naming the file."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                paths, labels = data["paths"], np.asarray(data["labels"], dtype=np.int64)
-                local = (np.asarray(data["local"], dtype=bool) if "local" in data.files
-                         else np.zeros(len(paths), dtype=bool))
-                classes = tuple(str(c) for c in data["classes"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}; rebuild the folder with deephash "
+            arrays = load_npz(path)
+            paths = npz_array(arrays, "paths", "U", 1)
+            labels = np.asarray(npz_array(arrays, "labels", "iu", 1), dtype=np.int64)
+            local = (np.asarray(npz_array(arrays, "local", "b", 1), dtype=bool)
+                     if "local" in arrays else np.zeros(len(paths), dtype=bool))
+            classes = tuple(str(c) for c in npz_array(arrays, "classes", "U", 1))
+            if not len(paths) == len(labels) == len(local):
+                raise ValueError(f"it has {len(paths)} paths, {len(labels)} labels and "
+                                 f"{len(local)} local flags")
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfigError(f"cannot read {path}: {reason}; rebuild with deephash "
                               "index") from None
-        return cls(paths, labels, classes, local)
+        return cls(paths.astype(str), labels, classes, local)
 
     def save(self, path: Path) -> None:
         save_npz(path, paths=self.paths, labels=self.labels, classes=np.array(self.classes),

@@ -17,7 +17,7 @@ import numpy as np
 
 from deephash.errors import ConfigError
 from deephash.index import HammingIndex, RetrievalIndex, load_index
-from deephash.service.folder import data_files, read_info
+from deephash.service.folder import INFO, data_files, read_info, verify_checksums
 from deephash.service.items import Items
 
 
@@ -57,10 +57,16 @@ def load_state(folder: Path, info: dict[str, Any] | None = None) -> IndexState:
     info = read_info(folder) if info is None else info
     index_file, items_file = data_files(info)
     if not (folder / items_file).is_file():
-        raise ConfigError(f"{folder} has no {items_file}; rebuild it with deephash index")
+        raise ConfigError(f"{folder} has no {items_file}; rebuild with deephash index")
+    verify_checksums(folder, info)  # before numpy or faiss parse a byte of them
     items = Items.load(folder / items_file)
     index = load_index(folder / index_file)
     if index.ntotal != len(items) or not np.array_equal(index.ids, np.arange(len(items))):
         raise ConfigError(f"{folder}: {index_file} holds {index.ntotal} vectors for "
-                          f"{len(items)} items; rebuild the folder with deephash index")
+                          f"{len(items)} items; rebuild with deephash index")
+    if index.dim != info.get("dim", index.dim) or index.factory != info.get("index",
+                                                                            index.factory):
+        raise ConfigError(f"{folder}: {index_file} is a {index.factory} index of width "
+                          f"{index.dim}, {INFO} says {info.get('index')} of {info.get('dim')}; "
+                          "rebuild with deephash index")
     return IndexState(folder, info, items, index, stored_vectors(index))

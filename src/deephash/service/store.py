@@ -1,13 +1,15 @@
-"""Adding images to an index folder, atomically: a crash leaves the old state loadable.
+"""Writing an index folder's generations, atomically: a crash leaves the old state loadable.
 
 Generation ``g`` writes, each file under a temporary name, fsynced and renamed into place
 (:func:`deephash.fileio.atomic_write`): the uploaded images (``added/<id>.<ext>``), the
-whole index (``index-<g>.npz``) and items (``items-<g>.npz``). Nothing reads those yet;
-the one switch is rewriting ``index.json`` to name them, again a rename. A crash before it
-leaves ``index.json`` naming generation ``g - 1``, whose files are untouched; after it,
-the new generation is complete on disk. Files older than the previous generation are then
-removed (a reader that opened ``index.json`` just before the switch still finds its files).
-Adds are serialised by a lock file, and refused when another process added first.
+whole index (``index-<g>.npz``) and items (``items-<g>.npz``), their SHA-256 going into
+``index.json`` (:func:`write_generation`; generation 0, a fresh ``deephash index``, names
+them ``index.npz`` and ``items.npz``). Nothing reads those yet; the one switch is rewriting
+``index.json`` to name them, again a rename. A crash before it leaves ``index.json`` naming
+generation ``g - 1``, whose files are untouched; after it, the new generation is complete
+on disk. Files older than the previous generation are then removed (a reader that opened
+``index.json`` just before the switch still finds its files). Adds are serialised by a lock
+file, and refused when another process added first.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from deephash.fileio import save_bytes, save_json
 from deephash.index import load_index
 from deephash.service.errors import ApiError
-from deephash.service.folder import INFO, data_files, read_info
+from deephash.service.folder import INFO, checksums, data_files, read_info, verify_checksums
 from deephash.service.state import IndexState
 
 ADDED = "added"
@@ -56,6 +59,7 @@ def add_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes,
         if int(read_info(folder).get("generation", 0)) != state.generation:
             raise ApiError(409, f"{folder} changed on disk since this server loaded it (another "
                                 "process added images); restart the server to load it")
+        verify_checksums(folder, state.info)  # the copy below is read from disk
         ids = np.arange(state.size, state.size + len(images), dtype=np.int64)
         paths = [f"{ADDED}/{i}.{ext}" for i, (_data, ext) in zip(ids, images, strict=True)]
         for path, (data, _ext) in zip(paths, images, strict=True):
@@ -63,17 +67,37 @@ def add_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes,
         index = load_index(folder / data_files(state.info)[0])  # a copy; the live one stays
         index.add(vectors, ids=ids)
         items = state.items.extended(paths, label, classes)
-        generation = state.generation + 1
-        files = {"index_file": f"index-{generation}.npz", "items_file": f"items-{generation}.npz"}
-        index.save(folder / files["index_file"])
-        items.save(folder / files["items_file"])
         sync_folder(folder / ADDED)
-        sync_folder(folder)
-        info = {**state.info, **files, "generation": generation, "n_items": len(items)}
-        save_json(folder / INFO, info)  # the switch
-        sync_folder(folder)
-        remove_stale(folder, generation)
+        info = write_generation(folder, state.generation + 1,
+                                {**state.info, "n_items": len(items)},
+                                {"index": index.save, "items": items.save})
     return IndexState(folder, info, items, index, np.concatenate([state.vectors, vectors]))
+
+
+def generation_file(part: str, generation: int) -> str:
+    """``index.npz`` (generation 0), ``index-3.npz``: where ``part`` of a generation goes."""
+    return f"{part}.npz" if generation == 0 else f"{part}-{generation}.npz"
+
+
+def write_generation(folder: Path, generation: int, info: dict[str, Any],
+                     parts: Mapping[str, Callable[[Path], None]]) -> dict[str, Any]:
+    """Write generation ``generation`` of the index folder and switch to it; return its
+    ``index.json`` (``info`` with the generation's files, their checksums and the number).
+
+    Each part (``{"index": index.save, "items": items.save}``; a further per-generation
+    file is one more entry) is saved by its function to :func:`generation_file`, named in
+    ``<part>_file`` and its SHA-256 recorded in ``checksums``; then ``index.json`` is
+    rewritten (the switch) and files older than the previous generation are removed."""
+    files = {part: generation_file(part, generation) for part in parts}
+    for part, save in parts.items():
+        save(folder / files[part])
+    sync_folder(folder)
+    info = {**info, **{f"{part}_file": name for part, name in files.items()},
+            "checksums": checksums(folder, files.values()), "generation": generation}
+    save_json(folder / INFO, info)  # the switch
+    sync_folder(folder)
+    remove_stale(folder, generation, tuple(parts))
+    return info
 
 
 def sync_folder(folder: Path) -> None:
@@ -85,9 +109,11 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def remove_stale(folder: Path, generation: int) -> None:
-    """Delete index and items files older than the previous generation."""
+def remove_stale(folder: Path, generation: int, parts: tuple[str, ...] = ("index", "items")
+                 ) -> None:
+    """Delete the files of ``parts`` older than the previous generation."""
+    names = "|".join(map(re.escape, parts))
     for path in folder.iterdir():
-        match = re.fullmatch(r"(?:index|items)(?:-(\d+))?\.npz", path.name)
+        match = re.fullmatch(rf"(?:{names})(?:-(\d+))?\.npz", path.name)
         if match and int(match.group(1) or 0) < generation - 1:
             path.unlink(missing_ok=True)

@@ -118,6 +118,9 @@ class IndexConfig:
         "help": "images to index (an image folder with train/ and test/, CIFAR-10, or a "
                 "file written by deephash pack)"})
     out: str = field(default="runs/index", metadata={"help": "index folder to write"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the index already in --out (never one holding images added to it, "
+                "a run, the data or the cache)"})
     index: str = field(default="auto", metadata={
         "parse": check_index,
         "help": "BFlat-numpy, BFlat, BHNSW<M>, BMIH<h> (codes) or Flat (embeddings); auto: "

@@ -26,7 +26,6 @@ resumed study continues them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import platform
@@ -43,14 +42,13 @@ import yaml
 
 import deephash
 from deephash.config import to_dict
-from deephash.data.fingerprint import default_cache_root
-from deephash.data.open import resolve_data_dir
 from deephash.distributed import ranks
 from deephash.errors import ConfigError, DeephashError
 from deephash.fileio import save_bytes, save_json
 from deephash.machine import describe_machine
 from deephash.pipeline.protocol import write_splits as write_splits  # moved there
 from deephash.pipeline.results import write_embeddings as write_embeddings  # moved there
+from deephash.studies.out_folder import check_clearable, protected_folders
 
 log = logging.getLogger(__name__)
 
@@ -145,28 +143,14 @@ def is_run_folder(path: Path) -> bool:
 
 def _protected(config: Any) -> list[tuple[str, Path]]:
     """Folders that ``--overwrite`` must never clear, nor any folder holding them."""
-    found = [("the working directory", Path.cwd()), ("your home folder", Path.home())]
-    data = getattr(config, "data", None)
-    if data is not None:
-        with contextlib.suppress(DeephashError):  # no data location: nothing to protect
-            found.append(("the data", resolve_data_dir(data.data_dir, data.dataset)))
-    extraction = getattr(config, "extraction", None)
-    if extraction is not None:
-        cache = extraction.cache_dir
-        found.append(("the feature cache",
-                      Path(cache).expanduser() if cache else default_cache_root()))
-    return [(what, folder.resolve()) for what, folder in found]
+    data, extraction = getattr(config, "data", None), getattr(config, "extraction", None)
+    return protected_folders(data.data_dir if data else None, data.dataset if data else "auto",
+                             extraction.cache_dir if extraction else None)
 
 
 def _check_clearable(path: Path, config: Any) -> None:
-    if not is_run_folder(path):
-        raise ConfigError(f"--overwrite: {path} is not a deephash run folder (no run.json or "
-                          "config.yaml); clear it yourself or choose another --out")
-    real = path.resolve()
-    for what, folder in _protected(config):
-        if real == folder or real in folder.parents:
-            raise ConfigError(f"--overwrite: {path} holds {what} ({folder}); refusing to clear "
-                              "it, choose another --out")
+    check_clearable(path, "run folder", "run.json or config.yaml", is_run_folder,
+                    _protected(config))
 
 
 def _check_resumable(path: Path, config: Any, sweep: tuple[str, ...]) -> None:

@@ -2,9 +2,11 @@
 
 An index folder holds ``index.npz`` (the retrieval index: packed codes of a hashing
 model, or float embeddings) and ``items.npz`` (per row: the image's path, label, and the
-class names), plus ``index.json`` naming the checkpoint that produced it. ``search``
-embeds a query image with that checkpoint and prints the k nearest images; it can also
-save a picture of the query beside its results, correct matches framed in green.
+class names), plus ``index.json`` naming the checkpoint that produced it and the SHA-256
+of both files (checked before they are read). ``search`` embeds a query image with that
+checkpoint and prints the k nearest images (a ``-k`` beyond the index's size prints them
+all, with a note); it can also save a picture of the query beside its first results
+(at most :data:`SHOW_MAX`), correct matches framed in green.
 
 Index folders are relocatable. ``index.json`` records the checkpoint and, for an image
 folder, the data root *relative to the index folder* (``"../run/best.pt"``), with the
@@ -37,7 +39,6 @@ from deephash.data.image_folder import ImageFolderDataset
 from deephash.devices import resolve_device
 from deephash.errors import ConfigError, DataError
 from deephash.features import compute_views, transform_spec
-from deephash.fileio import save_json
 from deephash.index import create_index
 from deephash.pipeline.cache import cache_location
 from deephash.service.embedder import feature_backbone, vectors_of_features, views_of
@@ -45,17 +46,23 @@ from deephash.service.folder import read_info, relative
 from deephash.service.items import Items
 from deephash.service.searcher import Searcher
 from deephash.studies.configs import IndexConfig, SearchConfig
+from deephash.studies.index_folder import write_index
 from deephash.training.checkpoint import load_model
 from deephash.validation import validate
 
 log = logging.getLogger(__name__)
 
+#: the most results ``--show`` draws (one 160-pixel panel each)
+SHOW_MAX = 50
+
 __all__ = ["IndexConfig", "SearchConfig", "build_index", "feature_backbone", "search_image"]
 
 
 def build_index(config: IndexConfig) -> dict[str, Any]:
-    """Embed every image of ``data_dir`` with the checkpoint and index the results."""
-    validate(config)  # --checkpoint given and a file
+    """Embed every image of ``data_dir`` with the checkpoint and index the results into
+    ``out`` (:mod:`deephash.studies.index_folder`: when it may be replaced, and how it is
+    written atomically)."""
+    validate(config)  # --checkpoint given and a file; --out may receive an index
     train_config, model = load_model(Path(config.checkpoint))
     if train_config.training.mode == "finetune":
         raise ConfigError("indexing supports frozen and partial models (cached features or "
@@ -79,16 +86,15 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
                           f"{'BFlat' if codes else 'Flat'}")
     index = create_index(config.index, dim)
     index.add(vectors, ids=np.arange(len(dataset)))
-    out = Path(config.out)
-    index.save(out / "index.npz")
+    out = Path(config.out).expanduser()
     paths, places = _item_paths(dataset, out, config.data_dir)
-    Items(paths, np.asarray(dataset.labels, dtype=np.int64), tuple(dataset.classes),
-          np.zeros(len(paths), dtype=bool)).save(out / "items.npz")
+    items = Items(paths, np.asarray(dataset.labels, dtype=np.int64), tuple(dataset.classes),
+                  np.zeros(len(paths), dtype=bool))
     checkpoint = Path(config.checkpoint).resolve()
     info = {"checkpoint": relative(checkpoint, out), "checkpoint_absolute": str(checkpoint),
             **places, "index": config.index, "codes": codes, "dim": dim,
             "n_items": len(dataset), "data": dataset.name, "spec": spec.describe()}
-    save_json(out / "index.json", info)
+    info = write_index(out, info, {"index": index.save, "items": items.save})
     log.info("indexed %d images into %s (%s)", len(dataset), out, config.index)
     return info
 
@@ -124,9 +130,12 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     searcher = Searcher.open(Path(config.index), config.checkpoint)
     classes = searcher.state.items.classes
     label = config.label or Path(config.image).parent.name
+    k = max(1, min(config.k, searcher.state.size))
+    if k < config.k:
+        log.info("-k %d: the index holds %d images; showing them all", config.k, k)
     rows = []
     print(f"{'rank':>4}  {'distance':>8}  {'label':<12}  path")
-    for rank, hit in enumerate(searcher.search_images([query], config.k)[0], start=1):
+    for rank, hit in enumerate(searcher.search_images([query], k)[0], start=1):
         row = {"rank": rank, "distance": hit["distance"], "label": hit["class"] or "-",
                "path": searcher.full_path(hit)}
         rows.append(row)
@@ -134,5 +143,8 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     if config.show:
         from deephash.viz.search import plot_results
 
-        plot_results(query, rows, label if label in classes else None, Path(config.show))
+        if len(rows) > SHOW_MAX:
+            log.info("--show: the picture shows the first %d of %d results", SHOW_MAX, len(rows))
+        plot_results(query, rows[:SHOW_MAX], label if label in classes else None,
+                     Path(config.show).expanduser())
     return rows
