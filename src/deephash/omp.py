@@ -23,15 +23,15 @@ one thread                    4.7 / 3.3           13.6 / 3.5
 ============================  ==================  ==================
 
 With the passive policy the CPU time stays that of one thread doing all the work (3.1 to
-3.3 s) whatever else runs, and two threads still beat one on the wall-clock; spinning made
-the same steps 5 times as costly in CPU time and 7 times as slow under load, which is the
-issue's 40x slower semi-hard epoch. In the dry run of the benchmark below (the miner
-study on tiny images, beside other jobs at a load of 9 to 11 on 2 cores) OpenMP's default
-made the miners' training 24 to 67 times as slow on the wall-clock. The policy changes how threads wait, never what they
-compute or how work is split, so every result is the same to the bit. What it costs on an
-idle machine (a futex wake-up, microseconds, per parallel loop) the benchmark
-``benchmarks/bench_timing_under_load.py`` measures on a quiet machine beside libgomp's
-default (``GOMP_SPINCOUNT=300000``).
+3.3 s) with or without the extra load, and two threads still beat one on the wall-clock;
+spinning made the same steps 5 times as costly in CPU time and 7 times as slow under load,
+which is the issue's 40x slower semi-hard epoch. In the dry run of the benchmark below
+(the miner study on tiny images, beside other jobs at a load of 9 to 11 on 2 cores)
+OpenMP's default made the miners' training 24 to 67 times as slow on the wall-clock. The
+policy changes how threads wait, never what they compute or how work is split, so every
+result is the same to the bit. What it costs on an idle machine (a futex wake-up per
+parallel loop, microseconds) ``benchmarks/bench_timing_under_load.py`` measures on a quiet
+machine against OpenMP's default (``GOMP_SPINCOUNT=300000``).
 
 The policy must be in the environment before torch loads its OpenMP runtime, which reads
 it once; so it is set on importing :mod:`deephash`, and left alone when the user set
