@@ -122,6 +122,15 @@ def test_the_summary_says_which_clock_and_marks_loaded_rows() -> None:
     assert "| **40 s** |" in mixed and "| **70 s (wall)** |" in mixed  # no comparing clocks
 
 
+def test_a_study_tables_footnote_shows_under_its_table_in_the_html_page(tmp_path: Path) -> None:
+    from deephash.reporting.html import table_html
+    from deephash.reporting.studies import StudyTable
+
+    text = "| miner | CPU s |\n|---|---|\n| a | 3 † |\n\n† trained while the load ...\n"
+    page = table_html(StudyTable(tmp_path, "miners", text))
+    assert "<td>3 †</td>" in page and '<p class="note">† trained while the load ...</p>' in page
+
+
 def test_the_stage_table_marks_stages_trained_under_load() -> None:
     stages = [{"name": "baseline", "command": "baseline", "state": "ran", "seconds": 60.0},
               {"name": "miners", "command": "miner-study", "state": "ran", "seconds": 120.0,
@@ -204,11 +213,15 @@ def test_interleaved_miners_score_exactly_as_in_sequence(
                                      order))
 
     monkeypatch.setattr("deephash.training.trainer.epoch_steps", epoch_steps)
+    monkeypatch.setattr(epochs_module, "load_sample", lambda: CORES + 1.0)
     assert miner_study(data, cache, tmp_path / "interleaved", "--interleave") == 0
     assert order == [m for _ in range(3) for m in MINERS]  # one epoch of each in turn
     assert_same_scores(first, tmp_path / "interleaved")
     table = (tmp_path / "interleaved" / "study.md").read_text()
     assert "| CPU s/epoch (train) | CPU s to 95% of best val | total CPU s |" in table
+    for line in table.splitlines()[2:4]:  # every time of both miners marked
+        assert line.count(f" {LOADED} |") == 3
+    assert f"{LOADED} trained while the machine's 1-minute load average exceeded" in table
     info = json.loads((tmp_path / "interleaved" / "run.json").read_text())
     for miner in MINERS:
         history = json.loads((tmp_path / "interleaved" / miner / "history.json").read_text())
@@ -249,6 +262,7 @@ def test_an_interrupted_interleaved_study_resumes_to_the_same_scores(
     monkeypatch.setattr(epochs_module, "load_sample", lambda: 0.0)
     assert miner_study(data, cache, out, "--interleave", "--resume") == 0
     assert_same_scores(first, out)
+    assert LOADED not in (out / "study.md").read_text()  # load 0: nothing marked
     for miner in MINERS:  # each continued after its first epoch
         assert len(json.loads((out / miner / "history.json").read_text())) == 3
 
