@@ -99,7 +99,8 @@ def stage_config(args: argparse.Namespace, scratch: Path) -> MinerStudyConfig:
                         cache_dir=args.cache_dir or str(scratch / "cache"))
     stage = next(s for s in build_stages(study, read_study(study)) if s.command == "miner-study")
     config: MinerStudyConfig = stage.config
-    config = variant(config, MinerStudyConfig, evaluation={"tsne_points": 0})
+    config = variant(config, MinerStudyConfig, evaluation={"tsne_points": 0},
+                     interleave=False)  # each run's order is given by --interleave
     if args.tiny:
         config = variant(config, MinerStudyConfig, backbone={"image_size": 32},
                          extraction={"num_workers": 0, "flip_views": False},
