@@ -257,7 +257,7 @@ def test_an_interrupted_train_is_marked_failed(folder: Path, tmp_path: Path,
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "fit", interrupted)
+    monkeypatch.setattr(train_module, "fit_steps", interrupted)
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), *tiny_run_args(folder, tmp_path / "c")]) == 130
     info = run_json(run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,10 @@ def test_time_to_95_percent_of_best() -> None:
                for v, t in ((0.5, 10.0), (0.76, 20.0), (0.8, 30.0), (0.79, 40.0))]
     assert time_to_fraction(history) == 20.0  # 0.76 >= 0.95 * 0.8
     assert time_to_fraction(history, 1.0) == 30.0
+    unvalidated = [{"val_map": math.nan, "elapsed_seconds": 5.0}, *history]  # --validate-every
+    assert time_to_fraction(unvalidated) == 20.0
+    cpu = [{**h, "elapsed_cpu_seconds": h["elapsed_seconds"] / 2} for h in history]
+    assert time_to_fraction(cpu, clock="elapsed_cpu_seconds") == 10.0
 
 
 def test_hash_writes_codes_per_bit_length(folder: Path, tmp_path: Path) -> None:

@@ -1,14 +1,26 @@
 """What a result was measured on: the CPU model and its speed-relevant flags, the GPU, the
-versions. Written into every run's ``run.json`` and every benchmark's JSON, since this
-project's figures come from machines whose processor changes between sessions."""
+versions, how OpenMP's threads wait. Written into every run's ``run.json`` and every
+benchmark's JSON, since this project's figures come from machines whose processor changes
+between sessions. And how busy the machine was: the 1-minute load average against the
+cores this process may use (:func:`load_sample`, :func:`load_summary`), sampled by the
+training loop once per epoch, since a timing taken while other jobs wanted the cores is
+only an upper bound."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from deephash.omp import wait_policy
+
+#: the mark of a time taken while the load exceeded the cores (explained by
+#: :func:`load_footnote`)
+LOADED = "†"
 
 #: the CPU flags that decide how fast a runtime can be (vector and matrix units)
 SPEED_FLAGS = re.compile(r"(avx\w*|fma|f16c|amx\w*|sse4_2)")
@@ -30,15 +42,78 @@ def cpu_model() -> tuple[str, list[str]]:
 
 
 def describe_machine() -> dict[str, Any]:
-    """``{"cpu", "cpu_flags", "cores", "torch_threads", "cuda", "python", "torch",
-    "deephash"}``."""
+    """``{"cpu", "cpu_flags", "cores", "torch_threads", "omp_wait", "cuda", "python",
+    "torch", "deephash"}``."""
     import torch
 
     import deephash
 
     cpu, flags = cpu_model()
     return {"cpu": cpu, "cpu_flags": " ".join(flags), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": torch.get_num_threads(), "omp_wait": wait_policy(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": platform.python_version(), "torch": torch.__version__,
             "deephash": deephash.__version__}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask; ``os.cpu_count()`` where
+    there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def load_sample() -> float:
+    """The machine's 1-minute load average now (``nan`` where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover
+        return math.nan
+
+
+def load_summary(samples: list[float], cores: int | None = None) -> dict[str, Any] | None:
+    """``{"cores", "load_mean", "load_max", "samples", "over_cores"}`` of per-epoch load
+    samples (``nan`` ones left out), ``over_cores`` when the load exceeded the usable
+    cores at any sample: someone waited for a core, so wall-clock times are upper bounds
+    and CPU times may be somewhat inflated; ``None`` without a sample."""
+    finite = [s for s in samples if isinstance(s, (int, float)) and math.isfinite(s)]
+    if not finite:
+        return None
+    cores = cores or usable_cores()
+    peak = max(finite)
+    return {"cores": cores, "load_mean": round(math.fsum(finite) / len(finite), 2),
+            "load_max": round(peak, 2), "samples": len(finite), "over_cores": peak > cores}
+
+
+def combined_load(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One :func:`load_summary` of several (a study's sub-runs): means weighted by samples."""
+    found = [s for s in summaries if isinstance(s, dict) and s.get("samples")]
+    if not found:
+        return None
+    count = sum(int(s["samples"]) for s in found)
+    cores = min(int(s["cores"]) for s in found)
+    peak = max(float(s["load_max"]) for s in found)
+    mean = math.fsum(float(s["load_mean"]) * int(s["samples"]) for s in found) / count
+    return {"cores": cores, "load_mean": round(mean, 2), "load_max": round(peak, 2),
+            "samples": count, "over_cores": any(bool(s["over_cores"]) for s in found)}
+
+
+def under_load(load: dict[str, Any] | None) -> bool:
+    """Whether a run's ``load`` (its ``run.json``'s, :func:`load_summary`) exceeded the
+    cores while it trained."""
+    return bool(isinstance(load, dict) and load.get("over_cores"))
+
+
+def load_footnote(loads: Iterable[dict[str, Any] | None]) -> str:
+    """The footnote under a table that explains :data:`LOADED`; ``""`` when no time
+    carries it."""
+    loaded = [load for load in loads if load is not None and under_load(load)]
+    if not loaded:
+        return ""
+    peak = max(float(load["load_max"]) for load in loaded)
+    cores = min(int(load["cores"]) for load in loaded)
+    return (f"\n{LOADED} trained while the machine's 1-minute load average exceeded its "
+            f"{cores} usable cores (up to {peak:.1f}): other jobs shared the cores, so "
+            "wall-clock times are upper bounds and CPU times may read somewhat high.\n")

@@ -14,7 +14,7 @@ import yaml
 from deephash.reporting.gallery import Ranked, image_uri, open_images, png_uri, thumbnail
 from deephash.reporting.runs import RunRecord
 from deephash.reporting.studies import StudyFigure, StudyTable, parse_markdown_table
-from deephash.reporting.summary import COLUMNS, best_rows, formatted, summary_rows
+from deephash.reporting.summary import COLUMNS, best_rows, cell, footnote, header, summary_rows
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
@@ -48,18 +48,24 @@ def _anchor(run: RunRecord, runs: list[RunRecord]) -> str:
 def summary_table(runs: list[RunRecord], names: dict[Path, str]) -> str:
     summary = summary_rows(runs, names)
     best = {column.key: best_rows(summary, column) for column in COLUMNS}
-    head = "".join(f"<th>{_e(c.header)}</th>" for c in COLUMNS)
+    head = "".join(f"<th>{_e(header(summary, c))}</th>" for c in COLUMNS)
     rows = []
-    for i, (run, row) in enumerate(zip(runs, summary, strict=True)):
+    for i, run in enumerate(runs):
         cells = "".join(
             f"<td class=\"{'best' if i in best[c.key] else ''}\">"
-            f"{_e(formatted(row[c.key], c))}</td>" for c in COLUMNS)
+            f"{_e(cell(summary, i, c))}</td>" for c in COLUMNS)
         rows.append(f"<tr><td><a href=\"#{_anchor(run, runs)}\">{_e(names[run.path])}</a></td>"
                     f"<td class=\"text\">{_e(run.title)}</td><td class=\"text\">"
                     f"{_e(run.protocol)}</td>{cells}</tr>")
     return (f"<table class=\"summary\"><tr><th>run</th><th class=\"text\">method</th>"
             f"<th class=\"text\">protocol</th>{head}"
-            f"</tr>{''.join(rows)}</table>")
+            f"</tr>{''.join(rows)}</table>{_note(footnote(summary))}")
+
+
+def _note(text: str) -> str:
+    """Lines of text under a table (a footnote), as notes; ``""`` for none."""
+    return "".join(f"<p class=\"note\">{_e(line)}</p>" for line in text.splitlines()
+                   if line.strip())
 
 
 def gallery_section(ranked: list[Ranked], names: dict[Path, str]) -> str:
@@ -108,6 +114,7 @@ def run_section(run: RunRecord, runs: list[RunRecord], names: dict[Path, str]) -
     facts = {"folder": str(run.path), "command": " ".join(map(str, info.get("command", []))),
              "started": info.get("started"), "state": info.get("state"),
              "device": info.get("device"), "seconds": info.get("seconds"),
+             "cpu_seconds": info.get("cpu_seconds"), "load": info.get("load"),
              "machine": info.get("machine"), "git commit": info.get("git_commit")}
     facts_text = yaml.safe_dump({k: v for k, v in facts.items() if v}, sort_keys=False)
     return (f"<section id=\"{_anchor(run, runs)}\"><h2>{_e(names[run.path])}: "
@@ -123,7 +130,10 @@ def table_html(table: StudyTable) -> str:
     head = "".join(f"<th>{_e(cell)}</th>" for cell in header)
     body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
                    for row in rows)
-    return f"<h3>{_e(table.caption)}</h3><table class=\"study\"><tr>{head}</tr>{body}</table>"
+    notes = "\n".join(line for line in table.markdown.splitlines()
+                      if not line.strip().startswith("|"))
+    return (f"<h3>{_e(table.caption)}</h3><table class=\"study\"><tr>{head}</tr>{body}"
+            f"</table>{_note(notes)}")
 
 
 def studies_section(figures: list[StudyFigure], tables: list[StudyTable]) -> str:

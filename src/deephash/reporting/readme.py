@@ -15,7 +15,9 @@ study's ``study.json``. Kinds:
   one of the ``fnmatch`` patterns), rendered as ``report.md`` renders them;
 - ``table NAME``: a study table of the report (``summary.json``'s ``tables``: ``losses``,
   ``losses/facenet``, ``codes``, ...);
-- ``stages``: a study's stages with their command, state and wall-clock time (``study.json``).
+- ``stages``: a study's stages with their command, state and wall-clock time (``study.json``),
+  the time of a stage whose runs trained while the machine's load exceeded its cores marked
+  ``†`` and explained under the table.
 
 ``python -m deephash.reporting.readme README.md`` rewrites every block from its source;
 ``--check`` only reports the blocks that differ (the test suite runs it on the README, so
@@ -35,6 +37,7 @@ from typing import Any
 
 from deephash.errors import ConfigError
 from deephash.fileio import save_bytes
+from deephash.machine import LOADED, load_footnote, under_load
 from deephash.reporting.summary import rows_markdown
 
 BLOCK = re.compile(r"<!-- generated: (?P<spec>[^>]*?) -->\n(?P<body>.*?)<!-- /generated -->",
@@ -78,13 +81,16 @@ def _load(path: Path) -> Any:
 
 
 def stages_markdown(study: dict[str, Any]) -> str:
-    """A study's stages and times as a Markdown table, the total last."""
+    """A study's stages and times as a Markdown table, the total last; a stage that
+    trained under load marked."""
     lines = ["| stage | command | state | wall-clock |", "|---|---|---|---|"]
-    for stage in study.get("stages", []):
+    stages = study.get("stages", [])
+    for stage in stages:
+        mark = f" {LOADED}" if under_load(stage.get("load")) else ""
         lines.append(f"| {stage['name']} | {stage['command']} | {stage['state']} | "
-                     f"{stage['seconds'] / 60:.1f} min |")
+                     f"{stage['seconds'] / 60:.1f} min{mark} |")
     lines.append(f"| **all** | | | **{study.get('seconds', 0) / 60:.1f} min** |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + load_footnote(stage.get("load") for stage in stages)
 
 
 def render_block(block: Block, folder: Path) -> str:

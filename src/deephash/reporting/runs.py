@@ -4,9 +4,10 @@ A run folder is any folder holding ``metrics.json`` (``baseline``, ``train``, ea
 ``bits-K`` of ``hash``, the sub-runs of the studies); :func:`find_runs` collects them
 under the given folders. Each :class:`RunRecord` knows what kind of result it is (frozen
 features, a trained embedding, binary codes), a title, its configuration, metrics,
-validation figures, history, timings and machine (from its own ``run.json`` or the
-nearest one above it, as a ``hash`` sweep writes one for all code lengths). The training
-time of a margin selection is the whole grid's: the sum over its ``margin-*`` sub-runs.
+validation figures, history, timings (wall-clock and CPU time), the machine's load while
+it trained, and the machine (from its own ``run.json`` or the nearest one above it, as a
+``hash`` sweep writes one for all code lengths). The training time of a margin selection
+is the whole grid's: the sum over its ``margin-*`` sub-runs (its load: theirs combined).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from deephash.errors import ConfigError
+from deephash.machine import combined_load
 
 #: the plots a run folder may hold, in the order a report shows them
 PLOTS = (("curves.png", "training curves"), ("pr_curve.png", "precision-recall"),
@@ -48,6 +50,10 @@ class RunRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     #: training seconds of the sub-runs it was selected from (a margin grid), else nan
     selection_seconds: float = math.nan
+    #: their training CPU seconds, else nan
+    selection_cpu_seconds: float = math.nan
+    #: their load while they trained, else None
+    selection_load: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -91,6 +97,19 @@ class RunRecord:
         own = _train_seconds(self.info)
         return self.selection_seconds if math.isnan(own) else own
 
+    @property
+    def train_cpu_seconds(self) -> float:
+        """Its own training CPU time, or a selected margin's grid's (``nan`` for a run
+        from before deephash kept CPU times)."""
+        own = _train_seconds(self.info, "cpu_seconds")
+        return self.selection_cpu_seconds if math.isnan(own) else own
+
+    @property
+    def load(self) -> dict[str, Any] | None:
+        """The machine's load while it trained (``run.json``), or its grid's."""
+        own = self.info.get("load")
+        return own if isinstance(own, dict) else self.selection_load
+
     def figure(self, key: str) -> float:
         """A metric (``nan`` when the run does not have it)."""
         value = self.metrics.get(key)
@@ -101,8 +120,8 @@ class RunRecord:
                 if (self.path / name).is_file()]
 
 
-def _train_seconds(info: Any) -> float:
-    seconds = info.get("seconds") if isinstance(info, dict) else None
+def _train_seconds(info: Any, clock: str = "seconds") -> float:
+    seconds = info.get(clock) if isinstance(info, dict) else None
     value = seconds.get("train", math.nan) if isinstance(seconds, dict) else math.nan
     return float(value) if isinstance(value, (int, float)) else math.nan
 
@@ -120,10 +139,18 @@ def read_run(path: Path) -> RunRecord | None:
             info = found
             break
     history = _read(path / "history.json")
-    grid = [_train_seconds(_read(sub / "run.json")) for sub in sorted(path.glob("margin-*"))]
+    grid = [_read(sub / "run.json") for sub in sorted(path.glob("margin-*"))]
     return RunRecord(path, config if isinstance(config, dict) else {}, metrics, info,
                      history if isinstance(history, list) else [],
-                     math.fsum(grid) if grid and not any(map(math.isnan, grid)) else math.nan)
+                     _sum([_train_seconds(sub) for sub in grid]),
+                     _sum([_train_seconds(sub, "cpu_seconds") for sub in grid]),
+                     combined_load([sub["load"] for sub in grid if isinstance(sub, dict)
+                                    and isinstance(sub.get("load"), dict)]))
+
+
+def _sum(seconds: list[float]) -> float:
+    """The total, ``nan`` when there is none or one is missing."""
+    return math.fsum(seconds) if seconds and not any(map(math.isnan, seconds)) else math.nan
 
 
 def find_runs(paths: list[Path]) -> list[RunRecord]:

@@ -4,6 +4,13 @@ A row is a plain mapping (``run``, ``method``, ``protocol`` and one value per co
 ``None`` when the run lacks it), so the same rows render into ``report.html``,
 ``report.md``, ``summary.json`` and the README's generated tables
 (:mod:`deephash.reporting.readme`).
+
+The training column shows CPU time (``train_cpu_seconds``: other jobs on the machine barely
+move it, :mod:`deephash.training.clock`). Rows written before deephash kept it have the
+wall-clock ``train_seconds`` alone, and show that: the header says ``(wall-clock)`` when
+every time is, and a wall-clock cell among CPU times says ``(wall)``. A time taken while
+the machine's load exceeded its cores (the row's ``load``) carries ``†``, explained under
+the table; a row without ``load`` (an older one) carries nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deephash.machine import LOADED, load_footnote, under_load
 from deephash.reporting.runs import RunRecord
 
 Row = dict[str, Any]
@@ -44,9 +52,55 @@ def summary_rows(runs: list[RunRecord], names: dict[Path, str]) -> list[Row]:
     rows = []
     for run in runs:
         values = {c.key: value(run, c) for c in COLUMNS}
+        values["train_cpu_seconds"] = run.train_cpu_seconds
         rows.append({"run": names[run.path], "method": run.title, "protocol": run.protocol,
-                     **{k: None if math.isnan(v) else v for k, v in values.items()}})
+                     **{k: None if math.isnan(v) else v for k, v in values.items()},
+                     "load": run.load})
     return rows
+
+
+def shown(row: Row, column: Column) -> tuple[float | None, bool]:
+    """The number a cell shows, and whether it is a wall-clock time (the training
+    column's fallback for a row without CPU time)."""
+    if column.key != "train_seconds":
+        return row.get(column.key), False
+    if row.get("train_cpu_seconds") is not None:
+        return row["train_cpu_seconds"], False
+    return row.get("train_seconds"), row.get("train_seconds") is not None
+
+
+def _clocks(rows: list[Row], column: Column) -> set[bool]:
+    """Whether the shown times are wall-clock (``True``) or CPU time, over the rows."""
+    return {wall for row in rows for number, wall in [shown(row, column)] if number is not None}
+
+
+def header(rows: list[Row], column: Column) -> str:
+    """A column's header; the training column's names its clock."""
+    if column.key != "train_seconds":
+        return column.header
+    clocks = _clocks(rows, column)
+    return (column.header if not clocks else f"{column.header} (wall-clock)"
+            if clocks == {True} else f"{column.header} (CPU)")
+
+
+def cell(rows: list[Row], index: int, column: Column) -> str:
+    """The text of row ``index``'s cell: :func:`formatted`, a wall-clock time among CPU
+    times marked ``(wall)``, a time taken under load marked ``†``."""
+    row = rows[index]
+    number, wall = shown(row, column)
+    text = formatted(number, column)
+    if column.key == "train_seconds" and number is not None:
+        if wall and len(_clocks(rows, column)) > 1:
+            text += " (wall)"
+        if under_load(row.get("load")):
+            text += f" {LOADED}"
+    return text
+
+
+def footnote(rows: list[Row]) -> str:
+    """The note under the table that explains ``†`` (``""`` when no row carries it)."""
+    return load_footnote(row.get("load") for row in rows if row.get("train_seconds")
+                         is not None or row.get("train_cpu_seconds") is not None)
 
 
 def formatted(number: float | None, column: Column) -> str:
@@ -60,11 +114,12 @@ def formatted(number: float | None, column: Column) -> str:
 
 def best_rows(rows: list[Row], column: Column) -> set[int]:
     """Indices of the rows with the best value of ``column`` among the rows of their
-    protocol (figures of different protocols do not compare; ties all marked)."""
+    protocol (figures of different protocols do not compare, nor times on different
+    clocks; ties all marked)."""
     marked: set[int] = set()
-    for protocol in {row["protocol"] for row in rows}:
-        values = {i: row.get(column.key) for i, row in enumerate(rows)
-                  if row["protocol"] == protocol}
+    for protocol, wall in {(row["protocol"], shown(row, column)[1]) for row in rows}:
+        values = {i: shown(row, column)[0] for i, row in enumerate(rows)
+                  if row["protocol"] == protocol and shown(row, column)[1] == wall}
         finite = [v for v in values.values() if v is not None and not math.isnan(v)]
         if finite:
             best = max(finite) if column.higher_is_better else min(finite)
@@ -73,16 +128,17 @@ def best_rows(rows: list[Row], column: Column) -> set[int]:
 
 
 def rows_markdown(rows: list[Row]) -> str:
-    """The rows as a Markdown table, the best value of each column bold."""
+    """The rows as a Markdown table, the best value of each column bold, and the footnote
+    on times taken under load."""
     best = {column.key: best_rows(rows, column) for column in COLUMNS}
-    lines = ["| run | method | protocol | " + " | ".join(c.header for c in COLUMNS) + " |",
-             "|---|---|---|" + "---|" * len(COLUMNS)]
+    lines = ["| run | method | protocol | " + " | ".join(header(rows, c) for c in COLUMNS)
+             + " |", "|---|---|---|" + "---|" * len(COLUMNS)]
     for i, row in enumerate(rows):
-        cells = [f"**{formatted(row.get(c.key), c)}**" if i in best[c.key]
-                 else formatted(row.get(c.key), c) for c in COLUMNS]
+        cells = [f"**{cell(rows, i, c)}**" if i in best[c.key] else cell(rows, i, c)
+                 for c in COLUMNS]
         lines.append(f"| {row['run']} | {row['method']} | {row['protocol']} | "
                      + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + footnote(rows)
 
 
 def best_of_kind(runs: list[RunRecord], kind: str) -> RunRecord | None:

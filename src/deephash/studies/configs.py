@@ -88,6 +88,9 @@ class MinerStudyConfig(TrainConfig):
     out: str = field(default="runs/miner-study", metadata={"help": "run folder to write"})
     miners: tuple[str, ...] = field(default=(), metadata={
         "choices": MINERS, "help": "miners to compare (default: every miner that serves --loss)"})
+    interleave: bool = field(default=False, metadata={
+        "help": "train the miners in turn, one epoch of each (same scores as one after the "
+                "other; a drift of the machine's speed falls on all alike)"})
 
 
 DEFAULT_VARIANTS = ("margin=step:1:16", "none", "quantization=step:0.01:0.16")

@@ -3,18 +3,21 @@
     RUN_DIR/config.yaml        the exact configuration (reload with --config); the run-control
                                flags (--resume, --overwrite) are always saved as false
     RUN_DIR/run.json           state (running, failed with its error, finished), start and end,
-                               command line, versions, git commit, device, and every
-                               wall-clock figure of the run ("seconds")
+                               command line, versions, git commit, device, every
+                               wall-clock figure of the run ("seconds"), its CPU-time
+                               figures ("cpu_seconds") and the machine's load while it
+                               trained ("load": mean and max of the 1-minute load average
+                               against the usable cores, "over_cores")
     RUN_DIR/splits.json        the protocol's pool indices
     RUN_DIR/metrics.json       flat test metrics (numbers in [0, 1]) + the distance used
     RUN_DIR/pr_curve.json/png  mean precision-recall curve of the test protocol
     RUN_DIR/tsne.png           t-SNE of a stratified sample of the query embeddings
     RUN_DIR/embeddings/{query,database}.npz   arrays x (float32), y (int64), index (int64)
 
-Wall-clock times live only in ``run.json`` and in ``history.json`` (a per-epoch log, which
-keeps each epoch's seconds); every other JSON file (``metrics.json``, ``validation.json``,
-``splits.json``, a study's tables) depends on the configuration alone, so a seeded rerun
-writes the same bytes.
+Times and loads live only in ``run.json`` and in ``history.json`` (a per-epoch log, which
+keeps each epoch's seconds on both clocks and its load sample); every other JSON file
+(``metrics.json``, ``validation.json``, ``splits.json``, a study's tables) depends on
+the configuration alone, so a seeded rerun writes the same bytes.
 
 One folder holds one run. :func:`open_run` refuses a non-empty ``--out`` unless
 ``--resume`` (the saved configuration must match) or ``--overwrite`` (the folder is cleared
@@ -59,7 +62,7 @@ EXTENDABLE = ("training.epochs",)
 #: how the work is run, not what it computes: a resumed run may move to another device or
 #: float32 runtime, use more workers or another copy of the feature cache
 HOW_RUN = ("extraction.device", "extraction.num_workers", "extraction.batch_size",
-           "extraction.cache_dir", "extraction.cache", "extraction.runtime")
+           "extraction.cache_dir", "extraction.cache", "extraction.runtime", "interleave")
 _NOT_COMPARED = frozenset({"out", *HOW_RUN, *(".".join(path) for path in RUN_FLAGS)})
 _ABSENT = object()
 
@@ -214,15 +217,26 @@ def sub_run_flags(resume: bool, folder: Path) -> tuple[bool, bool]:
     return started, not started and folder.is_dir() and any(folder.iterdir())
 
 
-def run_seconds(path: Path) -> dict[str, float]:
-    """The wall-clock figures of a run's ``run.json`` (empty if it has none)."""
+def run_seconds(path: Path, clock: str = "seconds") -> dict[str, float]:
+    """The wall-clock figures of a run's ``run.json`` (empty if it has none), or with
+    ``clock="cpu_seconds"`` its CPU-time figures (empty in a run.json older than them)."""
     info = _read(path / "run.json", json.loads)
-    return dict(info.get("seconds") or {}) if isinstance(info, dict) else {}
+    return dict(info.get(clock) or {}) if isinstance(info, dict) else {}
+
+
+def run_load(path: Path) -> dict[str, Any] | None:
+    """The ``load`` of a run's ``run.json`` (:func:`deephash.machine.load_summary`), or
+    ``None`` when it has none."""
+    info = _read(path / "run.json", json.loads)
+    load = info.get("load") if isinstance(info, dict) else None
+    return load if isinstance(load, dict) else None
 
 
 def _one_line(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
         return "interrupted (KeyboardInterrupt)"
+    if isinstance(error, GeneratorExit):
+        return "stopped: a run it took turns with failed or was interrupted"
     lines = str(error).strip().splitlines()
     text = lines[0] if lines else ""
     if isinstance(error, DeephashError):
@@ -239,9 +253,11 @@ class RunFolder:
 
     Entering it clears it (``--overwrite``), writes ``config.yaml`` and ``run.json`` with
     state ``running``; leaving it rewrites ``run.json`` as ``finished`` with ``seconds``
-    (what the study put in :attr:`seconds`, plus ``total`` since :func:`open_run`) and
-    :attr:`device`, or as ``failed`` with the error's first line (also on Ctrl-C); the
-    error itself propagates.
+    (what the study put in :attr:`seconds`, plus ``total`` since :func:`open_run`),
+    ``cpu_seconds`` and ``load`` (when the study put any in :attr:`cpu_seconds` and
+    :attr:`load`) and :attr:`device`, or as ``failed`` with the error's first line (also on
+    Ctrl-C, or when runs trained in turn stop with another's failure); the error itself
+    propagates.
     """
 
     def __init__(self, path: Path, config: Any, clear: bool, resumed: bool,
@@ -250,6 +266,8 @@ class RunFolder:
         self.writes = writes
         self.config = config
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+        self.load: dict[str, Any] | None = None
         self.device: str | None = None
         self._clear = clear
         self._resumed = resumed
@@ -284,6 +302,10 @@ class RunFolder:
         info = {**self._info, "state": "finished" if error is None else "failed",
                 "ended": _now(), "device": self.device,
                 "seconds": {**self.seconds, "total": time.perf_counter() - self._clock}}
+        if self.cpu_seconds:
+            info["cpu_seconds"] = dict(self.cpu_seconds)
+        if self.load is not None:
+            info["load"] = self.load
         if error is not None:
             info["error"] = _one_line(error)
         try:

@@ -3,7 +3,9 @@
 Every margin of the grid is trained with the same seed and budget and scored by its best
 validation mAP@all (validation queries against the training part). Only the winner's
 checkpoint is then evaluated on the test protocol; the test set never influences the
-choice. Ties go to the smaller margin.
+choice. Ties go to the smaller margin. The table's training times are CPU time (a margin
+trained before deephash kept it shows its wall-clock time, so marked), marked when taken
+while the machine's load exceeded its cores (:mod:`deephash.studies.tables`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ from deephash.config import variant
 from deephash.fileio import save_json
 from deephash.pipeline.evaluate import evaluate_checkpoint
 from deephash.studies.configs import SelectMarginConfig
-from deephash.studies.run_folder import open_run, run_seconds, save_config, sub_run_flags
-from deephash.studies.tables import markdown_table
+from deephash.studies.run_folder import (
+    open_run,
+    run_load,
+    run_seconds,
+    save_config,
+    sub_run_flags,
+)
+from deephash.studies.tables import load_footnote, markdown_table, time_cell
 from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig
 from deephash.validation import validate
@@ -47,20 +55,23 @@ def run_select_margin(config: SelectMarginConfig) -> dict[str, Any]:
 
 
 def _select(config: SelectMarginConfig, run: Path) -> dict[str, Any]:
-    rows, seconds = [], []
+    rows, times, loads = [], [], []
     for margin in config.margins:
         out = run / f"margin-{margin:g}"
         sub = with_margin(config, margin, out, *sub_run_flags(config.training.resume, out))
         summary = run_train(sub, evaluate_test=False)
         rows.append({"margin": margin, **summary})
-        seconds.append(run_seconds(out).get("train", 0.0))  # wall-clock: from run.json only
+        cpu = run_seconds(out, "cpu_seconds").get("train")  # times: from run.json only
+        loads.append(run_load(out))
+        times.append(time_cell(run_seconds(out).get("train", 0.0) if cpu is None else cpu,
+                               wall=cpu is None, load=loads[-1]))
         log.info("margin %g: validation mAP@all %.4f", margin, summary["val_map@all"])
     chosen = max(rows, key=lambda r: (r["val_map@all"], -r["margin"]))
     save_json(run / "margins.json", {"selected_margin": chosen["margin"], "rows": rows})
     (run / "margins.md").write_text(markdown_table(
-        ["margin", "val mAP@all", "best epoch", "train s"],
-        [[f"{r['margin']:g}", f"{r['val_map@all']:.4f}", r["best_epoch"], f"{s:.0f}"]
-         for r, s in zip(rows, seconds, strict=True)]))
+        ["margin", "val mAP@all", "best epoch", "train CPU s"],
+        [[f"{r['margin']:g}", f"{r['val_map@all']:.4f}", r["best_epoch"], time]
+         for r, time in zip(rows, times, strict=True)]) + load_footnote(loads))
     final = with_margin(config, chosen["margin"], run)
     save_config(final, run / "selected.yaml")
     return evaluate_checkpoint(run, final, run / f"margin-{chosen['margin']:g}" / "best.pt",

@@ -12,8 +12,10 @@ stopped (Ctrl-C, kill -9, a crash) is continued with ``--resume`` where the comm
 it (every training command; its finished sub-runs are kept) and redone otherwise (the
 baseline: seconds, from the cache); one whose configuration changed is redone. So after
 an interruption the same command continues where it stopped. ``study.json`` records each
-stage's state and time; ``report.html`` and ``report.md`` cover every run of the study.
-One progress bar follows the whole study (weighted by each stage's expected ``minutes``),
+stage's state, wall-clock time and the machine's load while its runs trained (their
+``run.json`` load summaries combined; the README's stage table marks a stage whose load
+exceeded the cores); ``report.html`` and ``report.md`` cover every run of the study. One
+progress bar follows the whole study (weighted by each stage's expected ``minutes``),
 besides each stage's own bars.
 """
 
@@ -34,6 +36,7 @@ from deephash.commands import COMMANDS
 from deephash.config import from_dict, overlay, to_dict
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
+from deephash.machine import combined_load
 from deephash.progress import progress_bar
 from deephash.registry import Lazy
 from deephash.studies.run_folder import config_changes
@@ -141,6 +144,23 @@ def time_left(stages: list[Stage], done: int, elapsed: float, ran: list[float]) 
     return f"{elapsed:.0f} s elapsed, about {expected * pace:.0f} min left"
 
 
+def stage_load(folder: Path) -> dict[str, Any]:
+    """``{"load": ...}``: the load while the training runs in ``folder`` trained (the
+    ``run.json`` summaries beside each ``history.json``, combined:
+    :func:`deephash.machine.combined_load`), ``{}`` when none recorded one (a baseline
+    trains nothing, a run from before deephash sampled the load)."""
+    found = []
+    for history in sorted(folder.rglob("history.json")):
+        try:
+            info = json.loads((history.parent / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("load"), dict):
+            found.append(info["load"])
+    load = combined_load(found)
+    return {"load": load} if load is not None else {}
+
+
 def run_study(config: StudyConfig) -> dict[str, Any]:
     """Run (or continue) the study into ``config.out``; returns ``study.json``."""
     validate(config)
@@ -172,7 +192,8 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
                 ran.append(stage.minutes)
             record["stages"].append({"name": stage.name, "command": stage.command,
                                      "state": "reused" if state == "done" else "ran",
-                                     "seconds": round(time.perf_counter() - clock, 1)})
+                                     "seconds": round(time.perf_counter() - clock, 1),
+                                     **stage_load(Path(stage.config.out))})
             bar.update(round(stage.minutes * 60))
     finally:
         bar.close()

@@ -1,11 +1,34 @@
-"""Markdown tables for study reports."""
+"""Markdown tables for study reports, and how their time cells say what they measured.
+
+A study's time columns read CPU time (:mod:`deephash.training.clock`); a figure that only
+exists as wall-clock (a sub-run resumed from a history older than CPU times) says so in its
+cell. A time taken while the machine's 1-minute load average exceeded its usable cores
+(:func:`deephash.machine.load_summary`) carries :data:`LOADED`, explained by
+:func:`load_footnote` under the table.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
+
+from deephash.machine import LOADED, load_footnote, under_load
+
+__all__ = ["LOADED", "load_footnote", "markdown_table", "time_cell", "under_load"]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def time_cell(seconds: float, digits: int = 0, wall: bool = False,
+              load: dict[str, Any] | None = None) -> str:
+    """``12.34``; ``12.34 (wall)`` for a wall-clock figure in a CPU-time column; with
+    :data:`LOADED` when taken under load; ``—`` when unknown."""
+    if not math.isfinite(seconds):
+        return "—"
+    return (f"{seconds:.{digits}f}" + (" (wall)" if wall else "")
+            + (f" {LOADED}" if under_load(load) else ""))

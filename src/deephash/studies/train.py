@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from deephash.devices import resolve_device
 from deephash.distributed import broadcast, init_from_environment, ranks
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
+from deephash.machine import load_summary
 from deephash.pipeline.evaluate import (
     database_code_health,
     evaluate_checkpoint,
@@ -32,8 +34,9 @@ from deephash.pipeline.setup import parse_weights, training_setup
 from deephash.studies.run_folder import RunFolder, open_run
 from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
-from deephash.training.trainer import TrainingSetup, fit, validation_scores
-from deephash.training.zhuang_trainer import fit_zhuang
+from deephash.training.rounds import Steps, finish
+from deephash.training.trainer import TrainingSetup, fit_steps, validation_scores
+from deephash.training.zhuang_trainer import fit_zhuang_steps
 from deephash.validation import validate
 from deephash.viz.training_curves import plot_training_curves
 
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 #: stay importable from here
 __all__ = ["database_code_health", "evaluate_checkpoint", "evaluate_on_test",
            "frozen_validation", "load_trained", "method_title", "parse_weights", "run_train",
-           "warn_if_worse"]
+           "train_steps", "warn_if_worse"]
 
 
 def frozen_validation(config: TrainConfig, features: dict[str, np.ndarray],
@@ -78,6 +81,13 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
 
     With ``evaluate_test=False`` (margin selection) the test protocol is not touched.
     """
+    return finish(train_steps(config, evaluate_test))
+
+
+def train_steps(config: TrainConfig, evaluate_test: bool = True) -> Steps[dict[str, Any]]:
+    """:func:`run_train`, yielding after each epoch, so that a study can train several runs
+    in turn (:func:`deephash.training.rounds.in_turn`); nothing runs before the first step.
+    """
     validate(config)
     device = init_from_environment(resolve_device(config.extraction.device))
     if ranks().world > 1 and config.training.procedure == "zhuang":
@@ -101,12 +111,13 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
         load_trained(setup, resume_state)
     with folder:  # every input is checked: only now is the run folder written
         folder.device = str(device)
-        return _train(folder, config, setup, dataset, splits, frozen, resume_state, evaluate_test)
+        return (yield from _train(folder, config, setup, dataset, splits, frozen, resume_state,
+                                  evaluate_test))
 
 
 def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset: ImageDataset,
            splits: Splits, frozen: dict[str, float], resume_state: dict[str, Any] | None,
-           evaluate_test: bool) -> dict[str, Any]:
+           evaluate_test: bool) -> Steps[dict[str, Any]]:
     """The writing part of :func:`run_train`, in its opened run folder."""
     run, main = folder.path, ranks().main
     if main:
@@ -128,9 +139,10 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
         save_checkpoint(path, config, setup.model, loss=setup.loss.state_dict(), **extra)
 
     if cfg.procedure == "zhuang":
-        records = fit_zhuang(setup, cfg.zhuang, cfg.margin, config.seed, run, save, resume_state)
+        records = yield from fit_zhuang_steps(setup, cfg.zhuang, cfg.margin, config.seed, run,
+                                              save, resume_state)
     else:
-        records = fit(setup, run, save, resume_state)
+        records = yield from fit_steps(setup, run, save, resume_state)
     history = [dataclasses.asdict(h) for h in records]
     best = broadcast(read_checkpoint(run / "best.pt") if main else None)
     load_trained(setup, best)
@@ -138,6 +150,10 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
     summary = {"val_map@all": float(best["val_map"]), "best_epoch": best_epoch + 1,
                "val_knn_acc@10": history[best_epoch]["val_knn"], **frozen}
     folder.seconds["train"] = history[-1]["elapsed_seconds"] if history else 0.0
+    cpu = history[-1]["elapsed_cpu_seconds"] if history else 0.0
+    if math.isfinite(cpu):  # nan: resumed from a history older than CPU times
+        folder.cpu_seconds["train"] = cpu
+    folder.load = load_summary([h["load_average"] for h in history])
     if main:
         save_json(run / "history.json", history)
         plot_training_curves(history, run / "curves.png", method_title(cfg.loss, cfg.miner,

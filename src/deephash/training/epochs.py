@@ -8,14 +8,20 @@ owns the rest: the loop over ``setup.epochs``, validation (every
 ``last.pt`` with everything ``--resume`` needs: the optimizer, the procedure's own state
 (the learning-rate schedule, Zhuang's random generator), the random generators of the
 miner, the inputs and torch, and the history. Under torchrun rank 0 alone writes.
+
+Each epoch's record keeps its training time on two clocks, wall-clock and CPU time
+(:mod:`deephash.training.clock` says what is counted and why CPU time is the one that other
+jobs on the machine barely move), and the machine's 1-minute load average at the end of
+its training (:mod:`deephash.machine`). :func:`epoch_steps` yields after each epoch, so that
+several runs can take turns (:mod:`deephash.training.rounds`); it restores torch's global
+random state (dropout's) of its own run when it continues.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +29,10 @@ from typing import Any, Protocol
 import torch
 
 from deephash.distributed import barrier, ranks
+from deephash.machine import load_sample
+from deephash.training.clock import Stopwatch
 from deephash.training.evaluation import validate
+from deephash.training.rounds import finish
 from deephash.training.setup import TrainingSetup
 
 log = logging.getLogger(__name__)
@@ -34,7 +43,9 @@ Save = Callable[[Path, dict[str, Any]], None]
 
 @dataclass
 class EpochRecord:
-    """One line of ``history.json``."""
+    """One line of ``history.json``. ``*_seconds`` are wall-clock, ``*_cpu_seconds`` CPU
+    time (``nan`` in a history written before deephash kept it); ``load_average`` is the
+    machine's 1-minute load average when the epoch's training ended."""
 
     epoch: int
     loss: float
@@ -50,6 +61,9 @@ class EpochRecord:
     elapsed_seconds: float
     margin: float = math.nan
     regularization: float = 0.0
+    train_cpu_seconds: float = math.nan
+    elapsed_cpu_seconds: float = math.nan
+    load_average: float = math.nan
 
 
 @dataclass
@@ -92,14 +106,22 @@ def run_epochs(setup: TrainingSetup, procedure: Procedure, run: Path, save: Save
     """Train ``procedure`` for ``setup.epochs`` epochs, or the rest of them after
     ``resume_state`` (a ``last.pt``; the model's weights are the caller's to load);
     returns the whole history."""
+    return finish(epoch_steps(setup, procedure, run, save, resume_state))
+
+
+def epoch_steps(setup: TrainingSetup, procedure: Procedure, run: Path, save: Save,
+                resume_state: dict[str, Any] | None = None
+                ) -> Generator[EpochRecord, None, list[EpochRecord]]:
+    """:func:`run_epochs`, yielding each epoch's record once its checkpoints are written."""
     history: list[EpochRecord] = []
-    best, start_epoch, elapsed = -1.0, 0, 0.0
+    best, start_epoch, elapsed, elapsed_cpu = -1.0, 0, 0.0, 0.0
     if resume_state is not None:
         setup.optimizer.load_state_dict(resume_state["optimizer"])
         procedure.load_state_dict(resume_state)
         history = [EpochRecord(**h) for h in resume_state["history"]]
         best, start_epoch = resume_state["best_val_map"], resume_state["epoch"] + 1
         elapsed = history[-1].elapsed_seconds if history else 0.0
+        elapsed_cpu = history[-1].elapsed_cpu_seconds if history else 0.0
         _set_generator_states(setup, resume_state["generators"])
         log.info("resuming after %s %d (best validation mAP %.4f)", procedure.unit,
                  start_epoch, best)
@@ -107,20 +129,21 @@ def run_epochs(setup: TrainingSetup, procedure: Procedure, run: Path, save: Save
     if not ranks().main:
         save = _no_save
     for epoch in range(start_epoch, setup.epochs):
-        started = time.perf_counter()
+        clock = Stopwatch()
         stats = procedure.train(epoch)
-        train_seconds = time.perf_counter() - started
+        trained, load = clock.read(), load_sample()
         due = (epoch + 1) % setup.validate_every == 0 or epoch == setup.epochs - 1
         val_map, val_knn = validate(setup) if due else (math.nan, math.nan)
-        elapsed += time.perf_counter() - started
+        lap = clock.read()
+        elapsed, elapsed_cpu = elapsed + lap.wall, elapsed_cpu + lap.cpu
         record = EpochRecord(epoch, stats.loss, stats.active_fraction,
                              stats.mean_positive_distance, stats.mean_negative_distance,
                              stats.embedding_norm, stats.triplets_per_batch,
-                             stats.empty_batches, train_seconds, val_map, val_knn, elapsed,
-                             stats.margin, stats.regularization)
+                             stats.empty_batches, trained.wall, val_map, val_knn, elapsed,
+                             stats.margin, stats.regularization, trained.cpu, elapsed_cpu, load)
         history.append(record)
-        log.info("%s, val mAP %.4f, val 10-NN %.4f (%.1f s)", stats.summary, val_map, val_knn,
-                 train_seconds)
+        log.info("%s, val mAP %.4f, val 10-NN %.4f (%.1f s, CPU %.1f s)", stats.summary,
+                 val_map, val_knn, trained.wall, trained.cpu)
         if due and val_map > best:
             best = val_map
             save(run / "best.pt", {"epoch": epoch, "val_map": val_map})
@@ -128,6 +151,9 @@ def run_epochs(setup: TrainingSetup, procedure: Procedure, run: Path, save: Save
             "epoch": epoch, "best_val_map": best, "optimizer": setup.optimizer.state_dict(),
             **procedure.state_dict(), "history": [asdict(h) for h in history],
             "generators": _generator_states(setup)})
+        paused = _global_random_states()
+        yield record
+        _set_global_random_states(paused)  # other runs may have drawn in between
     barrier()  # rank 0's checkpoints are written
     return history
 
@@ -157,3 +183,17 @@ def _set_generator_states(setup: TrainingSetup, states: dict[str, torch.Tensor])
             generator.set_state(states[name])
     if "torch" in states:
         torch.set_rng_state(states["torch"])
+
+
+def _global_random_states() -> list[torch.Tensor]:
+    """torch's global generators: the CPU's, and every CUDA device's once CUDA is in use."""
+    states = [torch.get_rng_state()]
+    if torch.cuda.is_initialized():
+        states.extend(torch.cuda.get_rng_state_all())
+    return states
+
+
+def _set_global_random_states(states: list[torch.Tensor]) -> None:
+    torch.set_rng_state(states[0])
+    if len(states) > 1:
+        torch.cuda.set_rng_state_all(states[1:])

@@ -29,12 +29,13 @@ from deephash.hashing.regularizers import get_regularizer
 from deephash.losses import BatchLoss, LossOutput, TripletLoss
 from deephash.miners import Miner, MiningBatch
 from deephash.progress import progress_bar
-from deephash.training.epochs import EpochRecord, EpochStats, Save, run_epochs
+from deephash.training.epochs import EpochRecord, EpochStats, Save, epoch_steps
 from deephash.training.evaluation import embed, validate, validation_scores
+from deephash.training.rounds import Steps, finish
 from deephash.training.setup import Inputs, TrainingSetup
 
 __all__ = ["EpochRecord", "Inputs", "TrainingSetup", "apply_schedules", "batch_loss", "embed",
-           "fit", "train_epoch", "validate", "validation_scores"]
+           "fit", "fit_steps", "train_epoch", "validate", "validation_scores"]
 
 def apply_schedules(setup: TrainingSetup, epoch: int) -> None:
     """Set this epoch's margin (the loss's, the one the miner mines with) and regulariser
@@ -133,8 +134,14 @@ def fit(setup: TrainingSetup, run: Path, save: Save,
     """Train for ``setup.epochs`` (the rest of them after ``resume_state``, a ``last.pt``);
     ``save(path, extra)`` writes a checkpoint. Returns the per-epoch history; ``best.pt``
     and ``last.pt`` as :func:`~deephash.training.epochs.run_epochs` writes them."""
+    return finish(fit_steps(setup, run, save, resume_state))
+
+
+def fit_steps(setup: TrainingSetup, run: Path, save: Save,
+              resume_state: dict[str, Any] | None = None) -> Steps[list[EpochRecord]]:
+    """:func:`fit`, yielding after each epoch (:mod:`deephash.training.rounds`)."""
     check_batch(setup.sampler.batch_size)
-    return run_epochs(setup, TripletProcedure(setup), run, save, resume_state)
+    return epoch_steps(setup, TripletProcedure(setup), run, save, resume_state)
 
 
 class TripletProcedure:

@@ -22,8 +22,9 @@ from deephash.errors import ConfigError
 from deephash.hashing.zhuang import bit_targets, infer_codes, sample_triplets
 from deephash.progress import progress_bar
 from deephash.training.config import ZhuangConfig
-from deephash.training.epochs import EpochRecord, EpochStats, Save, run_epochs
+from deephash.training.epochs import EpochRecord, EpochStats, Save, epoch_steps
 from deephash.training.evaluation import embed
+from deephash.training.rounds import Steps, finish
 from deephash.training.setup import TrainingSetup
 
 
@@ -31,9 +32,16 @@ def fit_zhuang(setup: TrainingSetup, cfg: ZhuangConfig, margin: float, seed: int
                save: Save, resume_state: dict[str, Any] | None = None) -> list[EpochRecord]:
     """Alternate code inference and bit prediction for ``setup.epochs`` stages (the rest
     of them after ``resume_state``, a ``last.pt``); ``margin`` in bits."""
+    return finish(fit_zhuang_steps(setup, cfg, margin, seed, run, save, resume_state))
+
+
+def fit_zhuang_steps(setup: TrainingSetup, cfg: ZhuangConfig, margin: float, seed: int,
+                     run: Path, save: Save, resume_state: dict[str, Any] | None = None
+                     ) -> Steps[list[EpochRecord]]:
+    """:func:`fit_zhuang`, yielding after each stage (:mod:`deephash.training.rounds`)."""
     if setup.model.backbone is not None:
         raise ConfigError("the zhuang method trains a head on frozen features (--mode frozen)")
-    return run_epochs(setup, ZhuangStages(setup, cfg, margin, seed), run, save, resume_state)
+    return epoch_steps(setup, ZhuangStages(setup, cfg, margin, seed), run, save, resume_state)
 
 
 class ZhuangStages:

@@ -12,16 +12,19 @@ import matplotlib.pyplot as plt
 
 
 def plot_miner_study(curves: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]],
-                     path: Path, title: str) -> None:
-    """Left: validation mAP@all against wall-clock time per miner. Right: final test
-    scores against total training time."""
+                     path: Path, title: str, cpu: bool = True) -> None:
+    """Left: validation mAP@all against training time per miner. Right: final test
+    scores against total training time (``rows``' ``train_seconds``). CPU time with
+    ``cpu`` (the histories' ``elapsed_cpu_seconds``), else wall-clock."""
+    clock = "CPU time" if cpu else "wall-clock time"
+    elapsed = "elapsed_cpu_seconds" if cpu else "elapsed_seconds"
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     colours = {}
     for miner, history in curves.items():
-        (line,) = left.plot([h["elapsed_seconds"] for h in history],
+        (line,) = left.plot([h[elapsed] for h in history],
                             [h["val_map"] for h in history], marker=".", label=miner)
         colours[miner] = line.get_color()
-    left.set_xlabel("wall-clock training time (s, incl. validation)")
+    left.set_xlabel(f"training {clock} (s, incl. validation)")
     left.set_ylabel("validation mAP@all")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
@@ -31,7 +34,7 @@ def plot_miner_study(curves: dict[str, list[dict[str, Any]]], rows: list[dict[st
         right.scatter(row["train_seconds"], row["knn_acc@10"], marker="^", color=colour)
         right.annotate(row["miner"], (row["train_seconds"], row["map@all"]), fontsize=7,
                        xytext=(3, 3), textcoords="offset points")
-    right.set_xlabel("total training time (s)")
+    right.set_xlabel(f"total training {clock} (s)")
     right.set_ylabel("test score (o mAP@all, ^ 10-NN accuracy)")
     right.grid(alpha=0.3)
     fig.suptitle(f"miner study: {title}", fontsize=11)
