@@ -55,16 +55,17 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
 
 
 @contextlib.contextmanager
-def serving(index: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``deephash serve --index INDEX`` on a free localhost port (its output in ``log``);
-    its base URL."""
+def serving(index: Path, log: Path, env: dict[str, str] | None = None,
+            options: list[str] | None = None) -> Iterator[str]:
+    """``deephash serve --index INDEX`` (with ``options``, in ``env``) on a free localhost
+    port (its output in ``log``); its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "deephash.cli", "serve", "--index",
-                                    str(index), "--port", str(port)], stdout=out,
-                                   stderr=subprocess.STDOUT, env=env)
+                                    str(index), "--port", str(port), *(options or [])],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -365,3 +366,45 @@ def test_a_page_of_another_origin_cannot_add_and_the_own_page_can(
             chrome.close()
     log = (tmp_path / "serve.log").read_text()
     assert log.count('"POST /items HTTP/1.1" 403') == 2 and "OPTIONS /items" in log
+
+
+def test_the_page_works_with_a_token_for_reads(index: Path, tmp_path: Path) -> None:
+    """``serve --token-reads`` with ``DEEPHASH_TOKEN``: the page opened as ``/#token=``
+    drops the fragment from its address, searches and shows every thumbnail."""
+    import os
+
+    token = "page-test-token-0123456789"
+    with serving(index, tmp_path / "serve.log", {**os.environ, "DEEPHASH_TOKEN": token},
+                 ["--token-reads"]) as base:
+        status, body = _get(_port(base), "/info")
+        assert status == 401 and "token" in json.loads(body)["error"]
+        assert "--token-reads" in str(_ps_arguments(base)) and token not in _ps_arguments(base)
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            chrome = playwright.chromium.launch(executable_path=chromium(),
+                                                args=["--no-sandbox"])
+            try:
+                page = chrome.new_page(viewport={"width": 1100, "height": 900})
+                page.set_default_timeout(30_000)
+                browser = Browser(page, base)
+                page.goto(f"{base}#token={token}")
+                page.wait_for_function("document.getElementById('info').dataset.kind")
+                assert token not in page.url
+                page.fill("#k", str(K))
+                page.set_input_files("#file", str(index.parent / "data/test/class1/02.png"))
+                browser.wait_for_grid("")
+                assert len(browser.grid()) == K and browser.errors == []
+            finally:
+                chrome.close()
+
+
+def _ps_arguments(base: str) -> str:
+    """The command line of the process listening on ``base``'s port (as ``ps`` shows it)."""
+    port = str(_port(base))
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "deephash.cli serve" in line and port in line:
+                return line
+    raise AssertionError(f"no server on port {port}")
