@@ -28,7 +28,13 @@ from deephash.service.access import AccessGuard, AccessPolicy
 from deephash.service.config import ServeConfig, check_limits
 from deephash.service.errors import ApiError
 from deephash.service.guard import TOO_LARGE, Guard, too_large_message
-from deephash.service.memory import PixelBudget, handing_back, prepare_uploads
+from deephash.service.memory import (
+    TRIM_ABOVE,
+    PixelBudget,
+    handing_back,
+    prepare_uploads,
+    release_memory,
+)
 from deephash.service.searcher import Searcher
 from deephash.service.uploads import Upload, UploadLimits, check_request_pixels, inspect_upload
 
@@ -122,8 +128,14 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
 
     @functools.lru_cache(maxsize=4096)
     def thumbnail_png(item: int) -> bytes:  # items never change: a cache never goes stale
-        image = searcher.image(item)
-        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        # an item's file is not checked from its header as an upload is: it takes a whole
+        # image's share of the budget (uploads and thumbnails decode within one bound)
+        with budget.hold(settings.max_pixels):
+            image = searcher.image(item)
+            large = image.width * image.height > TRIM_ABOVE
+            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        if large:
+            release_memory()
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         return buffer.getvalue()
