@@ -664,3 +664,13 @@ def test_a_missing_image_is_a_404_without_server_paths(index: Path) -> None:
     message = response.json()["error"]
     assert "not available on the server" in message
     assert str(tree) not in message and "gone.png" not in message
+
+
+def test_the_bound_socket_answers_without_nagle_delays() -> None:
+    """serve binds the socket itself (errors before loading) and hands it to uvicorn: it
+    must say it is TCP, or asyncio leaves Nagle on and keep-alive answers wait 40 ms."""
+    from deephash.service.serve import bind
+
+    with bind("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

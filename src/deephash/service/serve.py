@@ -39,9 +39,12 @@ def check_address(host: str, port: int) -> None:
 def bind(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (not yet listening), as uvicorn would bind it; a
     ``ConfigError`` for an address that is not this machine's or a port that is taken."""
-    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    # IPPROTO_TCP named (not 0): asyncio sets TCP_NODELAY only on sockets that say they are
+    # TCP; without it Nagle's algorithm and delayed ACKs add 40 ms to a keep-alive answer
+    sock = socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host.strip("[]"), port))
     except (OSError, OverflowError, UnicodeError) as exc:
         sock.close()
