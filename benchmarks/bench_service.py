@@ -13,10 +13,17 @@ Starts ``deephash serve --index DIR`` as a subprocess on a free localhost port, 
 With ``--check`` a few uploaded queries are also searched with ``deephash search``'s
 library function, which must give the same items and distances, and a few items must be
 among their own hits at distance 0 (or, for codes, behind k items tied with them at 0).
-Results go to ``benchmarks/results/service.json``.
+
+With ``--memory`` the server's resident memory (``/proc/PID/status``: the peak ``VmHWM``,
+reset before each part through ``clear_refs``, and ``VmRSS`` after) is measured under the
+worst request its limits allow — as many single-colour PNGs of ``--max-pixels`` as
+``--max-batch``, ``--max-request-pixels`` and ``--max-upload-bytes`` let into one
+``POST /search/batch`` (a 6000 x 6000 PNG is about 100 KB) — sent once, then by 8 clients
+at once. ``--serve-args`` passes options to ``deephash serve`` (other limits). Results go
+to ``benchmarks/results/service.json``.
 
     ./run python benchmarks/bench_service.py --index runs/index [--clients 8]
-          [--requests 400] [--check]
+          [--requests 400] [--check] [--memory [--only-memory]] [--serve-args "..."]
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import contextlib
 import http.client
 import io
 import json
+import math
+import shlex
 import socket
 import subprocess
 import sys
@@ -89,13 +98,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class Served(NamedTuple):
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
-def server(index: Path, startup_s: float) -> Iterator[int]:
-    """``deephash serve`` in a subprocess on a free port, up (``/health``) until the end."""
+def server(index: Path, startup_s: float, options: list[str] | None = None) -> Iterator[Served]:
+    """``deephash serve`` (with ``options``) in a subprocess on a free port, up
+    (``/health``) until the end."""
     port = free_port()
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen([sys.executable, "-m", "deephash.cli", "serve", "--index",
-                                    str(index), "--host", HOST, "--port", str(port)],
+                                    str(index), "--host", HOST, "--port", str(port),
+                                    *(options or [])],
                                    stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + startup_s
@@ -108,7 +124,7 @@ def server(index: Path, startup_s: float) -> Iterator[int]:
                     raise SystemExit(f"deephash serve did not come up on port {port}:\n"
                                      f"{log.read()[-3000:]}")
                 time.sleep(0.2)
-            yield port
+            yield Served(port, process.pid)
         finally:
             process.terminate()
             try:
@@ -247,6 +263,61 @@ def check(port: int, index: Path, images: list[bytes], ids: np.ndarray,
             "passed": not mismatches and not self_missing}
 
 
+def single_colour_png(side: int, colour: int) -> bytes:
+    """A ``side x side`` PNG of one colour (about 100 KB at 6000: a small upload that
+    decodes to ``3 * side**2`` bytes)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (colour % 256, 255 - colour % 256, 90)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def worst_request(info: dict[str, Any]) -> tuple[bytes, dict[str, str], dict[str, Any]]:
+    """The ``POST /search/batch`` body that decodes the most pixels the server's limits
+    allow (``/info``), its headers, and what it holds."""
+    side = math.isqrt(info["max_pixels"])
+    count = min(info["max_batch"], info["max_request_pixels"] // (side * side))
+    images = [single_colour_png(side, 37 * n) for n in range(count)]
+    while count > 1 and sum(map(len, images)) + 400 * count > info["max_upload_bytes"]:
+        count -= 1
+        images.pop()
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"w{n}.png\""
+        f"\r\nContent-Type: image/png\r\n\r\n".encode() + data + b"\r\n"
+        for n, data in enumerate(images)) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}, {
+        "images": count, "side": side, "pixels": count * side * side, "body_bytes": len(body),
+        "decoded_rgb_mb": round(3 * count * side * side / 2**20, 1)}
+
+
+def memory(served: Served, info: dict[str, Any], clients: int = 8) -> dict[str, Any]:
+    """The server's peak and remaining resident memory under the worst allowed request,
+    sent once and by ``clients`` clients at once (see the module docstring)."""
+    from common import reset_peak_rss, rss_mb
+
+    body, headers, request = worst_request(info)
+    search = Request("POST", "/search/batch?k=10", body, headers)
+    Client(served.port).request("GET", "/health")
+    parts: dict[str, Any] = {"idle_rss_mb": round(rss_mb("VmRSS", served.pid), 1)}
+    for name, count in (("one_request", 1), (f"{clients}_concurrent", clients)):
+        reset_peak_rss(served.pid)
+        before = rss_mb("VmRSS", served.pid)
+        result = run_clients(served.port, [search] * count, count)
+        time.sleep(1.0)  # answers sent; memory handed back
+        parts[name] = {"requests": count, "errors": result["errors"],
+                       "first_error": result["first_error"], "p50_s": round(
+                           result["p50_ms"] / 1000, 2),
+                       "rss_before_mb": round(before, 1),
+                       "peak_rss_mb": round(rss_mb("VmHWM", served.pid), 1),
+                       "rss_after_mb": round(rss_mb("VmRSS", served.pid), 1)}
+        print("memory", name, json.dumps(parts[name]), flush=True)
+    limits = {key: info[key] for key in ("max_pixels", "max_request_pixels", "max_batch",
+                                         "max_upload_bytes")}
+    return {"worst_request": request, "limits": limits, **parts}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", required=True, type=Path, help="a deephash index folder")
@@ -261,6 +332,14 @@ def main() -> None:
                         help="also compare some results with deephash search's")
     parser.add_argument("--startup-s", type=float, default=600,
                         help="how long the server may take to come up")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure the server's memory under the worst allowed request, "
+                             "once and from 8 clients at once")
+    parser.add_argument("--only-memory", action="store_true",
+                        help="measure only the memory (implies --memory; written to "
+                             "results/service_memory.json)")
+    parser.add_argument("--serve-args", default="",
+                        help="options for deephash serve, e.g. \"--max-pixels 16000000\"")
     args = parser.parse_args()
     from common import write_result
 
@@ -272,12 +351,14 @@ def main() -> None:
         parser.error(str(exc))
     n_items = len(files)
     rng = np.random.default_rng(args.seed)
-    with server(args.index, args.startup_s) as port:
+    rows: dict[str, Any] = {}
+    checked = used = None
+    with server(args.index, args.startup_s, shlex.split(args.serve_args)) as served:
+        port = served.port
         info = Client(port).json("GET", "/info")
         images = upload_images(port, files, rng.integers(0, n_items, 64))
         warm = Client(port)
-        rows: dict[str, Any] = {}
-        for offset, kind in enumerate(("by_id", "upload")):
+        for offset, kind in enumerate(() if args.only_memory else ("by_id", "upload")):
             for request in requests_of(kind, 10, n_items, images, args.k, args.seed + 99):
                 request.send(warm)  # warm-up: first-call allocations, thread pools
             sequential = run_clients(port, requests_of(kind, args.sequential, n_items, images,
@@ -291,14 +372,16 @@ def main() -> None:
             print(kind, json.dumps(rows[kind]), flush=True)
         checked = (check(port, args.index, images[:3], rng.integers(0, n_items, 3), args.k)
                    if args.check else None)
-    write_result("service", {
+        used = memory(served, info) if args.memory or args.only_memory else None
+    write_result("service_memory" if args.only_memory else "service", {
         "what": f"deephash serve on localhost: search by item id (GET /items/ID/search) and "
                 f"by an uploaded image of the index (POST /search), k={args.k}; a single "
                 f"client, then {args.clients} concurrent clients",
         "goal": "sequential p50: by id < 20 ms on a 50,000-item code index, upload < 100 ms",
         "index": {key: info.get(key) for key in ("kind", "bits", "dim", "size", "index",
                                                  "backbone")},
-        "kinds": rows, "check": checked})
+        "serve_args": args.serve_args or None, "kinds": rows, "check": checked,
+        "memory": used})
     if checked is not None and not checked["passed"]:
         raise SystemExit("check failed: the service's results differ from deephash search's")
 

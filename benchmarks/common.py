@@ -25,14 +25,16 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
-def reset_peak_rss() -> None:
-    """Reset this process's peak resident set size (Linux ``clear_refs``)."""
-    Path("/proc/self/clear_refs").write_text("5")
+def reset_peak_rss(pid: int | str = "self") -> None:
+    """Reset a process's peak resident set size (Linux ``clear_refs``; this one's by
+    default)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
-def rss_mb(field: str = "VmHWM") -> float:
-    """Current (``VmRSS``) or peak since the last reset (``VmHWM``) resident memory, MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(field: str = "VmHWM", pid: int | str = "self") -> float:
+    """Current (``VmRSS``) or peak since the last reset (``VmHWM``) resident memory of a
+    process (this one by default), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")

@@ -96,3 +96,15 @@ def assert_frequencies(counts: Mapping[Any, int], expected: Mapping[Any, float],
     for key, probability in expected.items():
         sd = np.sqrt(draws * probability * (1 - probability))
         assert abs(counts[key] - draws * probability) < 5 * sd
+
+
+#: what a local client of ``deephash serve`` sends: the server's own name (any other Host
+#: is refused) and the header a write needs (deephash.service.access)
+LOCAL_SERVICE = {"base_url": "http://127.0.0.1:8000", "headers": {"X-Requested-With": "test"}}
+
+
+def local_client(app: Any, **kwargs: Any) -> Any:
+    """A FastAPI ``TestClient`` of a service ``app`` as a local, non-browser client."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, **{**LOCAL_SERVICE, **kwargs})

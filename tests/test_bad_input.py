@@ -117,6 +117,15 @@ CASES: dict[str, Case] = {
     "device": (["baseline", "--device", "cuda:0"], 2, "no CUDA GPU is visible"),
     "checkpoint missing": (["index", "--checkpoint", "{missing}"], 2, "no such file"),
     "query image missing": (["search", "{missing}"], 2, "no such file"),
+    # serve: the address, the token and the limits, before the index is read
+    "serve host": (["serve", "--host", "999.1.1.1"], 2, "cannot serve on --host 999.1.1.1"),
+    "serve token": (["serve", "--token", "secret"], 2,
+                    "--token (or DEEPHASH_TOKEN) must be 16 to 256 characters"),
+    "serve token reads": (["serve", "--token-reads"], 2, "--token-reads needs a token"),
+    "serve allowed host": (["serve", "--allowed-host", "a b"], 2,
+                           "--allowed-host 'a b' is not a host name"),
+    "serve pixels in flight": (["serve", "--max-pixels-in-flight", "1000"], 2,
+                               "--max-pixels-in-flight 1,000 is less than --max-pixels"),
     # a config file fails the same way as the flags
     "yaml range": (["train", "--config", "{yaml}"], 2,
                    "--epochs (training.epochs) must be at least 1, got 0"),

@@ -6,9 +6,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,13 +20,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_image_folder, tiny_run_args
+from conftest import local_client, make_image_folder, tiny_run_args
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from deephash.cli import main
+from deephash.data.decode import decode_rgb
+from deephash.errors import ConfigError
 from deephash.service.app import STATIC, create_app
 from deephash.service.config import ServeConfig
+from deephash.service.downscale import decode_query, decoded_pixels, reduction
+from deephash.service.errors import ApiError
+from deephash.service.folder import read_info
+from deephash.service.items import Items
+from deephash.service.memory import PixelBudget
 from deephash.service.searcher import Searcher
 from deephash.studies.search import SearchConfig, search_image
 
@@ -55,7 +65,7 @@ def searcher(index: Path) -> Searcher:
 def client(searcher: Searcher, index: Path) -> Iterator[TestClient]:
     settings = ServeConfig(index=str(index), max_upload_bytes=60_000, max_pixels=1_000_000,
                            max_batch=4)
-    with TestClient(create_app(searcher, settings)) as client:
+    with local_client(create_app(searcher, settings)) as client:
         yield client
 
 
@@ -87,7 +97,8 @@ def test_health_info_and_the_openapi_schema(client: TestClient, index: Path) -> 
     assert info["size"] == 48 and info["index"] == "BFlat"
     assert info["classes"] == ["class0", "class1", "class2"]
     assert info["max_k"] == 48 and info["max_upload_bytes"] == 60_000  # k capped by the size
-    assert Path(info["checkpoint"]) == (index.parent / "run/bits-16/best.pt").resolve()
+    assert info["checkpoint"] == "bits-16/best.pt"  # its folder and name: no server paths
+    assert str(index.parent) not in json.dumps(info)
     assert info["backbone"] == "efficientnet_lite0"
     schema = client.get("/openapi.json").json()
     uploads = [path for path, ops in schema["paths"].items() if "search" in path
@@ -266,7 +277,7 @@ def test_an_unexpected_fault_is_a_500_json_error_and_the_server_goes_on(
 def test_float_embeddings_search_as_the_command_does_and_refuse_a_radius(
         tmp_path: Path) -> None:
     index = build_tree(tmp_path, command="train")
-    client = TestClient(create_app(Searcher.open(index), ServeConfig(index=str(index))))
+    client = local_client(create_app(Searcher.open(index), ServeConfig(index=str(index))))
     assert client.get("/info").json()["kind"] == "embeddings"
     assert client.get("/info").json()["bits"] is None
     response = client.get("/items/0/search?k=3&radius=2")
@@ -288,7 +299,7 @@ def test_thumbnails_of_a_data_set_that_is_not_a_folder(index: Path, tmp_path: Pa
     assert main(["index", "--checkpoint", str(tree / "run" / "bits-16" / "best.pt"),
                  "--data-dir", str(tmp_path / "data.pack"), "--out", str(tmp_path / "index"),
                  "--cache-dir", str(tree / "c")]) == 0
-    client = TestClient(create_app(Searcher.open(tmp_path / "index"),
+    client = local_client(create_app(Searcher.open(tmp_path / "index"),
                                    ServeConfig(index=str(tmp_path / "index"))))
     record = client.get("/items/30").json()
     assert record["path"].endswith("data.pack:train/class2/06.png")
@@ -363,3 +374,303 @@ def test_a_search_leaves_the_process_thread_count_as_it_was() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, check=True)
     assert result.stdout.split() == ["2", "2"]
+
+
+# --- the trust boundary: Host, origin, the write header, the token ---------------------
+
+TOKEN = "a-test-token-of-24-chars"
+SEARCH = ("post", "/search", {"files": {"image": ("a.png", png())}})
+ADD = ("post", "/items", {"files": {"images": ("a.png", png())}})
+INFO = ("get", "/info", {})
+WRITE = {"x-requested-with": "test"}
+SAME = {"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"}
+
+#: name -> (ServeConfig fields, request, request headers, status); the client is
+#: ``http://127.0.0.1:8000`` (the default bind) and sends no header of its own
+ACCESS: dict[str, tuple[dict[str, Any], tuple[str, str, dict[str, Any]], dict[str, str], int]] = {
+    "foreign Host (DNS rebinding)": ({}, INFO, {"host": "evil.example:8000"}, 400),
+    "foreign Host on the page": ({}, ("get", "/", {}), {"host": "evil.example"}, 400),
+    "foreign Host, search": ({}, SEARCH, {"host": "rebind.example:8000"}, 400),
+    "foreign Host, add": ({}, ADD, {"host": "rebind.example:8000", **WRITE}, 400),
+    "localhost": ({}, INFO, {"host": "localhost:8000"}, 200),
+    "IPv6 loopback": ({}, INFO, {"host": "[::1]:8000"}, 200),
+    "the bound name": ({"host": "box.lan"}, INFO, {"host": "box.lan:8000"}, 200),
+    "another name than the bound one": ({"host": "box.lan"}, INFO, {"host": "x.lan"}, 400),
+    "an address when bound to all": ({"host": "0.0.0.0"}, INFO, {"host": "10.1.2.3:8000"}, 200),
+    "a name when bound to all": ({"host": "0.0.0.0"}, INFO, {"host": "evil.example"}, 400),
+    "allowed host": ({"allowed_host": ("search.example.org",)}, INFO,
+                     {"host": "search.example.org"}, 200),
+    "allowed host on another port": ({"allowed_host": ("search.example.org:443",)}, INFO,
+                                     {"host": "search.example.org:8443"}, 400),
+    "same-origin search": ({}, SEARCH, SAME, 200),
+    "search without origin headers (curl)": ({}, SEARCH, {}, 200),
+    "cross-origin search": ({}, SEARCH, {"origin": "http://127.0.0.1:9000"}, 403),
+    "cross-origin add": ({}, ADD, {"origin": "http://localhost:9000", **WRITE}, 403),
+    "add from origin null": ({}, ADD, {"origin": "null", **WRITE}, 403),
+    "add from another scheme's origin": ({}, ADD, {"origin": "ftp://127.0.0.1:8000", **WRITE},
+                                         403),
+    "cross-site add (Sec-Fetch-Site)": ({}, ADD, {"sec-fetch-site": "cross-site", **WRITE}, 403),
+    "same-site add from another port": ({}, ADD, {"sec-fetch-site": "same-site", **WRITE}, 403),
+    "add without the write header (a form post)": ({}, ADD, SAME, 403),
+    "add through the allowed proxy's origin, no header": (
+        {"allowed_host": ("search.example.org",)}, ADD,
+        {"origin": "https://search.example.org", "sec-fetch-site": "same-origin"}, 403),
+    "search through the allowed proxy's origin": (
+        {"allowed_host": ("search.example.org",)}, SEARCH,
+        {"origin": "https://search.example.org", "sec-fetch-site": "same-origin"}, 200),
+    "add without the token": ({"token": TOKEN}, ADD, WRITE, 401),
+    "add with a wrong token": ({"token": TOKEN}, ADD,
+                               {"authorization": "Bearer " + TOKEN[:-1] + "x", **WRITE}, 401),
+    "add with the token in a cookie": ({"token": TOKEN}, ADD,
+                                       {"cookie": f"deephash_token={TOKEN}", **WRITE}, 401),
+    "cross-origin add with the token": ({"token": TOKEN}, ADD, {
+        "authorization": f"Bearer {TOKEN}", "origin": "http://127.0.0.1:9000"}, 403),
+    "reads need no token by default": ({"token": TOKEN}, INFO, {}, 200),
+    "token reads: info without it": ({"token": TOKEN, "token_reads": True}, INFO, {}, 401),
+    "token reads: info with it": ({"token": TOKEN, "token_reads": True}, INFO,
+                                  {"authorization": f"Bearer {TOKEN}"}, 200),
+    "token reads: search without it": ({"token": TOKEN, "token_reads": True}, SEARCH,
+                                       {"cookie": f"deephash_token={TOKEN}"}, 401),
+    "token reads: search with it": ({"token": TOKEN, "token_reads": True}, SEARCH,
+                                    {"authorization": f"bearer {TOKEN}"}, 200),
+    "token reads: thumbnail with the cookie": (
+        {"token": TOKEN, "token_reads": True}, ("get", "/items/3/thumbnail", {}),
+        {"cookie": f"other=1; deephash_token={TOKEN}", "sec-fetch-site": "same-origin"}, 200),
+    "token reads: the cookie from another site": (
+        {"token": TOKEN, "token_reads": True}, ("get", "/items/3/thumbnail", {}),
+        {"cookie": f"deephash_token={TOKEN}", "sec-fetch-site": "same-site"}, 401),
+    "token reads: the page is open": ({"token": TOKEN, "token_reads": True},
+                                      ("get", "/", {}), {}, 200),
+    "token reads: its script is open": ({"token": TOKEN, "token_reads": True},
+                                        ("get", "/static/app.js", {}), {}, 200),
+    "token reads: health is open": ({"token": TOKEN, "token_reads": True},
+                                    ("get", "/health", {}), {}, 200),
+}
+
+
+@pytest.mark.parametrize("case", list(ACCESS))
+def test_who_may_read_and_write(searcher: Searcher, client: TestClient, case: str) -> None:
+    fields, (method, url, arguments), headers, status = ACCESS[case]
+    app = create_app(searcher, ServeConfig(**fields))
+    response = getattr(local_client(app, headers={}), method)(url, headers=headers, **arguments)
+    assert response.status_code == status, response.text
+    if status >= 400:
+        assert list(response.json()) == ["error"] and "\n" not in response.json()["error"]
+        assert ("www-authenticate" in response.headers) == (status == 401)
+    assert searcher.state.size == 48  # nothing was added
+    assert client.get("/health").status_code == 200
+
+
+def test_a_write_with_the_header_or_the_token_adds(index: Path) -> None:
+    copy = index.parent / "index-writes"
+    shutil.copytree(index, copy)
+    for fields, headers in (({}, WRITE), ({"token": TOKEN}, {"authorization": f"Bearer {TOKEN}"})):
+        app = create_app(Searcher.open(copy), ServeConfig(**fields))
+        before = len(list((copy / "added").glob("*"))) if (copy / "added").is_dir() else 0
+        refused = local_client(app, headers={}).post("/items", files={"images": ("a.png", png())})
+        assert refused.status_code in (401, 403)
+        response = local_client(app, headers={}).post(
+            "/items", headers={**headers, **SAME}, files={"images": ("a.png", png())})
+        assert response.status_code == 200, response.text
+        assert len(list((copy / "added").glob("*"))) == before + 1  # one, the refused none
+
+
+@pytest.mark.parametrize(("fields", "problem"), [
+    ({"token": "short"}, "must be 16 to 256 characters"),
+    ({"token": "x" * 20 + " y"}, "must be 16 to 256 characters"),
+    ({"token_reads": True}, "--token-reads needs a token"),
+    ({"allowed_host": ("http://x.org/",)}, "is not a host name"),
+    ({"max_pixels_in_flight": 10}, "--max-pixels-in-flight 10 is less than --max-pixels"),
+    ({"max_request_pixels": 10}, "--max-request-pixels 10 is less than --max-pixels")])
+def test_a_bad_access_or_limit_setting_is_refused(searcher: Searcher, fields: dict[str, Any],
+                                                  problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        create_app(searcher, ServeConfig(**fields))
+
+
+def test_a_token_from_the_environment_is_checked_in_one_line(
+        index: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DEEPHASH_TOKEN", "too-short")
+    assert main(["serve", "--index", str(index)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "DEEPHASH_TOKEN" in err[0] and "too-short" not in err[0]
+
+
+def test_serve_on_an_address_it_cannot_bind_says_so_in_one_line(
+        index: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for host in ("127.0.0.1", "192.0.2.1"):  # a taken port; an address not this machine's
+            assert main(["serve", "--index", str(index), "--host", host,
+                         "--port", str(port)]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"cannot serve on --host {host} --port {port}" in err[0]
+
+
+# --- memory: pixels per request and in flight, large images decoded small --------------
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _large_png(side: int, colour: int) -> bytes:
+    """A ``side x side`` PNG of one colour: about 50 KB at 4000."""
+    image = Image.new("RGB", (side, side), (colour, 255 - colour, 90))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc (Linux)")
+def test_a_batch_of_large_images_is_decoded_one_at_a_time_within_the_budget(
+        searcher: Searcher) -> None:
+    """Six 4000 x 4000 PNGs (16 M pixels, 64 MB decoded each): answered with at most one
+    decoded at a time (the budget is one image), and the process does not keep their
+    memory; eight of them are over the request's pixel limit: 413, before decoding."""
+    side = 4000
+    settings = ServeConfig(max_pixels=side * side, max_request_pixels=6 * side * side,
+                           max_pixels_in_flight=side * side, max_batch=8)
+    app = create_app(searcher, settings)
+    client = local_client(app)
+    files = [("images", (f"{n}.png", _large_png(side, 40 * n))) for n in range(8)]
+    assert sum(len(data) for _, (_, data) in files) < settings.max_upload_bytes
+    client.post("/search/batch?k=3", files=files[:1])  # first-call allocations
+    before = _rss_bytes()
+    response = client.post("/search/batch?k=3", files=files[:6])
+    grown = _rss_bytes() - before
+    assert response.status_code == 200 and len(response.json()["results"]) == 6
+    assert app.state.pixel_budget.peak == side * side and app.state.pixel_budget.held == 0
+    assert grown < 150_000_000, f"the server kept {grown:,} bytes after the request"
+    refused = client.post("/search/batch?k=3", files=files)
+    assert refused.status_code == 413 and "--max-request-pixels" in refused.json()["error"]
+    assert "\n" not in refused.json()["error"]
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_the_pixel_budget_makes_decodes_wait_and_times_out() -> None:
+    budget = PixelBudget(10, wait_s=10)
+    events: list[tuple[str, int]] = []
+    first = budget.hold(6)
+    first.__enter__()
+
+    def second() -> None:
+        with budget.hold(6):
+            events.append(("second holds", budget.held))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.2)
+    events.append(("first releases", budget.held))
+    first.__exit__(None, None, None)
+    thread.join(timeout=10)
+    assert events == [("first releases", 6), ("second holds", 6)]
+    assert budget.peak == 6 and budget.held == 0
+    budget.wait_s = 0.1
+    with budget.hold(6), pytest.raises(ApiError) as refused, budget.hold(6):
+        pass
+    assert refused.value.status == 503 and budget.held == 0  # the refused one took nothing
+
+
+def _jpeg(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _gradient(height: int, width: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], -1).astype(np.uint8)
+
+
+def test_large_images_are_decoded_no_larger_than_the_model_needs() -> None:
+    """Shorter side kept at least DETAIL x image_size: 8 x smaller at most; a JPEG in the
+    decoder, a PNG right after; an image below twice that is decoded exactly."""
+    size = 32  # the model's input side: reduce from 2 x 4 x 32 = 256 on the shorter side
+    assert [reduction(w, h, size) for w, h in ((255, 4000), (256, 300), (1100, 600),
+                                               (6000, 6000))] == [1, 2, 4, 8]
+    small = _gradient(255, 300)
+    for data in (png(small), _jpeg(small)):
+        assert np.array_equal(np.array(decode_query(data, "q", size)),
+                              np.array(decode_rgb(data, "q")))  # bit for bit
+    large = _gradient(600, 1100)
+    for data in (png(large), _jpeg(large)):
+        reduced = decode_query(data, "q", size)
+        assert reduced.size == (275, 150) and reduced.mode == "RGB"
+        full = np.array(decode_rgb(data, "q").resize((275, 150), Image.Resampling.BOX),
+                        dtype=float)
+        assert np.abs(np.array(reduced, dtype=float) - full).mean() < 3
+    assert decoded_pixels(1100, 600, "JPEG", size) == 275 * 150  # scaled in the decoder
+    assert decoded_pixels(1100, 600, "PNG", size) == 1100 * 600  # decoded, then reduced
+
+
+def test_a_large_query_gives_what_deephash_search_prints(
+        client: TestClient, index: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The command decodes a query as the service does, large ones reduced alike."""
+    for name, data in (("large.png", png(_gradient(700, 900))),
+                       ("large.jpg", _jpeg(_gradient(700, 900)))):
+        query = tmp_path / name
+        query.write_bytes(data)
+        hits = client.post("/search?k=7", files={"image": (name, data)}).json()["results"]
+        root = (index.parent / "data").resolve()
+        assert [(hit["distance"], str(root / hit["path"])) for hit in hits] == \
+            cli_rows(index, query, 7, capsys)
+
+
+# --- item paths confined to the data root; no server paths in answers ------------------
+
+@pytest.mark.parametrize(("path", "local"), [
+    ("../run/secret.png", False), ("{root}/secret.png", False),
+    ("train/../../run/secret.png", False),
+    ("added/../../run/secret.png", True), ("../run/secret.png", True), ("index.json", True)])
+def test_an_altered_items_file_cannot_serve_another_file(index: Path, path: str,
+                                                         local: bool) -> None:
+    tree = index.parent
+    secret = tree / "run" / "secret.png"
+    secret.write_bytes(png())
+    copy = tree / f"index-altered-{abs(hash((path, local)))}"
+    shutil.copytree(index, copy, dirs_exist_ok=True)
+    items_file = copy / read_info(copy)["items_file"] if "items_file" in read_info(copy) \
+        else copy / "items.npz"
+    items = Items.load(items_file)
+    paths, flags = items.paths.astype(object), items.local.copy()
+    paths[5], flags[5] = path.format(root=tree.resolve()), local
+    Items(paths.astype(str), items.labels, items.classes, flags).save(items_file)
+    client = local_client(create_app(Searcher.open(copy), ServeConfig()))
+    response = client.get("/items/5/thumbnail")
+    assert response.status_code == 404, response.text
+    message = response.json()["error"]
+    assert "outside the index's data root" in message and str(tree) not in message
+    assert client.get("/items/6/thumbnail").status_code == 200  # the others still serve
+
+
+def test_a_missing_image_is_a_404_without_server_paths(index: Path) -> None:
+    tree = index.parent
+    copy = tree / "index-missing"
+    shutil.copytree(index, copy, dirs_exist_ok=True)
+    items_file = copy / "items.npz"
+    items = Items.load(items_file)
+    paths = items.paths.astype(object)
+    paths[7] = "train/class0/gone.png"
+    Items(paths.astype(str), items.labels, items.classes, items.local).save(items_file)
+    response = local_client(create_app(Searcher.open(copy), ServeConfig())).get(
+        "/items/7/thumbnail")
+    assert response.status_code == 404
+    message = response.json()["error"]
+    assert "not available on the server" in message
+    assert str(tree) not in message and "gone.png" not in message
+
+
+def test_the_bound_socket_answers_without_nagle_delays() -> None:
+    """serve binds the socket itself (errors before loading) and hands it to uvicorn: it
+    must say it is TCP, or asyncio leaves Nagle on and keep-alive answers wait 40 ms."""
+    from deephash.service.serve import bind
+
+    with bind("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

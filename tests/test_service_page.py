@@ -54,17 +54,18 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def server(index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``deephash serve --index INDEX`` on a free localhost port; its base URL."""
+@contextlib.contextmanager
+def serving(index: Path, log: Path, env: dict[str, str] | None = None,
+            options: list[str] | None = None) -> Iterator[str]:
+    """``deephash serve --index INDEX`` (with ``options``, in ``env``) on a free localhost
+    port (its output in ``log``); its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    log = tmp_path_factory.mktemp("server") / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "deephash.cli", "serve", "--index",
-                                    str(index), "--port", str(port)], stdout=out,
-                                   stderr=subprocess.STDOUT)
+                                    str(index), "--port", str(port), *(options or [])],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -79,6 +80,13 @@ def server(index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``deephash serve --index INDEX`` on a free localhost port; its base URL."""
+    with serving(index, tmp_path_factory.mktemp("server") / "serve.log") as base:
+        yield base
 
 
 class Browser:
@@ -246,3 +254,157 @@ def test_a_dropped_image_searches_and_api_errors_show_as_text(
     assert page.evaluate("document.getElementById('error').hidden")
     assert "dropped.png" in page.inner_text("#query-caption")
     assert browser.refused == []
+
+
+#: a page of another origin that tries to add an image to ``TARGET`` three ways: a no-cors
+#: fetch (sent without a preflight; its answer unreadable, but an add would be done), a
+#: fetch with the write header (needs a preflight, which the server never grants) and a
+#: form post into an iframe
+ELSEWHERE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>elsewhere</title>
+<iframe name="sink" title="sink"></iframe>
+<form id="form" method="post" enctype="multipart/form-data" action="TARGETitems" target="sink">
+<input type="file" name="images" id="file"><input name="label" value="class0"></form>
+<script>
+const bytes = Uint8Array.from(atob("DATA"), c => c.charCodeAt(0));
+function form() {
+  const body = new FormData();
+  body.append("images", new Blob([bytes], {type: "image/png"}), "planted.png");
+  return body;
+}
+async function attack() {
+  const outcomes = {};
+  try {
+    const r = await fetch("TARGETitems", {method: "POST", mode: "no-cors", body: form()});
+    outcomes.noCors = r.type;
+  } catch (e) { outcomes.noCors = "failed"; }
+  try {
+    await fetch("TARGETitems", {method: "POST", body: form(),
+                                headers: {"X-Requested-With": "x"}});
+    outcomes.cors = "answered";
+  } catch (e) { outcomes.cors = "failed"; }
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], "planted.png", {type: "image/png"}));
+  document.getElementById("file").files = transfer.files;
+  document.getElementById("form").submit();
+  return outcomes;
+}
+</script></html>"""
+
+
+@contextlib.contextmanager
+def elsewhere(html: str) -> Iterator[str]:
+    """A page of another origin (another localhost port); its URL."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as site:
+        thread = threading.Thread(target=site.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{site.server_address[1]}/"
+        finally:
+            site.shutdown()
+
+
+def test_a_page_of_another_origin_cannot_add_and_the_own_page_can(
+        index: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    copy = index.parent / "index-cross-origin"
+    shutil.copytree(index, copy, dirs_exist_ok=True)
+    image = (index.parent / "data" / "test" / "class0" / "00.png").read_bytes()
+    data = base64.b64encode(image).decode()
+    with serving(copy, tmp_path / "serve.log") as base, \
+            elsewhere(ELSEWHERE.replace("TARGET", base).replace("DATA", data)) as attacker, \
+            sync_playwright() as playwright:
+        assert _port(attacker) != _port(base)
+        size = _api(base, "/info")["size"]
+        chrome = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = chrome.new_page()
+            page.set_default_timeout(30_000)
+            posts: list[tuple[str, int]] = []
+            page.on("response", lambda r: posts.append((r.request.resource_type, r.status))
+                    if r.request.method == "POST" else None)
+            page.goto(attacker)
+            with page.expect_response(lambda r: r.request.resource_type == "document"
+                                      and r.request.method == "POST"):
+                outcomes = page.evaluate("attack()")
+            assert outcomes == {"noCors": "opaque", "cors": "failed"}
+            # the no-cors fetch and the form post reached the server and were refused; the
+            # fetch with the header never left the browser (its preflight was not granted)
+            assert sorted(posts) == [("document", 403), ("fetch", 403)], posts
+            sink = page.frame(name="sink")
+            assert sink is not None and "cross-origin" in sink.inner_text("body")
+            assert _api(base, "/info")["size"] == size  # nothing was added
+            # the service's own page adds through its api(): same origin, with the header
+            page.goto(base)
+            page.wait_for_function("document.getElementById('info').dataset.kind")
+            answer = page.evaluate("""async data => {
+                const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+                const body = new FormData();
+                body.append("images", new Blob([bytes], {type: "image/png"}), "own.png");
+                return api("items", {method: "POST", body});
+            }""", data)
+            assert answer["size"] == size + 1 and len(answer["added"]) == 1
+            assert _api(base, "/info")["size"] == size + 1
+        finally:
+            chrome.close()
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count('"POST /items HTTP/1.1" 403') == 2 and "OPTIONS /items" in log
+
+
+def test_the_page_works_with_a_token_for_reads(index: Path, tmp_path: Path) -> None:
+    """``serve --token-reads`` with ``DEEPHASH_TOKEN``: the page opened as ``/#token=``
+    drops the fragment from its address, searches and shows every thumbnail."""
+    import os
+
+    token = "page-test-token-0123456789"
+    with serving(index, tmp_path / "serve.log", {**os.environ, "DEEPHASH_TOKEN": token},
+                 ["--token-reads"]) as base:
+        status, body = _get(_port(base), "/info")
+        assert status == 401 and "token" in json.loads(body)["error"]
+        assert "--token-reads" in str(_ps_arguments(base)) and token not in _ps_arguments(base)
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            chrome = playwright.chromium.launch(executable_path=chromium(),
+                                                args=["--no-sandbox"])
+            try:
+                page = chrome.new_page(viewport={"width": 1100, "height": 900})
+                page.set_default_timeout(30_000)
+                browser = Browser(page, base)
+                page.goto(f"{base}#token={token}")
+                page.wait_for_function("document.getElementById('info').dataset.kind")
+                assert token not in page.url
+                page.fill("#k", str(K))
+                page.set_input_files("#file", str(index.parent / "data/test/class1/02.png"))
+                browser.wait_for_grid("")
+                assert len(browser.grid()) == K and browser.errors == []
+            finally:
+                chrome.close()
+
+
+def _ps_arguments(base: str) -> str:
+    """The command line of the process listening on ``base``'s port (as ``ps`` shows it)."""
+    port = str(_port(base))
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "deephash.cli serve" in line and port in line:
+                return line
+    raise AssertionError(f"no server on port {port}")

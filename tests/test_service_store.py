@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import local_client
 from fastapi.testclient import TestClient
 from PIL import Image
 from test_service_api import build_tree, cli_rows
@@ -50,7 +51,7 @@ def new_images(n: int, seed: int = 1) -> list[bytes]:
 
 
 def client_of(index: Path) -> TestClient:
-    return TestClient(create_app(Searcher.open(index), ServeConfig(index=str(index))))
+    return local_client(create_app(Searcher.open(index), ServeConfig(index=str(index))))
 
 
 def post_items(client: TestClient, files: list[bytes], label: str | None = None) -> Any:
@@ -116,7 +117,7 @@ def test_a_crash_mid_add_leaves_the_old_state(tree: Path, crash: str,
     query = tree / "data" / "test" / "class1" / "03.png"
     before = cli_rows(index, query, 48, capsys)
     searcher = Searcher.open(index)
-    client = TestClient(create_app(searcher, ServeConfig(index=str(index))))
+    client = local_client(create_app(searcher, ServeConfig(index=str(index))))
 
     def crash_in_part(path: Path, **arrays: Any) -> None:
         with open(path, "wb") as handle:  # half a file where the new generation goes

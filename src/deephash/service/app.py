@@ -9,9 +9,11 @@ them in its thread pool, so a forward pass never blocks the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,11 +24,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from deephash.errors import DeephashError
-from deephash.service.config import ServeConfig
+from deephash.service.access import AccessGuard, AccessPolicy
+from deephash.service.config import ServeConfig, check_limits
 from deephash.service.errors import ApiError
 from deephash.service.guard import TOO_LARGE, Guard, too_large_message
+from deephash.service.memory import (
+    TRIM_ABOVE,
+    PixelBudget,
+    handing_back,
+    prepare_uploads,
+    release_memory,
+)
 from deephash.service.searcher import Searcher
-from deephash.service.uploads import UploadLimits, decode_upload
+from deephash.service.uploads import Upload, UploadLimits, check_request_pixels, inspect_upload
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +52,13 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
     """The service's app over a loaded ``searcher``, with the limits of ``settings``."""
     app = FastAPI(title="deephash search", docs_url=None, redoc_url=None,
                   description="Image retrieval over a deephash index folder.")
-    app.add_middleware(Guard, max_body=settings.max_upload_bytes)
-    limits = UploadLimits(settings.max_upload_bytes, settings.max_pixels)
+    check_limits(settings)
+    app.add_middleware(AccessGuard, policy=access_policy(settings))
+    app.add_middleware(Guard, max_body=settings.max_upload_bytes)  # outermost: runs first
+    limits = UploadLimits(settings.max_upload_bytes, settings.max_pixels,
+                          settings.max_request_pixels)
+    budget = PixelBudget(settings.max_pixels_in_flight)
+    app.state.pixel_budget = budget
     _add_error_handlers(app, settings)
 
     def check_k(k: int) -> None:
@@ -53,18 +68,20 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
                                 f"{settings.max_k}, and the index's {searcher.state.size} "
                                 f"items); got {k}")
 
-    def decode(upload: UploadFile) -> tuple[Any, tuple[bytes, str]]:
-        data = upload.file.read(settings.max_upload_bytes + 1)
-        image, ext = decode_upload(data, upload.filename or "image", limits)
-        return image, (data, ext)
-
-    def decode_all(uploads: list[UploadFile]) -> tuple[list[Any], list[tuple[bytes, str]]]:
+    @contextlib.contextmanager
+    def decoded(uploads: list[UploadFile]) -> Iterator[tuple[list[Any], list[Upload]]]:
+        """The model's input pixels of each upload (one image decoded at a time, within the
+        pixel budget) and the uploads (their bytes are kept when added); memory handed back
+        after the block."""
         if len(uploads) > settings.max_batch:
             raise ApiError(413, f"{len(uploads)} images in one request, more than this "
                                 f"server's limit of {settings.max_batch} (--max-batch); send "
                                 "them in several requests")
-        decoded = [decode(upload) for upload in uploads]
-        return [image for image, _ in decoded], [kept for _, kept in decoded]
+        inspected = [inspect_upload(upload.file.read(settings.max_upload_bytes + 1),
+                                    upload.filename or "image", limits) for upload in uploads]
+        check_request_pixels(inspected, limits)
+        with handing_back(inspected):
+            yield prepare_uploads(inspected, searcher.embedder, budget), inspected
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -77,26 +94,27 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
         return JSONResponse({
             "kind": "codes" if searcher.codes else "embeddings",
             "bits": dim if searcher.codes else None, "dim": dim, "size": state.size,
-            "index": state.info["index"], "checkpoint": str(searcher.checkpoint.resolve()),
+            "index": state.info["index"], "checkpoint": shown_path(searcher.checkpoint),
             "backbone": searcher.train_config.backbone.name, "classes": list(state.items.classes),
             "max_k": min(settings.max_k, state.size), "max_upload_bytes": settings.max_upload_bytes,
-            "max_pixels": settings.max_pixels, "max_batch": settings.max_batch})
+            "max_pixels": settings.max_pixels, "max_batch": settings.max_batch,
+            "max_request_pixels": settings.max_request_pixels})
 
     @app.post("/search")
     def search(image: Annotated[UploadFile, File(description="the query image")],
                k: K = 10, radius: RADIUS = None) -> JSONResponse:
         check_k(k)
         searcher.check_radius(radius)
-        query, _ = decode(image)
-        return JSONResponse({"results": searcher.search_images([query], k, radius)[0]})
+        with decoded([image]) as (queries, _):
+            return JSONResponse({"results": searcher.search_images(queries, k, radius)[0]})
 
     @app.post("/search/batch")
     def search_batch(images: Annotated[list[UploadFile], File(description="query images")],
                      k: K = 10, radius: RADIUS = None) -> JSONResponse:
         check_k(k)
         searcher.check_radius(radius)
-        queries, _ = decode_all(images)
-        return JSONResponse({"results": searcher.search_images(queries, k, radius)})
+        with decoded(images) as (queries, _):
+            return JSONResponse({"results": searcher.search_images(queries, k, radius)})
 
     @app.get("/items/{item}")
     def item(item: int) -> JSONResponse:
@@ -110,8 +128,14 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
 
     @functools.lru_cache(maxsize=4096)
     def thumbnail_png(item: int) -> bytes:  # items never change: a cache never goes stale
-        image = searcher.image(item)
-        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        # an item's file is not checked from its header as an upload is: it takes a whole
+        # image's share of the budget (uploads and thumbnails decode within one bound)
+        with budget.hold(settings.max_pixels):
+            image = searcher.image(item)
+            large = image.width * image.height > TRIM_ABOVE
+            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        if large:
+            release_memory()
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         return buffer.getvalue()
@@ -127,8 +151,9 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
     def add(images: Annotated[list[UploadFile], File(description="images to add")],
             label: Annotated[str | None, Form(description="class name or number")] = None
             ) -> JSONResponse:
-        decoded, kept = decode_all(images)
-        added = searcher.add(decoded, kept, label)
+        with decoded(images) as (queries, uploads):
+            added = searcher.add(queries, [(upload.data, upload.extension)
+                                           for upload in uploads], label)
         return JSONResponse({"added": added, "size": searcher.state.size})
 
     @app.get("/", response_class=Response, include_in_schema=False)
@@ -140,6 +165,18 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app
+
+
+def access_policy(settings: ServeConfig) -> AccessPolicy:
+    """Who may talk to a server of ``settings`` (:mod:`deephash.service.access`)."""
+    return AccessPolicy(settings.host, tuple(settings.allowed_host), settings.token,
+                        settings.token_reads)
+
+
+def shown_path(path: Path) -> str:
+    """A server file as the API shows it: its folder's and its own name, never the whole
+    path (``bits-48/best.pt``)."""
+    return "/".join(Path(path).resolve().parts[-2:])
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deephash.errors import ConfigError
+
 
 @dataclass
 class ServeConfig:
@@ -23,6 +25,24 @@ class ServeConfig:
                           "holds)"})
     max_batch: int = field(default=64, metadata={
         "min": 1, "help": "most images in one batch search or add request"})
+    max_request_pixels: int = field(default=200_000_000, metadata={
+        "min": 1, "help": "most pixels (width x height, summed over its images) of one request "
+                          "(413 above, before decoding)"})
+    max_pixels_in_flight: int = field(default=80_000_000, metadata={
+        "min": 1, "help": "most pixels decoded at once across concurrent requests (each "
+                          "request decodes one image at a time; others wait); at least "
+                          "--max-pixels"})
+    allowed_host: tuple[str, ...] = field(default=(), metadata={
+        "help": "more names this server is reached under (name or name:port, e.g. a reverse "
+                "proxy's); localhost, loopback addresses and --host are always accepted, any "
+                "other Host header is refused (DNS rebinding)"})
+    token: str | None = field(default=None, metadata={
+        "help": "require 'Authorization: Bearer TOKEN' for adding images (with --token-reads "
+                "for everything but the page); better set DEEPHASH_TOKEN, a command line is "
+                "visible to every user of the machine"})
+    token_reads: bool = field(default=False, metadata={
+        "help": "require the token for searches, items and /info too (the page: open "
+                "/#token=TOKEN)"})
     threads: int = field(default=1, metadata={
         "min": 1, "help": "threads of one forward pass; concurrent requests run one pass per "
                           "group of this many cores (1: small queries, one core each, no "
@@ -30,3 +50,12 @@ class ServeConfig:
     checkpoint: str | None = field(default=None, metadata={
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})
+
+
+def check_limits(config: ServeConfig) -> None:
+    """Refuse pixel limits that would refuse every largest allowed image."""
+    for option, value in (("--max-request-pixels", config.max_request_pixels),
+                          ("--max-pixels-in-flight", config.max_pixels_in_flight)):
+        if value < config.max_pixels:
+            raise ConfigError(f"{option} {value:,} is less than --max-pixels "
+                              f"{config.max_pixels:,}; raise it or lower --max-pixels")

@@ -8,7 +8,7 @@ decoded images in one forward pass per view.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,11 @@ def vectors_of_features(model: EmbeddingModel, features: Sequence[np.ndarray],
     return pack_codes(binarize(out)) if codes else out
 
 
+#: a query as the embedder takes it: an RGB image, or its views' pixels from
+#: :meth:`Embedder.prepare` (``(V, 3, S, S)`` uint8)
+Query = Image.Image | torch.Tensor
+
+
 class Embedder:
     """A model and its feature backbone, loaded once, on the CPU in eval mode.
 
@@ -61,16 +66,27 @@ class Embedder:
         self.model = model.eval()
         self.codes = train_config.training.codes
         self.backbone = feature_backbone(train_config).eval()
-        self.transforms: list[Callable[[Image.Image], torch.Tensor]] = [
-            TransformSpec(spec["image_size"], tuple(spec["mean"]), tuple(spec["std"]),
-                          spec["interpolation"], view).build()
-            for view in views_of(train_config)]
+        self.image_size = int(spec["image_size"])
+        self.views = [TransformSpec(spec["image_size"], tuple(spec["mean"]), tuple(spec["std"]),
+                                    spec["interpolation"], view)
+                      for view in views_of(train_config)]
+        self._pixels = [view.build_pixels() for view in self.views]
 
-    def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """``(len(images), W)`` vectors of RGB images: one backbone pass per view."""
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """``(V, 3, S, S)`` uint8: the pixels of each view of an RGB image (resized and
+        cropped), all a query keeps of its image (the service frees the decoded image)."""
+        array = np.array(image)
+        return torch.stack([pixels(array) for pixels in self._pixels])
+
+    def __call__(self, images: Sequence[Query]) -> np.ndarray:
+        """``(len(images), W)`` vectors of RGB images (or their pixels from :meth:`prepare`):
+        one backbone pass per view (normalised per batch: bitwise the composed transform,
+        see :mod:`deephash.data.transforms`)."""
+        prepared = [image if isinstance(image, torch.Tensor) else self.prepare(image)
+                    for image in images]
         features = []
         with torch.inference_mode():
-            for transform in self.transforms:
-                batch = torch.stack([transform(image) for image in images])
+            for v, view in enumerate(self.views):
+                batch = view.normalise(torch.stack([pixels[v] for pixels in prepared]))
                 features.append(self.backbone(batch).numpy())
         return vectors_of_features(self.model, features, self.codes)

@@ -15,9 +15,10 @@ query sees the old or the new one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import faiss
@@ -26,15 +27,16 @@ from PIL import Image
 
 from deephash.data.decode import open_rgb
 from deephash.errors import DeephashError
-from deephash.service.embedder import Embedder
+from deephash.service.embedder import Embedder, Query
 from deephash.service.errors import ApiError
 from deephash.service.folder import check_fits, checkpoint_path, item_root, locate, read_info
 from deephash.service.state import IndexState, load_state
-from deephash.service.store import add_images
+from deephash.service.store import ADDED, add_images
 from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
 
 Hit = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -87,12 +89,12 @@ class Searcher:
     def codes(self) -> bool:
         return bool(self._state.info["codes"])
 
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def embed(self, images: Sequence[Query]) -> np.ndarray:
         """``(len(images), W)`` vectors, one forward pass (per view) for the batch."""
         with self._forward_slots:
             return self.embedder(images)
 
-    def search_images(self, images: Sequence[Image.Image], k: int,
+    def search_images(self, images: Sequence[Query], k: int,
                       radius: int | None = None) -> list[list[Hit]]:
         """The hits of each RGB image, in order."""
         return self.search_vectors(self.embed(images), k, radius)
@@ -142,7 +144,7 @@ class Searcher:
             raise ApiError(404, f"no item {item}: ids run from 0 to {state.size - 1}; pick an "
                                 "id from a search result")
 
-    def add(self, images: Sequence[Image.Image], encoded: Sequence[tuple[bytes, str]],
+    def add(self, images: Sequence[Query], encoded: Sequence[tuple[bytes, str]],
             label: str | None) -> list[dict[str, Any]]:
         """Add decoded ``images`` (their ``encoded`` bytes and file extension are kept in
         the folder) labelled ``label`` (a class name or number; ``None``: unlabelled), persist
@@ -168,9 +170,32 @@ class Searcher:
         try:
             if not state.items.local[item] and "data_dir" in state.info:  # a data set's row
                 return self._data_set().load_image(item)
-            return open_rgb(Path(self.full_path(state.items.describe(item))))
-        except DeephashError as exc:
-            raise ApiError(404, f"the image of item {item} is not available: {exc}") from None
+            return open_rgb(self.image_file(item))
+        except ApiError:
+            raise
+        except DeephashError as exc:  # the log has the server's paths, the answer does not
+            log.warning("the image of item %d is not available: %s", item, exc)
+            raise ApiError(404, f"the image of item {item} is not available on the server "
+                                "(moved, deleted or unreadable; the server's log names it); "
+                                "search from another item") from None
+
+    def image_file(self, item: int) -> Path:
+        """Item ``item``'s image file, inside the data root (an added image: inside the
+        index folder's ``added/``); ``ApiError`` 404 for a path that would leave it — an
+        absolute path or ``..`` (an altered ``items.npz``), or an index folder that records
+        no data root (written before relative paths: rebuild it)."""
+        items = self._state.items
+        local = bool(items.local[item])
+        root = self._state.folder.resolve() if local else self.root
+        path = PurePath(str(items.paths[item]))
+        inside = root is not None and not path.is_absolute() and ".." not in path.parts and (
+            not local or (len(path.parts) > 1 and path.parts[0] == ADDED))
+        if not inside:
+            raise ApiError(404, f"the image of item {item} is outside the index's data root "
+                                "(an altered or old items.npz); rebuild the index folder with "
+                                "deephash index")
+        assert root is not None
+        return root / path
 
     def _data_set(self) -> Any:
         """The indexed data set, for items that are a data set's rows (CIFAR-10, a pack)."""

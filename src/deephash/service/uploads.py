@@ -2,10 +2,11 @@
 
 Checks run cheapest first: an empty upload, too many bytes (413), data PIL does not
 recognise as an image (400), too many pixels (413, read from the header before anything
-is decoded: a decompression bomb never allocates its pixels), then the decode itself,
-where a truncated or damaged file fails (400). The pixels come from
-:func:`deephash.data.decode.decode_rgb`, the decoder ``deephash search`` reads a query
-file with, so the service and the command see the same pixels.
+is decoded: a decompression bomb never allocates its pixels), too many pixels in all the
+images of a request (413), then the decode itself, where a truncated or damaged file fails
+(400). The pixels come from :func:`deephash.service.downscale.decode_query`, the decoder
+``deephash search`` reads a query file with, so the service and the command see the same
+pixels.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from deephash.data.decode import decode_rgb
 from deephash.errors import DataError
+from deephash.service.downscale import decode_query
 from deephash.service.errors import ApiError
 
 #: the file extension an added image is kept under, by PIL format (others: lower-case name)
@@ -29,10 +30,31 @@ FIX = "upload a PNG or JPEG image file"
 class UploadLimits:
     max_bytes: int
     max_pixels: int
+    max_request_pixels: int
 
 
-def decode_upload(data: bytes, name: str, limits: UploadLimits) -> tuple[Image.Image, str]:
-    """The RGB image of an uploaded file called ``name`` and the extension to keep it under."""
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file whose header passed the checks: its bytes, size and PIL format."""
+
+    name: str
+    data: bytes
+    width: int
+    height: int
+    kind: str
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def extension(self) -> str:
+        """The file extension the image is kept under when added."""
+        return EXTENSIONS.get(self.kind, self.kind.lower())
+
+
+def inspect_upload(data: bytes, name: str, limits: UploadLimits) -> Upload:
+    """The checks of an uploaded file called ``name`` that need no decoding."""
     if not data:
         raise ApiError(400, f"upload {name!r} is empty; {FIX}")
     if len(data) > limits.max_bytes:
@@ -52,13 +74,27 @@ def decode_upload(data: bytes, name: str, limits: UploadLimits) -> tuple[Image.I
         size = "over PIL's own limit" if width < 0 else f"{width} x {height} pixels"
         raise ApiError(413, f"upload {name!r} is {size}, more than this server's limit of "
                             f"{limits.max_pixels:,} pixels (--max-pixels); send a smaller image")
+    return Upload(name, data, width, height, kind)
+
+
+def check_request_pixels(uploads: list[Upload], limits: UploadLimits) -> None:
+    """Refuse a request whose images hold more pixels in all than the limit (413)."""
+    total = sum(upload.pixels for upload in uploads)
+    if total > limits.max_request_pixels:
+        raise ApiError(413, f"the {len(uploads)} images of this request hold {total:,} pixels, "
+                            f"more than this server's limit of {limits.max_request_pixels:,} "
+                            "per request (--max-request-pixels); send fewer or smaller images")
+
+
+def decode_inspected(upload: Upload, image_size: int) -> Image.Image:
+    """The RGB pixels of an inspected upload, decoded no larger than a model with
+    ``image_size`` inputs needs (:mod:`deephash.service.downscale`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            rgb = decode_rgb(data, repr(name), FIX)
+            return decode_query(upload.data, repr(upload.name), image_size, FIX)
     except DataError as exc:
         raise ApiError(400, str(exc)) from None
     except Exception as exc:
-        raise ApiError(400, f"upload {name!r} cannot be decoded ({type(exc).__name__}); "
-                            f"{FIX}") from None
-    return rgb, EXTENSIONS.get(kind, kind.lower())
+        raise ApiError(400, f"upload {upload.name!r} cannot be decoded "
+                            f"({type(exc).__name__}); {FIX}") from None

@@ -33,7 +33,6 @@ import numpy as np
 
 from deephash.data import open_dataset
 from deephash.data.dataset import ImageDataset
-from deephash.data.decode import decode_rgb
 from deephash.data.fingerprint import memo_location
 from deephash.data.image_folder import ImageFolderDataset
 from deephash.devices import resolve_device
@@ -41,6 +40,7 @@ from deephash.errors import ConfigError, DataError
 from deephash.features import compute_views, transform_spec
 from deephash.index import create_index
 from deephash.pipeline.cache import cache_location
+from deephash.service.downscale import decode_query
 from deephash.service.embedder import feature_backbone, vectors_of_features, views_of
 from deephash.service.folder import read_info, relative
 from deephash.service.items import Items
@@ -121,12 +121,14 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     validate(config)
     if not config.image:
         raise ConfigError("give a query image: deephash search IMAGE --index FOLDER")
-    read_info(Path(config.index))  # not an index folder: say so before reading anything
+    info = read_info(Path(config.index))  # not an index folder: say so before reading anything
     try:
         data = Path(config.image).read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read image {config.image}: {exc.strerror}") from None
-    query = decode_rgb(data, config.image, "pass an image file")
+    # decoded as the service decodes an upload (a large image no larger than the model needs)
+    query = decode_query(data, config.image, int(info["spec"]["image_size"]),
+                         "pass an image file")
     searcher = Searcher.open(Path(config.index), config.checkpoint)
     classes = searcher.state.items.classes
     label = config.label or Path(config.image).parent.name

@@ -8,6 +8,7 @@ const state = {
   last: null,     // the query to re-run when k or the radius changes: {file} or {id}
   queryUrl: null, // object URL of an uploaded query image, revoked when replaced
   ticket: 0,      // answers of a query that is no longer the latest are dropped
+  token: null,    // the server's token, when it asks for one (see serverToken)
 };
 
 const $ = (id) => document.getElementById(id);
@@ -35,11 +36,36 @@ async function errorOf(response) {
   return `the server answered ${response.status} ${response.statusText}`.trim();
 }
 
+// The server's token, when it asks for one (`deephash serve --token`): opened as
+// `/#token=TOKEN`, the fragment (never sent to the server) is kept for this tab, sent as
+// `Authorization: Bearer` with every request and as a same-site cookie for the thumbnails.
+function serverToken() {
+  const given = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (given) {
+    sessionStorage.setItem("deephash-token", given);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const token = sessionStorage.getItem("deephash-token");
+  if (token) {
+    document.cookie = `deephash_token=${token}; path=/; SameSite=Strict`;
+  }
+  return token;
+}
+
 // fetch + JSON with the service's error convention; throws an Error carrying the message.
-async function api(url, options) {
+// Every request but a GET carries X-Requested-With: the server refuses a write without it
+// (a page of another origin cannot send it).
+async function api(url, options = {}) {
+  const headers = new Headers(options.headers);
+  if ((options.method || "GET") !== "GET") {
+    headers.set("X-Requested-With", "deephash-page");
+  }
+  if (state.token) {
+    headers.set("Authorization", `Bearer ${state.token}`);
+  }
   let response;
   try {
-    response = await fetch(url, options);
+    response = await fetch(url, { ...options, headers });
   } catch (failure) {
     throw new Error(`cannot reach the search service (${failure.message}); is it running?`);
   }
@@ -247,6 +273,7 @@ function wireDropZone() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  state.token = serverToken();
   wireDropZone();
   $("query-form").addEventListener("submit", (event) => event.preventDefault());
   $("k").addEventListener("change", rerun);
