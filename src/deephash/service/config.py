@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deephash.registries import RERANK_HELP, parse_rerank
+
 
 @dataclass
 class ServeConfig:
@@ -30,3 +32,4 @@ class ServeConfig:
     checkpoint: str | None = field(default=None, metadata={
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})
+    rerank: str = field(default="ties", metadata={"parse": parse_rerank, "help": RERANK_HELP})

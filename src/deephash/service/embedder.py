@@ -37,16 +37,27 @@ def views_of(train_config: TrainConfig) -> tuple[str, ...]:
     return ("identity", "hflip") if train_config.training.test_time_flip else ("identity",)
 
 
+def outputs_of_features(model: EmbeddingModel, features: Sequence[np.ndarray]) -> np.ndarray:
+    """``(N, D)`` float32 model outputs (embeddings, or a hashing model's relaxed codes) of
+    ``(N, F)`` features, ``features[1]`` being the mirrored view when the model is
+    evaluated with test-time flip (as in training)."""
+    inputs = FeatureInputs(features[0], features[1] if len(features) > 1 else None, seed=0,
+                           augment=False)
+    return embed(model, inputs, np.arange(len(features[0])), torch.device("cpu"),
+                 test_time_flip=len(features) > 1)
+
+
+def vectors_of_outputs(outputs: np.ndarray, codes: bool) -> np.ndarray:
+    """What an index holds of ``(N, D)`` outputs: ``(N, ceil(D/8))`` packed sign codes, or
+    the float32 embeddings themselves."""
+    return pack_codes(binarize(outputs)) if codes else np.asarray(outputs, dtype=np.float32)
+
+
 def vectors_of_features(model: EmbeddingModel, features: Sequence[np.ndarray],
                         codes: bool) -> np.ndarray:
     """``(N, ceil(bits/8))`` packed codes or ``(N, D)`` float32 embeddings of ``(N, F)``
-    features, ``features[1]`` being the mirrored view when the model is evaluated with
-    test-time flip (as in training)."""
-    inputs = FeatureInputs(features[0], features[1] if len(features) > 1 else None, seed=0,
-                           augment=False)
-    out = embed(model, inputs, np.arange(len(features[0])), torch.device("cpu"),
-                test_time_flip=len(features) > 1)
-    return pack_codes(binarize(out)) if codes else out
+    features (:func:`outputs_of_features`, then :func:`vectors_of_outputs`)."""
+    return vectors_of_outputs(outputs_of_features(model, features), codes)
 
 
 class Embedder:
@@ -66,11 +77,16 @@ class Embedder:
                           spec["interpolation"], view).build()
             for view in views_of(train_config)]
 
-    def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """``(len(images), W)`` vectors of RGB images: one backbone pass per view."""
+    def outputs(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """``(len(images), D)`` float32 model outputs of RGB images (embeddings, or relaxed
+        codes): one backbone pass per view."""
         features = []
         with torch.inference_mode():
             for transform in self.transforms:
                 batch = torch.stack([transform(image) for image in images])
                 features.append(self.backbone(batch).numpy())
-        return vectors_of_features(self.model, features, self.codes)
+        return outputs_of_features(self.model, features)
+
+    def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """``(len(images), W)`` vectors of RGB images (:meth:`outputs`, packed for codes)."""
+        return vectors_of_outputs(self.outputs(images), self.codes)

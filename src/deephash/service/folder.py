@@ -4,7 +4,8 @@
 root, each *relative to the index folder* (``"../run/best.pt"``) with the absolute path at
 indexing time as a fallback: a folder moved with its run and data, or moved alone, still
 finds them. It also names the current generation's files (``index_file``, ``items_file``;
-``index.npz`` and ``items.npz`` in folders that were never added to):
+``index.npz`` and ``items.npz`` in folders that were never added to; ``outputs_file``, the
+continuous outputs of a hashing model's items, absent in older folders):
 :mod:`deephash.service.store` writes a new generation beside the old one and switches by
 rewriting ``index.json``, one atomic rename.
 """
@@ -48,6 +49,18 @@ def read_info(folder: Path) -> dict[str, Any]:
 def data_files(info: dict[str, Any]) -> tuple[str, str]:
     """The current generation's index and items files, relative to the folder."""
     return info.get("index_file", "index.npz"), info.get("items_file", "items.npz")
+
+
+def outputs_file(info: dict[str, Any]) -> str | None:
+    """The current generation's continuous-outputs file (``None``: the folder has none)."""
+    found = info.get("outputs_file")
+    return None if found is None else str(found)
+
+
+def generation_files(info: dict[str, Any]) -> list[str]:
+    """Every data file of the current generation, relative to the folder."""
+    extra = outputs_file(info)
+    return [*data_files(info), *([extra] if extra else [])]
 
 
 def locate(folder: Path, info: dict[str, Any], key: str) -> Path | None:

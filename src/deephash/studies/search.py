@@ -1,8 +1,10 @@
 """``deephash index`` and ``deephash search``: a searchable collection of images.
 
 An index folder holds ``index.npz`` (the retrieval index: packed codes of a hashing
-model, or float embeddings) and ``items.npz`` (per row: the image's path, label, and the
-class names), plus ``index.json`` naming the checkpoint that produced it. ``search``
+model, or float embeddings), ``items.npz`` (per row: the image's path, label, and the
+class names), for a hashing model ``outputs.npz`` (its continuous outputs, which order the
+results tied in Hamming distance: :mod:`deephash.index.rerank`), plus ``index.json``
+naming the checkpoint that produced it. ``search``
 embeds a query image with that checkpoint and prints the k nearest images; it can also
 save a picture of the query beside its results, correct matches framed in green.
 
@@ -40,9 +42,16 @@ from deephash.features import compute_views, transform_spec
 from deephash.fileio import save_json
 from deephash.index import create_index
 from deephash.pipeline.cache import cache_location
-from deephash.service.embedder import feature_backbone, vectors_of_features, views_of
+from deephash.registries import parse_rerank
+from deephash.service.embedder import (
+    feature_backbone,
+    outputs_of_features,
+    vectors_of_outputs,
+    views_of,
+)
 from deephash.service.folder import read_info, relative
 from deephash.service.items import Items
+from deephash.service.outputs import OUTPUTS, save_outputs
 from deephash.service.searcher import Searcher
 from deephash.studies.configs import IndexConfig, SearchConfig
 from deephash.training.checkpoint import load_model
@@ -69,7 +78,8 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
                           device=resolve_device(config.device))
     features = [views[view] for view in views_of(train_config)]
     codes = train_config.training.codes
-    vectors = vectors_of_features(model, features, codes)
+    outputs = outputs_of_features(model, features)
+    vectors = vectors_of_outputs(outputs, codes)
     dim = train_config.training.embedding_dim
     if config.index == "auto":
         config = dataclasses.replace(config, index="BFlat" if codes else "Flat")
@@ -84,10 +94,13 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     paths, places = _item_paths(dataset, out, config.data_dir)
     Items(paths, np.asarray(dataset.labels, dtype=np.int64), tuple(dataset.classes),
           np.zeros(len(paths), dtype=bool)).save(out / "items.npz")
+    if codes:
+        save_outputs(out / OUTPUTS, outputs)
     checkpoint = Path(config.checkpoint).resolve()
     info = {"checkpoint": relative(checkpoint, out), "checkpoint_absolute": str(checkpoint),
             **places, "index": config.index, "codes": codes, "dim": dim,
-            "n_items": len(dataset), "data": dataset.name, "spec": spec.describe()}
+            "n_items": len(dataset), "data": dataset.name, "spec": spec.describe(),
+            **({"outputs_file": OUTPUTS} if codes else {})}
     save_json(out / "index.json", info)
     log.info("indexed %d images into %s (%s)", len(dataset), out, config.index)
     return info
@@ -121,18 +134,31 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     except OSError as exc:
         raise DataError(f"cannot read image {config.image}: {exc.strerror}") from None
     query = decode_rgb(data, config.image, "pass an image file")
-    searcher = Searcher.open(Path(config.index), config.checkpoint)
+    searcher = Searcher.open(Path(config.index), config.checkpoint,
+                             rerank=parse_rerank(config.rerank))
     classes = searcher.state.items.classes
     label = config.label or Path(config.image).parent.name
     rows = []
+    answer = searcher.answer_images([query], config.k)[0]
     print(f"{'rank':>4}  {'distance':>8}  {'label':<12}  path")
-    for rank, hit in enumerate(searcher.search_images([query], config.k)[0], start=1):
+    for rank, hit in enumerate(answer.hits, start=1):
         row = {"rank": rank, "distance": hit["distance"], "label": hit["class"] or "-",
                "path": searcher.full_path(hit)}
         rows.append(row)
         print(f"{rank:>4}  {row['distance']:>8.3g}  {row['label']:<12}  {row['path']}")
+    if answer.ties is not None:
+        print(ties_line(answer.ties, config.k))
     if config.show:
         from deephash.viz.search import plot_results
 
         plot_results(query, rows, label if label in classes else None, Path(config.show))
     return rows
+
+
+def ties_line(ties: dict[str, Any], k: int) -> str:
+    """The line under ``search``'s table: how many items tie with the k-th result."""
+    if ties["count"] <= ties["shown"]:
+        return (f"# all {ties['count']} items at Hamming distance {ties['distance']} (that of "
+                f"result {k}) are shown")
+    return (f"# {ties['count']} items share Hamming distance {ties['distance']} with result "
+            f"{k}; {ties['shown']} of them shown, chosen by {ties['order']}")
