@@ -183,5 +183,5 @@ def parse_rerank(value: str) -> str | int:
         return value
     if value.isdigit() and int(value) >= 1:
         return int(value)
-    raise ConfigError(f"--rerank {value!r} is not ties, none or a positive number of "
-                      "candidates; use one of those")
+    raise ConfigError(f"{value!r} is not ties, none or a positive number of candidates; "
+                      "use one of those")

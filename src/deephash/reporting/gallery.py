@@ -46,7 +46,7 @@ class Ranked:
     result_labels: np.ndarray
 
 
-def _vectors(run: RunRecord, name: str) -> dict[str, np.ndarray] | None:
+def saved_vectors(run: RunRecord, name: str) -> dict[str, np.ndarray] | None:
     for folder, key in (("codes", "codes"), ("embeddings", "x")):
         path = run.path / folder / f"{name}.npz"
         if path.is_file():
@@ -68,13 +68,13 @@ def code_ranker(run: RunRecord, database: dict[str, np.ndarray]) -> CodeRanker:
 
 
 def can_rank(run: RunRecord) -> bool:
-    return _vectors(run, "query") is not None and _vectors(run, "database") is not None
+    return saved_vectors(run, "query") is not None and saved_vectors(run, "database") is not None
 
 
 def rank(run: RunRecord, queries: np.ndarray, k: int) -> Ranked:
     """The top ``k`` database items of the pool indices ``queries`` (all queried by
     ``run``)."""
-    query, database = _vectors(run, "query"), _vectors(run, "database")
+    query, database = saved_vectors(run, "query"), saved_vectors(run, "database")
     assert query is not None and database is not None
     rows = np.searchsorted(query["index"], queries)
     if run.kind == "codes":
@@ -98,7 +98,7 @@ def choose_queries(runs: list[RunRecord], n: int, seed: int) -> np.ndarray:
     """``n`` pool indices that every run queried, drawn by a seeded generator (sorted)."""
     common: np.ndarray | None = None
     for run in runs:
-        found = _vectors(run, "query")
+        found = saved_vectors(run, "query")
         if found is not None:
             common = found["index"] if common is None else np.intersect1d(common, found["index"])
     if common is None or len(common) == 0:
