@@ -20,7 +20,7 @@ from deephash.service import store
 from deephash.service.app import create_app
 from deephash.service.config import ServeConfig
 from deephash.service.errors import ApiError
-from deephash.service.folder import read_info
+from deephash.service.folder import generation_files, read_info
 from deephash.service.items import Items
 from deephash.service.searcher import Searcher
 from deephash.service.state import load_state
@@ -279,14 +279,47 @@ def test_a_planted_tie_is_served_in_the_order_of_the_continuous_outputs(tree: Pa
         searcher, query_output, hamming, d_k, k - closer)
 
 
+def random_tie_case(codes: np.ndarray) -> tuple[int, int, list[int], int]:
+    """An item whose cut tie (k, d_k) the seeded random keys order otherwise than pool
+    order: the item, k, the tied ids shown in that order, and how many are shown."""
+    from deephash.hashing.codes import as_words, hamming_matrix
+    from deephash.index.rerank import TIE_SEED, random_keys
+
+    for item in range(len(codes)):
+        hamming = hamming_matrix(codes[item:item + 1], codes)[0]
+        k, d_k = cut_tie(hamming)
+        tied = np.flatnonzero(hamming == d_k)
+        shown = k - int((hamming < d_k).sum())
+        keys = random_keys(tied, as_words(codes[item:item + 1])[0], TIE_SEED)
+        expected = tied[np.argsort(keys)][:shown].tolist()
+        if expected != tied[:shown].tolist():
+            return item, k, expected, shown
+    raise AssertionError("every cut tie is in pool order at random: pick another seed")
+
+
+def test_rerank_none_breaks_ties_in_the_seeded_random_order(
+        tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = tree / "index"
+    searcher = Searcher.open(index, rerank="none")
+    assert searcher.state.outputs is not None  # kept, and not used
+    client = TestClient(create_app(searcher, ServeConfig(index=str(index), rerank="none")))
+    item, k, expected, shown = random_tie_case(searcher.state.vectors)
+    answer = client.get(f"/items/{item}/search?k={k}").json()
+    assert answer["ties"]["order"] == "random" and answer["ties"]["shown"] == shown
+    assert [hit["id"] for hit in answer["results"][k - shown:]] == expected
+    assert client.get(f"/items/{item}/search?k={k}").json() == answer  # deterministic
+    capsys.readouterr()
+    query = tree / "data" / "test" / "class0" / "01.png"
+    assert main(["search", str(query), "--index", str(index), "--rerank", "none"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith("chosen by a seeded random order")
+
+
 def test_an_index_folder_without_outputs_still_serves_with_random_ties(
         tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A folder written before the outputs were kept: loads, serves, and breaks ties by the
     seeded random keys (deterministic), not by pool order."""
     import json
-
-    from deephash.hashing.codes import as_words, hamming_matrix
-    from deephash.index.rerank import TIE_SEED, random_keys
 
     index = tree / "index"
     info = read_info(index)
@@ -295,20 +328,7 @@ def test_an_index_folder_without_outputs_still_serves_with_random_ties(
     searcher = Searcher.open(index)
     assert searcher.state.outputs is None
     client = TestClient(create_app(searcher, ServeConfig(index=str(index))))
-    codes = searcher.state.vectors
-    found = None
-    for item in range(48):  # a query whose cut tie is not in pool order at random
-        hamming = hamming_matrix(codes[item:item + 1], codes)[0]
-        k, d_k = cut_tie(hamming)
-        tied = np.flatnonzero(hamming == d_k)
-        shown = k - int((hamming < d_k).sum())
-        keys = random_keys(tied, as_words(codes[item:item + 1])[0], TIE_SEED)
-        expected = tied[np.argsort(keys)][:shown].tolist()
-        if expected != tied[:shown].tolist():
-            found = item, k, expected, shown
-            break
-    assert found is not None
-    item, k, expected, shown = found
+    item, k, expected, shown = random_tie_case(searcher.state.vectors)
     answer = client.get(f"/items/{item}/search?k={k}").json()
     assert answer["ties"]["order"] == "random"
     assert [hit["id"] for hit in answer["results"][k - shown:]] == expected
@@ -330,6 +350,8 @@ def test_added_images_append_their_outputs(tree: Path) -> None:
     searcher.add(images, [(data, "png") for data in files], "class1")
     fresh = load_state(index)
     assert read_info(index)["outputs_file"] == "outputs-1.npz" and fresh.outputs is not None
+    assert generation_files(read_info(index)) == ["index-1.npz", "items-1.npz",
+                                                  "outputs-1.npz"]
     assert np.array_equal(fresh.outputs[:48], before)
     assert np.array_equal(fresh.outputs[48:], searcher.outputs(images).astype(np.float16))
     assert np.array_equal(fresh.outputs, searcher.state.outputs)  # type: ignore[arg-type]

@@ -136,7 +136,6 @@ class CodeRanker:
         reached = np.cumsum(counts)
         kept = min(k, self.size)
         tie = int(np.searchsorted(reached, kept))  # the first distance reaching k items
-        closer = int(reached[tie] - counts[tie])
         limit = tie
         if isinstance(self.rerank, int):  # the R nearest, completed to whole groups
             limit = max(tie, int(np.searchsorted(reached, min(self.rerank, self.size))))
@@ -151,4 +150,4 @@ class CodeRanker:
         if not (reranking and isinstance(self.rerank, int)):
             keys.append(hamming[candidates])
         top = candidates[np.lexsort(tuple(keys))[:kept]]
-        return top, tie, int(counts[tie]), kept - closer
+        return top, tie, int(counts[tie]), int((hamming[top] == tie).sum())

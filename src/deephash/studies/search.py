@@ -160,5 +160,7 @@ def ties_line(ties: dict[str, Any], k: int) -> str:
     if ties["count"] <= ties["shown"]:
         return (f"# all {ties['count']} items at Hamming distance {ties['distance']} (that of "
                 f"result {k}) are shown")
+    chosen = ("the model's continuous outputs" if ties["order"] == "continuous outputs"
+              else "a seeded random order")
     return (f"# {ties['count']} items share Hamming distance {ties['distance']} with result "
-            f"{k}; {ties['shown']} of them shown, chosen by {ties['order']}")
+            f"{k}; {ties['shown']} of them shown, chosen by {chosen}")
