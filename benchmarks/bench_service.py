@@ -14,6 +14,9 @@ With ``--check`` a few uploaded queries are also searched with ``deephash search
 library function, which must give the same items and distances, and a few items must be
 among their own hits at distance 0 (or, for codes, behind k items tied with them at 0).
 
+Code indexes are searched as served: Hamming ties ordered by the continuous outputs
+(``deephash serve``'s default ``--rerank ties``).
+
 With ``--memory`` the server's resident memory (``/proc/PID/status``: the peak ``VmHWM``,
 reset before each part through ``clear_refs``, and ``VmRSS`` after) is measured under the
 worst request its limits allow — as many single-colour PNGs of ``--max-pixels`` as
@@ -252,11 +255,11 @@ def check(port: int, index: Path, images: list[bytes], ids: np.ndarray,
     self_missing = []
     for i in ids:
         hits = client.json("GET", f"/items/{int(i)}/search?k={k}")["results"]
-        # the item is at distance 0 from itself: among its hits, or (Hamming ties) behind
-        # k other items that tie with it at distance 0, ranked before it by index order
+        # the item is at distance 0 from itself: among its hits, or (Hamming ties ordered by
+        # the continuous outputs, then at random) behind k items tied with it at distance 0
+        # whose outputs are as near (duplicates)
         at_zero = [hit for hit in hits if abs(hit["distance"]) < 1e-5]
-        if not any(hit["id"] == int(i) for hit in at_zero) and not (
-                len(at_zero) == k and all(hit["id"] < int(i) for hit in at_zero)):
+        if not any(hit["id"] == int(i) for hit in at_zero) and len(at_zero) < k:
             self_missing.append(int(i))
     return {"uploads_compared": len(images), "upload_mismatches": mismatches,
             "items_checked": len(ids), "items_not_among_own_hits": self_missing,

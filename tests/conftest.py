@@ -108,3 +108,17 @@ def local_client(app: Any, **kwargs: Any) -> Any:
     from fastapi.testclient import TestClient
 
     return TestClient(app, **{**LOCAL_SERVICE, **kwargs})
+
+
+def reseal(index_folder: Path) -> None:
+    """Record the current SHA-256 of an index folder's files in its ``index.json``, as a
+    tamperer who also edits ``index.json`` would (tests that alter a file on purpose)."""
+    import json
+
+    from deephash.service.folder import INFO, checksums, read_info
+
+    info = read_info(index_folder)
+    names = [value for key, value in info.items() if key.endswith("_file")] or \
+        ["index.npz", "items.npz"]
+    info["checksums"] = checksums(index_folder, names)
+    (index_folder / INFO).write_text(json.dumps(info))

@@ -83,6 +83,10 @@ CASES: dict[str, Case] = {
     "knn k": (["baseline", "--knn-k", "1", "0"], 2, "--knn-k (evaluation.knn_k) must be at least "
               "1, got 0"),
     "search k": (["search", "-k", "0"], 2, "-k must be at least 1, got 0"),
+    "search rerank": (["search", "--rerank", "0"], 2,
+                      "argument --rerank: '0' is not ties, none or a positive number"),
+    "serve rerank": (["serve", "--rerank", "features"], 2,
+                     "argument --rerank: 'features' is not ties, none or a positive number"),
     "num workers": (["train", "--num-workers", "-1"], 2, "--num-workers (extraction.num_workers) "
                     "must be at least 0, got -1"),
     "seed": (["baseline", "--seed", "-1"], 2, "--seed must be at least 0, got -1"),

@@ -20,6 +20,7 @@ from deephash.distances import (
     scoring_distance,
 )
 from deephash.errors import ConfigError
+from deephash.hashing.codes import pack_codes
 from deephash.metrics.verification import VERIFICATION_DISTANCES
 from deephash.registries import BATCH_DISTANCES, DISTANCES
 
@@ -101,7 +102,8 @@ def _callers() -> dict[str, Callable[[Distance], object]]:
     return {"batch_matrix": lambda d: d.batch_matrix(x),
             "evaluation_matrix": lambda d: d.evaluation_matrix(d.prepare(x), d.prepare(x)),
             "rowwise": lambda d: d.rowwise(x.numpy(), x.numpy()),
-            "code_matrix": lambda d: d.code_matrix(d.codes(x), codes)}
+            "code_matrix": lambda d: d.code_matrix(d.codes(x), codes),
+            "ranking_matrix": lambda d: d.ranking_matrix(x.numpy(), x.numpy())}
 
 
 @pytest.mark.parametrize("name", list(MEMBERS))
@@ -127,3 +129,29 @@ def test_names_resolve_to_members_and_models_to_their_scoring_distance() -> None
     assert scoring_distance("cosine", codes=True) == HammingDistance()
     assert scoring_distance("cosine", codes=False) == cosine and cosine.normalizes
     assert not scoring_distance("euclidean", codes=False).normalizes
+
+
+@pytest.mark.parametrize("name", names_offering("ranking_matrix"))
+def test_ranking_matrix_refines_hamming_on_sign_codes(name: str) -> None:
+    assert set(names_offering("ranking_matrix")) == set(BATCH_DISTANCES.names())
+    """The re-ranking distance of relaxed outputs: the evaluation matrix where there is one,
+    DTSH's -x.y/2 for neg-half-inner; on +-1 codes an increasing function of Hamming."""
+    distance = as_distance(name)
+    q, d = vectors(0, 3), vectors(1, 7)
+    matrix = distance.ranking_matrix(q, d)
+    assert matrix.shape == (3, 7) and matrix.dtype == np.float64
+    if distance.offers("evaluation_matrix"):
+        expected = distance.evaluation_matrix(distance.prepare(torch.from_numpy(q)),
+                                              distance.prepare(torch.from_numpy(d)))
+        assert np.allclose(matrix, expected.numpy(), atol=1e-6)
+    else:
+        assert np.allclose(matrix, -0.5 * q.astype(np.float64) @ d.T.astype(np.float64))
+    signs_q, signs_d = np.where(q >= 0, 1.0, -1.0), np.where(d >= 0, 1.0, -1.0)
+    hamming = HammingDistance().code_matrix(pack_codes(signs_q), pack_codes(signs_d))
+    on_codes = distance.ranking_matrix(signs_q, signs_d)
+    for row in range(3):
+        order = np.argsort(hamming[row], kind="stable")
+        assert (np.diff(on_codes[row][order]) >= -1e-9).all()
+        same = hamming[row][:, None] == hamming[row][None, :]
+        assert np.allclose(np.abs(on_codes[row][:, None] - on_codes[row][None, :])[same], 0,
+                           atol=1e-6)

@@ -68,7 +68,9 @@ def add_one_image(index: Path) -> None:
     state = load_state(index)
     buffer = io.BytesIO()
     Image.new("RGB", (12, 10), (200, 200, 60)).save(buffer, format="PNG")
-    add_images(state, state.vectors[:1], [(buffer.getvalue(), "png")], 0, state.items.classes)
+    outputs = None if state.outputs is None else state.outputs[:1]
+    add_images(state, state.vectors[:1], [(buffer.getvalue(), "png")], 0, state.items.classes,
+               outputs)
 
 
 # --- what --out may replace ------------------------------------------------------------------
@@ -94,7 +96,7 @@ def test_an_index_is_replaced_only_with_overwrite_and_in_place(
     info = json.loads((index / "index.json").read_text())
     assert info["index"] == "BFlat-numpy" and info["generation"] == 1
     assert info["index_file"] == "index-1.npz" and info["items_file"] == "items-1.npz"
-    assert set(info["checksums"]) == {"index-1.npz", "items-1.npz"}
+    assert set(info["checksums"]) == {"index-1.npz", "items-1.npz", "outputs-1.npz"}
     assert (index / "notes.txt").read_text() == "mine"  # only index files are replaced
     assert load_state(index).size == 48
     # both exact: the same distances, the same items at each distance
@@ -293,7 +295,7 @@ def test_a_damaged_index_file_is_one_line_before_faiss_or_numpy(
         tree: Path, damage: str, checksums: bool, capsys: pytest.CaptureFixture[str]) -> None:
     index = tree / "index"
     info = json.loads((index / "index.json").read_text())
-    assert set(info["checksums"]) == {"index.npz", "items.npz"}
+    assert set(info["checksums"]) == {"index.npz", "items.npz", "outputs.npz"}
     if not checksums:  # as written before checksums: the structure is checked instead
         del info["checksums"]
         (index / "index.json").write_text(json.dumps(info))
@@ -312,7 +314,7 @@ def test_checksums_must_cover_every_file_of_the_generation(
     index = tree / "index"
     add_one_image(index)  # generation 1: index-1.npz, items-1.npz
     info = json.loads((index / "index.json").read_text())
-    assert set(info["checksums"]) == {"index-1.npz", "items-1.npz"}
+    assert set(info["checksums"]) == {"index-1.npz", "items-1.npz", "outputs-1.npz"}
     del info["checksums"]["items-1.npz"]
     (index / "index.json").write_text(json.dumps(info))
     assert main(["search", str(tree / QUERY), "--index", str(index)]) == 2
@@ -330,7 +332,8 @@ def test_search_k_beyond_the_index_shows_all_and_show_makes_its_folder(
     with caplog.at_level(logging.INFO):
         assert main(["search", str(tree / QUERY), "--index", str(tree / "index"), "-k",
                      str(10**12), "--show", str(picture)]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 48
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 + 48 + 1 and lines[-1].startswith("# all ")  # header, rows, ties
     notes = [r.getMessage() for r in caplog.records]
     assert f"-k {10**12}: the index holds 48 images; showing them all" in notes
     assert "--show: the picture shows the first 5 of 48 results" in notes

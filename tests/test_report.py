@@ -209,3 +209,36 @@ def test_report_opens_in_a_browser_offline(runs: Path) -> None:
     assert sections == ["summary", "gallery", "studies", "run-1", "run-2", "run-3", "run-4"]
     assert errors == [] and requests == []
     assert (ARTEFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_the_gallery_orders_a_planted_hamming_tie_by_the_relaxed_outputs(
+        tmp_path: Path) -> None:
+    """Codes tied in Hamming distance whose relaxed outputs differ: the gallery shows them in
+    the order of the outputs (as the service does), not in pool order; a run without saved
+    outputs breaks the tie in the seeded random order."""
+    from deephash.fileio import save_npz
+    from deephash.reporting.gallery import rank
+    from deephash.reporting.runs import RunRecord
+
+    relaxed = np.zeros((8, 8), dtype=np.float32) - 0.5
+    relaxed[:, 0] = 0.1 + 0.1 * np.arange(8)  # bit 0 set: all 8 tie at distance 1 from q
+    query = np.full((1, 8), -0.5, dtype=np.float32)
+    database_index = np.arange(100, 108)
+    for name, x, index in (("query", query, np.array([7])),
+                           ("database", relaxed, database_index)):
+        save_npz(tmp_path / "codes" / f"{name}.npz", codes=np.packbits(x >= 0, axis=1),
+                 y=np.zeros(len(x), dtype=np.int64), bits=np.array(8), index=index,
+                 relaxed=x.astype(np.float16))
+    run = RunRecord(tmp_path, {"training": {"distance": "euclidean"}}, {"bits": 8})
+    ranked = rank(run, np.array([7]), 3)
+    assert ranked.results.tolist() == [[100, 101, 102]]  # nearest outputs: bit 0 smallest
+    relaxed[:, 0] = relaxed[::-1, 0].copy()  # reversed: the last in the pool now nearest
+    save_npz(tmp_path / "codes" / "database.npz", codes=np.packbits(relaxed >= 0, axis=1),
+             y=np.zeros(8, dtype=np.int64), bits=np.array(8), index=database_index,
+             relaxed=relaxed.astype(np.float16))
+    assert rank(run, np.array([7]), 3).results.tolist() == [[107, 106, 105]]
+    save_npz(tmp_path / "codes" / "database.npz", codes=np.packbits(relaxed >= 0, axis=1),
+             y=np.zeros(8, dtype=np.int64), bits=np.array(8), index=database_index)
+    shown = rank(run, np.array([7]), 8).results[0].tolist()
+    assert sorted(shown) == list(range(100, 108)) and shown != list(range(100, 108))
+    assert rank(run, np.array([7]), 8).results[0].tolist() == shown  # seeded

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import local_client, make_image_folder, tiny_run_args
+from conftest import local_client, make_image_folder, reseal, tiny_run_args
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -87,7 +87,8 @@ def cli_rows(index: Path, query: Path, k: int, capsys: pytest.CaptureFixture[str
     capsys.readouterr()
     assert main(["search", str(query), "--index", str(index), "-k", str(k)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[1:]
-    return [(float(line.split()[1]), line.split()[3]) for line in lines]
+    return [(float(line.split()[1]), line.split()[3]) for line in lines
+            if not line.startswith("#")]
 
 
 def test_health_info_and_the_openapi_schema(client: TestClient, index: Path) -> None:
@@ -165,7 +166,10 @@ def test_item_record_search_and_thumbnail(client: TestClient, searcher: Searcher
     # by id is the search of the item's stored vector, which is the index's own row
     stored = searcher.state.vectors[21:22]
     assert np.array_equal(stored, searcher.state.index.index.reconstruct_n(21, 1))
-    assert answer["results"] == searcher.search_vectors(stored, 48)[0]
+    outputs = searcher.state.outputs
+    assert outputs is not None  # and its continuous outputs, which order the tied
+    assert answer["results"] == searcher.search_vectors(stored, 48, outputs=outputs[21:22])[0]
+    assert answer["ties"]["order"] == "continuous outputs" and answer["ties"]["shown"] >= 1
     response = client.get("/items/21/thumbnail")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     thumbnail = Image.open(io.BytesIO(response.content))
@@ -266,7 +270,7 @@ def test_an_unexpected_fault_is_a_500_json_error_and_the_server_goes_on(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(searcher, "search_item", broken)
+    monkeypatch.setattr(searcher, "answer_item", broken)
     response = client.get("/items/3/search")
     assert response.status_code == 500 and list(response.json()) == ["error"]
     assert "a bug" not in response.text  # no internals in the answer; the log has them
@@ -641,6 +645,7 @@ def test_an_altered_items_file_cannot_serve_another_file(index: Path, path: str,
     paths, flags = items.paths.astype(object), items.local.copy()
     paths[5], flags[5] = path.format(root=tree.resolve()), local
     Items(paths.astype(str), items.labels, items.classes, flags).save(items_file)
+    reseal(copy)  # a tamperer who also rewrites index.json's checksums
     client = local_client(create_app(Searcher.open(copy), ServeConfig()))
     response = client.get("/items/5/thumbnail")
     assert response.status_code == 404, response.text
@@ -658,6 +663,7 @@ def test_a_missing_image_is_a_404_without_server_paths(index: Path) -> None:
     paths = items.paths.astype(object)
     paths[7] = "train/class0/gone.png"
     Items(paths.astype(str), items.labels, items.classes, items.local).save(items_file)
+    reseal(copy)
     response = local_client(create_app(Searcher.open(copy), ServeConfig())).get(
         "/items/7/thumbnail")
     assert response.status_code == 404

@@ -197,6 +197,12 @@ def test_upload_then_click_a_result_searches_from_it(server: str, browser: Brows
         assert cell["wrong"] == (hit["label"] != expected["query"]["label"])
         assert ("wrong class" in cell["text"]) == cell["wrong"]
     assert any(cell["wrong"] for cell in shown) and not all(cell["wrong"] for cell in shown)
+    ties = expected["ties"]  # the line under the results: items tied with the last hit
+    assert ties["count"] > ties["shown"]  # this query's k-th distance is a cut tie
+    assert not page.evaluate("document.getElementById('ties').hidden")
+    assert page.inner_text("#ties") == (
+        f"{ties['count']} items share Hamming distance {ties['distance']} with the last "
+        f"result; {ties['shown']} of them are shown, chosen by the model's continuous outputs.")
     assert page.get_attribute("#query-image", "src") == f"items/{first}/thumbnail"
     assert expected["query"]["class"] in page.inner_text("#query-caption")
     # a Hamming radius of 0 re-runs the query: only the hits at distance 0 stay

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import local_client
+from conftest import local_client, reseal
 from fastapi.testclient import TestClient
 from PIL import Image
 from test_service_api import build_tree, cli_rows
@@ -21,7 +21,7 @@ from deephash.service import store
 from deephash.service.app import create_app
 from deephash.service.config import ServeConfig
 from deephash.service.errors import ApiError
-from deephash.service.folder import read_info
+from deephash.service.folder import generation_files, read_info
 from deephash.service.items import Items
 from deephash.service.searcher import Searcher
 from deephash.service.state import load_state
@@ -105,11 +105,13 @@ def _old_state_still_loads(index: Path, capsys: pytest.CaptureFixture[str],
                            before: list[tuple[float, str]], query: Path) -> None:
     state = load_state(index)
     assert state.size == 48 and state.generation == 0 and state.index.ntotal == 48
+    assert state.outputs is not None and len(state.outputs) == 48
     assert cli_rows(index, query, 48, capsys) == before
 
 
 @pytest.mark.parametrize("crash", ["index written in part", "items written in part",
-                                   "before the switch", "switch fails"])
+                                   "outputs written in part", "before the switch",
+                                   "switch fails"])
 def test_a_crash_mid_add_leaves_the_old_state(tree: Path, crash: str,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,6 +135,8 @@ def test_a_crash_mid_add_leaves_the_old_state(tree: Path, crash: str,
         monkeypatch.setattr("deephash.index.base.save_npz", crash_in_part)
     elif crash == "items written in part":
         monkeypatch.setattr("deephash.service.items.save_npz", crash_in_part)
+    elif crash == "outputs written in part":
+        monkeypatch.setattr("deephash.service.outputs.save_npz", crash_in_part)
     elif crash == "before the switch":
         monkeypatch.setattr(store, "sync_folder", fail)
     else:
@@ -179,7 +183,8 @@ def test_old_generations_are_removed_and_other_writers_are_refused(tree: Path) -
     for data in new_images(3):
         first.add([Image.open(io.BytesIO(data)).convert("RGB")], [(data, "png")], None)
     names = sorted(p.name for p in index.glob("*.npz"))
-    assert names == ["index-2.npz", "index-3.npz", "items-2.npz", "items-3.npz"]
+    assert names == ["index-2.npz", "index-3.npz", "items-2.npz", "items-3.npz",
+                     "outputs-2.npz", "outputs-3.npz"]
     assert read_info(index)["index_file"] == "index-3.npz"
     data = new_images(1)[0]
     with pytest.raises(ApiError, match="changed on disk since this server loaded it") as info:
@@ -205,4 +210,152 @@ def test_deephash_search_reads_the_current_generation(tree: Path,
     capsys.readouterr()
     assert main(["search", str(tree / "q.png"), "--index", str(index), "-k", "49"]) == 0
     out = capsys.readouterr().out
-    assert f"{(index / 'added' / '48.png').resolve()}" in out and len(out.splitlines()) == 50
+    assert f"{(index / 'added' / '48.png').resolve()}" in out and len(out.splitlines()) == 51
+    assert out.splitlines()[-1].startswith("# all ")  # k = every item: no tie is cut
+
+
+def cut_tie(hamming: np.ndarray) -> tuple[int, int]:
+    """The smallest k (and its distance d_k) whose k-th distance is shared by at least 3
+    items of which some are left out of the top k."""
+    ordered = np.sort(hamming)
+    for k in range(2, len(hamming)):
+        d_k = int(ordered[k - 1])
+        tied, closer = int((hamming == d_k).sum()), int((hamming < d_k).sum())
+        if tied >= 3 and closer + tied > k:
+            return k, d_k
+    raise AssertionError("no cut tie in this index")
+
+
+def expected_tied(searcher: Searcher, query_output: np.ndarray, hamming: np.ndarray,
+                  d_k: int, shown: int) -> list[int]:
+    """Ids of the items at d_k nearest the query in the model's continuous distance."""
+    from deephash.distances import as_distance
+
+    outputs = searcher.state.outputs
+    assert outputs is not None
+    tied = np.flatnonzero(hamming == d_k)
+    distance = as_distance(searcher.train_config.training.distance)
+    scores = distance.ranking_matrix(query_output[None].astype(np.float32),
+                                     outputs[tied].astype(np.float32))[0]
+    return tied[np.argsort(scores, kind="stable")][:shown].tolist()
+
+
+def test_a_planted_tie_is_served_in_the_order_of_the_continuous_outputs(tree: Path) -> None:
+    """Items at equal Hamming distance whose outputs differ: by id and by upload, the tied
+    results shown are those nearest in the continuous outputs, in that order, wherever
+    they sit in the pool."""
+    from deephash.hashing.codes import hamming_matrix
+    from deephash.service.outputs import save_outputs
+
+    index = tree / "index"
+    state = load_state(index)
+    planted = np.random.default_rng(5).normal(size=state.outputs.shape)  # type: ignore[union-attr]
+    save_outputs(index / read_info(index)["outputs_file"], planted)
+    reseal(index)
+    searcher = Searcher.open(index)
+    client = local_client(create_app(searcher, ServeConfig(index=str(index))))
+    item = 21
+    hamming = hamming_matrix(state.vectors[item:item + 1], state.vectors)[0]
+    k, d_k = cut_tie(hamming)
+    answer = client.get(f"/items/{item}/search?k={k}").json()
+    closer = int((hamming < d_k).sum())
+    ties = answer["ties"]
+    assert ties == {"distance": d_k, "count": int((hamming == d_k).sum()), "shown": k - closer,
+                    "order": "continuous outputs"}
+    hits = answer["results"]
+    assert [hit["distance"] for hit in hits] == sorted(hamming)[:k]
+    query_output = searcher.state.outputs[item]  # type: ignore[index]
+    expected = expected_tied(searcher, query_output, hamming, d_k, k - closer)
+    assert [hit["id"] for hit in hits[closer:]] == expected
+    assert expected != np.flatnonzero(hamming == d_k)[:k - closer].tolist()  # not pool order
+    # by upload: the query's own outputs (from the model) against the planted ones
+    path = tree / "data" / "test" / "class1" / "03.png"
+    image = Image.open(path).convert("RGB")
+    query_output = searcher.outputs([image])[0]
+    hamming = hamming_matrix(searcher.embed([image]), state.vectors)[0]
+    k, d_k = cut_tie(hamming)
+    upload = client.post(f"/search?k={k}", files={"image": ("q.png", path.read_bytes())}).json()
+    closer = int((hamming < d_k).sum())
+    assert upload["ties"]["count"] == int((hamming == d_k).sum())
+    assert [hit["id"] for hit in upload["results"][closer:]] == expected_tied(
+        searcher, query_output, hamming, d_k, k - closer)
+
+
+def random_tie_case(codes: np.ndarray) -> tuple[int, int, list[int], int]:
+    """An item whose cut tie (k, d_k) the seeded random keys order otherwise than pool
+    order: the item, k, the tied ids shown in that order, and how many are shown."""
+    from deephash.hashing.codes import as_words, hamming_matrix
+    from deephash.index.rerank import TIE_SEED, random_keys
+
+    for item in range(len(codes)):
+        hamming = hamming_matrix(codes[item:item + 1], codes)[0]
+        k, d_k = cut_tie(hamming)
+        tied = np.flatnonzero(hamming == d_k)
+        shown = k - int((hamming < d_k).sum())
+        keys = random_keys(tied, as_words(codes[item:item + 1])[0], TIE_SEED)
+        expected = tied[np.argsort(keys)][:shown].tolist()
+        if expected != tied[:shown].tolist():
+            return item, k, expected, shown
+    raise AssertionError("every cut tie is in pool order at random: pick another seed")
+
+
+def test_rerank_none_breaks_ties_in_the_seeded_random_order(
+        tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = tree / "index"
+    searcher = Searcher.open(index, rerank="none")
+    assert searcher.state.outputs is not None  # kept, and not used
+    client = local_client(create_app(searcher, ServeConfig(index=str(index), rerank="none")))
+    item, k, expected, shown = random_tie_case(searcher.state.vectors)
+    answer = client.get(f"/items/{item}/search?k={k}").json()
+    assert answer["ties"]["order"] == "random" and answer["ties"]["shown"] == shown
+    assert [hit["id"] for hit in answer["results"][k - shown:]] == expected
+    assert client.get(f"/items/{item}/search?k={k}").json() == answer  # deterministic
+    capsys.readouterr()
+    query = tree / "data" / "test" / "class0" / "01.png"
+    assert main(["search", str(query), "--index", str(index), "--rerank", "none"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith("chosen by a seeded random order")
+
+
+def test_an_index_folder_without_outputs_still_serves_with_random_ties(
+        tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder written before the outputs were kept: loads, serves, and breaks ties by the
+    seeded random keys (deterministic), not by pool order."""
+    import json
+
+    index = tree / "index"
+    info = read_info(index)
+    (index / info.pop("outputs_file")).unlink()
+    (index / "index.json").write_text(json.dumps(info))
+    searcher = Searcher.open(index)
+    assert searcher.state.outputs is None
+    client = local_client(create_app(searcher, ServeConfig(index=str(index))))
+    item, k, expected, shown = random_tie_case(searcher.state.vectors)
+    answer = client.get(f"/items/{item}/search?k={k}").json()
+    assert answer["ties"]["order"] == "random"
+    assert [hit["id"] for hit in answer["results"][k - shown:]] == expected
+    assert client.get(f"/items/{item}/search?k={k}").json() == answer  # deterministic
+    query = tree / "data" / "test" / "class0" / "01.png"
+    assert cli_rows(index, query, 48, capsys)  # deephash search too
+    data = new_images(1)[0]  # adding keeps a folder without outputs without them
+    searcher.add([Image.open(io.BytesIO(data)).convert("RGB")], [(data, "png")], None)
+    assert "outputs_file" not in read_info(index) and load_state(index).outputs is None
+
+
+def test_added_images_append_their_outputs(tree: Path) -> None:
+    index = tree / "index"
+    searcher = Searcher.open(index)
+    before = searcher.state.outputs
+    assert before is not None and before.dtype == np.float16 and len(before) == 48
+    files = new_images(2, seed=4)
+    images = [Image.open(io.BytesIO(data)).convert("RGB") for data in files]
+    searcher.add(images, [(data, "png") for data in files], "class1")
+    fresh = load_state(index)
+    assert read_info(index)["outputs_file"] == "outputs-1.npz" and fresh.outputs is not None
+    assert generation_files(read_info(index)) == ["index-1.npz", "items-1.npz",
+                                                  "outputs-1.npz"]
+    assert np.array_equal(fresh.outputs[:48], before)
+    assert np.array_equal(fresh.outputs[48:], searcher.outputs(images).astype(np.float16))
+    assert np.array_equal(fresh.outputs, searcher.state.outputs)  # type: ignore[arg-type]
+    # the added rows' codes are the signs of their outputs
+    assert np.array_equal(np.packbits(searcher.outputs(images) >= 0, axis=1), fresh.vectors[48:])

@@ -112,6 +112,10 @@ def test_hash_writes_codes_per_bit_length(folder: Path, tmp_path: Path) -> None:
         query = np.load(run / f"bits-{bits}" / "codes" / "query.npz")
         assert query["codes"].dtype == np.uint8 and query["codes"].shape == (12, -(-bits // 8))
         assert int(query["bits"]) == bits and query["y"].dtype == np.int64
+        # the relaxed outputs before the sign, kept to re-rank Hamming ties: their signs
+        assert query["relaxed"].dtype == np.float16 and query["relaxed"].shape == (12, bits)
+        ones = np.unpackbits(query["codes"], axis=1, count=bits).astype(bool)
+        assert ((query["relaxed"] > 0) <= ones).all() and ((query["relaxed"] < 0) <= ~ones).all()
         database = np.load(run / f"bits-{bits}" / "codes" / "database.npz")
         again = evaluate_codes(query["codes"], database["codes"], query["y"], database["y"], bits)
         assert again.metrics["map@all"] == pytest.approx(metrics["map@all"])

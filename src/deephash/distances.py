@@ -1,14 +1,14 @@
 """Every distance, once: a small class per distance with the operations it offers.
 
-===============  ============  ============  ========  ============
-distance         batch (B, B)  eval (Q, N)   row-wise  packed codes
-===============  ============  ============  ========  ============
-euclidean        yes           yes           yes
-sqeuclidean      yes           yes           yes
-cosine           yes           yes           yes
-neg-half-inner   yes
+===============  ============  ============  ========  ============  ============
+distance         batch (B, B)  eval (Q, N)   row-wise  packed codes  ranking (Q, N)
+===============  ============  ============  ========  ============  ============
+euclidean        yes           yes           yes                     yes
+sqeuclidean      yes           yes           yes                     yes
+cosine           yes           yes           yes                     yes
+neg-half-inner   yes                                                 yes
 hamming                                      yes       yes
-===============  ============  ============  ========  ============
+===============  ============  ============  ========  ============  ============
 
 - ``batch_matrix(x)``: the differentiable ``(B, B)`` distances of a training batch to
   itself (losses and miners, ``--train-distance``); the diagonal is exactly 0. The
@@ -23,6 +23,10 @@ hamming                                      yes       yes
 - ``rowwise(a, b)``: ``(n,)`` float64 distances between matching rows (verification).
 - ``codes(x)``, then ``code_matrix(queries, database)``: Hamming distances between packed
   sign codes (:mod:`deephash.hashing.codes`; sign(0) = +1 here and in ``rowwise``).
+- ``ranking_matrix(queries, database)``: NumPy ``(Q, D)`` and ``(N, D)`` -> ``(Q, N)``
+  float64 distances of a few candidates, for ordering a hashing model's relaxed outputs
+  where their codes tie (:mod:`deephash.index.rerank`); every training distance offers
+  it, DTSH's ``neg-half-inner`` included (-x·y/2: its training score, negated).
 
 Every member is a dissimilarity, smaller = nearer (``neg-half-inner`` is DTSH's score
 negated to be one). A member asked for an operation it does not offer raises a
@@ -50,6 +54,7 @@ OPERATIONS = {
     "evaluation_matrix": "float evaluation matrix (--distance)",
     "rowwise": "row-wise form (verification metrics)",
     "code_matrix": "packed-code matrix (binary codes)",
+    "ranking_matrix": "ranking matrix of relaxed outputs (re-ranking Hamming ties)",
 }
 
 
@@ -103,6 +108,10 @@ class Distance:
         """Packed ``(Q, B)`` and ``(N, B)`` codes -> ``(Q, N)`` int32 distances."""
         raise self._not_offered("code_matrix")
 
+    def ranking_matrix(self, queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+        """NumPy ``(Q, D)`` and ``(N, D)`` real -> ``(Q, N)`` float64 distances."""
+        raise self._not_offered("ranking_matrix")
+
     def matrix(self, x: torch.Tensor, database: torch.Tensor | None = None,
                database_sq_norms: torch.Tensor | None = None,
                buffer: torch.Tensor | None = None) -> torch.Tensor:
@@ -139,6 +148,15 @@ def _squared_euclidean_cross(queries: torch.Tensor, database: torch.Tensor,
     return work.clamp_min_(0.0)
 
 
+def _ranking_by_evaluation(self: Distance, queries: np.ndarray,
+                           database: np.ndarray) -> np.ndarray:
+    """:meth:`Distance.ranking_matrix` of the members that have an evaluation matrix."""
+    with torch.inference_mode():
+        return self.evaluation_matrix(self.prepare(torch.as_tensor(np.asarray(queries))),
+                                      self.prepare(torch.as_tensor(np.asarray(database)))
+                                      ).double().numpy()
+
+
 def _float64_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
 
@@ -147,6 +165,7 @@ class SquaredEuclideanDistance(Distance):
     """||x_i - x_j||^2."""
 
     name = "sqeuclidean"
+    ranking_matrix = _ranking_by_evaluation
 
     def batch_matrix(self, x: torch.Tensor) -> torch.Tensor:
         return _squared_euclidean(x)
@@ -165,6 +184,7 @@ class EuclideanDistance(Distance):
     """||x_i - x_j||."""
 
     name = "euclidean"
+    ranking_matrix = _ranking_by_evaluation
 
     def batch_matrix(self, x: torch.Tensor) -> torch.Tensor:
         squared = _squared_euclidean(x)
@@ -187,6 +207,7 @@ class CosineDistance(Distance):
 
     name = "cosine"
     normalizes = True
+    ranking_matrix = _ranking_by_evaluation
 
     def batch_matrix(self, x: torch.Tensor) -> torch.Tensor:
         unit = F.normalize(x, dim=1)
@@ -214,6 +235,10 @@ class NegativeHalfInnerProduct(Distance):
     def batch_matrix(self, x: torch.Tensor) -> torch.Tensor:
         scores = -0.5 * (x @ x.T)
         return scores * (1.0 - torch.eye(len(x), device=x.device, dtype=x.dtype))
+
+    def ranking_matrix(self, queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+        q, d = _float64_rows(queries, database)
+        return -0.5 * (q @ d.T)
 
 
 class HammingDistance(Distance):

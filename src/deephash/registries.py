@@ -178,3 +178,22 @@ def parse_index(factory: str) -> tuple[str, int | None]:
                 return name, value
     raise ConfigError(f"unknown index {factory!r}; known: {', '.join(INDEXES)} (<M>, <h>: an "
                       f"integer from 1 to {INDEX_PARAMETER_MAX}, e.g. BHNSW32, BMIH4)")
+
+
+#: ``--rerank`` of ``deephash search`` and ``deephash serve``
+RERANK_HELP = ("codes: ties (results tied in Hamming distance ordered by the model's continuous "
+               "outputs), none (Hamming only, ties in a seeded random order) or R (the R "
+               "nearest by Hamming ordered by the continuous outputs)")
+
+
+def parse_rerank(value: str) -> str | int:
+    """``--rerank``: ``"ties"`` (order Hamming ties by the continuous outputs), ``"none"``
+    (Hamming only, ties at random) or R, a positive integer (order the R nearest by the
+    continuous outputs); see :mod:`deephash.index.rerank`. ``ConfigError`` otherwise."""
+    value = str(value).strip()
+    if value in ("ties", "none"):
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ConfigError(f"{value!r} is not ties, none or a positive number of candidates; "
+                      "use one of those")

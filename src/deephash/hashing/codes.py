@@ -43,12 +43,19 @@ def as_words(packed: np.ndarray) -> np.ndarray:
 
 def hamming_matrix(queries: np.ndarray, database: np.ndarray,
                    block_words: int = 1 << 22) -> np.ndarray:
-    """Packed ``(Q, B)`` and ``(N, B)`` codes -> ``(Q, N)`` int32 Hamming distances.
+    """Packed ``(Q, B)`` and ``(N, B)`` codes -> ``(Q, N)`` int32 Hamming distances."""
+    return words_hamming(as_words(queries), as_words(database), block_words)
+
+
+def words_hamming(queries: np.ndarray, database: np.ndarray,
+                  block_words: int = 1 << 22) -> np.ndarray:
+    """``(Q, W)`` and ``(N, W)`` uint64 words (:func:`as_words`) -> ``(Q, N)`` int32
+    Hamming distances (a caller searching one database many times converts it once).
 
     The database is processed in blocks so that the XOR temporary stays under
     ``block_words`` 64-bit words (32 MB); the result itself is ``Q x N`` int32.
     """
-    q, d = as_words(queries), as_words(database)
+    q, d = queries, database
     out = np.empty((len(q), len(d)), dtype=np.int32)
     step = max(1, block_words // max(1, len(q) * q.shape[1]))
     for start in range(0, len(d), step):

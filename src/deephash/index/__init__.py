@@ -1,4 +1,10 @@
-"""Retrieval indexes behind one protocol, built by factory string: ``create_index``."""
+"""Retrieval indexes behind one protocol, built by factory string: ``create_index``.
+
+The protocol is faiss's (``search`` breaks ties in insertion order). The top-k lists of
+codes that users see (``search``, ``serve``, ``Searcher``, the gallery) come from
+:class:`CodeRanker` (:mod:`deephash.index.rerank`): every item tied at the k-th Hamming
+distance considered, ordered by the model's continuous outputs, else at random.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from deephash.fileio import load_npz, npz_array
 from deephash.index.base import BinaryIndex, RetrievalIndex, SearchResult
 from deephash.index.faiss_indexes import FaissBinaryIndex, FloatIndex
 from deephash.index.hamming import HammingIndex
+from deephash.index.rerank import CodeRanker, Ranked
 from deephash.registries import parse_index
 
 
@@ -54,5 +61,5 @@ def load_index(path: Path) -> RetrievalIndex:
     return index
 
 
-__all__ = ["BinaryIndex", "FaissBinaryIndex", "FloatIndex", "HammingIndex", "RetrievalIndex",
-           "SearchResult", "create_index", "load_index"]
+__all__ = ["BinaryIndex", "CodeRanker", "FaissBinaryIndex", "FloatIndex", "HammingIndex", "Ranked",
+           "RetrievalIndex", "SearchResult", "create_index", "load_index"]

@@ -64,7 +64,9 @@ def _float_results(run: Path, embeddings: np.ndarray, labels: np.ndarray, splits
 def _code_results(run: Path, relaxed: np.ndarray, labels: np.ndarray, splits: Splits,
                   cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Binary codes sign(relaxed): tie-aware metrics on the codes, ``codes/*.npz`` (packed
-    ``codes``, ``y``, ``bits``, ``index``) and the PR curve over Hamming radius."""
+    ``codes``, ``y``, ``bits``, ``index``, and ``relaxed``: the ``(N, K)`` outputs before
+    the sign as float16, which order Hamming ties where results are shown,
+    :mod:`deephash.index.rerank`) and the PR curve over Hamming radius."""
     bits = relaxed.shape[1]
     codes = HammingDistance().codes(relaxed)
     test = evaluate_codes(codes[splits.query], codes[splits.database], labels[splits.query],
@@ -73,7 +75,8 @@ def _code_results(run: Path, relaxed: np.ndarray, labels: np.ndarray, splits: Sp
                           index_order=True)
     for name, rows in (("query", splits.query), ("database", splits.database)):
         save_npz(run / "codes" / f"{name}.npz", codes=codes[rows], y=labels[rows],
-                 bits=np.array(bits), index=rows)
+                 bits=np.array(bits), index=rows,
+                 relaxed=np.asarray(relaxed[rows], dtype=np.float16))
     curve = {"radius": list(range(bits + 1)), "precision": test.radius_precision.tolist(),
              "recall": test.radius_recall.tolist()}
     return {**test.metrics, "distance": HammingDistance.name, "bits": bits}, curve

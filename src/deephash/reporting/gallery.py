@@ -1,11 +1,14 @@
 """A retrieval gallery: the same fixed test queries, and each chosen run's top-k for them.
 
 Runs save their test vectors (``embeddings/query.npz``, ``database.npz``: ``x``, ``y``,
-``index``) or packed codes (``codes/*.npz``: ``codes``, ``bits``); the gallery ranks the
-database for each query again from those files, with the run's distance (ties broken by
-pool index, as the metrics break them), and reads the images from the run's data set for
-thumbnails. Queries are drawn once from the pool indices every chosen run queried, by a
-seeded generator, so every row of the gallery answers the same images.
+``index``) or packed codes (``codes/*.npz``: ``codes``, ``bits``, and ``relaxed``, the
+outputs before the sign); the gallery ranks the database for each query again from those
+files and reads the images from the run's data set for thumbnails. Embeddings are ranked
+by the run's distance (ties by pool index); codes as the service ranks them
+(:class:`deephash.index.rerank.CodeRanker`: Hamming, ties by the relaxed outputs under the
+run's training distance, else in a seeded random order, never by pool index). Queries are
+drawn once from the pool indices every chosen run queried, by a seeded generator, so every
+row of the gallery answers the same images.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import torch
 from PIL import Image
 
 from deephash.data import ImageDataset, open_dataset
-from deephash.distances import scoring_distance
+from deephash.distances import as_distance, scoring_distance
 from deephash.errors import DeephashError
+from deephash.index.rerank import CodeRanker
 from deephash.reporting.runs import RunRecord
 
 log = logging.getLogger(__name__)
@@ -42,34 +46,48 @@ class Ranked:
     result_labels: np.ndarray
 
 
-def _vectors(run: RunRecord, name: str) -> dict[str, np.ndarray] | None:
+def saved_vectors(run: RunRecord, name: str) -> dict[str, np.ndarray] | None:
     for folder, key in (("codes", "codes"), ("embeddings", "x")):
         path = run.path / folder / f"{name}.npz"
         if path.is_file():
             with np.load(path, allow_pickle=False) as data:
-                return {"vectors": data[key], "y": data["y"], "index": data["index"]}
+                found = {"vectors": data[key], "y": data["y"], "index": data["index"]}
+                if "relaxed" in data.files:
+                    found["relaxed"] = data["relaxed"]
+                return found
     return None
 
 
+def code_ranker(run: RunRecord, database: dict[str, np.ndarray]) -> CodeRanker:
+    """The service's ranking of a code run's saved database codes (``relaxed``, when saved,
+    compared with the run's training distance)."""
+    training = run.config.get("training", {})
+    distance = as_distance(str(training.get("distance", "euclidean")))
+    return CodeRanker(database["vectors"], int(run.metrics["bits"]), database.get("relaxed"),
+                      distance)
+
+
 def can_rank(run: RunRecord) -> bool:
-    return _vectors(run, "query") is not None and _vectors(run, "database") is not None
+    return saved_vectors(run, "query") is not None and saved_vectors(run, "database") is not None
 
 
 def rank(run: RunRecord, queries: np.ndarray, k: int) -> Ranked:
     """The top ``k`` database items of the pool indices ``queries`` (all queried by
     ``run``)."""
-    query, database = _vectors(run, "query"), _vectors(run, "database")
+    query, database = saved_vectors(run, "query"), saved_vectors(run, "database")
     assert query is not None and database is not None
     rows = np.searchsorted(query["index"], queries)
-    distance = scoring_distance(str(run.metrics.get("distance", "cosine")),
-                                codes=run.kind == "codes")
-    if distance.binary:  # packed sign codes
-        distances = distance.code_matrix(query["vectors"][rows], database["vectors"]
-                                         ).astype(float)
-    else:
-        distances = distance.evaluation_matrix(
-            distance.prepare(torch.from_numpy(query["vectors"][rows])),
-            distance.prepare(torch.from_numpy(database["vectors"]))).numpy()
+    if run.kind == "codes":
+        relaxed = query.get("relaxed")
+        order = code_ranker(run, database).rank(
+            query["vectors"][rows], k, None if relaxed is None else relaxed[rows]).positions
+        order = order[:, :min(k, len(database["index"]))]
+        return Ranked(run, queries, query["y"][rows], database["index"][order],
+                      database["y"][order])
+    distance = scoring_distance(str(run.metrics.get("distance", "cosine")), codes=False)
+    distances = distance.evaluation_matrix(
+        distance.prepare(torch.from_numpy(query["vectors"][rows])),
+        distance.prepare(torch.from_numpy(database["vectors"]))).numpy()
     order = np.lexsort((np.broadcast_to(database["index"], distances.shape), distances),
                        axis=1)[:, :k]
     return Ranked(run, queries, query["y"][rows], database["index"][order],
@@ -80,7 +98,7 @@ def choose_queries(runs: list[RunRecord], n: int, seed: int) -> np.ndarray:
     """``n`` pool indices that every run queried, drawn by a seeded generator (sorted)."""
     common: np.ndarray | None = None
     for run in runs:
-        found = _vectors(run, "query")
+        found = saved_vectors(run, "query")
         if found is not None:
             common = found["index"] if common is None else np.intersect1d(common, found["index"])
     if common is None or len(common) == 0:

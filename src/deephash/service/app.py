@@ -1,6 +1,10 @@
 """The HTTP API of ``deephash serve`` (FastAPI): search by image, by item id, in batches;
 add images; health, index information, item records, thumbnails; the page at ``/``.
 
+A search answers ``{"results": [hits, best first], "ties": ...}``; for codes ``ties`` says
+how many items share the Hamming distance of the k-th result and how they were ordered
+(:class:`deephash.service.searcher.Answer`), ``null`` for float embeddings.
+
 Every response is JSON except the page, its static files and thumbnails; every error is
 ``{"error": "<the problem and the fix>"}`` with a 4xx status (a 500 only for a fault of
 the server, see :mod:`deephash.service.guard`). Handlers are plain functions: FastAPI runs
@@ -106,7 +110,8 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
         check_k(k)
         searcher.check_radius(radius)
         with decoded([image]) as (queries, _):
-            return JSONResponse({"results": searcher.search_images(queries, k, radius)[0]})
+            answer = searcher.answer_images(queries, k, radius)[0]
+        return JSONResponse({"results": answer.hits, "ties": answer.ties})
 
     @app.post("/search/batch")
     def search_batch(images: Annotated[list[UploadFile], File(description="query images")],
@@ -114,7 +119,9 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
         check_k(k)
         searcher.check_radius(radius)
         with decoded(images) as (queries, _):
-            return JSONResponse({"results": searcher.search_images(queries, k, radius)})
+            answers = searcher.answer_images(queries, k, radius)
+        return JSONResponse({"results": [answer.hits for answer in answers],
+                             "ties": [answer.ties for answer in answers]})
 
     @app.get("/items/{item}")
     def item(item: int) -> JSONResponse:
@@ -123,8 +130,8 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
     @app.get("/items/{item}/search")
     def search_item(item: int, k: K = 10, radius: RADIUS = None) -> JSONResponse:
         check_k(k)
-        query, hits = searcher.search_item(item, k, radius)
-        return JSONResponse({"query": query, "results": hits})
+        query, answer = searcher.answer_item(item, k, radius)
+        return JSONResponse({"query": query, "results": answer.hits, "ties": answer.ties})
 
     @functools.lru_cache(maxsize=4096)
     def thumbnail_png(item: int) -> bytes:  # items never change: a cache never goes stale

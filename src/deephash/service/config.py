@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deephash.errors import ConfigError
+from deephash.registries import RERANK_HELP, parse_rerank
 
 
 @dataclass
@@ -50,6 +51,7 @@ class ServeConfig:
     checkpoint: str | None = field(default=None, metadata={
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})
+    rerank: str = field(default="ties", metadata={"parse": parse_rerank, "help": RERANK_HELP})
 
 
 def check_limits(config: ServeConfig) -> None:

@@ -37,16 +37,27 @@ def views_of(train_config: TrainConfig) -> tuple[str, ...]:
     return ("identity", "hflip") if train_config.training.test_time_flip else ("identity",)
 
 
+def outputs_of_features(model: EmbeddingModel, features: Sequence[np.ndarray]) -> np.ndarray:
+    """``(N, D)`` float32 model outputs (embeddings, or a hashing model's relaxed codes) of
+    ``(N, F)`` features, ``features[1]`` being the mirrored view when the model is
+    evaluated with test-time flip (as in training)."""
+    inputs = FeatureInputs(features[0], features[1] if len(features) > 1 else None, seed=0,
+                           augment=False)
+    return embed(model, inputs, np.arange(len(features[0])), torch.device("cpu"),
+                 test_time_flip=len(features) > 1)
+
+
+def vectors_of_outputs(outputs: np.ndarray, codes: bool) -> np.ndarray:
+    """What an index holds of ``(N, D)`` outputs: ``(N, ceil(D/8))`` packed sign codes, or
+    the float32 embeddings themselves."""
+    return pack_codes(binarize(outputs)) if codes else np.asarray(outputs, dtype=np.float32)
+
+
 def vectors_of_features(model: EmbeddingModel, features: Sequence[np.ndarray],
                         codes: bool) -> np.ndarray:
     """``(N, ceil(bits/8))`` packed codes or ``(N, D)`` float32 embeddings of ``(N, F)``
-    features, ``features[1]`` being the mirrored view when the model is evaluated with
-    test-time flip (as in training)."""
-    inputs = FeatureInputs(features[0], features[1] if len(features) > 1 else None, seed=0,
-                           augment=False)
-    out = embed(model, inputs, np.arange(len(features[0])), torch.device("cpu"),
-                test_time_flip=len(features) > 1)
-    return pack_codes(binarize(out)) if codes else out
+    features (:func:`outputs_of_features`, then :func:`vectors_of_outputs`)."""
+    return vectors_of_outputs(outputs_of_features(model, features), codes)
 
 
 #: a query as the embedder takes it: an RGB image, or its views' pixels from
@@ -78,10 +89,11 @@ class Embedder:
         array = np.array(image)
         return torch.stack([pixels(array) for pixels in self._pixels])
 
-    def __call__(self, images: Sequence[Query]) -> np.ndarray:
-        """``(len(images), W)`` vectors of RGB images (or their pixels from :meth:`prepare`):
-        one backbone pass per view (normalised per batch: bitwise the composed transform,
-        see :mod:`deephash.data.transforms`)."""
+    def outputs(self, images: Sequence[Query]) -> np.ndarray:
+        """``(len(images), D)`` float32 model outputs (embeddings, or relaxed codes) of RGB
+        images (or their pixels from :meth:`prepare`): one backbone pass per view
+        (normalised per batch: bitwise the composed transform, see
+        :mod:`deephash.data.transforms`)."""
         prepared = [image if isinstance(image, torch.Tensor) else self.prepare(image)
                     for image in images]
         features = []
@@ -89,4 +101,9 @@ class Embedder:
             for v, view in enumerate(self.views):
                 batch = view.normalise(torch.stack([pixels[v] for pixels in prepared]))
                 features.append(self.backbone(batch).numpy())
-        return vectors_of_features(self.model, features, self.codes)
+        return outputs_of_features(self.model, features)
+
+    def __call__(self, images: Sequence[Query]) -> np.ndarray:
+        """``(len(images), W)`` vectors of RGB images or their pixels (:meth:`outputs`,
+        packed for codes)."""
+        return vectors_of_outputs(self.outputs(images), self.codes)

@@ -4,7 +4,8 @@
 root, each *relative to the index folder* (``"../run/best.pt"``) with the absolute path at
 indexing time as a fallback: a folder moved with its run and data, or moved alone, still
 finds them. It also names the current generation's files (``index_file``, ``items_file``;
-``index.npz`` and ``items.npz`` in folders that were never added to):
+``index.npz`` and ``items.npz`` in folders that were never added to; ``outputs_file``, the
+continuous outputs of a hashing model's items, absent in older folders):
 :mod:`deephash.service.store` writes a new generation beside the old one and switches by
 rewriting ``index.json``, one atomic rename. ``checksums`` maps each of the generation's
 files (every ``*_file`` entry) to its SHA-256, taken when it was written;
@@ -74,8 +75,8 @@ def verify_checksums(folder: Path, info: dict[str, Any]) -> None:
             or any(Path(name).name != name for name in recorded)):
         raise ConfigError(f"{Path(folder) / INFO}: its checksums do not cover the files it "
                           "names; rebuild with deephash index")
-    for name, digest in recorded.items():
-        path = Path(folder) / name
+    for name in current:
+        digest, path = recorded[name], Path(folder) / name
         try:
             actual = file_sha256(path)
         except OSError as exc:
@@ -85,6 +86,18 @@ def verify_checksums(folder: Path, info: dict[str, Any]) -> None:
             raise ConfigError(f"{path} is damaged or was changed since it was written (its "
                               f"SHA-256 is not the one {INFO} records); rebuild with deephash "
                               "index")
+
+
+def outputs_file(info: dict[str, Any]) -> str | None:
+    """The current generation's continuous-outputs file (``None``: the folder has none)."""
+    found = info.get("outputs_file")
+    return None if found is None else str(found)
+
+
+def generation_files(info: dict[str, Any]) -> list[str]:
+    """Every data file of the current generation, relative to the folder."""
+    extra = outputs_file(info)
+    return [*data_files(info), *([extra] if extra else [])]
 
 
 def locate(folder: Path, info: dict[str, Any], key: str) -> Path | None:

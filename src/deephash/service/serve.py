@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 from deephash.errors import ConfigError
+from deephash.registries import parse_rerank
 from deephash.service.config import ServeConfig, check_limits
 from deephash.validation import validate
 
@@ -81,7 +82,8 @@ def run_serve(config: ServeConfig) -> None:
         cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                  else os.cpu_count())
         slots = max(1, (cores or 1) // config.threads)
-        searcher = Searcher.open(Path(config.index), config.checkpoint, forward_slots=slots)
+        searcher = Searcher.open(Path(config.index), config.checkpoint, forward_slots=slots,
+                                 rerank=parse_rerank(config.rerank))
         app = create_app(searcher, config)
         state = searcher.state
         log.info("serving %s (%d items, %s) on http://%s:%d/", config.index, state.size,

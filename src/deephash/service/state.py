@@ -1,10 +1,12 @@
-"""One generation of an index folder in memory: its description, items, index and vectors.
+"""One generation of an index folder in memory: its description, items, index, vectors and
+(hashing models) the items' continuous outputs.
 
 A state is never changed in place: adding images builds the next state
 (:mod:`deephash.service.store`), and a searcher swaps its reference, so a query always sees
 one whole generation. The stored vectors (``(N, W)`` packed ``uint8`` codes or ``(N, D)``
 float32 embeddings) are kept beside the index so that a query by item id reads its vector
-instead of embedding the image again.
+instead of embedding the image again; the ``(N, K)`` float16 continuous outputs
+(:mod:`deephash.service.outputs`, ``None`` in folders without them) re-rank Hamming ties.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import numpy as np
 
 from deephash.errors import ConfigError
 from deephash.index import HammingIndex, RetrievalIndex, load_index
-from deephash.service.folder import INFO, data_files, read_info, verify_checksums
+from deephash.service.folder import INFO, data_files, outputs_file, read_info, verify_checksums
 from deephash.service.items import Items
+from deephash.service.outputs import load_outputs
 
 
 def stored_vectors(index: RetrievalIndex) -> np.ndarray:
@@ -40,6 +43,7 @@ class IndexState:
     items: Items
     index: RetrievalIndex
     vectors: np.ndarray  # (N, W): row r is item r's stored code or embedding
+    outputs: np.ndarray | None = None  # (N, K) float16 continuous outputs of codes, or None
 
     @property
     def size(self) -> int:
@@ -69,4 +73,6 @@ def load_state(folder: Path, info: dict[str, Any] | None = None) -> IndexState:
         raise ConfigError(f"{folder}: {index_file} is a {index.factory} index of width "
                           f"{index.dim}, {INFO} says {info.get('index')} of {info.get('dim')}; "
                           "rebuild with deephash index")
-    return IndexState(folder, info, items, index, stored_vectors(index))
+    extra = outputs_file(info)
+    outputs = None if extra is None else load_outputs(folder / extra, len(items))
+    return IndexState(folder, info, items, index, stored_vectors(index), outputs)

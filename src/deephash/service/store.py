@@ -2,7 +2,8 @@
 
 Generation ``g`` writes, each file under a temporary name, fsynced and renamed into place
 (:func:`deephash.fileio.atomic_write`): the uploaded images (``added/<id>.<ext>``), the
-whole index (``index-<g>.npz``) and items (``items-<g>.npz``), their SHA-256 going into
+whole index (``index-<g>.npz``), items (``items-<g>.npz``) and, where the folder keeps
+them, the continuous outputs (``outputs-<g>.npz``), their SHA-256 going into
 ``index.json`` (:func:`write_generation`; generation 0, a fresh ``deephash index``, names
 them ``index.npz`` and ``items.npz``). Nothing reads those yet; the one switch is rewriting
 ``index.json`` to name them, again a rename. A crash before it leaves ``index.json`` naming
@@ -27,6 +28,7 @@ from deephash.fileio import save_bytes, save_json
 from deephash.index import load_index
 from deephash.service.errors import ApiError
 from deephash.service.folder import INFO, checksums, data_files, read_info, verify_checksums
+from deephash.service.outputs import save_outputs
 from deephash.service.state import IndexState
 
 ADDED = "added"
@@ -50,11 +52,18 @@ def folder_lock(folder: Path) -> Iterator[None]:
 
 
 def add_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes, str]],
-               label: int, classes: tuple[str, ...]) -> IndexState:
+               label: int, classes: tuple[str, ...],
+               outputs: np.ndarray | None = None) -> IndexState:
     """Persist ``images`` (encoded bytes, file extension) with their ``(n, W)`` ``vectors``
-    as the folder's next generation, all labelled ``label`` (``-1``: none) under
-    ``classes``; return that generation's state."""
+    (and ``(n, K)`` continuous ``outputs``, appended where the folder keeps them) as the
+    folder's next generation, all labelled ``label`` (``-1``: none) under ``classes``;
+    return that generation's state."""
     folder = state.folder
+    kept = None  # the new generation's outputs, where the folder keeps them
+    if state.outputs is not None:
+        if outputs is None or len(outputs) != len(images):
+            raise ValueError("the folder keeps continuous outputs: give one per added image")
+        kept = np.concatenate([state.outputs, np.asarray(outputs, dtype=np.float16)])
     with folder_lock(folder):
         if int(read_info(folder).get("generation", 0)) != state.generation:
             raise ApiError(409, f"{folder} changed on disk since this server loaded it (another "
@@ -67,11 +76,13 @@ def add_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes,
         index = load_index(folder / data_files(state.info)[0])  # a copy; the live one stays
         index.add(vectors, ids=ids)
         items = state.items.extended(paths, label, classes)
+        parts: dict[str, Callable[[Path], None]] = {"index": index.save, "items": items.save}
+        if kept is not None:
+            parts["outputs"] = lambda path: save_outputs(path, kept)
         sync_folder(folder / ADDED)
         info = write_generation(folder, state.generation + 1,
-                                {**state.info, "n_items": len(items)},
-                                {"index": index.save, "items": items.save})
-    return IndexState(folder, info, items, index, np.concatenate([state.vectors, vectors]))
+                                {**state.info, "n_items": len(items)}, parts)
+    return IndexState(folder, info, items, index, np.concatenate([state.vectors, vectors]), kept)
 
 
 def generation_file(part: str, generation: int) -> str:

@@ -11,7 +11,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from deephash.registries import DATASET_KINDS, HASHING_METHODS, MINERS, parse_index
+from deephash.registries import (
+    DATASET_KINDS,
+    HASHING_METHODS,
+    MINERS,
+    RERANK_HELP,
+    parse_index,
+    parse_rerank,
+)
 from deephash.training.config import TrainConfig, TrainingConfig
 
 
@@ -146,6 +153,7 @@ class SearchConfig:
     checkpoint: str | None = field(default=None, metadata={
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})
+    rerank: str = field(default="ties", metadata={"parse": parse_rerank, "help": RERANK_HELP})
 
 
 @dataclass

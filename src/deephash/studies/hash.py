@@ -2,7 +2,8 @@
 
 One run folder per code length (``RUN_DIR/bits-<K>/``), each with the train layout plus
 ``codes/query.npz`` and ``codes/database.npz`` (packed ``codes``, ``y``, ``bits``,
-``index``); metrics are computed on the sign codes with Hamming distance, tie-aware.
+``index``, and the float16 ``relaxed`` outputs that order Hamming ties where results are
+shown); metrics are computed on the sign codes with Hamming distance, tie-aware.
 With several code lengths, ``RUN_DIR/bits.json`` and ``bits.md`` tabulate them.
 ``--resume`` continues every code length that has a ``last.pt`` (a finished one is only
 re-evaluated) and starts the others, so an interrupted sweep or study picks up where it

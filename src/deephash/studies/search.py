@@ -1,12 +1,14 @@
 """``deephash index`` and ``deephash search``: a searchable collection of images.
 
 An index folder holds ``index.npz`` (the retrieval index: packed codes of a hashing
-model, or float embeddings) and ``items.npz`` (per row: the image's path, label, and the
-class names), plus ``index.json`` naming the checkpoint that produced it and the SHA-256
-of both files (checked before they are read). ``search`` embeds a query image with that
-checkpoint and prints the k nearest images (a ``-k`` beyond the index's size prints them
-all, with a note); it can also save a picture of the query beside its first results
-(at most :data:`SHOW_MAX`), correct matches framed in green.
+model, or float embeddings), ``items.npz`` (per row: the image's path, label, and the
+class names), for a hashing model ``outputs.npz`` (its continuous outputs, which order the
+results tied in Hamming distance: :mod:`deephash.index.rerank`), plus ``index.json``
+naming the checkpoint that produced it and the SHA-256 of those files (checked before they
+are read). ``search`` embeds a query image with that checkpoint and prints the k nearest
+images (a ``-k`` beyond the index's size prints them all, with a note) and how many items
+tie with the k-th; it can also save a picture of the query beside its first results (at
+most :data:`SHOW_MAX`), correct matches framed in green.
 
 Index folders are relocatable. ``index.json`` records the checkpoint and, for an image
 folder, the data root *relative to the index folder* (``"../run/best.pt"``), with the
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +43,17 @@ from deephash.errors import ConfigError, DataError
 from deephash.features import compute_views, transform_spec
 from deephash.index import create_index
 from deephash.pipeline.cache import cache_location
+from deephash.registries import parse_rerank
 from deephash.service.downscale import decode_query
-from deephash.service.embedder import feature_backbone, vectors_of_features, views_of
+from deephash.service.embedder import (
+    feature_backbone,
+    outputs_of_features,
+    vectors_of_outputs,
+    views_of,
+)
 from deephash.service.folder import read_info, relative
 from deephash.service.items import Items
+from deephash.service.outputs import save_outputs
 from deephash.service.searcher import Searcher
 from deephash.studies.configs import IndexConfig, SearchConfig
 from deephash.studies.index_folder import write_index
@@ -76,7 +86,8 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
                           device=resolve_device(config.device))
     features = [views[view] for view in views_of(train_config)]
     codes = train_config.training.codes
-    vectors = vectors_of_features(model, features, codes)
+    outputs = outputs_of_features(model, features)
+    vectors = vectors_of_outputs(outputs, codes)
     dim = train_config.training.embedding_dim
     if config.index == "auto":
         config = dataclasses.replace(config, index="BFlat" if codes else "Flat")
@@ -94,7 +105,10 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     info = {"checkpoint": relative(checkpoint, out), "checkpoint_absolute": str(checkpoint),
             **places, "index": config.index, "codes": codes, "dim": dim,
             "n_items": len(dataset), "data": dataset.name, "spec": spec.describe()}
-    info = write_index(out, info, {"index": index.save, "items": items.save})
+    parts: dict[str, Callable[[Path], None]] = {"index": index.save, "items": items.save}
+    if codes:  # what Hamming ties are ordered by (deephash.index.rerank)
+        parts["outputs"] = lambda path: save_outputs(path, outputs)
+    info = write_index(out, info, parts)
     log.info("indexed %d images into %s (%s)", len(dataset), out, config.index)
     return info
 
@@ -129,19 +143,23 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     # decoded as the service decodes an upload (a large image no larger than the model needs)
     query = decode_query(data, config.image, int(info["spec"]["image_size"]),
                          "pass an image file")
-    searcher = Searcher.open(Path(config.index), config.checkpoint)
+    searcher = Searcher.open(Path(config.index), config.checkpoint,
+                             rerank=parse_rerank(config.rerank))
     classes = searcher.state.items.classes
     label = config.label or Path(config.image).parent.name
     k = max(1, min(config.k, searcher.state.size))
     if k < config.k:
         log.info("-k %d: the index holds %d images; showing them all", config.k, k)
     rows = []
+    answer = searcher.answer_images([query], k)[0]
     print(f"{'rank':>4}  {'distance':>8}  {'label':<12}  path")
-    for rank, hit in enumerate(searcher.search_images([query], k)[0], start=1):
+    for rank, hit in enumerate(answer.hits, start=1):
         row = {"rank": rank, "distance": hit["distance"], "label": hit["class"] or "-",
                "path": searcher.full_path(hit)}
         rows.append(row)
         print(f"{rank:>4}  {row['distance']:>8.3g}  {row['label']:<12}  {row['path']}")
+    if answer.ties is not None:
+        print(ties_line(answer.ties, k))
     if config.show:
         from deephash.viz.search import plot_results
 
@@ -150,3 +168,14 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
         plot_results(query, rows[:SHOW_MAX], label if label in classes else None,
                      Path(config.show).expanduser())
     return rows
+
+
+def ties_line(ties: dict[str, Any], k: int) -> str:
+    """The line under ``search``'s table: how many items tie with the k-th result."""
+    if ties["count"] <= ties["shown"]:
+        return (f"# all {ties['count']} items at Hamming distance {ties['distance']} (that of "
+                f"result {k}) are shown")
+    chosen = ("the model's continuous outputs" if ties["order"] == "continuous outputs"
+              else "a seeded random order")
+    return (f"# {ties['count']} items share Hamming distance {ties['distance']} with result "
+            f"{k}; {ties['shown']} of them shown, chosen by {chosen}")

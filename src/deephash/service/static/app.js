@@ -173,6 +173,23 @@ function showResults(results, queryLabel) {
   }
 }
 
+// How many indexed items share the Hamming distance of the last result (codes only), and
+// what chose the ones shown among them.
+function showTies(ties) {
+  const line = $("ties");
+  if (!ties || ties.count <= ties.shown) {
+    line.textContent = "";
+    line.hidden = true;
+    return;
+  }
+  const chosen = ties.order === "random" ? "a seeded random order (this index keeps no " +
+    "continuous outputs)" : "the model's continuous outputs";
+  line.textContent = `${ties.count.toLocaleString("en")} items share Hamming distance ` +
+    `${ties.distance} with the last result; ${ties.shown} of them are shown, chosen by ` +
+    `${chosen}.`;
+  line.hidden = false;
+}
+
 // Runs one query; `request` returns the API's answer, `show` draws it.
 async function run(request, show, what) {
   const ticket = ++state.ticket;
@@ -188,6 +205,7 @@ async function run(request, show, what) {
     const ms = Math.round(performance.now() - start);
     setStatus(`${what}: ${answer.results.length} results in ${ms} ms`);
     show(answer);
+    showTies(answer.ties);
   } catch (failure) {
     if (ticket === state.ticket) {
       setStatus("");
