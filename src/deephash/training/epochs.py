@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from deephash.distributed import barrier, ranks
+from deephash.errors import TrainingError
 from deephash.training.evaluation import validate
 from deephash.training.setup import TrainingSetup
 
@@ -157,3 +158,16 @@ def _set_generator_states(setup: TrainingSetup, states: dict[str, torch.Tensor])
             generator.set_state(states[name])
     if "torch" in states:
         torch.set_rng_state(states["torch"])
+
+
+def check_finite(loss: torch.Tensor, where: str) -> None:
+    """Stop training at once when a batch's scalar ``loss`` is NaN or infinite (``where``:
+    ``"epoch 3, batch 7 of 60"``): a step on it would turn every weight into NaN. The run
+    folder keeps the ``last.pt`` and ``best.pt`` of the epochs before, and ``run.json``
+    records the failure."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise TrainingError(f"the training loss became {value} in {where}; stopped before "
+                            "the weights took that step (last.pt and best.pt of the earlier "
+                            "epochs are kept): lower --lr, the margin or the regulariser "
+                            "weights")
