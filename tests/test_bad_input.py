@@ -100,10 +100,60 @@ CASES: dict[str, Case] = {
     "yaml syntax": (["baseline", "--config", "{yaml}"], 2, "is not valid YAML"),
     "yaml not a mapping": (["baseline", "--config", "{yaml}"], 2, "must hold a mapping"),
     "yaml missing": (["baseline", "--config", "{missing}"], 2, "cannot read config file"),
+    # issue 20: NaN and infinity, repeated list values, absurd sizes, YAML types, studies
+    "margin nan": (["train", "--margin", "nan"], 2,
+                   "--margin (training.margin) must be a finite number, got nan"),
+    "lr inf": (["train", "--lr", "inf"], 2, "--lr (training.lr) must be a finite number, got inf"),
+    "margin grid inf": (["select-margin", "--margins", "0.1", "inf"], 2,
+                        "--margins must be a finite number, got inf"),
+    "regulariser nan": (["train", "--regularizers", "quantization=nan"], 2,
+                        "bad regulariser 'quantization=nan': its weight must be a finite number "
+                        ">= 0"),
+    "regulariser negative": (["hash", "--regularizers", "quantization=-1"], 2,
+                             "bad regulariser 'quantization=-1': its weight must be a finite"),
+    "regulariser twice": (["train", "--regularizers", "quantization=0.1", "quantization=0.2"], 2,
+                          "--regularizers names 'quantization' twice"),
+    "schedule nan": (["train", "--schedules", "margin=linear:0.1:nan"], 2,
+                     "START, END and EVERY must be finite numbers >= 0"),
+    "schedule twice": (["train", "--schedules", "margin=linear:0.1:1", "margin=step:1:2"], 2,
+                       "--schedules schedules 'margin' twice"),
+    "bits repeated": (["hash", "--bits", "16", "16"], 2,
+                      "--bits (hashing.bits) lists 16 more than once; give each value once"),
+    "knn k repeated": (["baseline", "--knn-k", "5", "1", "5"], 2,
+                       "--knn-k (evaluation.knn_k) lists 5 more than once"),
+    "losses repeated": (["loss-study", "--losses", "facenet", "facenet"], 2,
+                        "--losses lists 'facenet' more than once"),
+    "image size absurd": (["baseline", "--image-size", "100000"], 2,
+                          "--image-size (backbone.image_size) must be at most 4096, got 100000"),
+    "seed absurd": (["baseline", "--seed", str(2**64)], 2,
+                    f"--seed must be at most 4294967295, got {2**64}"),
+    "embedding dim absurd": (["train", "--embedding-dim", str(10**7)], 2,
+                             "--embedding-dim (training.embedding_dim) must be at most 16384"),
+    "batch absurd": (["train", "--batch-samples", "1000000"], 2,
+                     "a training batch of --batch-classes 10 x --batch-samples 1000000 = "
+                     "10000000 images (its distance matrix) needs at least"),
+    "extraction batch absurd": (["baseline", "--batch-size", "1000000", "--image-size", "4096"], 2,
+                                "one extraction batch of --batch-size 1000000 images at "
+                                "--image-size 4096 needs at least"),
+    "yaml nan": (["train", "--config", "{yaml}"], 2,
+                 "--margin (training.margin) must be a finite number, got nan"),
+    "yaml fraction for an int": (["train", "--config", "{yaml}"], 2,
+                                 "config field training.epochs must be a whole number, got 1.5"),
+    "yaml bool for an int": (["train", "--config", "{yaml}"], 2,
+                             "config field training.epochs must be a whole number, got True"),
+    "yaml repeated": (["hash", "--config", "{yaml}"], 2,
+                      "--bits (hashing.bits) lists 16 more than once"),
+    "study unknown key": (["study", "--file", "{yaml}"], 2,
+                          "unknown key(s) stagse; known: title, base, stages"),
 }
 
 YAML = {"yaml range": "training:\n  epochs: 0\n", "yaml name": "training:\n  loss: arcface\n",
-        "yaml syntax": "seed: [1\n", "yaml not a mapping": "- 1\n- 2\n"}
+        "yaml syntax": "seed: [1\n", "yaml not a mapping": "- 1\n- 2\n",
+        "yaml nan": "training:\n  margin: .nan\n",
+        "yaml fraction for an int": "training:\n  epochs: 1.5\n",
+        "yaml bool for an int": "training:\n  epochs: true\n",
+        "yaml repeated": "hashing:\n  bits: [16, 32, 16]\n",
+        "study unknown key": "stages:\n  - {name: a, command: train}\nstagse: []\n"}
 
 
 def base_argv(command: str, folder: Path, tmp: Path) -> list[str]:

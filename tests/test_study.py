@@ -132,7 +132,7 @@ def test_presets_and_bad_studies(tmp_path: Path, capsys: pytest.CaptureFixture[s
              "study stage 'a' (train): --lr (training.lr) must be a finite number, got inf"),
             ({"stages": [{"name": "a", "command": "train",
                           "options": {"training": {"epochs": 1.5}}}]},
-             "training.epochs: 1.5 is not a whole number")):
+             "training.epochs must be a whole number, got 1.5")):
         bad.write_text(yaml.safe_dump(content))
         assert main(["study", "--file", str(bad), "--data-dir", data, "--out",
                      str(tmp_path / "o")]) == 2

@@ -77,10 +77,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"config field {where} must be true or false, got {value!r}")
         return value
-    if inner in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"config field {where}: {value!r} is not a {inner.__name__}")
-    if inner is int and isinstance(value, float) and not value.is_integer():
-        raise ConfigError(f"config field {where}: {value!r} is not a whole number")
+    whole = inner is int
+    if (inner in (int, float) and isinstance(value, bool)) or (
+            whole and isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"config field {where} must be a {'whole ' if whole else ''}number, "
+                          f"got {value!r}")
     try:
         return inner(value)
     except (TypeError, ValueError):
