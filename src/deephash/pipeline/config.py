@@ -12,13 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: the largest seed: numpy's and scikit-learn's generators take 32-bit seeds
-MAX_SEED = 2**32 - 1
-#: the largest input side in pixels (one 4096 x 4096 image is 200 MB as float32)
-MAX_IMAGE_SIZE = 4096
-#: the widest embedding, code or hidden layer (60,000 embeddings of 16384 floats: 3.9 GB)
-MAX_WIDTH = 16384
-
 from deephash.registries import (
     BACKBONES,
     DATASET_KINDS,
@@ -27,6 +20,13 @@ from deephash.registries import (
     PROTOCOLS,
     RUNTIME_CHOICES,
 )
+
+#: the largest seed: numpy's and scikit-learn's generators take 32-bit seeds
+MAX_SEED = 2**32 - 1
+#: the largest input side in pixels (one 4096 x 4096 image is 200 MB as float32)
+MAX_IMAGE_SIZE = 4096
+#: the widest embedding, code or hidden layer (60,000 embeddings of 16384 floats: 3.9 GB)
+MAX_WIDTH = 16384
 
 
 @dataclass
@@ -43,6 +43,10 @@ class DataConfig:
     download: bool = field(default=True, metadata={
         "help": "download CIFAR-10, MNIST or Fashion-MNIST when --dataset names it and it "
                 "is missing"})
+    skip_bad_images: bool = field(default=False, metadata={
+        "help": "leave out images whose header PIL cannot read or that declare more pixels "
+                "than it decodes (a decompression bomb), listing them in run.json, instead "
+                "of stopping (every image's header is checked before any work)"})
 
 
 @dataclass

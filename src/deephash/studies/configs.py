@@ -103,7 +103,8 @@ class ScheduleStudyConfig(HashConfig):
         "help": "schedule sets to compare: 'none' (the fixed --margin and regulariser "
                 "weights) or NAME=KIND:START[:END[:EVERY]] joined with '+'"})
     seeds: tuple[int, ...] = field(default=(0,), metadata={
-        "min": 0, "max": MAX_SEED, "help": "seeds (splits and training); each variant runs once per seed"})
+        "min": 0, "max": MAX_SEED,
+        "help": "seeds (splits and training); each variant runs once per seed"})
 
 
 def check_index(factory: str) -> None:

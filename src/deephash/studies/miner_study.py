@@ -23,6 +23,7 @@ from deephash.errors import ConfigError
 from deephash.fileio import save_json
 from deephash.losses import loss_traits
 from deephash.miners import miner_names
+from deephash.pipeline.protocol import open_protocol
 from deephash.studies.configs import MinerStudyConfig
 from deephash.studies.run_folder import RunFolder, open_run, run_seconds, sub_run_flags
 from deephash.studies.tables import markdown_table
@@ -61,6 +62,7 @@ def miners_for(loss_name: str) -> tuple[str, ...]:
 
 def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:
     validate(config)
+    open_protocol(config)  # every image's header and the data's digest, before the folder
     miners = config.miners or miners_for(config.training.loss)
     with open_run(config.out, config, resume=config.training.resume,
                   overwrite=config.overwrite, sweep=("miners",)) as folder:

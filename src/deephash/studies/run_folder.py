@@ -257,7 +257,8 @@ class RunFolder:
     state ``running``; leaving it rewrites ``run.json`` as ``finished`` with ``seconds``
     (what the study put in :attr:`seconds`, plus ``total`` since :func:`open_run`) and
     :attr:`device`, or as ``failed`` with the error's first line (also on Ctrl-C); the
-    error itself propagates.
+    error itself propagates. :attr:`details` (set before entering) go into ``run.json``
+    too, e.g. the images ``--skip-bad-images`` left out.
     """
 
     def __init__(self, path: Path, config: Any, clear: bool, resumed: bool,
@@ -267,6 +268,7 @@ class RunFolder:
         self.config = config
         self.seconds: dict[str, float] = {}
         self.device: str | None = None
+        self.details: dict[str, Any] = {}
         self._clear = clear
         self._resumed = resumed
         self._clock = time.perf_counter()
@@ -288,7 +290,7 @@ class RunFolder:
             "command": sys.argv, "deephash": deephash.__version__, "torch": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
             "cpu_threads": torch.get_num_threads(), "git_commit": _git_commit(),
-            "machine": describe_machine(),
+            "machine": describe_machine(), **self.details,
         }
         save_json(self.path / "run.json", self._info)
         return self

@@ -15,6 +15,7 @@ from typing import Any
 from deephash.config import variant
 from deephash.fileio import save_json
 from deephash.pipeline.evaluate import evaluate_checkpoint
+from deephash.pipeline.protocol import open_protocol
 from deephash.studies.configs import SelectMarginConfig
 from deephash.studies.run_folder import open_run, run_seconds, save_config, sub_run_flags
 from deephash.studies.tables import markdown_table
@@ -41,6 +42,7 @@ def run_select_margin(config: SelectMarginConfig) -> dict[str, Any]:
     (``margin-<m>/``, validation only) and the chosen model's test results at the top.
     """
     validate(config)  # a loss with a margin, a non-empty grid
+    open_protocol(config)  # every image's header and the data's digest, before the folder
     with open_run(config.out, config, resume=config.training.resume,
                   overwrite=config.overwrite, sweep=("margins",)) as folder:
         return _select(config, folder.path)

@@ -27,7 +27,7 @@ from deephash.pipeline.evaluate import (
     load_trained,
     method_title,
 )
-from deephash.pipeline.protocol import open_protocol, write_splits
+from deephash.pipeline.protocol import open_protocol, skipped_run_details, write_splits
 from deephash.pipeline.setup import parse_weights, training_setup
 from deephash.studies.run_folder import RunFolder, open_run
 from deephash.training.checkpoint import read_checkpoint, save_checkpoint
@@ -111,6 +111,7 @@ def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]
     del features
     if resume_state is not None:
         load_trained(setup, resume_state)
+    folder.details.update(skipped_run_details(dataset))
     with folder:  # every input is checked: only now is the run folder written
         folder.device = str(device)
         return _train(folder, config, setup, dataset, splits, frozen, resume_state, evaluate_test)

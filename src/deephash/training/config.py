@@ -74,7 +74,8 @@ class TrainingConfig:
     embedding_dim: int = field(default=128, metadata={"min": 1, "max": MAX_WIDTH,
                                                       "help": "output dimension"})
     hidden_dims: tuple[int, ...] = field(default=(512,), metadata={
-        "min": 1, "max": MAX_WIDTH, "repeats": True, "help": "hidden widths of the head's MLP (none: a linear head)"})
+        "min": 1, "max": MAX_WIDTH, "repeats": True,
+        "help": "hidden widths of the head's MLP (none: a linear head)"})
     normalize: bool = field(default=True, metadata={"help": "L2-normalise the embeddings"})
     dropout: float = field(default=0.0, metadata={
         "min": 0, "below": 1, "help": "dropout after hidden layers"})
