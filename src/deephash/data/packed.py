@@ -284,7 +284,8 @@ class PackedDataset(ImageDataset):
                 return None
             if pixels.shape[:2] != tuple(self.shapes[index]):
                 raise _damaged(self.path, f"holds {self.names[index]} of {pixels.shape[:2]} "
-                                          f"pixels, its header says {tuple(self.shapes[index])}")
+                                          f"pixels, its header says "
+                                          f"{tuple(map(int, self.shapes[index]))}")
             flat[self._pixel_offsets[index]:self._pixel_offsets[index + 1]] = pixels.ravel()
         return flat
 

@@ -16,13 +16,13 @@ def open_protocol(config: BaselineConfig) -> tuple[ImageDataset, Splits]:
     """The data set of ``config.data`` and its seeded splits (``config.seed``) under
     ``config.data.protocol``: pool indices of train, val, query and database.
 
-    Every image's header is checked and the data's content digest taken (a pack checks
-    its own) here, before any run folder is written: an unreadable image or a
+    The data's content digest is taken (a pack checks its own) and every image's header
+    checked here, before any run folder is written: an unreadable image or a
     decompression bomb stops with one line (or is left out: ``--skip-bad-images``)."""
     dataset = open_dataset(config.data.data_dir, config.data.dataset, config.data.download,
                            memo_location(cache_location(config.extraction)))
+    dataset.fingerprint()  # a damaged pack says so before its images are looked at
     dataset = checked_images(dataset, config.data.skip_bad_images)
-    dataset.fingerprint()
     splits = make_splits(config.data.protocol, dataset.labels, dataset.is_test, config.seed,
                          classes=dataset.classes)
     return dataset, splits
