@@ -18,8 +18,8 @@ from conftest import make_image_folder
 from PIL import Image
 
 from deephash.cli import main
-from deephash.data import open_dataset
 from deephash.data import headers as headers_module
+from deephash.data import open_dataset
 from deephash.data import packed as packed_module
 from deephash.data.decode import decode_pixels
 from deephash.data.headers import find_bad_images, header_problem

@@ -145,6 +145,9 @@ CASES: dict[str, Case] = {
                       "--bits (hashing.bits) lists 16 more than once"),
     "study unknown key": (["study", "--file", "{yaml}"], 2,
                           "unknown key(s) stagse; known: title, base, stages"),
+    "report out is a file": (["report", "--out", "{file}"], 2,
+                             "is a file; choose a folder for the report"),
+    "report seed absurd": (["report", "--seed", "-1"], 2, "--seed must be at least 0, got -1"),
 }
 
 YAML = {"yaml range": "training:\n  epochs: 0\n", "yaml name": "training:\n  loss: arcface\n",

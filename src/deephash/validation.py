@@ -34,6 +34,7 @@ from deephash.studies.configs import (
     SearchConfig,
     SelectMarginConfig,
 )
+from deephash.studies.report_config import ReportConfig
 from deephash.training.config import TrainConfig, TrainingConfig
 
 
@@ -309,3 +310,26 @@ def _(config: PackConfig) -> None:
     if target.exists() and not _is_pack(target):
         raise ConfigError(f"--overwrite: FILE {target} is not a deephash pack; refusing to "
                           "replace it, choose another FILE")
+
+
+#: what marks a folder ``deephash report`` may write into again: an earlier report, or a
+#: study's folder (``deephash study`` reports into it)
+_REPORT_HOMES = ("report.html", "study.yaml")
+
+
+@validate.register
+def _(config: ReportConfig) -> None:
+    from deephash.studies.run_folder import is_run_folder
+
+    check_fields(config)
+    out = Path(config.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; choose a folder for the report")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if is_run_folder(out):
+        raise ConfigError(f"--out {out} is a run folder; the report would write into the run: "
+                          "choose another --out (e.g. a new folder beside the runs)")
+    if not any((out / name).is_file() for name in _REPORT_HOMES):
+        raise ConfigError(f"--out {out} holds other files (no earlier report); choose a new "
+                          "or empty folder for the report")
