@@ -45,7 +45,6 @@ def _escaped_table(text: str) -> str:
     header, rows = parse_markdown_table(text)
     if not header:
         return escape_markdown(re.sub(r"\s+", " ", text))
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(cell if n == 1 else escape_markdown(cell)
-                                       for cell in line) + " |"
-                     for n, line in enumerate(lines)) + "\n"
+    lines = ["| " + " | ".join(escape_markdown(cell) for cell in line) + " |"
+             for line in (header, *rows)]
+    return "\n".join([lines[0], "|" + "---|" * len(header), *lines[1:]]) + "\n"
