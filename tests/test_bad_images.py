@@ -117,6 +117,10 @@ def test_skip_bad_images_leaves_them_out_and_lists_them(
          "problem": "not an image file PIL can identify"}]
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())
     assert splits["n_pool"] == 3 * (8 + 3)  # the generated images, not the two bad files
+    # the report's gallery reads the run's pool: the bad images are left out there too
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report"),
+                 "--queries", "33", "-k", "32"]) == 0
+    assert (tmp_path / "report" / "report.html").read_text().count("data:image/png") > 33
     # the skipped data set's features are its own: the clean folder's are not reused
     clean = make_image_folder(tmp_path / "clean", n_classes=3, n_train=8, n_test=3)
     assert baseline(clean, tmp_path / "clean-run", tmp_path / "cache") == 0

@@ -93,7 +93,7 @@ def test_a_non_finite_loss_stops_training_at_once(folder: Path, tmp_path: Path,
     assert err == [f"deephash: error: the training loss became nan in epoch 2, batch 1 of "
                    f"{batches}; stopped before the weights took that step (last.pt and best.pt "
                    "of the earlier epochs are kept): lower --lr, the margin or the regulariser "
-                   "weights"]
+                   "weights in a new run (--overwrite or another --out)"]
     info = json.loads((run / "run.json").read_text())
     assert info["state"] == "failed" and "loss became nan in epoch 2" in info["error"]
     last = torch.load(run / "last.pt", weights_only=True)

@@ -170,4 +170,4 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
         raise TrainingError(f"the training loss became {value} in {where}; stopped before "
                             "the weights took that step (last.pt and best.pt of the earlier "
                             "epochs are kept): lower --lr, the margin or the regulariser "
-                            "weights")
+                            "weights in a new run (--overwrite or another --out)")
