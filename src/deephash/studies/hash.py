@@ -38,10 +38,11 @@ __all__ = ["HashConfig", "HashingConfig", "dtsh_training", "run_hash", "zhuang_t
 
 def run_hash(config: HashConfig) -> list[dict[str, Any]]:
     validate(config)
-    open_protocol(config)  # every image's header and the data's digest, before the folder
     init_from_environment(resolve_device(config.extraction.device))  # torchrun: before open_run
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite, sweep=("hashing.bits",)) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite, sweep=("hashing.bits",))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _sweep(config, folder.path)
 
 

@@ -38,10 +38,11 @@ def _optional(row: dict[str, Any], key: str) -> str:
 
 def run_loss_study(config: LossStudyConfig) -> list[dict[str, Any]]:
     validate(config)
-    open_protocol(config)  # every image's header and the data's digest, before the folder
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite,
-                  sweep=("losses", "margins", "contrastive_margins")) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite,
+                      sweep=("losses", "margins", "contrastive_margins"))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _compare(config, folder.path)
 
 

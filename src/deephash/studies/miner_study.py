@@ -62,10 +62,11 @@ def miners_for(loss_name: str) -> tuple[str, ...]:
 
 def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:
     validate(config)
-    open_protocol(config)  # every image's header and the data's digest, before the folder
     miners = config.miners or miners_for(config.training.loss)
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite, sweep=("miners",)) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite, sweep=("miners",))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _compare(config, miners, folder)
 
 

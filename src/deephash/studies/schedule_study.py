@@ -52,10 +52,11 @@ def _folder_name(variant: str) -> str:
 
 def run_schedule_study(config: ScheduleStudyConfig) -> list[dict[str, Any]]:
     validate(config)  # one code length, variants and seeds given
-    open_protocol(config)  # every image's header and the data's digest, before the folder
     parsed = {variant: parse_variant(variant) for variant in config.variants}
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite, sweep=("seeds", "variants")) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite, sweep=("seeds", "variants"))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _compare(config, parsed, folder.path)
 
 

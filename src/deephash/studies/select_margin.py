@@ -42,9 +42,10 @@ def run_select_margin(config: SelectMarginConfig) -> dict[str, Any]:
     (``margin-<m>/``, validation only) and the chosen model's test results at the top.
     """
     validate(config)  # a loss with a margin, a non-empty grid
-    open_protocol(config)  # every image's header and the data's digest, before the folder
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite, sweep=("margins",)) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite, sweep=("margins",))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _select(config, folder.path)
 
 
