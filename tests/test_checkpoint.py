@@ -152,6 +152,23 @@ def test_weights_that_do_not_fit_the_configuration(tmp_path: Path) -> None:
         load_model(path)
 
 
+@pytest.mark.parametrize("image_size, bound", [(100000, "at most 4096"), (-5, "at least 1")])
+def test_a_checkpoints_own_config_is_range_checked(tmp_path: Path, image_size: int, bound: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A crafted configuration inside a checkpoint is refused like the same option."""
+    path = tmp_checkpoint(tmp_path / "a.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["backbone"]["image_size"] = image_size
+    torch.save(payload, path)
+    with pytest.raises(ConfigError, match=rf"^checkpoint .*a\.pt: --image-size "
+                                          rf"\(backbone.image_size\) must be {bound}"):
+        load_model(path)
+    assert main(["index", "--checkpoint", str(path), "--out", str(tmp_path / "i")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"must be {bound}" in err[0]
+    assert not (tmp_path / "i").exists()
+
+
 def test_older_checkpoints_with_numpy_scalars_still_load(tmp_path: Path) -> None:
     path = tmp_checkpoint(tmp_path / "a.pt")
     payload = torch.load(path, weights_only=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from deephash.cli import main
 from deephash.training.checkpoint import load_model
@@ -49,6 +50,55 @@ def test_train_resume_continues_the_run(folder: Path, tmp_path: Path) -> None:
                  "--resume") == 0
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2]
+
+
+def test_a_resumed_run_may_not_train_shorter(folder: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """config.yaml never says fewer epochs than the history holds: --resume --epochs 1
+    after 2 is refused before anything is rewritten."""
+    run = tmp_path / "run"
+    assert train(folder, run, tmp_path / "cache", "--epochs", "2", "--no-flip-augment") == 0
+    saved = {name: (run / name).read_bytes() for name in ("config.yaml", "run.json", "last.pt")}
+    capsys.readouterr()
+    assert train(folder, run, tmp_path / "cache", "--epochs", "1", "--no-flip-augment",
+                 "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has trained 2 epochs; --epochs 1" in err[0]
+    assert {name: (run / name).read_bytes() for name in saved} == saved
+
+
+def test_a_non_finite_loss_stops_training_at_once(folder: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The first batch of epoch 2 yields a NaN loss: training stops with one line naming
+    the epoch and the batch; the folder keeps epoch 1's checkpoints and says failed."""
+    from deephash.training import trainer
+
+    calls = {"n": 0}
+    real = trainer.batch_loss
+    batches = 3  # per epoch (--batches-per-epoch)
+
+    def poisoned(*args: object, **kwargs: object) -> object:
+        out = real(*args, **kwargs)  # type: ignore[arg-type]
+        calls["n"] += 1
+        if calls["n"] == batches + 1:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer, "batch_loss", poisoned)
+    run = tmp_path / "run"
+    assert train(folder, run, tmp_path / "cache", "--epochs", "2", "--no-flip-augment",
+                 "--batches-per-epoch", str(batches)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert err == [f"deephash: error: the training loss became nan in epoch 2, batch 1 of "
+                   f"{batches}; stopped before the weights took that step (last.pt and best.pt "
+                   "of the earlier epochs are kept): lower --lr, the margin or the regulariser "
+                   "weights in a new run (--overwrite or another --out)"]
+    info = json.loads((run / "run.json").read_text())
+    assert info["state"] == "failed" and "loss became nan in epoch 2" in info["error"]
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["epoch"] == 0 and (run / "best.pt").is_file()
+    assert not (run / "metrics.json").exists()
 
 
 def test_train_errors_are_one_line(folder: Path, tmp_path: Path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -161,6 +162,42 @@ def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
     assert "holds no finished run" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_report_md_shows_names_and_titles_as_written(runs: Path, tmp_path: Path) -> None:
+    """A run folder named like markup and a hostile title: report.md escapes both, so no
+    raw HTML, link or table cell reaches a Markdown renderer."""
+    hostile = "<script>alert(1)|[x](javascript:alert(2))"  # a folder name: no slash
+    shutil.copytree(runs / "runs" / "frozen", tmp_path / "runs" / hostile)
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--title",
+                 "<img src=x onerror=alert(3)> *bold* # not a heading", "--queries", "0"]) == 0
+    text = (out / "report.md").read_text()
+    assert "<script>" not in text and "<img" not in text
+    assert not re.search(r"(?<!\\)\]\(javascript", text)  # every bracket escaped
+    assert text.startswith("# &lt;img src=x onerror=alert(3)&gt; \\*bold\\* # not a heading\n")
+    row = next(line for line in text.splitlines() if "alert(1)" in line)
+    assert row.startswith("| &lt;script&gt;alert(1)\\|\\[x\\](javascript:alert(2)) | frozen "
+                          "efficientnet_lite0 32px |")
+    assert row.count(" | ") == 9  # the run's cells, none added by the name's pipe
+    html = (out / "report.html").read_text()
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+
+
+def test_report_never_writes_into_a_run_folder(runs: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    frozen = runs / "runs" / "frozen"
+    before = sorted(p.name for p in frozen.iterdir())
+    assert main(["report", str(frozen), "--out", str(frozen)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--out {frozen} is a run folder" in err[0]
+    assert sorted(p.name for p in frozen.iterdir()) == before
+    assert main(["report", str(frozen), "--out", str(runs / "data")]) == 2
+    assert "holds other files (no earlier report)" in capsys.readouterr().err
+    assert not (runs / "data" / "report.md").exists()
+    out = tmp_path / "again"  # a report's own folder takes a new report
+    assert main(["report", str(frozen), "--out", str(out), "--queries", "0"]) == 0
+    assert main(["report", str(frozen), "--out", str(out), "--queries", "0"]) == 0
 
 
 def chromium() -> str | None:

@@ -94,9 +94,15 @@ def test_a_killed_study_continues_where_it_stopped(setting: dict[str, Path],
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "codes").exists()
+    killed = json.loads((out / "study.json").read_text())  # written as each stage starts
+    assert [(s["name"], s["state"]) for s in killed["stages"]] == [("baseline", "ran"),
+                                                                   ("losses", "running")]
     assert main(study_args(setting, out)) == 0
     record = json.loads((out / "study.json").read_text())
     assert [s["state"] for s in record["stages"]] == ["reused", "ran", "ran"]
+    losses = record["stages"][1]  # keeps the killed stage's time until its last write
+    assert 0 < losses["earlier_seconds"] <= losses["seconds"]
+    assert "earlier_seconds" not in record["stages"][2]
     assert figures(out) == pytest.approx(figures(finished), abs=1e-6)
 
 
@@ -114,7 +120,19 @@ def test_presets_and_bad_studies(tmp_path: Path, capsys: pytest.CaptureFixture[s
             ({"stages": [{"name": "a", "command": "train",
                           "options": {"training": {"epochs": 0}}}]}, "study stage 'a' (train)"),
             ({"stages": [{"name": "a", "command": "train"}, {"name": "a", "command": "hash"}]},
-             "unique folder name")):
+             "unique folder name"),
+            ({"stages": [{"name": "a", "command": "train"}], "bsae": {}},
+             "unknown key(s) bsae; known: title, base, stages"),
+            ({"stages": [{"name": "a", "command": "train", "option": {}}]},
+             "study stage 'a': unknown key(s) option; known: name, command, minutes, options"),
+            ({"stages": [{"name": "a", "command": "train", "minutes": float("nan")}]},
+             "minutes must be a finite number"),
+            ({"stages": [{"name": "a", "command": "train",
+                          "options": {"training": {"lr": float("inf")}}}]},
+             "study stage 'a' (train): --lr (training.lr) must be a finite number, got inf"),
+            ({"stages": [{"name": "a", "command": "train",
+                          "options": {"training": {"epochs": 1.5}}}]},
+             "training.epochs must be a whole number, got 1.5")):
         bad.write_text(yaml.safe_dump(content))
         assert main(["study", "--file", str(bad), "--data-dir", data, "--out",
                      str(tmp_path / "o")]) == 2

@@ -9,13 +9,17 @@ A field's metadata also declares what values it accepts, once, for the parser, a
 file and library calls alike (:func:`check_fields`): ``choices`` (a registry or a tuple of
 names; the parser lists them in ``--help``), ``min``/``max`` (inclusive) and ``above``/
 ``below`` (exclusive) bounds on a number or on every number of a tuple, and ``parse`` (a
-function that raises ``ConfigError`` for a bad value).
+function that raises ``ConfigError`` for a bad value). Every float must be finite (no NaN,
+no infinity), and a tuple may not name a value twice unless its metadata says
+``"repeats": True`` (a head's hidden widths). A YAML value must have its field's type: an
+int field takes neither ``true`` nor ``1.5``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import operator
 import types
 import typing
@@ -73,6 +77,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"config field {where} must be true or false, got {value!r}")
         return value
+    whole = inner is int
+    if (inner in (int, float) and isinstance(value, bool)) or (
+            whole and isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"config field {where} must be a {'whole ' if whole else ''}number, "
+                          f"got {value!r}")
     try:
         return inner(value)
     except (TypeError, ValueError):
@@ -226,10 +235,13 @@ def _check_value(value: Any, meta: Mapping[str, Any], option: str) -> None:
             meta["parse"](value)
         except ConfigError as exc:
             raise ConfigError(f"{option}: {exc}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{option} must be a finite number, got {value}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         wrong = _bound_error(value, meta)
         if wrong:
-            raise ConfigError(f"{option} must be {wrong}, got {value:g}")
+            shown = value if isinstance(value, int) else f"{value:g}"
+            raise ConfigError(f"{option} must be {wrong}, got {shown}")
 
 
 def check_fields(config: Any) -> None:
@@ -245,6 +257,18 @@ def check_fields(config: Any) -> None:
         for item in value if isinstance(value, tuple) else (value,):
             if item is not None:
                 _check_value(item, f.metadata, option)
+        if isinstance(value, tuple) and not f.metadata.get("repeats"):
+            _check_unique(value, option)
+
+
+def _check_unique(values: tuple[Any, ...], option: str) -> None:
+    """Refuse a list option that names a value twice (``--bits 16 16`` would train and
+    write the same sub-run twice)."""
+    seen: set[Any] = set()
+    for item in values:
+        if item in seen:
+            raise ConfigError(f"{option} lists {item!r} more than once; give each value once")
+        seen.add(item)
 
 
 def apply_arguments(config: C, namespace: argparse.Namespace) -> C:

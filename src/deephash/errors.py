@@ -13,5 +13,9 @@ class ConfigError(DeephashError):
     """A configuration value or command-line option is invalid."""
 
 
+class TrainingError(DeephashError):
+    """Training cannot go on (a loss that is no longer a finite number)."""
+
+
 class WeightsError(DeephashError):
     """Pretrained weights are unavailable (offline without a local file, or a bad file)."""

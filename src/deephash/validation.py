@@ -34,6 +34,7 @@ from deephash.studies.configs import (
     SearchConfig,
     SelectMarginConfig,
 )
+from deephash.studies.report_config import ReportConfig
 from deephash.training.config import TrainConfig, TrainingConfig
 
 
@@ -124,8 +125,48 @@ def _check_data(config: BaselineConfig) -> None:
                           + (" or allow --download" if data.dataset in DOWNLOADABLE else ""))
 
 
+def _machine_memory() -> int:
+    """This machine's physical memory in bytes (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _check_fits(need: int, what: str, fix: str) -> None:
+    """Refuse sizes whose ``need`` bytes (a lower bound) exceed this machine's memory."""
+    total = _machine_memory()
+    if total and need > total:
+        raise ConfigError(f"{what} needs at least {need / 2**30:,.0f} GiB; this machine has "
+                          f"{total / 2**30:,.0f} GiB: {fix}")
+
+
+def _check_sizes(config: BaselineConfig) -> None:
+    """Sizes whose largest single allocation cannot fit in memory: one extraction batch of
+    float32 input pixels; for training, the batch's ``B x B`` distance matrix (with its
+    detached copy, mask and gradient) and, when fine-tuning, the batch's pixels (widths
+    are bounded in the config metadata: ``MAX_WIDTH``)."""
+    side, batch = config.backbone.image_size, config.extraction.batch_size
+    _check_fits(batch * 3 * side * side * 4,
+                f"one extraction batch of --batch-size {batch} images at --image-size {side}",
+                "lower --image-size or --batch-size")
+    training = getattr(config, "training", None)
+    if not isinstance(training, TrainingConfig):
+        return
+    images = training.batch_classes * training.batch_samples
+    _check_fits(4 * images * images * 4,
+                f"a training batch of --batch-classes {training.batch_classes} x "
+                f"--batch-samples {training.batch_samples} = {images} images (its distance "
+                "matrix)", "lower --batch-samples or --batch-classes")
+    if training.mode == "finetune":
+        _check_fits(images * 3 * side * side * 4 * 2,
+                    f"a fine-tuning batch of {images} images at --image-size {side}",
+                    "lower --image-size, --batch-samples or --batch-classes")
+
+
 def _check_baseline(config: BaselineConfig) -> None:
     check_fields(config)
+    _check_sizes(config)
     _existing_folder(config.out, "--out")
     _check_cache(config.extraction.cache_dir, config.extraction.cache)
     weights = config.backbone.weights
@@ -142,11 +183,15 @@ def _check_scheduled(texts: Iterable[str], option: str) -> None:
     what training can schedule: the margin or a regulariser of ``REGULARIZERS``."""
     from deephash.training.schedules import parse_schedule
 
+    names: set[str] = set()
     for text in texts:
         name = parse_schedule(text)[0]
         if name != "margin" and name not in REGULARIZERS:
             raise ConfigError(f"{option} {text}: nothing named {name!r} to schedule; name "
                               f"margin or a regulariser ({', '.join(REGULARIZERS)})")
+        if name in names:
+            raise ConfigError(f"{option} schedules {name!r} twice; give one schedule per name")
+        names.add(name)
 
 
 def _check_training(cfg: TrainingConfig, seed: int) -> None:
@@ -317,3 +362,26 @@ def _(config: PackConfig) -> None:
     if target.exists() and not _is_pack(target):
         raise ConfigError(f"--overwrite: FILE {target} is not a deephash pack; refusing to "
                           "replace it, choose another FILE")
+
+
+#: what marks a folder ``deephash report`` may write into again: an earlier report, or a
+#: study's folder (``deephash study`` reports into it)
+_REPORT_HOMES = ("report.html", "study.yaml")
+
+
+@validate.register
+def _(config: ReportConfig) -> None:
+    from deephash.studies.run_folder import is_run_folder
+
+    check_fields(config)
+    out = Path(config.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; choose a folder for the report")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if is_run_folder(out):
+        raise ConfigError(f"--out {out} is a run folder; the report would write into the run: "
+                          "choose another --out (e.g. a new folder beside the runs)")
+    if not any((out / name).is_file() for name in _REPORT_HOMES):
+        raise ConfigError(f"--out {out} holds other files (no earlier report); choose a new "
+                          "or empty folder for the report")

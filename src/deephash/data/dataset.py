@@ -49,6 +49,12 @@ class ImageDataset(abc.ABC):
         :class:`DataError` naming the file."""
         return np.array(self.load_image(index))
 
+    def image_source(self, index: int) -> Path | bytes | None:
+        """The encoded image ``index`` as stored: its file (an image folder) or its bytes (a
+        pack); ``None`` for data sets that hold pixels (the official releases). The header
+        check (:mod:`deephash.data.headers`) reads it before any work."""
+        return None
+
     @abc.abstractmethod
     def describe(self, index: int) -> str:
         """Where image ``index`` comes from (a path, or ``cifar10:test[17]``)."""

@@ -57,13 +57,29 @@ def decode_rgb(data: bytes, where: object, fix: str = REPLACE) -> Image.Image:
     return _pil_rgb(io.BytesIO(data), where, fix)
 
 
+#: what PIL raises for a file it cannot read (a decompression bomb: more than twice
+#: ``Image.MAX_IMAGE_PIXELS``)
+UNREADABLE = (OSError, UnidentifiedImageError, ValueError, SyntaxError,
+              Image.DecompressionBombError)
+
+
+def failure(exc: BaseException) -> str:
+    """What PIL's exception says about an image, without the repr of an in-memory file
+    (``cannot identify image file <_io.BytesIO object at 0x...>``)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image file PIL can identify"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"too large to decode: {str(exc).rstrip('.')}"
+    return str(exc)
+
+
 def _pil_rgb(source: Path | io.BytesIO, where: object, fix: str = REPLACE) -> Image.Image:
     try:
         with Image.open(source) as image:
             image.load()
             return to_rgb(image)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot read image {where}: {exc}; {fix}") from None
+    except UNREADABLE as exc:
+        raise DataError(f"cannot read image {where}: {failure(exc)}; {fix}") from None
 
 
 def fast_jpeg_rgb(data: bytes) -> np.ndarray | None:
@@ -72,8 +88,10 @@ def fast_jpeg_rgb(data: bytes) -> np.ndarray | None:
     if simplejpeg is None or not data.startswith(_JPEG_MAGIC):
         return None
     try:
-        if simplejpeg.decode_jpeg_header(data)[2] != "YCbCr":
-            return None
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        limit = Image.MAX_IMAGE_PIXELS
+        if colorspace != "YCbCr" or (limit and height * width > limit):
+            return None  # PIL decodes it, or refuses a decompression bomb
         pixels: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False,
                                                     fastupsample=False, strict=True)
     except ValueError:  # damaged data, or a warning that strict mode turns into an error

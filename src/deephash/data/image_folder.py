@@ -75,6 +75,9 @@ class ImageFolderDataset(ImageDataset):
     def load_pixels(self, index: int) -> np.ndarray:
         return read_rgb_pixels(self.root / self.paths[index])
 
+    def image_source(self, index: int) -> Path:
+        return self.root / self.paths[index]
+
     def describe(self, index: int) -> str:
         return str(self.root / self.paths[index])
 

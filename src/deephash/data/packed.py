@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from deephash.data.dataset import ImageDataset
 from deephash.data.decode import REPLACE, decode_pixels, decode_rgb
 from deephash.data.fingerprint import entries_digest, remembered_digest
+from deephash.data.headers import header_problem
 from deephash.data.image_folder import ImageFolderDataset
 from deephash.errors import DataError
 from deephash.fileio import atomic_write
@@ -88,12 +89,13 @@ def _source_image(dataset: ImageDataset, index: int) -> tuple[str, bytes]:
 
 
 def _height_width(data: bytes, where: str) -> tuple[int, int]:
-    """Image size from the encoded header alone (no decoding)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot read image {where}: {exc}; {REPLACE}") from None
+    """Image size from the encoded header alone (no decoding); a file PIL cannot read or
+    would refuse to decode (a decompression bomb) is a one-line :class:`DataError`."""
+    problem = header_problem(data)
+    if problem is not None:
+        raise DataError(f"cannot read image {where}: {problem}; {REPLACE}")
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
     return height, width
 
 
@@ -163,6 +165,8 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
         header = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise _damaged(path, "has a damaged header (not JSON)") from None
+    except RecursionError:  # a crafted header of deeply nested lists
+        raise _damaged(path, "has a damaged header (JSON nested too deeply)") from None
     if not isinstance(header, dict):
         raise _damaged(path, "has a damaged header (not a mapping)")
     return header, PREFIX + length
@@ -280,7 +284,8 @@ class PackedDataset(ImageDataset):
                 return None
             if pixels.shape[:2] != tuple(self.shapes[index]):
                 raise _damaged(self.path, f"holds {self.names[index]} of {pixels.shape[:2]} "
-                                          f"pixels, its header says {tuple(self.shapes[index])}")
+                                          f"pixels, its header says "
+                                          f"{tuple(map(int, self.shapes[index]))}")
             flat[self._pixel_offsets[index]:self._pixel_offsets[index + 1]] = pixels.ravel()
         return flat
 
@@ -296,6 +301,9 @@ class PackedDataset(ImageDataset):
         if self._memory() is not None:
             return Image.fromarray(self.load_pixels(index))
         return decode_rgb(self.encoded(index), self.describe(index), self._fix())
+
+    def image_source(self, index: int) -> bytes:
+        return self.encoded(index)
 
     def describe(self, index: int) -> str:
         return f"{self.path}:{self.names[index]}"

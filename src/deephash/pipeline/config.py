@@ -21,6 +21,13 @@ from deephash.registries import (
     RUNTIME_CHOICES,
 )
 
+#: the largest seed: numpy's and scikit-learn's generators take 32-bit seeds
+MAX_SEED = 2**32 - 1
+#: the largest input side in pixels (one 4096 x 4096 image is 200 MB as float32)
+MAX_IMAGE_SIZE = 4096
+#: the widest embedding, code or hidden layer (60,000 embeddings of 16384 floats: 3.9 GB)
+MAX_WIDTH = 16384
+
 
 @dataclass
 class DataConfig:
@@ -36,6 +43,10 @@ class DataConfig:
     download: bool = field(default=True, metadata={
         "help": "download CIFAR-10, MNIST or Fashion-MNIST when --dataset names it and it "
                 "is missing"})
+    skip_bad_images: bool = field(default=False, metadata={
+        "help": "leave out images whose header PIL cannot read or that declare more pixels "
+                "than it decodes (a decompression bomb), listing them in run.json, instead "
+                "of stopping (every image's header is checked before any work)"})
 
 
 @dataclass
@@ -45,7 +56,7 @@ class BackboneConfig:
     weights: str = field(default="default", metadata={
         "help": "'default' (ImageNet), 'none' (random init) or a state-dict file"})
     image_size: int = field(default=128, metadata={
-        "min": 1,
+        "min": 1, "max": MAX_IMAGE_SIZE,
         "help": "input side in pixels; 128 keeps 99%% of the 224-px kNN accuracy on CIFAR-10 "
                 "at 4x the speed (see README)"})
 
@@ -97,7 +108,7 @@ class BaselineConfig:
     overwrite: bool = field(default=False, metadata={
         "help": "clear a non-empty --out that holds an earlier run first (saved as false)"})
     seed: int = field(default=0, metadata={
-        "min": 0, "help": "seed of the splits and the t-SNE sample"})
+        "min": 0, "max": MAX_SEED, "help": "seed of the splits and the t-SNE sample"})
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)

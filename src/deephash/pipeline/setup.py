@@ -5,6 +5,7 @@ the optimizer, every input checked before any training starts."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -90,15 +91,23 @@ def training_setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
 
 def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
     """``("quantization=0.01", ...)`` -> ``{"quantization": 0.01}`` (names validated)."""
-    weights = {}
+    weights: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")
+        name = name.strip()
         try:
-            weights[name.strip()] = float(value)
+            weight = float(value)
         except ValueError:
             raise ConfigError(f"bad regulariser {item!r}; write NAME=WEIGHT, e.g. "
                               "quantization=0.01") from None
         if not sep:
             raise ConfigError(f"bad regulariser {item!r}; write NAME=WEIGHT")
-        get_regularizer(name.strip())
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ConfigError(f"bad regulariser {item!r}: its weight must be a finite number "
+                              ">= 0")
+        get_regularizer(name)
+        if name in weights:
+            raise ConfigError(f"--regularizers names {name!r} twice; give each regulariser "
+                              "once")
+        weights[name] = weight
     return weights

@@ -83,6 +83,9 @@ def write_report(paths: list[Path], out: Path, title: str = "deephash report",
 
 def run_report(config: ReportConfig) -> tuple[Path, Path]:
     """``deephash report RUN_DIR...``."""
+    from deephash.validation import validate
+
+    validate(config)  # --out: never into a run folder
     if not config.runs:
         raise ConfigError("give one or more run folders: deephash report RUN_DIR ...")
     return write_report([Path(p) for p in config.runs], Path(config.out), config.title,

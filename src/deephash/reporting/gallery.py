@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from deephash.data import ImageDataset, open_dataset
+from deephash.data.headers import checked_images
 from deephash.distances import as_distance, scoring_distance
 from deephash.errors import DeephashError
 from deephash.index.rerank import CodeRanker
@@ -110,10 +111,12 @@ def choose_queries(runs: list[RunRecord], n: int, seed: int) -> np.ndarray:
 
 def open_images(run: RunRecord) -> ImageDataset | None:
     """The run's data set, for thumbnails (``None``, with a log line, when it cannot be
-    opened here)."""
+    opened here); without the images a ``--skip-bad-images`` run left out, so its pool
+    indices are the run's."""
     data = run.config.get("data", {})
     try:
-        return open_dataset(data.get("data_dir"), data.get("dataset", "auto"), download=False)
+        dataset = open_dataset(data.get("data_dir"), data.get("dataset", "auto"), download=False)
+        return checked_images(dataset, skip=True) if data.get("skip_bad_images") else dataset
     except (DeephashError, OSError) as exc:
         log.warning("gallery without images: %s", str(exc).splitlines()[0] if str(exc) else exc)
         return None

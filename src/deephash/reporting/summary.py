@@ -127,6 +127,21 @@ def best_rows(rows: list[Row], column: Column) -> set[int]:
     return marked
 
 
+#: characters that Markdown or HTML would read as markup, and what shows them as written
+_MARKUP = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "|": "\\|", "`": "\\`",
+           "*": "\\*", "[": "\\[", "]": "\\]"}
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` on one line, shown as written by a Markdown renderer: HTML tags become
+    entities (no ``<script>`` gets through), and table pipes, emphasis, links and code
+    spans are backslash-escaped; a leading ``#``, ``-`` or ``+`` cannot start a block.
+    Plain names, numbers and titles pass unchanged."""
+    one_line = " ".join(str(text).split())
+    escaped = "".join(_MARKUP.get(char, char) for char in one_line)
+    return "\\" + escaped if escaped[:1] in ("#", "-", "+") else escaped
+
+
 def rows_markdown(rows: list[Row]) -> str:
     """The rows as a Markdown table, the best value of each column bold, and the footnote
     on times taken under load."""
@@ -136,8 +151,8 @@ def rows_markdown(rows: list[Row]) -> str:
     for i, row in enumerate(rows):
         cells = [f"**{cell(rows, i, c)}**" if i in best[c.key] else cell(rows, i, c)
                  for c in COLUMNS]
-        lines.append(f"| {row['run']} | {row['method']} | {row['protocol']} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {escape_markdown(row['run'])} | {escape_markdown(row['method'])} | "
+                     f"{escape_markdown(row['protocol'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" + footnote(rows)
 
 

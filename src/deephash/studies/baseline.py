@@ -16,7 +16,7 @@ from deephash.devices import resolve_device
 from deephash.pipeline.cache import cache_location
 from deephash.pipeline.config import BaselineConfig
 from deephash.pipeline.features import load_features
-from deephash.pipeline.protocol import open_protocol, write_splits
+from deephash.pipeline.protocol import open_protocol, skipped_run_details, write_splits
 from deephash.pipeline.results import validation_report, write_results
 from deephash.studies.run_folder import open_run
 from deephash.validation import validate
@@ -33,6 +33,7 @@ def run_baseline(config: BaselineConfig) -> dict[str, Any]:
     folder = open_run(config.out, config, overwrite=config.overwrite)
     dataset, splits = open_protocol(config)
     device = resolve_device(config.extraction.device)
+    folder.details.update(skipped_run_details(dataset))
     with folder:
         run = folder.path
         folder.device = str(device)

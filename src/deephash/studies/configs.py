@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from deephash.pipeline.config import MAX_SEED, MAX_WIDTH
 from deephash.registries import (
     DATASET_KINDS,
     HASHING_METHODS,
@@ -52,7 +53,7 @@ class HashingConfig:
                 "likelihood, batch-all and λ 0.1 by default; --loss/--miner replace them); "
                 "zhuang: alternate binary code inference and bit prediction"})
     bits: tuple[int, ...] = field(default=(48,), metadata={
-        "min": 1, "help": "code lengths: one run folder each"})
+        "min": 1, "max": MAX_WIDTH, "help": "code lengths: one run folder each"})
 
 
 @dataclass
@@ -112,7 +113,8 @@ class ScheduleStudyConfig(HashConfig):
         "help": "schedule sets to compare: 'none' (the fixed --margin and regulariser "
                 "weights) or NAME=KIND:START[:END[:EVERY]] joined with '+'"})
     seeds: tuple[int, ...] = field(default=(0,), metadata={
-        "min": 0, "help": "seeds (splits and training); each variant runs once per seed"})
+        "min": 0, "max": MAX_SEED,
+        "help": "seeds (splits and training); each variant runs once per seed"})
 
 
 def check_index(factory: str) -> None:

@@ -25,6 +25,7 @@ from deephash.config import variant
 from deephash.devices import resolve_device
 from deephash.distributed import init_from_environment, ranks
 from deephash.fileio import save_json
+from deephash.pipeline.protocol import open_protocol
 from deephash.registries import HASHING_METHODS
 from deephash.studies.configs import HashConfig, HashingConfig, dtsh_training, zhuang_training
 from deephash.studies.run_folder import open_run, sub_run_flags
@@ -39,8 +40,10 @@ __all__ = ["HashConfig", "HashingConfig", "dtsh_training", "run_hash", "zhuang_t
 def run_hash(config: HashConfig) -> list[dict[str, Any]]:
     validate(config)
     init_from_environment(resolve_device(config.extraction.device))  # torchrun: before open_run
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite, sweep=("hashing.bits",)) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite, sweep=("hashing.bits",))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _sweep(config, folder.path)
 
 

@@ -19,6 +19,7 @@ from deephash.fileio import save_json
 from deephash.losses import loss_traits
 from deephash.pipeline.config import BaselineConfig
 from deephash.pipeline.evaluate import method_title
+from deephash.pipeline.protocol import open_protocol
 from deephash.studies.baseline import run_baseline
 from deephash.studies.configs import LossStudyConfig, SelectMarginConfig
 from deephash.studies.run_folder import open_run, sub_run_flags
@@ -37,9 +38,11 @@ def _optional(row: dict[str, Any], key: str) -> str:
 
 def run_loss_study(config: LossStudyConfig) -> list[dict[str, Any]]:
     validate(config)
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite,
-                  sweep=("losses", "margins", "contrastive_margins")) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite,
+                      sweep=("losses", "margins", "contrastive_margins"))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _compare(config, folder.path)
 
 

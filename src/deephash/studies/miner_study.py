@@ -35,6 +35,7 @@ from deephash.fileio import save_json
 from deephash.losses import loss_traits
 from deephash.machine import combined_load
 from deephash.miners import miner_names
+from deephash.pipeline.protocol import open_protocol
 from deephash.studies.configs import MinerStudyConfig
 from deephash.studies.run_folder import RunFolder, open_run, run_load, run_seconds, sub_run_flags
 from deephash.studies.tables import load_footnote, markdown_table, time_cell
@@ -97,8 +98,10 @@ def miners_for(loss_name: str) -> tuple[str, ...]:
 def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:
     validate(config)
     miners = config.miners or miners_for(config.training.loss)
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite, sweep=("miners",)) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite, sweep=("miners",))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _compare(config, miners, folder)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deephash.pipeline.config import MAX_SEED
+
 
 @dataclass
 class ReportConfig:
@@ -17,4 +19,5 @@ class ReportConfig:
         "min": 0, "help": "test queries in the retrieval gallery (the same for every run)"})
     k: int = field(default=10, metadata={"flag": "-k", "min": 1,
                                          "help": "results per query in the gallery"})
-    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the gallery's queries"})
+    seed: int = field(default=0, metadata={"min": 0, "max": MAX_SEED,
+                                           "help": "seed of the gallery's queries"})

@@ -257,7 +257,8 @@ class RunFolder:
     ``cpu_seconds`` and ``load`` (when the study put any in :attr:`cpu_seconds` and
     :attr:`load`) and :attr:`device`, or as ``failed`` with the error's first line (also on
     Ctrl-C, or when runs trained in turn stop with another's failure); the error itself
-    propagates.
+    propagates. :attr:`details` (set before entering) go into ``run.json`` too, e.g. the
+    images ``--skip-bad-images`` left out.
     """
 
     def __init__(self, path: Path, config: Any, clear: bool, resumed: bool,
@@ -269,6 +270,7 @@ class RunFolder:
         self.cpu_seconds: dict[str, float] = {}
         self.load: dict[str, Any] | None = None
         self.device: str | None = None
+        self.details: dict[str, Any] = {}
         self._clear = clear
         self._resumed = resumed
         self._clock = time.perf_counter()
@@ -290,7 +292,7 @@ class RunFolder:
             "command": sys.argv, "deephash": deephash.__version__, "torch": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
             "cpu_threads": torch.get_num_threads(), "git_commit": _git_commit(),
-            "machine": describe_machine(),
+            "machine": describe_machine(), **self.details,
         }
         save_json(self.path / "run.json", self._info)
         return self

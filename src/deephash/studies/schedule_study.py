@@ -19,6 +19,7 @@ from typing import Any
 from deephash.config import variant as config_variant
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
+from deephash.pipeline.protocol import open_protocol
 from deephash.studies.configs import DEFAULT_VARIANTS, HashConfig, ScheduleStudyConfig
 from deephash.studies.hash import run_hash
 from deephash.studies.run_folder import open_run
@@ -52,8 +53,10 @@ def _folder_name(variant: str) -> str:
 def run_schedule_study(config: ScheduleStudyConfig) -> list[dict[str, Any]]:
     validate(config)  # one code length, variants and seeds given
     parsed = {variant: parse_variant(variant) for variant in config.variants}
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite, sweep=("seeds", "variants")) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite, sweep=("seeds", "variants"))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _compare(config, parsed, folder.path)
 
 

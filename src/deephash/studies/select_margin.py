@@ -17,6 +17,7 @@ from typing import Any
 from deephash.config import variant
 from deephash.fileio import save_json
 from deephash.pipeline.evaluate import evaluate_checkpoint
+from deephash.pipeline.protocol import open_protocol
 from deephash.studies.configs import SelectMarginConfig
 from deephash.studies.run_folder import (
     open_run,
@@ -49,8 +50,10 @@ def run_select_margin(config: SelectMarginConfig) -> dict[str, Any]:
     (``margin-<m>/``, validation only) and the chosen model's test results at the top.
     """
     validate(config)  # a loss with a margin, a non-empty grid
-    with open_run(config.out, config, resume=config.training.resume,
-                  overwrite=config.overwrite, sweep=("margins",)) as folder:
+    folder = open_run(config.out, config, resume=config.training.resume,
+                      overwrite=config.overwrite, sweep=("margins",))
+    open_protocol(config)  # every image's header, the data's digest: before the folder
+    with folder:
         return _select(config, folder.path)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 #: the commands a stage may run
 STAGE_COMMANDS = ("baseline", "train", "select-margin", "loss-study", "miner-study", "hash",
                   "schedule-study")
+#: the keys of a study file, and of each of its stages
+STUDY_KEYS = ("title", "base", "stages")
+STAGE_KEYS = ("name", "command", "minutes", "options")
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,15 @@ def read_study(config: StudyConfig) -> dict[str, Any]:
             or not data["stages"]:
         raise ConfigError(f"study file {path} needs a list of stages (name, command, "
                           "options); see the shipped presets")
+    _known_keys(data, STUDY_KEYS, f"study file {path}")
     return data
+
+
+def _known_keys(mapping: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    """Refuse keys a study file does not read (a typo would silently change nothing)."""
+    if unknown := sorted(str(key) for key in mapping if key not in known):
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(known)}")
 
 
 def build_stages(config: StudyConfig, study: Mapping[str, Any]) -> list[Stage]:
@@ -88,6 +100,12 @@ def build_stages(config: StudyConfig, study: Mapping[str, Any]) -> list[Stage]:
         if not isinstance(entry, Mapping) or "name" not in entry or "command" not in entry:
             raise ConfigError(f"study stage {number} needs a name and a command")
         name, command = str(entry["name"]), str(entry["command"])
+        _known_keys(entry, STAGE_KEYS, f"study stage {name!r}")
+        minutes = entry.get("minutes", 1)
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) \
+                or not 0 <= minutes < math.inf:
+            raise ConfigError(f"study stage {name!r}: minutes must be a finite number >= 0, "
+                              f"got {minutes!r}")
         if command not in STAGE_COMMANDS:
             raise ConfigError(f"study stage {name!r}: command {command!r} is not one of "
                               f"{', '.join(STAGE_COMMANDS)}")
@@ -104,7 +122,7 @@ def build_stages(config: StudyConfig, study: Mapping[str, Any]) -> list[Stage]:
             validate(stage_config)
         except ConfigError as exc:
             raise ConfigError(f"study stage {name!r} ({command}): {exc}") from None
-        stages.append(Stage(name, command, stage_config, float(entry.get("minutes", 1))))
+        stages.append(Stage(name, command, stage_config, float(minutes)))
     return stages
 
 
@@ -161,8 +179,42 @@ def stage_load(folder: Path) -> dict[str, Any]:
     return {"load": load} if load is not None else {}
 
 
+def _latest_write(folder: Path) -> float:
+    """The latest modification time (seconds since the epoch) under ``folder``; 0 if none."""
+    times = [p.stat().st_mtime for p in folder.rglob("*") if p.is_file()] if folder.is_dir() \
+        else []
+    return max(times, default=0.0)
+
+
+def earlier_seconds(previous: Mapping[str, Any], stage: Stage) -> float:
+    """The seconds ``stage`` spent in earlier runs of the study that stopped during it, from
+    their ``study.json`` (``previous``): a stage stopped by an error or Ctrl-C recorded its
+    seconds; one killed (kill -9) recorded when it started, and ran at least until the last
+    file written in its folder."""
+    for entry in previous.get("stages") or []:
+        if not isinstance(entry, dict) or entry.get("name") != stage.name:
+            continue
+        seconds = float(entry.get("seconds") or 0.0)
+        if entry.get("state") == "running":  # killed: from its start to its last write
+            started = float(entry.get("started") or 0.0)
+            seconds += max(0.0, _latest_write(Path(stage.config.out)) - started) if started \
+                else 0.0
+        return seconds if entry.get("state") in ("running", "stopped") else 0.0
+    return 0.0
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def run_study(config: StudyConfig) -> dict[str, Any]:
-    """Run (or continue) the study into ``config.out``; returns ``study.json``."""
+    """Run (or continue) the study into ``config.out``; returns ``study.json``, which is
+    written when each stage starts (state ``running``) and ends, so a killed study leaves
+    it behind and its continuation adds the killed stage's time so far."""
     validate(config)
     study = read_study(config)
     stages = build_stages(config, study)
@@ -172,10 +224,13 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
         {"title": study.get("title", "deephash study"), "options": to_dict(config),
          "stages": [{"name": s.name, "command": s.command, "config": to_dict(s.config)}
                     for s in stages]}, sort_keys=False))
+    previous = _read_record(out / "study.json")
     record: dict[str, Any] = {"title": study.get("title", "deephash study"), "stages": []}
     bar = progress_bar(round(sum(s.minutes for s in stages) * 60), "study", unit="s")
     started = time.perf_counter()
     ran: list[float] = []  # expected minutes of the stages run so far (not reused)
+    entry: dict[str, Any] = {}
+    clock = started
     try:
         for number, stage in enumerate(stages, start=1):
             state = stage_state(stage)
@@ -187,14 +242,31 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
                                                  "new": "running"}[state],
                      time_left(stages, number - 1, elapsed, ran))
             clock = time.perf_counter()
+            entry = {"name": stage.name, "command": stage.command, "state": "reused"}
             if state != "done":
+                before = earlier_seconds(previous, stage) if state == "stopped" else 0.0
+                entry = {**entry, "state": "running", "started": time.time(), "seconds": before}
+                if before:
+                    entry["earlier_seconds"] = round(before, 1)
+                record["stages"].append(entry)
+                save_json(out / "study.json", record)
                 Lazy(COMMANDS[stage.command].function).resolve()(prepared(stage, state))
                 ran.append(stage.minutes)
-            record["stages"].append({"name": stage.name, "command": stage.command,
-                                     "state": "reused" if state == "done" else "ran",
-                                     "seconds": round(time.perf_counter() - clock, 1),
-                                     **stage_load(Path(stage.config.out))})
+                record["stages"].pop()
+                entry = {key: value for key, value in entry.items() if key != "started"}
+                entry["state"] = "ran"
+            entry["seconds"] = round(entry.get("seconds", 0.0) + time.perf_counter() - clock, 1)
+            entry.update(stage_load(Path(stage.config.out)))
+            record["stages"].append(entry)
+            save_json(out / "study.json", record)
+            entry = {}
             bar.update(round(stage.minutes * 60))
+    except BaseException:
+        if entry.get("state") == "running":  # stopped by an error or Ctrl-C: its time so far
+            entry.pop("started", None)
+            entry.update(state="stopped", seconds=round(
+                entry["seconds"] + time.perf_counter() - clock, 1))
+        raise
     finally:
         bar.close()
         record["seconds"] = round(time.perf_counter() - started, 1)

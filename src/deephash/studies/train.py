@@ -29,7 +29,7 @@ from deephash.pipeline.evaluate import (
     load_trained,
     method_title,
 )
-from deephash.pipeline.protocol import open_protocol, write_splits
+from deephash.pipeline.protocol import open_protocol, skipped_run_details, write_splits
 from deephash.pipeline.setup import parse_weights, training_setup
 from deephash.studies.run_folder import RunFolder, open_run
 from deephash.training.checkpoint import read_checkpoint, save_checkpoint
@@ -76,6 +76,17 @@ def warn_if_worse(summary: dict[str, Any], n_train: int, n_val: int) -> None:
                     "serve better", summary["best_epoch"], "; ".join(worse), n_train, n_val)
 
 
+def _check_extends(config: TrainConfig, resume_state: dict[str, Any], run: Path) -> None:
+    """A resumed run may train longer, never shorter: ``config.yaml`` would say fewer
+    epochs than its history and checkpoints hold."""
+    trained = int(resume_state.get("epoch", -1)) + 1
+    if config.training.epochs < trained:
+        raise ConfigError(f"--resume: {run} has trained {trained} epochs; --epochs "
+                          f"{config.training.epochs} would leave its config.yaml saying fewer "
+                          f"than its history holds: give --epochs {trained} or more (a resumed "
+                          "run may only train longer), or use --overwrite or another --out")
+
+
 def run_train(config: TrainConfig, evaluate_test: bool = True) -> dict[str, Any]:
     """Train into ``config.out``; returns ``metrics.json`` (test) or the validation summary.
 
@@ -100,6 +111,7 @@ def train_steps(config: TrainConfig, evaluate_test: bool = True) -> Steps[dict[s
         if not (run / "last.pt").is_file():
             raise ConfigError(f"--resume: {run / 'last.pt'} does not exist; start without it")
         resume_state = read_checkpoint(run / "last.pt")
+        _check_extends(config, resume_state, run)
     if config.training.resume:  # the ranks need not share a file system
         resume_state = broadcast(resume_state)
     dataset, splits = open_protocol(config)
@@ -109,6 +121,7 @@ def train_steps(config: TrainConfig, evaluate_test: bool = True) -> Steps[dict[s
     del features
     if resume_state is not None:
         load_trained(setup, resume_state)
+    folder.details.update(skipped_run_details(dataset))
     with folder:  # every input is checked: only now is the run folder written
         folder.device = str(device)
         return (yield from _train(folder, config, setup, dataset, splits, frozen, resume_state,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from deephash.backbones import RANDOM, create_backbone
-from deephash.config import from_dict, to_dict
+from deephash.config import check_fields, from_dict, to_dict
 from deephash.errors import ConfigError, DeephashError
 from deephash.fileio import save_bytes
 from deephash.safe_load import UnsafeFileError, safe_torch_load
@@ -115,6 +115,7 @@ def load_model(path: Path) -> tuple[TrainConfig, EmbeddingModel]:
     payload = read_checkpoint(path)
     try:
         config = from_dict(TrainConfig, payload["config"])
+        check_fields(config)  # a crafted image_size of 100000 or -5 stops here
         backbone = None
         if config.training.mode == "finetune":  # weights come from the checkpoint itself
             backbone = create_backbone(config.backbone.name, RANDOM)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deephash.pipeline.config import BaselineConfig
+from deephash.pipeline.config import MAX_WIDTH, BaselineConfig
 from deephash.registries import (
     ACTIVATIONS,
     BATCH_DISTANCES,
@@ -71,9 +71,11 @@ class TrainingConfig:
     backbone_lr: float = field(default=1e-4, metadata={
         "min": 0, "help": "finetune: backbone learning rate"})
     weight_decay: float = field(default=1e-4, metadata={"min": 0, "help": "Adam weight decay"})
-    embedding_dim: int = field(default=128, metadata={"min": 1, "help": "output dimension"})
+    embedding_dim: int = field(default=128, metadata={"min": 1, "max": MAX_WIDTH,
+                                                      "help": "output dimension"})
     hidden_dims: tuple[int, ...] = field(default=(512,), metadata={
-        "min": 1, "help": "hidden widths of the head's MLP (none: a linear head)"})
+        "min": 1, "max": MAX_WIDTH, "repeats": True,
+        "help": "hidden widths of the head's MLP (none: a linear head)"})
     normalize: bool = field(default=True, metadata={"help": "L2-normalise the embeddings"})
     dropout: float = field(default=0.0, metadata={
         "min": 0, "below": 1, "help": "dropout after hidden layers"})

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import torch
 
 from deephash.distributed import barrier, ranks
+from deephash.errors import TrainingError
 from deephash.machine import load_sample
 from deephash.training.clock import Stopwatch
 from deephash.training.evaluation import validate
@@ -197,3 +198,16 @@ def _set_global_random_states(states: list[torch.Tensor]) -> None:
     torch.set_rng_state(states[0])
     if len(states) > 1:
         torch.cuda.set_rng_state_all(states[1:])
+
+
+def check_finite(loss: torch.Tensor, where: str) -> None:
+    """Stop training at once when a batch's scalar ``loss`` is NaN or infinite (``where``:
+    ``"epoch 3, batch 7 of 60"``): a step on it would turn every weight into NaN. The run
+    folder keeps the ``last.pt`` and ``best.pt`` of the epochs before, and ``run.json``
+    records the failure."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise TrainingError(f"the training loss became {value} in {where}; stopped before "
+                            "the weights took that step (last.pt and best.pt of the earlier "
+                            "epochs are kept): lower --lr, the margin or the regulariser "
+                            "weights in a new run (--overwrite or another --out)")

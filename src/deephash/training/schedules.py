@@ -83,6 +83,9 @@ def parse_schedule(text: str) -> tuple[str, Schedule]:
         numbers = [float(p) for p in parts[1:]]
     except ValueError:
         raise ConfigError(f"bad schedule {text!r}: START/END must be numbers") from None
+    if not all(math.isfinite(n) and n >= 0 for n in numbers):
+        raise ConfigError(f"bad schedule {text!r}: START, END and EVERY must be finite numbers "
+                          ">= 0")
     if not numbers or (parts[0] != "constant" and len(numbers) < 2):
         raise ConfigError(f"bad schedule {text!r}: {parts[0]} needs START and END")
     start = numbers[0]

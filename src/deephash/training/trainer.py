@@ -29,7 +29,7 @@ from deephash.hashing.regularizers import get_regularizer
 from deephash.losses import BatchLoss, LossOutput, TripletLoss
 from deephash.miners import Miner, MiningBatch
 from deephash.progress import progress_bar
-from deephash.training.epochs import EpochRecord, EpochStats, Save, epoch_steps
+from deephash.training.epochs import EpochRecord, EpochStats, Save, check_finite, epoch_steps
 from deephash.training.evaluation import embed, validate, validation_scores
 from deephash.training.rounds import Steps, finish
 from deephash.training.setup import Inputs, TrainingSetup
@@ -108,8 +108,10 @@ def train_epoch(setup: TrainingSetup, epoch: int,
         out = batch_loss(setup.loss, setup.miner, embeddings, labels)  # the global batch
         regularization = sum((setup.regularizers[name] * term(embeddings)
                               for name, term in terms.items()), torch.zeros(()))
+        total = out.loss + regularization
+        check_finite(total, f"epoch {epoch + 1}, batch {step + 1} of {len(batches)}")
         setup.optimizer.zero_grad(set_to_none=True)
-        (out.loss + regularization).backward()
+        total.backward()
         setup.optimizer.step()
         scheduler.step()
         bar.update(1)

@@ -22,7 +22,7 @@ from deephash.errors import ConfigError
 from deephash.hashing.zhuang import bit_targets, infer_codes, sample_triplets
 from deephash.progress import progress_bar
 from deephash.training.config import ZhuangConfig
-from deephash.training.epochs import EpochRecord, EpochStats, Save, epoch_steps
+from deephash.training.epochs import EpochRecord, EpochStats, Save, check_finite, epoch_steps
 from deephash.training.evaluation import embed
 from deephash.training.rounds import Steps, finish
 from deephash.training.setup import TrainingSetup
@@ -95,11 +95,12 @@ def _learn_bits(setup: TrainingSetup, targets: torch.Tensor, epochs: int,
         order = rng.permutation(len(setup.train))
         batches = [order[s:s + batch] for s in range(0, len(order), batch)]
         total = 0.0
-        for positions, x in zip(batches, setup.inputs.train_batches(
-                [setup.train[b] for b in batches]), strict=True):
+        for step, (positions, x) in enumerate(zip(batches, setup.inputs.train_batches(
+                [setup.train[b] for b in batches]), strict=True)):
             logits = model(x.to(setup.device))
             loss = F.binary_cross_entropy_with_logits(
                 logits, targets[torch.from_numpy(positions)].to(setup.device))
+            check_finite(loss, f"stage {stage + 1}, batch {step + 1} of {len(batches)}")
             setup.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             setup.optimizer.step()
