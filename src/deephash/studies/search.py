@@ -135,16 +135,16 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     validate(config)
     if not config.image:
         raise ConfigError("give a query image: deephash search IMAGE --index FOLDER")
-    info = read_info(Path(config.index))  # not an index folder: say so before reading anything
+    read_info(Path(config.index))  # not an index folder: say so before reading anything
     try:
         data = Path(config.image).read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read image {config.image}: {exc.strerror}") from None
-    # decoded as the service decodes an upload (a large image no larger than the model needs)
-    query = decode_query(data, config.image, int(info["spec"]["image_size"]),
-                         "pass an image file")
+    # the checkpoint is checked before anything index.json says is used (a crafted one)
     searcher = Searcher.open(Path(config.index), config.checkpoint,
                              rerank=parse_rerank(config.rerank))
+    # decoded as the service decodes an upload (a large image no larger than the model needs)
+    query = decode_query(data, config.image, searcher.embedder.image_size, "pass an image file")
     classes = searcher.state.items.classes
     label = config.label or Path(config.image).parent.name
     k = max(1, min(config.k, searcher.state.size))
