@@ -75,16 +75,21 @@ def load_sample() -> float:
 
 def load_summary(samples: list[float], cores: int | None = None) -> dict[str, Any] | None:
     """``{"cores", "load_mean", "load_max", "samples", "over_cores"}`` of per-epoch load
-    samples (``nan`` ones left out), ``over_cores`` when the load exceeded the usable
-    cores at any sample: someone waited for a core, so wall-clock times are upper bounds
-    and CPU times may be somewhat inflated; ``None`` without a sample."""
+    samples (``nan`` ones left out), ``over_cores`` when the mean load exceeded the usable
+    cores: runnable threads waited for a core, so wall-clock times are upper bounds and CPU
+    times may be somewhat inflated; ``None`` without a sample. The mean, not the peak: the
+    load average counts the run's own threads (a run using both of 2 cores reads about 2
+    alone) and trails by a minute the processes that just ended, so a quiet run's single
+    samples touch the core count (2.13 on 2 cores, measured by
+    ``benchmarks/bench_timing_under_load.py``) while a shared machine's mean is well
+    above it (4.1 beside one spinning process per core)."""
     finite = [s for s in samples if isinstance(s, (int, float)) and math.isfinite(s)]
     if not finite:
         return None
     cores = cores or usable_cores()
-    peak = max(finite)
-    return {"cores": cores, "load_mean": round(math.fsum(finite) / len(finite), 2),
-            "load_max": round(peak, 2), "samples": len(finite), "over_cores": peak > cores}
+    peak, mean = max(finite), math.fsum(finite) / len(finite)
+    return {"cores": cores, "load_mean": round(mean, 2),
+            "load_max": round(peak, 2), "samples": len(finite), "over_cores": mean > cores}
 
 
 def combined_load(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
