@@ -73,23 +73,41 @@ def load_sample() -> float:
         return math.nan
 
 
-def load_summary(samples: list[float], cores: int | None = None) -> dict[str, Any] | None:
-    """``{"cores", "load_mean", "load_max", "samples", "over_cores"}`` of per-epoch load
-    samples (``nan`` ones left out), ``over_cores`` when the mean load exceeded the usable
-    cores: runnable threads waited for a core, so wall-clock times are upper bounds and CPU
-    times may be somewhat inflated; ``None`` without a sample. The mean, not the peak: the
-    load average counts the run's own threads (a run using both of 2 cores reads about 2
-    alone) and trails by a minute the processes that just ended, so a quiet run's single
-    samples touch the core count (2.13 on 2 cores, measured by
-    ``benchmarks/bench_timing_under_load.py``) while a shared machine's mean is well
-    above it (4.1 beside one spinning process per core)."""
+#: the share of its CPU time a run's threads may wait for a core before its timings count
+#: as taken under load (a quiet machine: 0-3 %; beside one busy process per core: ~100 %)
+WAITED = 0.10
+
+
+def load_summary(samples: list[float], cores: int | None = None,
+                 waits: list[float] | None = None,
+                 cpus: list[float] | None = None) -> dict[str, Any] | None:
+    """``{"cores", "load_mean", "load_max", "samples", "cpu_wait_fraction", "over_cores"}``
+    of per-epoch load samples (``nan`` ones left out) and, where the kernel reports them,
+    the epochs' run-queue waits and CPU seconds (``cpu_wait_fraction``: waited / CPU
+    seconds); ``None`` without a sample.
+
+    ``over_cores``: other jobs wanted the cores, so wall-clock times are upper bounds and
+    CPU times may be somewhat inflated. Decided by the threads' waiting for a core (more
+    than :data:`WAITED` of the CPU time) where it was measured, else by the mean load
+    average exceeding the usable cores. The load average alone misjudges the case that
+    matters here: it counts the run's own threads (a run filling both of 2 cores reads
+    about 2 alone, 2.3 at times) and trails the processes that ended in the last minute,
+    so quiet runs of ``benchmarks/bench_timing_under_load.py`` read means of 1.8-2.3 on 2
+    cores while the loaded ones read 4.0-4.4; their waits were a few percent against about
+    100 %."""
     finite = [s for s in samples if isinstance(s, (int, float)) and math.isfinite(s)]
     if not finite:
         return None
     cores = cores or usable_cores()
     peak, mean = max(finite), math.fsum(finite) / len(finite)
-    return {"cores": cores, "load_mean": round(mean, 2),
-            "load_max": round(peak, 2), "samples": len(finite), "over_cores": mean > cores}
+    pairs = [(w, c) for w, c in zip(waits or [], cpus or [], strict=False)
+             if math.isfinite(w) and math.isfinite(c)]
+    cpu = math.fsum(c for _w, c in pairs)
+    fraction = math.fsum(w for w, _c in pairs) / cpu if pairs and cpu > 0 else None
+    return {"cores": cores, "load_mean": round(mean, 2), "load_max": round(peak, 2),
+            "samples": len(finite),
+            "cpu_wait_fraction": None if fraction is None else round(fraction, 3),
+            "over_cores": fraction > WAITED if fraction is not None else mean > cores}
 
 
 def combined_load(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -101,8 +119,13 @@ def combined_load(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
     cores = min(int(s["cores"]) for s in found)
     peak = max(float(s["load_max"]) for s in found)
     mean = math.fsum(float(s["load_mean"]) * int(s["samples"]) for s in found) / count
+    fractions = [(float(s["cpu_wait_fraction"]), int(s["samples"])) for s in found
+                 if s.get("cpu_wait_fraction") is not None]
+    fraction = (round(math.fsum(f * n for f, n in fractions)
+                      / sum(n for _f, n in fractions), 3) if fractions else None)
     return {"cores": cores, "load_mean": round(mean, 2), "load_max": round(peak, 2),
-            "samples": count, "over_cores": any(bool(s["over_cores"]) for s in found)}
+            "samples": count, "cpu_wait_fraction": fraction,
+            "over_cores": any(bool(s["over_cores"]) for s in found)}
 
 
 def under_load(load: dict[str, Any] | None) -> bool:
@@ -119,6 +142,10 @@ def load_footnote(loads: Iterable[dict[str, Any] | None]) -> str:
         return ""
     peak = max(float(load["load_max"]) for load in loaded)
     cores = min(int(load["cores"]) for load in loaded)
-    return (f"\n{LOADED} trained while the machine's 1-minute load average exceeded its "
-            f"{cores} usable cores (up to {peak:.1f}): other jobs shared the cores, so "
-            "wall-clock times are upper bounds and CPU times may read somewhat high.\n")
+    waits = [float(load["cpu_wait_fraction"]) for load in loaded
+             if load.get("cpu_wait_fraction") is not None]
+    waited = f"its threads waited for a core up to {max(waits):.0%} of their CPU time, " \
+        if waits else ""
+    return (f"\n{LOADED} trained while other jobs shared the machine's {cores} usable cores "
+            f"({waited}1-minute load average up to {peak:.1f}): wall-clock times are upper "
+            "bounds and CPU times may read somewhat high.\n")

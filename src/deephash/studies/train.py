@@ -166,7 +166,9 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
     cpu = history[-1]["elapsed_cpu_seconds"] if history else 0.0
     if math.isfinite(cpu):  # nan: resumed from a history older than CPU times
         folder.cpu_seconds["train"] = cpu
-    folder.load = load_summary([h["load_average"] for h in history])
+    folder.load = load_summary([h["load_average"] for h in history],
+                               waits=[h.get("train_cpu_wait_seconds", math.nan) for h in history],
+                               cpus=[h["train_cpu_seconds"] for h in history])
     if main:
         save_json(run / "history.json", history)
         plot_training_curves(history, run / "curves.png", method_title(cfg.loss, cfg.miner,

@@ -46,7 +46,9 @@ Save = Callable[[Path, dict[str, Any]], None]
 class EpochRecord:
     """One line of ``history.json``. ``*_seconds`` are wall-clock, ``*_cpu_seconds`` CPU
     time (``nan`` in a history written before deephash kept it); ``load_average`` is the
-    machine's 1-minute load average when the epoch's training ended."""
+    machine's 1-minute load average when the epoch's training ended;
+    ``train_cpu_wait_seconds`` how long the training's threads waited for a core
+    (:func:`deephash.training.clock.cpu_wait_seconds`)."""
 
     epoch: int
     loss: float
@@ -65,6 +67,7 @@ class EpochRecord:
     train_cpu_seconds: float = math.nan
     elapsed_cpu_seconds: float = math.nan
     load_average: float = math.nan
+    train_cpu_wait_seconds: float = math.nan
 
 
 @dataclass
@@ -141,7 +144,8 @@ def epoch_steps(setup: TrainingSetup, procedure: Procedure, run: Path, save: Sav
                              stats.mean_positive_distance, stats.mean_negative_distance,
                              stats.embedding_norm, stats.triplets_per_batch,
                              stats.empty_batches, trained.wall, val_map, val_knn, elapsed,
-                             stats.margin, stats.regularization, trained.cpu, elapsed_cpu, load)
+                             stats.margin, stats.regularization, trained.cpu, elapsed_cpu, load,
+                             trained.wait)
         history.append(record)
         log.info("%s, val mAP %.4f, val 10-NN %.4f (%.1f s, CPU %.1f s)", stats.summary,
                  val_map, val_knn, trained.wall, trained.cpu)
