@@ -4,6 +4,12 @@ Queries are processed in chunks of ``chunk_size`` rows, so memory stays at a few
 ``chunk_size x N`` float32 matrices (about 50 MB per chunk for N = 50,000) whatever the
 number of queries. Distances are computed with torch; the per-query ranking work runs in
 a thread pool (NumPy releases the GIL while sorting).
+
+Labels are label sets (:mod:`deephash.labels`): ``(N,)`` int class ids as callers pass
+them, a :class:`~deephash.labels.LabelSet`, or an ``(N, C)`` multi-hot matrix. Relevance
+is :func:`deephash.labels.relevance` (a shared label). kNN accuracy exists only when both
+sides are single-label (every image has at most one label); for multi-label sets its keys
+are left out, as the field reports only mAP, P@k and PR curves there.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import numpy as np
 import torch
 
 from deephash.errors import DataError
+from deephash.labels import LabelSet, LabelsLike, as_label_set, relevance
 from deephash.metrics.distances import get_distance
-from deephash.metrics.knn import knn_predict
+from deephash.metrics.knn import knn_predict, knn_votes
 from deephash.metrics.ranking import rank_query
 from deephash.metrics.retrieval import hits_at, precisions_at_hits
 from deephash.progress import progress_bar
@@ -25,7 +32,8 @@ from deephash.progress import progress_bar
 
 @dataclass(frozen=True)
 class EvaluationSpec:
-    """Which cut-offs to report. Keys: ``knn_acc@k``, ``map@all``, ``map@k``, ``p@k``."""
+    """Which cut-offs to report. Keys: ``knn_acc@k`` (single-label sets only),
+    ``map@all``, ``map@k``, ``p@k``."""
 
     knn_k: tuple[int, ...] = (1, 5, 10)
     map_cutoffs: tuple[int, ...] = (1000,)
@@ -67,25 +75,26 @@ def _self_columns(query_ids: np.ndarray | None, database_ids: np.ndarray | None,
     return columns
 
 
-def _score_chunk(distances: np.ndarray, labels: np.ndarray, database_labels: np.ndarray,
+def _score_chunk(distances: np.ndarray, labels: LabelSet, database_labels: LabelSet,
                  self_columns: np.ndarray, spec: EvaluationSpec, cutoffs: np.ndarray,
-                 n_classes: int) -> dict[str, np.ndarray]:
+                 knn_k: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Rank and score a chunk: ``distances`` ``(Q, N)`` of the chunk's Q queries with label
+    set ``labels``; ``knn_k``: the kNN cut-offs (empty for multi-label sets)."""
     rows = np.flatnonzero(self_columns >= 0)
     distances[rows, self_columns[rows]] = np.inf
+    relevant = relevance(labels, database_labels)  # (Q, N)
+    relevant[rows, self_columns[rows]] = False
     n_ranked = distances.shape[1] - (self_columns >= 0)
     map_cutoffs = np.asarray(spec.map_cutoffs, dtype=np.int64)
     precision_k = np.asarray(spec.precision_k, dtype=np.int64)
     all_cutoffs = np.concatenate([map_cutoffs, precision_k, cutoffs])
-    k_top = max(spec.knn_k, default=0)
+    k_top = max(knn_k, default=0)
     out = {"ap": np.zeros(len(labels)), "ap_at": np.zeros((len(labels), len(map_cutoffs))),
            "hits": np.zeros((len(labels), len(all_cutoffs)), dtype=np.int64),
            "n_relevant": np.zeros(len(labels), dtype=np.int64),
            "top": np.zeros((len(labels), k_top), dtype=np.int64)}
     for q in range(len(labels)):
-        relevant = database_labels == labels[q]
-        if self_columns[q] >= 0:
-            relevant[self_columns[q]] = False
-        ranks, out["top"][q] = rank_query(distances[q], relevant, k_top)
+        ranks, out["top"][q] = rank_query(distances[q], relevant[q], k_top)
         precisions = precisions_at_hits(ranks)
         hits = hits_at(ranks, all_cutoffs)
         out["n_relevant"][q] = len(ranks)
@@ -96,10 +105,12 @@ def _score_chunk(distances: np.ndarray, labels: np.ndarray, database_labels: np.
             sums = np.concatenate([[0.0], np.cumsum(precisions)])[within]
             out["ap_at"][q] = np.divide(sums, within, out=np.zeros(len(within)),
                                         where=within > 0)
-    if spec.knn_k:
-        neighbor_labels = database_labels[out.pop("top")]
+    top = out.pop("top")
+    if knn_k:
+        votes = knn_votes(labels, database_labels)
         out["knn_correct"] = np.stack(
-            [knn_predict(neighbor_labels, k, n_classes) == labels for k in spec.knn_k], axis=1)
+            [knn_predict(votes.database[top], k, votes.n_classes) == votes.query
+             for k in knn_k], axis=1)
     out["n_ranked"] = n_ranked
     return out
 
@@ -108,7 +119,7 @@ ChunkDistances = Callable[[int, int], np.ndarray]
 
 
 def evaluate_retrieval(query: np.ndarray | torch.Tensor, database: np.ndarray | torch.Tensor,
-                       query_labels: np.ndarray, database_labels: np.ndarray,
+                       query_labels: LabelsLike, database_labels: LabelsLike,
                        distance: str = "cosine", spec: EvaluationSpec | None = None, *,
                        query_ids: np.ndarray | None = None,
                        database_ids: np.ndarray | None = None,
@@ -117,7 +128,9 @@ def evaluate_retrieval(query: np.ndarray | torch.Tensor, database: np.ndarray | 
 
     Args:
         query: ``(Q, D)`` embeddings; database: ``(N, D)``.
-        query_labels: ``(Q,)`` int labels; database_labels: ``(N,)``.
+        query_labels, database_labels: label sets of Q and N images (``(Q,)`` int class
+            ids, a :class:`~deephash.labels.LabelSet` or an ``(Q, C)`` multi-hot matrix);
+            kNN accuracy only when both are single-label.
         distance: ``euclidean``, ``sqeuclidean`` or ``cosine``.
         query_ids, database_ids: optional ``(Q,)``/``(N,)`` item identities (pool indices);
             a query never matches the database item with its own id.
@@ -142,19 +155,19 @@ def evaluate_retrieval(query: np.ndarray | torch.Tensor, database: np.ndarray | 
                           chunk_size=chunk_size, workers=workers, desc=f"ranking {distance}")
 
 
-def rank_and_score(distances: ChunkDistances, query_labels: np.ndarray,
-                   database_labels: np.ndarray, spec: EvaluationSpec, *,
+def rank_and_score(distances: ChunkDistances, query_labels: LabelsLike,
+                   database_labels: LabelsLike, spec: EvaluationSpec, *,
                    query_ids: np.ndarray | None, database_ids: np.ndarray | None,
                    chunk_size: int, workers: int | None, desc: str) -> RetrievalReport:
     """The shared engine: ``distances(start, stop)`` gives the ``(stop - start, N)`` float32
     distances of a chunk of queries; each chunk is ranked and scored in a thread pool."""
-    query_labels = np.asarray(query_labels, dtype=np.int64)
-    database_labels = np.asarray(database_labels, dtype=np.int64)
+    query_labels, database_labels = as_label_set(query_labels), as_label_set(database_labels)
     n_items = len(database_labels)
-    largest_k = max([*spec.knn_k, 1])
+    single = query_labels.is_single and database_labels.is_single
+    knn_k = spec.knn_k if single else ()
+    largest_k = max([*knn_k, 1])
     if n_items - (1 if query_ids is not None else 0) < largest_k:
         raise DataError(f"database has {n_items} items; kNN with k={largest_k} needs more")
-    n_classes = int(max(query_labels.max(initial=0), database_labels.max(initial=0))) + 1
     cutoffs = _curve_cutoffs(n_items, spec.curve_points)
     self_columns = _self_columns(query_ids, database_ids, len(query_labels))
     workers = workers or torch.get_num_threads()
@@ -170,7 +183,7 @@ def rank_and_score(distances: ChunkDistances, query_labels: np.ndarray,
                 bar.update(len(results[-1]["ap"]))
             pending.append(pool.submit(_score_chunk, chunk, query_labels[start:stop],
                                        database_labels, self_columns[start:stop], spec,
-                                       cutoffs, n_classes))
+                                       cutoffs, knn_k))
         for future in pending:
             results.append(future.result())
             bar.update(len(results[-1]["ap"]))
@@ -187,7 +200,7 @@ def _summarise(results: Sequence[dict[str, np.ndarray]], spec: EvaluationSpec,
     n_relevant, n_ranked = cat("n_relevant"), cat("n_ranked")
     n_map, n_p = len(spec.map_cutoffs), len(spec.precision_k)
     metrics: dict[str, float] = {}
-    if spec.knn_k:
+    if results and "knn_correct" in results[0]:
         correct = cat("knn_correct")
         for i, k in enumerate(spec.knn_k):
             metrics[f"knn_acc@{k}"] = float(correct[:, i].mean())

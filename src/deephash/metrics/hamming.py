@@ -28,6 +28,10 @@ AP@k = E[sum of precisions at relevant items ranked <= k] / E[relevant in the to
 (the DTSH/DeepHash divisor, as a ratio of expectations); 0 when nothing relevant can
 reach the top k. Precision within Hamming radius r and the precision-recall curve over
 radii need no ordering: a radius takes whole groups.
+
+"Relevant" is whatever bool matrix the caller passes: the evaluators pass
+:func:`deephash.labels.relevance` (a shared label), so all of the above holds for
+multi-label data unchanged. Only the kNN vote needs one class id per item.
 """
 
 from __future__ import annotations
@@ -111,7 +115,8 @@ def precision_recall_by_radius(counts: np.ndarray,
 
 def class_histograms(distances: np.ndarray, labels: np.ndarray, n_bits: int,
                      n_classes: int) -> np.ndarray:
-    """``(Q, N)`` distances in [0, K] and ``(N,)`` database labels -> ``(Q, K+1, C)`` counts."""
+    """``(Q, N)`` distances in [0, K] and ``(N,)`` database class ids in ``[0, C)`` ->
+    ``(Q, K+1, C)`` counts."""
     n_queries = distances.shape[0]
     flat = ((np.arange(n_queries)[:, None] * (n_bits + 1) + distances) * n_classes
             + labels[None, :]).ravel()

@@ -4,11 +4,37 @@ A query is assigned the majority label of its k nearest database items (ties in 
 broken by database index, see :mod:`deephash.metrics.ranking`). When several labels share
 the most votes, the one whose nearest member ranks first wins, so k=1 is exactly 1-NN.
 kNN accuracy is the fraction of queries whose assigned label equals their own.
+
+It is defined for single-label sets only (:attr:`deephash.labels.LabelSet.is_single`): a
+query with several labels has no one label to predict, and the field reports no kNN figure
+on multi-label benchmarks, so the evaluators leave the ``knn_acc@k`` keys out there. An
+unlabelled database item votes for a class of its own, which is never a query's label; an
+unlabelled query is never counted correct.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+from deephash.labels import LabelSet
+
+
+class KnnVotes(NamedTuple):
+    """Class ids for the vote: ``query`` ``(Q,)`` (-1 for unlabelled), ``database`` ``(N,)``
+    with an unlabelled item's id replaced by ``n_classes - 1``, a class no query has."""
+
+    query: np.ndarray
+    database: np.ndarray
+    n_classes: int
+
+
+def knn_votes(query: LabelSet, database: LabelSet) -> KnnVotes:
+    """The ids two single-label sets vote and are judged with (see the module docstring)."""
+    n_classes = max(query.n_classes, database.n_classes)
+    return KnnVotes(query.ids, np.where(database.ids < 0, n_classes, database.ids),
+                    n_classes + 1)
 
 
 def knn_predict(neighbor_labels: np.ndarray, k: int, n_classes: int) -> np.ndarray:

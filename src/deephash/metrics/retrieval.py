@@ -2,7 +2,9 @@
 
 Definitions (``ranks``: the ascending 1-based positions of the query's R relevant
 database items in its ranking, see :mod:`deephash.metrics.ranking`; an item is relevant
-when it has the query's label; the query's own copy is never in its ranking):
+when it shares a label with the query, :func:`deephash.labels.relevance`, which for
+single-label data is having the query's label; the query's own copy is never in its
+ranking):
 
 * precision at the j-th relevant item: ``j / ranks[j-1]``.
 * **AP@all** = (1/R) * sum over j of ``j / ranks[j-1]``: the mean of those precisions,

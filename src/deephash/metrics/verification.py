@@ -2,7 +2,10 @@
 
 Retrieval ranks a whole database; these two look at the tuples a triplet or siamese
 network is trained on, drawn once from the labels and a seed
-(:func:`~deephash.data.tuples.fixed_triplets`, :func:`~deephash.data.tuples.fixed_pairs`):
+(:func:`~deephash.data.tuples.fixed_triplets`, :func:`~deephash.data.tuples.fixed_pairs`).
+A positive shares a label with the anchor and a negative shares none
+(:func:`deephash.labels.relevance`), so both scores mean the same on single- and
+multi-label data:
 
 - ``triplet_acc``: the fraction of triplets with d(a, p) < d(a, n); a tie counts 1/2.
 - ``pair_auc``: the ROC AUC of the pairs' distances as a same / different score (smaller
@@ -21,6 +24,7 @@ import numpy as np
 from deephash.data.tuples import fixed_pairs, fixed_triplets
 from deephash.distances import Distance, as_distance, names_offering
 from deephash.errors import ConfigError
+from deephash.labels import LabelsLike
 
 VERIFICATION_DISTANCES = names_offering("rowwise")
 
@@ -57,11 +61,12 @@ def pair_auc(vectors: np.ndarray, pairs: np.ndarray, distance: str | Distance) -
     return float(u / (n_pos * n_neg))
 
 
-def verification_metrics(vectors: np.ndarray, labels: np.ndarray, distance: str | Distance,
+def verification_metrics(vectors: np.ndarray, labels: LabelsLike, distance: str | Distance,
                          seed: int, n: int = 10_000) -> dict[str, float]:
     """``{"triplet_acc", "pair_auc"}`` on ``n`` fixed triplets and ``n`` fixed pairs of
-    ``vectors`` ``(N, D)`` with ``labels`` ``(N,)``; empty when the labels cannot form a
-    triplet (one class, or no class with two items)."""
+    ``vectors`` ``(N, D)`` with the label set ``labels`` of N images (``(N,)`` class ids, a
+    :class:`~deephash.labels.LabelSet` or a multi-hot matrix); empty when the labels cannot
+    form a triplet (no item with both a positive and a negative)."""
     try:
         triplets = fixed_triplets(labels, n, seed)
         pairs = fixed_pairs(labels, n, seed)
