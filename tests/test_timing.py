@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import make_image_folder, tiny_run_args
 
+import deephash.machine as machine_module
 import deephash.training.clock as clock_module
 import deephash.training.epochs as epochs_module
 from deephash.cli import main
@@ -63,6 +64,9 @@ def test_load_summary_by_hand() -> None:
     assert alone["cpu_wait_fraction"] == 0.02 and alone["over_cores"] is False  # type: ignore[index]
     shared = load_summary([1.5, 1.5], cores=2, waits=[1.0, math.nan], cpus=[2.0, 1.0])
     assert shared["cpu_wait_fraction"] == 0.5 and shared["over_cores"] is True  # type: ignore[index]
+    # a share read off a few hundredths of a second of work is noise, not load
+    blip = load_summary([0.1], cores=2, waits=[0.013], cpus=[0.03])
+    assert blip["cpu_wait_fraction"] == 0.433 and blip["over_cores"] is False  # type: ignore[index]
     quiet = load_summary([1.0], cores=4)
     busy = load_summary([5.0, 7.0, 9.0], cores=2)
     assert combined_load([quiet, busy]) == {  # type: ignore[list-item]
@@ -105,6 +109,7 @@ def train(data: Path, out: Path, cache: Path, load: float,
     monkeypatch.setattr(epochs_module, "load_sample", lambda: load)
     monkeypatch.setattr(clock_module, "cpu_wait_seconds",
                         lambda: waited * clock_module.cpu_seconds())
+    monkeypatch.setattr(machine_module, "MIN_WAIT_SECONDS", 0.0)  # a tiny run's seconds
     assert main(["train", *tiny_run_args(data, cache, epochs=3), "--embedding-dim", "8",
                  "--out", str(out)]) == 0
 
@@ -259,6 +264,7 @@ def test_interleaved_miners_score_exactly_as_in_sequence(
     monkeypatch.setattr("deephash.training.trainer.epoch_steps", epoch_steps)
     monkeypatch.setattr(epochs_module, "load_sample", lambda: CORES + 1.0)
     monkeypatch.setattr(clock_module, "cpu_wait_seconds", clock_module.cpu_seconds)  # waits = CPU
+    monkeypatch.setattr(machine_module, "MIN_WAIT_SECONDS", 0.0)
     assert miner_study(data, cache, tmp_path / "interleaved", "--interleave") == 0
     assert order == [m for _ in range(3) for m in MINERS]  # one epoch of each in turn
     assert_same_scores(first, tmp_path / "interleaved")
@@ -298,6 +304,7 @@ def test_an_interrupted_interleaved_study_resumes_to_the_same_scores(
         return 0.0
 
     monkeypatch.setattr(epochs_module, "load_sample", interrupting)
+    monkeypatch.setattr(clock_module, "cpu_wait_seconds", lambda: 0.0)  # a quiet machine
     out = tmp_path / "interleaved"
     assert miner_study(data, cache, out, "--interleave") == 130
     stopped = json.loads((out / MINERS[1] / "run.json").read_text())

@@ -76,6 +76,9 @@ def load_sample() -> float:
 #: the share of its CPU time a run's threads may wait for a core before its timings count
 #: as taken under load (a quiet machine: 0-3 %; beside one busy process per core: ~100 %)
 WAITED = 0.10
+#: ... and the seconds they must have waited in all: a run of a few hundredths of a second
+#: (a test's) reads a large share from its own threads taking turns, which says nothing
+MIN_WAIT_SECONDS = 1.0
 
 
 def load_summary(samples: list[float], cores: int | None = None,
@@ -88,7 +91,8 @@ def load_summary(samples: list[float], cores: int | None = None,
 
     ``over_cores``: other jobs wanted the cores, so wall-clock times are upper bounds and
     CPU times may be somewhat inflated. Decided by the threads' waiting for a core (more
-    than :data:`WAITED` of the CPU time) where it was measured, else by the mean load
+    than :data:`WAITED` of the CPU time, and :data:`MIN_WAIT_SECONDS` in all) where it was
+    measured, else by the mean load
     average exceeding the usable cores. The load average alone misjudges the case that
     matters here: it counts the run's own threads (a run filling both of 2 cores reads
     about 2 alone, 2.3 at times) and trails the processes that ended in the last minute,
@@ -102,12 +106,13 @@ def load_summary(samples: list[float], cores: int | None = None,
     peak, mean = max(finite), math.fsum(finite) / len(finite)
     pairs = [(w, c) for w, c in zip(waits or [], cpus or [], strict=False)
              if math.isfinite(w) and math.isfinite(c)]
-    cpu = math.fsum(c for _w, c in pairs)
-    fraction = math.fsum(w for w, _c in pairs) / cpu if pairs and cpu > 0 else None
+    cpu, waited = math.fsum(c for _w, c in pairs), math.fsum(w for w, _c in pairs)
+    fraction = waited / cpu if pairs and cpu > 0 else None
     return {"cores": cores, "load_mean": round(mean, 2), "load_max": round(peak, 2),
             "samples": len(finite),
             "cpu_wait_fraction": None if fraction is None else round(fraction, 3),
-            "over_cores": fraction > WAITED if fraction is not None else mean > cores}
+            "over_cores": (fraction > WAITED and waited >= MIN_WAIT_SECONDS)
+            if fraction is not None else mean > cores}
 
 
 def combined_load(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
