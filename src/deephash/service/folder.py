@@ -69,7 +69,7 @@ def verify_checksums(folder: Path, info: dict[str, Any]) -> None:
     if "checksums" not in info:
         return
     recorded = info["checksums"]
-    current = [value for key, value in info.items() if key.endswith("_file")]
+    current = generation_files(info)
     if (not isinstance(recorded, dict) or not all(isinstance(name, str) for name in current)
             or not set(current) <= set(recorded)
             or any(Path(name).name != name for name in recorded)):
@@ -94,10 +94,12 @@ def outputs_file(info: dict[str, Any]) -> str | None:
     return None if found is None else str(found)
 
 
-def generation_files(info: dict[str, Any]) -> list[str]:
-    """Every data file of the current generation, relative to the folder."""
-    extra = outputs_file(info)
-    return [*data_files(info), *([extra] if extra else [])]
+def generation_files(info: dict[str, Any]) -> list[Any]:
+    """Every data file of the current generation, relative to the folder: each ``*_file``
+    entry of ``index.json`` as written (``index.npz`` and ``items.npz`` in folders that
+    never named theirs)."""
+    named = [value for key, value in info.items() if key.endswith("_file")]
+    return named or list(data_files(info))
 
 
 def locate(folder: Path, info: dict[str, Any], key: str) -> Path | None:
