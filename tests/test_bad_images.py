@@ -208,4 +208,4 @@ def test_pixels_of_a_skipped_data_set_are_the_kept_images(bombed: Path) -> None:
         source = index if index < bomb else index + 1
         assert kept.describe(index) == full.describe(source)
         assert np.array_equal(kept.load_pixels(index), full.load_pixels(source))
-        assert kept.labels[index] == full.labels[source]
+        assert kept.labels.ids[index] == full.labels.ids[source]

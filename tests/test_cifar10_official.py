@@ -42,7 +42,7 @@ def test_reads_official_files(tmp_path: Path) -> None:
         data = open_dataset(str(where))
         assert isinstance(data, Cifar10Dataset)
         assert data.classes[0] == "airplane" and len(data.classes) == 10
-        assert data.labels.tolist() == labels.tolist()
+        assert data.labels.ids.tolist() == labels.tolist()
         assert data.is_test.sum() == 20 and data.is_test[-20:].all()
         assert np.array_equal(np.asarray(data.load_image(101)), images[101])
         assert data.describe(101) == "cifar10:test[1]"

@@ -19,7 +19,7 @@ def test_layout_labels_and_order(image_folder: Path) -> None:
     assert data.classes == ["class0", "class1", "class2"]
     assert len(data) == 3 * 8 + 3 * 3
     assert not data.is_test[:24].any() and data.is_test[24:].all()
-    assert data.labels.tolist() == [0] * 8 + [1] * 8 + [2] * 8 + [0] * 3 + [1] * 3 + [2] * 3
+    assert data.labels.ids.tolist() == [0] * 8 + [1] * 8 + [2] * 8 + [0] * 3 + [1] * 3 + [2] * 3
     assert data.describe(0).endswith("train/class0/00.png")
 
 

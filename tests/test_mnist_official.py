@@ -53,7 +53,7 @@ def test_reads_official_files(tmp_path: Path, kind: str, compress: bool) -> None
     images, labels = write_release(tmp_path / "files", compress=compress)
     data = open_dataset(str(tmp_path / "files"), dataset=kind, download=False)
     assert isinstance(data, MnistDataset) and len(data) == 150
-    assert data.labels.tolist() == labels.tolist()
+    assert data.labels.ids.tolist() == labels.tolist()
     assert data.is_test.sum() == 30 and data.is_test[-30:].all() and not data.is_test[:120].any()
     image = data.load_image(121)
     assert image.mode == "RGB" and image.size == (28, 28)

@@ -62,7 +62,7 @@ def test_pack_reads_back_as_its_folder(mixed: Path, tmp_path: Path, in_memory: b
     pack = _pack(mixed, tmp_path / "data.pack")
     assert pack.preload() is in_memory
     assert pack.classes == folder.classes
-    assert pack.labels.tolist() == folder.labels.tolist()
+    assert pack.labels == folder.labels
     assert pack.is_test.tolist() == folder.is_test.tolist()
     assert pack.names == folder.data_files()[1]
     assert {Path(name).suffix for name in pack.names} == {".png", ".jpg", ".jpeg"}

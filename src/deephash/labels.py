@@ -171,6 +171,11 @@ class LabelSet:
             return [[int(i)] if i >= 0 else [] for i in self._ids]
         return [np.flatnonzero(row).tolist() for row in self.multi_hot]
 
+    def as_array(self) -> np.ndarray:
+        """``(N,)`` int64 ids (single) or ``(N, C)`` bool (multi), the form files store
+        (``y`` of saved embeddings and codes); :func:`as_label_set` reads either back."""
+        return self._ids if self._ids is not None else self.multi_hot
+
     def as_tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
         """``(N,)`` int64 ids (single) or ``(N, C)`` bool (multi): :func:`batch_relevance`'s
         input."""

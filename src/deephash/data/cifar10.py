@@ -10,6 +10,7 @@ from PIL import Image
 
 from deephash.data.dataset import ImageDataset
 from deephash.errors import DataError
+from deephash.labels import LabelSet
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -70,7 +71,8 @@ class Cifar10Dataset(ImageDataset):
         self.classes = [c.decode() for c in meta[b"label_names"]]
         parts = [_read_batch(self.folder / b) for b in (*TRAIN_BATCHES, *TEST_BATCHES)]
         self.images = np.concatenate([p[0] for p in parts])
-        self.labels = np.concatenate([p[1] for p in parts])
+        self.labels = LabelSet.from_ids(np.concatenate([p[1] for p in parts]),
+                                        len(self.classes))
         n_test = sum(len(p[1]) for p in parts[len(TRAIN_BATCHES):])
         self.is_test = np.zeros(len(self.labels), dtype=bool)
         self.is_test[len(self.labels) - n_test:] = True

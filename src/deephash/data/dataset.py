@@ -11,6 +11,7 @@ from PIL import Image
 
 from deephash.data.fingerprint import content_fingerprint
 from deephash.errors import DataError
+from deephash.labels import LabelSet
 
 
 class ImageDataset(abc.ABC):
@@ -21,9 +22,14 @@ class ImageDataset(abc.ABC):
 
     Attributes:
         name: human-readable name for reports.
-        classes: class names; label ``c`` means ``classes[c]``.
-        labels: ``(N,)`` int64 class labels.
+        classes: class names; class id ``c`` means ``classes[c]``.
+        labels: the images' label sets (:class:`~deephash.labels.LabelSet`): ``(N,)`` class
+            ids for single-label data, an ``(N, C)`` multi-hot matrix for multi-label data;
+            an image without labels has an empty set.
         is_test: ``(N,)`` bool, True for images of the official test part.
+        parts: the data's own splits when it brings them (list files, a CSV's ``split``
+            column): ``{"train" | "query" | "database": (n,) int64 sorted pool indices}``,
+            else ``None`` (a protocol draws the splits).
         fingerprint_memo: where :meth:`fingerprint` remembers content digests (the
             feature cache's ``fingerprints/`` folder, chosen by ``open_dataset``); ``None``
             hashes the files and writes nothing.
@@ -31,13 +37,14 @@ class ImageDataset(abc.ABC):
 
     name: str
     classes: list[str]
-    labels: np.ndarray
+    labels: LabelSet
     is_test: np.ndarray
+    parts: dict[str, np.ndarray] | None = None
     fingerprint_memo: Path | None = None
     _fingerprint: str | None = None
 
     def __len__(self) -> int:
-        return int(self.labels.shape[0])
+        return len(self.labels)
 
     @abc.abstractmethod
     def load_image(self, index: int) -> Image.Image:

@@ -127,6 +127,9 @@ class SkippedImages(ImageDataset):
         self.classes = base.classes
         self.labels = base.labels[self.kept]
         self.is_test = base.is_test[self.kept]
+        self.parts = None if base.parts is None else {
+            name: np.searchsorted(self.kept, rows[~drop[rows]]).astype(np.int64)
+            for name, rows in base.parts.items()}
         self.fingerprint_memo = base.fingerprint_memo
         self.check()
 

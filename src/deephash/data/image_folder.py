@@ -11,6 +11,7 @@ from PIL import Image
 from deephash.data.dataset import ImageDataset
 from deephash.data.decode import open_rgb, read_rgb_pixels
 from deephash.errors import DataError
+from deephash.labels import LabelSet
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -65,7 +66,7 @@ class ImageFolderDataset(ImageDataset):
                 labels.extend([label] * len(names))
                 is_test.extend([part == "test"] * len(names))
         self.paths = paths
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.labels = LabelSet.from_ids(np.asarray(labels, dtype=np.int64), len(self.classes))
         self.is_test = np.asarray(is_test, dtype=bool)
         self.check()
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from deephash.data.dataset import ImageDataset
 from deephash.errors import DataError
+from deephash.labels import LabelSet
 
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
@@ -136,7 +137,8 @@ class MnistDataset(ImageDataset):
                 raise DataError(f"{self.folder}: {part} label {labels.max()} is not a class")
             parts.append((images, labels.astype(np.int64)))
         self.images = np.concatenate([p[0] for p in parts])
-        self.labels = np.concatenate([p[1] for p in parts])
+        self.labels = LabelSet.from_ids(np.concatenate([p[1] for p in parts]),
+                                        len(self.classes))
         self._n_train = len(parts[0][1])
         self.is_test = np.arange(len(self.labels)) >= self._n_train
         self.check()

@@ -43,6 +43,7 @@ from deephash.data.headers import header_problem
 from deephash.data.image_folder import ImageFolderDataset
 from deephash.errors import DataError
 from deephash.fileio import atomic_write
+from deephash.labels import LabelSet
 
 MAGIC = b"\x89deephash-pack\r\n\x1a\n"
 VERSION = 1
@@ -85,7 +86,7 @@ def _source_image(dataset: ImageDataset, index: int) -> tuple[str, bytes]:
     buffer = io.BytesIO()
     Image.fromarray(pixels[..., 0] if gray else pixels).save(buffer, "PNG")
     part = "test" if dataset.is_test[index] else "train"
-    return f"{part}/{dataset.classes[dataset.labels[index]]}/{index:05d}.png", buffer.getvalue()
+    return f"{part}/{dataset.classes[dataset.labels.ids[index]]}/{index:05d}.png", buffer.getvalue()
 
 
 def _height_width(data: bytes, where: str) -> tuple[int, int]:
@@ -117,7 +118,7 @@ def write_pack(dataset: ImageDataset, path: Path,
             on_image()
     source = dataset.source_name if isinstance(dataset, PackedDataset) else dataset.name
     header = {"name": source, "classes": list(dataset.classes), "names": names,
-              "labels": [int(label) for label in dataset.labels],
+              "labels": [int(label) for label in dataset.labels.ids],
               "is_test": [int(test) for test in dataset.is_test],
               "sizes": [len(blob) for blob in blobs],
               "heights": [h for h, _w in shapes], "widths": [w for _h, w in shapes],
@@ -193,7 +194,7 @@ class PackedDataset(ImageDataset):
             self.source_name = str(header["name"])
             self.classes = [str(c) for c in header["classes"]]
             self.names = list(header["names"])
-            self.labels = np.asarray(header["labels"], dtype=np.int64)
+            ids = np.asarray(header["labels"], dtype=np.int64)
             self.is_test = np.asarray(header["is_test"], dtype=np.int64).astype(bool)
             sizes = np.asarray(header["sizes"], dtype=np.int64)
             self.shapes = np.stack([np.asarray(header["heights"], dtype=np.int64),
@@ -203,11 +204,11 @@ class PackedDataset(ImageDataset):
             raise _damaged(self.path, f"has a damaged header ({exc!r})") from None
         n = len(self.names)
         if not (all(isinstance(name, str) for name in self.names)
-                and self.labels.shape == self.is_test.shape == sizes.shape == (n,)
+                and ids.shape == self.is_test.shape == sizes.shape == (n,)
                 and self.shapes.shape == (n, 2) and (sizes >= 0).all()
-                and (self.shapes > 0).all() and ((self.labels >= 0)
-                                                  & (self.labels < len(self.classes))).all()):
+                and (self.shapes > 0).all() and ((ids >= 0) & (ids < len(self.classes))).all()):
             raise _damaged(self.path, "has a damaged header (inconsistent image lists)")
+        self.labels = LabelSet.from_ids(ids, len(self.classes))
         self.offsets = start + np.concatenate([[0], np.cumsum(sizes)])
         self._stat = self._file_stat()
         if self._stat[0] != self.offsets[-1]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from deephash.errors import DataError
+from deephash.labels import LabelsLike, as_label_set
 from deephash.registries import PROTOCOLS
 
 SPLIT_NAMES = ("train", "val", "query", "database")
@@ -119,7 +120,12 @@ def dtsh_setting1(labels: np.ndarray, is_test: np.ndarray, seed: int,
     return Splits("dtsh-1", seed, train=train, val=val, query=query, database=database)
 
 
-def make_splits(protocol: str, labels: np.ndarray, is_test: np.ndarray, seed: int,
+def make_splits(protocol: str, labels: LabelsLike, is_test: np.ndarray, seed: int,
                 classes: list[str] | None = None) -> Splits:
-    """Build the named protocol's splits (see ``PROTOCOLS.names()``)."""
-    return PROTOCOLS.create(protocol, labels, is_test, seed, classes=classes)
+    """Build the named protocol's splits (see ``PROTOCOLS.names()``) of the images with
+    label sets ``labels`` (``(N,)`` ids or a :class:`~deephash.labels.LabelSet`)."""
+    label_set = as_label_set(labels)
+    if not label_set.is_single:
+        raise DataError(f"protocol {protocol!r} draws its splits class by class and needs one "
+                        "label per image; these images have several")
+    return PROTOCOLS.create(protocol, label_set.ids, is_test, seed, classes=classes)

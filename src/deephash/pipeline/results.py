@@ -11,6 +11,7 @@ import numpy as np
 from deephash.data import ImageDataset, Splits
 from deephash.distances import HammingDistance, scoring_distance
 from deephash.fileio import save_json, save_npz
+from deephash.labels import LabelSet, LabelsLike, as_label_set
 from deephash.metrics import EvaluationSpec, RetrievalReport, evaluate_retrieval
 from deephash.metrics.evaluate_codes import evaluate_codes
 from deephash.metrics.verification import verification_metrics
@@ -19,12 +20,13 @@ from deephash.viz.curves import plot_pr_curve
 from deephash.viz.tsne import tsne_plot
 
 
-def write_embeddings(run: Path, name: str, x: np.ndarray, y: np.ndarray,
+def write_embeddings(run: Path, name: str, x: np.ndarray, y: LabelsLike,
                      index: np.ndarray) -> None:
-    """``run/embeddings/<name>.npz``: ``x`` ``(N, D)`` float32, labels ``y`` and pool
-    indices ``index`` ``(N,)`` int64."""
+    """``run/embeddings/<name>.npz``: ``x`` ``(N, D)`` float32, labels ``y`` (``(N,)``
+    int64 class ids, or ``(N, C)`` bool multi-hot for multi-label data) and pool indices
+    ``index`` ``(N,)`` int64."""
     save_npz(run / "embeddings" / f"{name}.npz", x=np.asarray(x, dtype=np.float32),
-             y=np.asarray(y, dtype=np.int64), index=np.asarray(index, dtype=np.int64))
+             y=as_label_set(y).as_array(), index=np.asarray(index, dtype=np.int64))
 
 
 def evaluation_spec(cfg: EvalConfig) -> EvaluationSpec:
@@ -33,7 +35,7 @@ def evaluation_spec(cfg: EvalConfig) -> EvaluationSpec:
                           precision_k=cfg.precision_k)
 
 
-def evaluate_split(embeddings: np.ndarray, labels: np.ndarray, queries: np.ndarray,
+def evaluate_split(embeddings: np.ndarray, labels: LabelSet, queries: np.ndarray,
                    database: np.ndarray, cfg: EvalConfig) -> RetrievalReport:
     """Metrics of pool rows ``queries`` against pool rows ``database``.
 
@@ -44,13 +46,13 @@ def evaluate_split(embeddings: np.ndarray, labels: np.ndarray, queries: np.ndarr
                               query_ids=queries, database_ids=database)
 
 
-def validation_report(embeddings: np.ndarray, labels: np.ndarray, splits: Splits,
+def validation_report(embeddings: np.ndarray, labels: LabelSet, splits: Splits,
                       cfg: EvalConfig) -> RetrievalReport:
     """Model-selection metrics: validation queries against the training part."""
     return evaluate_split(embeddings, labels, splits.val, splits.train, cfg)
 
 
-def _float_results(run: Path, embeddings: np.ndarray, labels: np.ndarray, splits: Splits,
+def _float_results(run: Path, embeddings: np.ndarray, labels: LabelSet, splits: Splits,
                    cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Float embeddings: metrics, ``embeddings/*.npz`` and the rank-cut-off PR curve."""
     test = evaluate_split(embeddings, labels, splits.query, splits.database, cfg)
@@ -61,7 +63,7 @@ def _float_results(run: Path, embeddings: np.ndarray, labels: np.ndarray, splits
     return {**test.metrics, "distance": cfg.distance}, curve
 
 
-def _code_results(run: Path, relaxed: np.ndarray, labels: np.ndarray, splits: Splits,
+def _code_results(run: Path, relaxed: np.ndarray, labels: LabelSet, splits: Splits,
                   cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Binary codes sign(relaxed): tie-aware metrics on the codes, ``codes/*.npz`` (packed
     ``codes``, ``y``, ``bits``, ``index``, and ``relaxed``: the ``(N, K)`` outputs before
@@ -74,7 +76,7 @@ def _code_results(run: Path, relaxed: np.ndarray, labels: np.ndarray, splits: Sp
                           query_ids=splits.query, database_ids=splits.database,
                           index_order=True)
     for name, rows in (("query", splits.query), ("database", splits.database)):
-        save_npz(run / "codes" / f"{name}.npz", codes=codes[rows], y=labels[rows],
+        save_npz(run / "codes" / f"{name}.npz", codes=codes[rows], y=labels[rows].as_array(),
                  bits=np.array(bits), index=rows,
                  relaxed=np.asarray(relaxed[rows], dtype=np.float16))
     curve = {"radius": list(range(bits + 1)), "precision": test.radius_precision.tolist(),

@@ -39,7 +39,7 @@ def training_setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     cfg = config.training
     miner = create_miner(cfg.miner, cfg.margin, config.seed)
     uses_miner = loss_traits(cfg.loss).uses_miner
-    sampler = build_sampler(cfg, dataset.labels[splits.train], config.seed,  # refuses batches
+    sampler = build_sampler(cfg, dataset.labels.ids[splits.train], config.seed,  # refuses batches
                             miner.tuple_size if uses_miner else None,  # the data cannot fill,
                             dataset.classes, needs_positives=uses_miner)  # before extraction
     check_batch(sampler.batch_size)  # and that the ranks cannot share
@@ -81,7 +81,7 @@ def training_setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     return TrainingSetup(
         model=model, inputs=inputs,
         loss=loss, miner=miner, sampler=sampler,
-        labels=dataset.labels, train=splits.train, val=splits.val, optimizer=optimizer,
+        labels=dataset.labels.ids, train=splits.train, val=splits.val, optimizer=optimizer,
         epochs=cfg.epochs, device=device,
         eval_distance=scoring_distance(config.evaluation.distance, cfg.codes).name,
         regularizers=parse_weights(cfg.regularizers),

@@ -99,7 +99,7 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     index.add(vectors, ids=np.arange(len(dataset)))
     out = Path(config.out).expanduser()
     paths, places = _item_paths(dataset, out, config.data_dir)
-    items = Items(paths, np.asarray(dataset.labels, dtype=np.int64), tuple(dataset.classes),
+    items = Items(paths, dataset.labels.ids, tuple(dataset.classes),
                   np.zeros(len(paths), dtype=bool))
     checkpoint = Path(config.checkpoint).resolve()
     info = {"checkpoint": relative(checkpoint, out), "checkpoint_absolute": str(checkpoint),

@@ -21,6 +21,7 @@ from deephash.devices import resolve_device
 from deephash.distributed import broadcast, init_from_environment, ranks
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
+from deephash.labels import LabelSet
 from deephash.machine import load_summary
 from deephash.pipeline.evaluate import (
     database_code_health,
@@ -50,7 +51,7 @@ __all__ = ["database_code_health", "evaluate_checkpoint", "evaluate_on_test",
 
 
 def frozen_validation(config: TrainConfig, features: dict[str, np.ndarray],
-                      labels: np.ndarray, splits: Splits) -> dict[str, float]:
+                      labels: LabelSet, splits: Splits) -> dict[str, float]:
     """The frozen features' validation figures, the yardstick every trained model must beat:
     validation queries against the training part, ``config.evaluation.distance``, averaged
     over the image and its mirror image like the trained model under test-time flip."""

@@ -11,6 +11,7 @@ import torch
 
 from deephash.distances import Distance, as_distance
 from deephash.distributed import broadcast, gather_rows, ranks
+from deephash.labels import LabelsLike
 from deephash.metrics import EvaluationSpec, evaluate_retrieval
 from deephash.metrics.evaluate_codes import evaluate_codes
 from deephash.training.model import EmbeddingModel
@@ -47,8 +48,8 @@ def _embed_local(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray,
     return (total / len(views)).numpy()
 
 
-def validation_scores(val: np.ndarray, train: np.ndarray, val_labels: np.ndarray,
-                      train_labels: np.ndarray,
+def validation_scores(val: np.ndarray, train: np.ndarray, val_labels: LabelsLike,
+                      train_labels: LabelsLike,
                       distance: str | Distance) -> tuple[float, float]:
     """(mAP@all, kNN@10) of ``(V, D)`` validation vectors against ``(T, D)`` training
     vectors; a binary distance (``hamming``) scores the vectors' sign codes."""

@@ -12,6 +12,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
+from deephash.labels import LabelsLike, as_label_set
+
 
 def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Sorted indices of about ``n`` items with every class equally represented.
@@ -62,10 +64,25 @@ def plot_tsne(points: np.ndarray, labels: np.ndarray, class_names: list[str], pa
     plt.close(fig)
 
 
-def tsne_plot(x: np.ndarray, labels: np.ndarray, class_names: list[str], path: Path, *,
+def colour_ids(labels: LabelsLike) -> np.ndarray:
+    """``(N,)`` int64 class id that colours each point: its label, or for an image with
+    several labels the first of them (lowest class id); -1 (not drawn) for no label."""
+    label_set = as_label_set(labels)
+    if label_set.is_single:
+        return np.asarray(label_set.ids)
+    hot = label_set.multi_hot
+    return np.where(hot.any(axis=1), hot.argmax(axis=1), -1).astype(np.int64)
+
+
+def tsne_plot(x: np.ndarray, labels: LabelsLike, class_names: list[str], path: Path, *,
               n_points: int = 2000, seed: int = 0, title: str = "t-SNE") -> np.ndarray:
-    """t-SNE of a stratified sample of ``n_points`` rows of ``x``; returns the sample."""
-    sample = stratified_sample(labels, n_points, seed)
-    plot_tsne(tsne_2d(x[sample], seed), labels[sample], class_names, path,
-              f"{title} ({len(sample)} points)")
+    """t-SNE of a stratified sample of ``n_points`` rows of ``x`` (``(N, D)``) with label
+    sets ``labels``; returns the sample. Points of multi-label images are coloured by their
+    first label (the title says so)."""
+    label_set = as_label_set(labels)
+    ids = colour_ids(label_set)
+    sample = stratified_sample(ids, n_points, seed)
+    note = "" if label_set.is_single else "; colour: first label"
+    plot_tsne(tsne_2d(x[sample], seed), ids[sample], class_names, path,
+              f"{title} ({len(sample)} points{note})")
     return sample
