@@ -23,25 +23,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deephash.data.tuples import TupleSource
+from deephash.labels import LabelsLike
 
-def sample_triplets(labels: np.ndarray, per_anchor: int, rng: np.random.Generator) -> np.ndarray:
+
+def sample_triplets(labels: LabelsLike, per_anchor: int,
+                    rng: np.random.Generator) -> np.ndarray:
     """``(T, 3)`` random (anchor, positive, negative) triplets, ``per_anchor`` per image that
-    has another image of its class and an image of another class."""
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
-    ends = np.searchsorted(sorted_labels, sorted_labels, side="right")
-    sizes = ends - starts
-    usable = (sizes >= 2) & (sizes < len(labels))
-    anchors_sorted = np.repeat(np.flatnonzero(usable), per_anchor)
-    lo, size = starts[anchors_sorted], sizes[anchors_sorted]
-    # positive: another member of the anchor's class block
-    offset = rng.integers(0, size - 1)
-    pos_sorted = lo + offset + (lo + offset >= anchors_sorted)
-    # negative: any position outside the class block
-    pick = rng.integers(0, len(labels) - size)
-    neg_sorted = np.where(pick < lo, pick, pick + size)
-    return np.stack([order[anchors_sorted], order[pos_sorted], order[neg_sorted]], axis=1)
+    has a positive (another image sharing a label: of its class, on single-label data) and
+    a negative (an image sharing none); ``labels`` are ``(N,)`` class ids, a
+    :class:`~deephash.labels.LabelSet` or a multi-hot matrix. Unlabelled images take no
+    part. The draws are :meth:`deephash.data.tuples.TupleSource.every_anchor`'s."""
+    return TupleSource(labels).every_anchor(per_anchor, rng)
 
 
 def _gaps(codes: np.ndarray, triplets: np.ndarray) -> np.ndarray:

@@ -68,8 +68,8 @@ class BatchLoss(nn.Module):
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         """A loss that mines nothing (``uses_miner = False``): the loss of ``(B, D)``
-        embeddings and ``(B,)`` int64 labels. A metric loss scores mined tuples instead
-        (:meth:`TripletLoss.forward`)."""
+        embeddings and their labels, ``(B,)`` int64 class ids or ``(B, C)`` bool multi-hot
+        rows. A metric loss scores mined tuples instead (:meth:`TripletLoss.forward`)."""
         raise NotImplementedError(f"the {self.name} loss scores mined tuples, not embeddings")
 
     def check_miner(self, miner: Miner) -> None:

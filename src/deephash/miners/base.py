@@ -5,6 +5,11 @@ A miner yields :class:`Triplets` (anchor, positive, negative) or, for the pair l
 tuple: a batch without any valid one (all one class, all distinct classes, a single
 image) yields empty index tensors, which the losses turn into a zero loss that keeps a
 gradient path.
+
+Labels are ``(B,)`` int64 class ids or ``(B, C)`` bool multi-hot rows; every miner asks
+:func:`label_masks` (that is, :func:`deephash.labels.batch_relevance`) which positions are
+positives and negatives of which, so single- and multi-label batches are mined alike: a
+positive shares at least one label with the anchor, a negative shares none.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+
+from deephash.labels import batch_relevance
 
 
 class Triplets(NamedTuple):
@@ -46,8 +53,9 @@ Mined = Triplets | Pairs
 
 
 class MiningBatch(NamedTuple):
-    """What a miner sees: ``distances`` ``(B, B)`` (detached), ``labels`` ``(B,)``,
-    ``embeddings`` ``(B, D)`` (detached), and the ``margin`` of the loss being trained.
+    """What a miner sees: ``distances`` ``(B, B)`` (detached), ``labels`` (``(B,)`` int64
+    class ids, ``-1`` unlabelled, or ``(B, C)`` bool multi-hot rows), ``embeddings``
+    ``(B, D)`` (detached), and the ``margin`` of the loss being trained.
 
     In training the trainer passes the loss's margin, so the margin lives once (on the
     loss) and a schedule that changes it changes what the miner mines. ``None`` (a miner
@@ -61,11 +69,16 @@ class MiningBatch(NamedTuple):
 
 
 def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(positive, negative)`` ``(B, B)`` bool masks: same label but not the same item;
-    different label."""
-    same = labels[:, None] == labels[None, :]
+    """``(positive, negative)`` ``(B, B)`` bool masks of ``(B,)`` ids or ``(B, C)``
+    multi-hot labels: positive = shares a label, not the same position; negative = shares
+    no label, both labelled (an unlabelled image is neither; the samplers never draw one).
+
+    For single-label ids without ``-1`` this is exactly ``(same & ~eye, ~same)``.
+    """
+    relevant = batch_relevance(labels)
+    labelled = relevant.diagonal()  # a labelled image is relevant to itself
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    return same & ~eye, ~same
+    return relevant & ~eye, ~relevant & labelled[:, None] & labelled[None, :]
 
 
 def index_table(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

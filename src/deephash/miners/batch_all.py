@@ -8,13 +8,13 @@ from deephash.miners.base import Miner, MiningBatch, Triplets, index_table, labe
 
 
 class BatchAllMiner(Miner):
-    """All ordered (a, p, n): a != p share a label, n has another label.
+    """All ordered (a, p, n): a != p share a label, n shares none with a.
 
-    A P x K batch gives P*K*(K-1)*(P-1)*K triplets, in (anchor, positive, negative) order.
-    Each anchor's positives and negatives are listed in padded ``(B, K_p)`` and
-    ``(B, K_n)`` tables; the triplets are their per-anchor outer product, written out
-    directly (a balanced batch has no padding, so this is three broadcast copies) instead
-    of the ``(B, B, B)`` mask a naive version builds.
+    A single-label P x K batch gives P*K*(K-1)*(P-1)*K triplets, in (anchor, positive,
+    negative) order. Each anchor's positives and negatives are listed in padded
+    ``(B, K_p)`` and ``(B, K_n)`` tables; the triplets are their per-anchor outer product,
+    written out directly (a single-label balanced batch has no padding, so this is three
+    broadcast copies) instead of the ``(B, B, B)`` mask a naive version builds.
     """
 
     name = "batch-all"

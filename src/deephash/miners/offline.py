@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from deephash.data.tuples import check_tuple_size
-from deephash.miners.base import Miner, MiningBatch, Pairs, Triplets
+from deephash.miners.base import Miner, MiningBatch, Pairs, Triplets, label_masks
 
 
 class OfflineMiner(Miner):
@@ -23,6 +23,9 @@ class OfflineMiner(Miner):
 
     Pairs: positions ``i`` and ``i + P`` form pair ``i`` (``P = B // 2``); ``same`` comes
     from the labels, so any two positions make a valid pair.
+
+    Validity and ``same`` are read from :func:`~deephash.miners.base.label_masks` (a
+    positive shares a label, a negative shares none), for id and multi-hot labels alike.
     """
 
     tuple_size: int
@@ -37,10 +40,10 @@ class OfflineMiner(Miner):
         labels = batch.labels
         t = len(labels) // self.tuple_size
         rows = torch.arange(t, device=labels.device)
+        positive, negative = label_masks(labels)
         if self.tuple_size == 2:
-            return Pairs(rows, rows + t, labels[rows] == labels[rows + t])
-        valid = (labels[rows] == labels[rows + t]) & (labels[rows] != labels[rows + 2 * t])
-        rows = rows[valid]
+            return Pairs(rows, rows + t, positive[rows, rows + t])
+        rows = rows[positive[rows, rows + t] & negative[rows, rows + 2 * t]]
         return Triplets(rows, rows + t, rows + 2 * t)
 
     def __repr__(self) -> str:

@@ -6,14 +6,16 @@ symmetric). Two selections, one parametrised miner:
 ============ ======================= ===============================================
 miner        positive pairs          negative pairs
 ============ ======================= ===============================================
-all-pairs    every same-label pair   every different-label pair
-hard-pairs   every same-label pair   the nearest ones, as many as there are positive
+all-pairs    every relevant pair     every irrelevant pair
+hard-pairs   every relevant pair     the nearest ones, as many as there are positive
                                      pairs (ties: the pair that comes first in row-major
                                      order, i.e. smaller ``first``, then smaller ``second``)
 ============ ======================= ===============================================
 
 A batch with no positive pair gets no hard negative either (nothing to balance against);
-``all-pairs`` then still yields its negative pairs.
+``all-pairs`` then still yields its negative pairs. A pair is relevant when its images
+share a label, irrelevant when they share none (:func:`deephash.miners.base.label_masks`),
+so single- and multi-label batches are mined alike.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from deephash.errors import ConfigError
-from deephash.miners.base import Miner, MiningBatch, Pairs
+from deephash.miners.base import Miner, MiningBatch, Pairs, label_masks
 
 NEGATIVE_SELECTIONS = ("all", "hard")
 
@@ -60,9 +62,9 @@ class PairMiner(Miner):
         labels = batch.labels
         upper = torch.ones(len(labels), len(labels), dtype=torch.bool,
                            device=labels.device).triu(diagonal=1)
-        same = labels[:, None] == labels[None, :]
-        pos_first, pos_second = torch.nonzero(same & upper, as_tuple=True)
-        neg_first, neg_second = torch.nonzero(~same & upper, as_tuple=True)  # row-major
+        positive, negative = label_masks(labels)
+        pos_first, pos_second = torch.nonzero(positive & upper, as_tuple=True)
+        neg_first, neg_second = torch.nonzero(negative & upper, as_tuple=True)  # row-major
         if self.negatives == "hard":
             keep = nearest(batch.distances[neg_first, neg_second], len(pos_first))
             neg_first, neg_second = neg_first[keep], neg_second[keep]

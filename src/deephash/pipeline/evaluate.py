@@ -54,9 +54,8 @@ def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, datas
     if not ranks().main:
         return extra
     if isinstance(setup.loss, SoftmaxLoss):  # the classifier's own test accuracy
-        predicted = setup.loss.predict(torch.from_numpy(vectors[splits.query]).to(setup.device))
-        extra = {**extra, "classifier_acc": float(
-            (predicted.cpu().numpy() == dataset.labels.ids[splits.query]).mean())}
+        extra = {**extra, "classifier_acc": setup.loss.accuracy(
+            torch.from_numpy(vectors[splits.query]).to(setup.device), setup.labels[splits.query])}
     if config.training.codes:
         extra = {**extra, **database_code_health(vectors[splits.database], len(dataset.classes))}
     title = f"{method_title(config.training.loss, config.training.miner)} on {dataset.name}"

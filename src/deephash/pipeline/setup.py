@@ -19,6 +19,7 @@ from deephash.distributed import check_batch
 from deephash.errors import ConfigError
 from deephash.features import transform_spec
 from deephash.hashing.regularizers import get_regularizer
+from deephash.labels import as_label_set
 from deephash.losses import create_loss, loss_traits
 from deephash.miners import create_miner
 from deephash.pipeline.features import load_features
@@ -37,9 +38,10 @@ def training_setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     """The training loop's inputs, and the pool's frozen backbone features per view
     (``{"identity": (N, D)}``, plus ``"hflip"`` when mirrored views are used)."""
     cfg = config.training
+    labels = as_label_set(dataset.labels)  # (N,) ids or a label set, whatever the data set has
     miner = create_miner(cfg.miner, cfg.margin, config.seed)
     uses_miner = loss_traits(cfg.loss).uses_miner
-    sampler = build_sampler(cfg, dataset.labels.ids[splits.train], config.seed,  # refuses batches
+    sampler = build_sampler(cfg, labels[splits.train], config.seed,  # refuses batches
                             miner.tuple_size if uses_miner else None,  # the data cannot fill,
                             dataset.classes, needs_positives=uses_miner)  # before extraction
     check_batch(sampler.batch_size)  # and that the ranks cannot share
@@ -81,7 +83,7 @@ def training_setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     return TrainingSetup(
         model=model, inputs=inputs,
         loss=loss, miner=miner, sampler=sampler,
-        labels=dataset.labels.ids, train=splits.train, val=splits.val, optimizer=optimizer,
+        labels=labels, train=splits.train, val=splits.val, optimizer=optimizer,
         epochs=cfg.epochs, device=device,
         eval_distance=scoring_distance(config.evaluation.distance, cfg.codes).name,
         regularizers=parse_weights(cfg.regularizers),

@@ -1,10 +1,15 @@
 """Embedding a setup's images, and the validation score that selects the best epoch.
 
-Under torchrun each rank embeds its share of the images and every rank gets them all;
-rank 0 scores validation and broadcasts the figures.
+The best epoch is the one of the highest validation mAP@all, which every label set has;
+the validation 10-NN accuracy beside it exists on single-label data only (the metrics
+leave ``knn_acc@k`` out on multi-label data, :mod:`deephash.metrics.evaluate`) and is NaN
+otherwise. Under torchrun each rank embeds its share of the images and every rank gets
+them all; rank 0 scores validation and broadcasts the figures.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -52,15 +57,17 @@ def validation_scores(val: np.ndarray, train: np.ndarray, val_labels: LabelsLike
                       train_labels: LabelsLike,
                       distance: str | Distance) -> tuple[float, float]:
     """(mAP@all, kNN@10) of ``(V, D)`` validation vectors against ``(T, D)`` training
-    vectors; a binary distance (``hamming``) scores the vectors' sign codes."""
+    vectors; a binary distance (``hamming``) scores the vectors' sign codes. Labels are
+    ``(N,)`` ids, label sets or multi-hot matrices; kNN@10 is NaN on multi-label data."""
     metric = as_distance(distance)
     if metric.binary:  # hashing is scored on the sign codes
-        codes = evaluate_codes(metric.codes(val), metric.codes(train),
-                               val_labels, train_labels, val.shape[1], VALIDATION_SPEC)
-        return codes.metrics["map@all"], codes.metrics["knn_acc@10"]
-    report = evaluate_retrieval(val, train, val_labels, train_labels, metric.name,
-                                VALIDATION_SPEC)
-    return report.metrics["map@all"], report.metrics["knn_acc@10"]
+        metrics = evaluate_codes(metric.codes(val), metric.codes(train),
+                                 val_labels, train_labels, val.shape[1],
+                                 VALIDATION_SPEC).metrics
+    else:
+        metrics = evaluate_retrieval(val, train, val_labels, train_labels, metric.name,
+                                     VALIDATION_SPEC).metrics
+    return metrics["map@all"], metrics.get("knn_acc@10", math.nan)
 
 
 def validate(setup: TrainingSetup) -> tuple[float, float]:

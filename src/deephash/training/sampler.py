@@ -9,7 +9,9 @@ from typing import Protocol
 import numpy as np
 
 from deephash.errors import ConfigError
+from deephash.labels import LabelSet, LabelsLike, as_label_set
 from deephash.training.config import TrainingConfig
+from deephash.training.label_support import has_negative_pair
 from deephash.training.offline import OfflineSampler
 
 SMALL_CLASS_POLICIES = ("replace", "error")
@@ -35,15 +37,25 @@ class BalancedBatchSampler:
     positive pair and is refused, unless the loss needs no positives
     (``needs_positives=False``: the softmax classifier).
 
+    Multi-label data: an image is a member of every class it has, so its class's K items
+    always share that class and every position of a batch has a positive. An image that
+    has two of the batch's classes may be drawn for both; it is **not** deduplicated (the
+    batch keeps its P*K positions, which the distributed trainer splits evenly): its two
+    positions are positives of each other at distance 0 to the miner, like a small class's
+    repeats. A metric loss also needs negatives, so labels where no two images share *no*
+    label are refused. Unlabelled images (id ``-1``, an empty label set) are never sampled;
+    ``batches_per_epoch`` defaults to the labelled images over the batch size.
+
     Epoch ``e`` is generated from ``np.random.default_rng([seed, e])`` alone, so any epoch
     can be replayed (a resumed run sees the same batches as an uninterrupted one).
 
     Args:
-        labels: ``(N,)`` int labels of the items to sample (positions 0..N-1 are yielded).
-        batches_per_epoch: defaults to N // (P*K), at least 1.
+        labels: the items to sample (positions 0..N-1 are yielded): ``(N,)`` class ids, a
+            :class:`~deephash.labels.LabelSet` or an ``(N, C)`` multi-hot matrix.
+        batches_per_epoch: defaults to (labelled N) // (P*K), at least 1.
     """
 
-    def __init__(self, labels: np.ndarray, n_classes: int, n_samples: int, seed: int,
+    def __init__(self, labels: LabelsLike, n_classes: int, n_samples: int, seed: int,
                  batches_per_epoch: int | None = None, small_classes: str = "replace",
                  class_names: list[str] | None = None, needs_positives: bool = True) -> None:
         if small_classes not in SMALL_CLASS_POLICIES:
@@ -53,9 +65,9 @@ class BalancedBatchSampler:
             raise ConfigError(f"--batch-samples must be at least {least} (got {n_samples})"
                               + (": a triplet needs two images of its anchor's class"
                                  if needs_positives else ""))
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.classes = np.unique(self.labels)
-        self.members = {int(c): np.flatnonzero(self.labels == c) for c in self.classes}
+        self.labels = as_label_set(labels)
+        self.members = class_members(self.labels)
+        self.classes = np.fromiter(self.members, dtype=np.int64, count=len(self.members))
         name = (lambda c: class_names[c]) if class_names else str
         for c, items in self.members.items():
             if len(items) < least:
@@ -69,9 +81,14 @@ class BalancedBatchSampler:
         if n_classes < 2 or n_classes > len(self.classes):
             raise ConfigError(f"--batch-classes must be between 2 and the {len(self.classes)} "
                               f"classes present (got {n_classes})")
+        if needs_positives and not has_negative_pair(self.labels):
+            raise ConfigError("every two training images share a label, so no triplet or pair "
+                              "has a negative; train the softmax classifier (--loss softmax) "
+                              "or use labels that tell images apart")
         self.n_classes, self.n_samples, self.seed = n_classes, n_samples, seed
         self.batch_size = n_classes * n_samples
-        self.batches_per_epoch = batches_per_epoch or max(1, len(self.labels) // self.batch_size)
+        labelled = int(self.labels.labelled.sum())
+        self.batches_per_epoch = batches_per_epoch or max(1, labelled // self.batch_size)
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -96,7 +113,18 @@ class BalancedBatchSampler:
             yield np.concatenate(batch)
 
 
-def build_sampler(cfg: TrainingConfig, labels: np.ndarray, seed: int,
+def class_members(labels: LabelSet) -> dict[int, np.ndarray]:
+    """Each class present -> ``(n_c,)`` ascending positions of its members, classes
+    ascending; an image with several labels is a member of each, an unlabelled one of
+    none."""
+    if labels.is_single:
+        ids = labels.ids
+        return {int(c): np.flatnonzero(ids == c) for c in np.unique(ids[ids >= 0])}
+    hot = labels.multi_hot
+    return {int(c): np.flatnonzero(hot[:, c]) for c in np.flatnonzero(hot.any(axis=0))}
+
+
+def build_sampler(cfg: TrainingConfig, labels: LabelsLike, seed: int,
                   offline_tuple_size: int | None = None,
                   class_names: list[str] | None = None,
                   needs_positives: bool = True) -> BalancedBatchSampler | OfflineSampler:

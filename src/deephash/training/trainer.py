@@ -60,7 +60,8 @@ def _margin_owner(loss: BatchLoss) -> TripletLoss | None:
 
 def batch_loss(loss: BatchLoss, miner: Miner, embeddings: torch.Tensor,
                labels: torch.Tensor) -> LossOutput:
-    """The loss of one batch of ``(B, D)`` embeddings and ``(B,)`` int64 labels.
+    """The loss of one batch of ``(B, D)`` embeddings and its labels, ``(B,)`` int64 class
+    ids or ``(B, C)`` bool multi-hot rows (:meth:`TrainingSetup.batch_labels`).
 
     A metric loss: its differentiable ``(B, B)`` distance matrix, the miner's tuples chosen
     on the detached copy with the loss's margin, then the loss of those tuples. A loss
@@ -101,7 +102,7 @@ def train_epoch(setup: TrainingSetup, epoch: int,
     for step, (indices, x) in enumerate(zip(batches, setup.inputs.train_batches(batches, part),
                                             strict=True)):
         setup.miner.set_progress((epoch + step / len(batches)) / setup.epochs)
-        labels = torch.from_numpy(setup.labels[indices]).to(setup.device)
+        labels = setup.batch_labels(indices)
         with _autocast(setup.device):
             local = model(x.to(setup.device, non_blocking=True))
         embeddings = gather_batch(local.float())
