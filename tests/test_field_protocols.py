@@ -207,3 +207,35 @@ def test_metrics_json_holds_the_protocol_s_headline(protocol: str, headline: str
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written == json.loads(json.dumps(metrics))
     assert "map@1000" in written and ("map@5000" in written) == (headline is not None)
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+def test_baseline_runs_unseen_classes_end_to_end(folder: Path, tmp_path: Path) -> None:
+    """``--protocol unseen:1`` passes the configuration's checks, and the run's files say
+    which class was held out; its queries and database are that class's images only."""
+    from deephash.cli import main
+
+    run = tmp_path / "run"
+    assert main(["baseline", "--data-dir", str(folder), "--out", str(run), "--cache-dir",
+                 str(tmp_path / "cache"), "--image-size", "32", "--num-workers", "0",
+                 "--tsne-points", "0", "--protocol", "unseen:1", "--device", "cpu"]) == 0
+    saved = json.loads((run / "splits.json").read_text())
+    [held] = saved["held_out"]
+    assert saved["protocol"] == "unseen:1" and saved["held_out_classes"] == [f"class{held}"]
+    assert saved["sizes"] == {"train": 22, "val": 2, "query": 4, "database": 12}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["protocol"] == "unseen:1" and metrics["n_query"] == 4
+    query = np.load(run / "embeddings" / "query.npz")
+    assert (query["y"] == held).all()
+    assert 0.0 <= metrics["map@all"] <= 1.0
+
+
+@pytest.mark.parametrize("command", ["baseline", "train", "hash"])
+def test_unseen_n_passes_the_configuration_checks(command: str, image_folder: Path,
+                                                  tmp_path: Path) -> None:
+    from deephash.cli import build_config, build_parser
+
+    args = build_parser().parse_args([command, "--protocol", "unseen:2", "--data-dir",
+                                      str(image_folder), "--out", str(tmp_path / "out")])
+    assert build_config(command, args).data.protocol == "unseen:2"

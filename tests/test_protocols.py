@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deephash.data import Splits, make_splits
+from deephash.data import PROTOCOLS, Splits, make_splits
 from deephash.data.protocols import dtsh_setting1, strata, train_test_protocol
 from deephash.errors import ConfigError, DataError
 from deephash.labels import LabelSet
@@ -363,3 +363,23 @@ def test_headline_and_held_out_round_trip_and_stay_out_of_older_protocols_files(
     headline = dataclasses.replace(s, headline="map@5000", held_out=())
     headline.to_json(tmp_path / "h.json")
     assert Splits.from_json(tmp_path / "h.json").map_cutoff == 5000
+
+
+@pytest.mark.parametrize("multi", [False, True])
+@pytest.mark.parametrize("name", [n.replace("<N>", "1") for n in PROTOCOLS.names()] + ["auto"])
+def test_every_protocol_is_seeded_and_keeps_its_splits_apart(name: str, multi: bool) -> None:
+    """Every registered protocol, on single- and multi-label data that has a test part and
+    its own parts (the protocols that do not read them ignore them)."""
+    pool = np.arange(2800)
+    labels = multi_label_pool(2800, 4, seed=11) if multi else LabelSet.from_ids(pool // 700)
+    is_test = pool % 7 == 0
+    parts = {"query": pool[::10], "train": pool[1::10], "database": np.setdiff1d(pool, pool[::10])}
+    if multi and name.startswith("unseen"):
+        with pytest.raises(DataError, match="needs one label per image"):
+            make_splits(name, labels, is_test, 7, parts=parts)
+        return
+    a, b = (make_splits(name, labels, is_test, 7, parts=parts) for _ in range(2))
+    check_splits(a, labels)
+    assert _digest(a) == _digest(b)
+    assert _digest(make_splits(name, labels, is_test, 8, parts=parts)) != _digest(a)
+    assert a.protocol == ("lists" if name == "auto" else name)
