@@ -239,3 +239,19 @@ def test_unseen_n_passes_the_configuration_checks(command: str, image_folder: Pa
     args = build_parser().parse_args([command, "--protocol", "unseen:2", "--data-dir",
                                       str(image_folder), "--out", str(tmp_path / "out")])
     assert build_config(command, args).data.protocol == "unseen:2"
+
+
+def test_the_auto_default_runs_what_cifar10_ran(folder: Path, tmp_path: Path) -> None:
+    """The default changed from cifar10 to auto: on data with a test part a run's
+    splits.json and metrics.json are byte for byte those of --protocol cifar10."""
+    from deephash.cli import main
+
+    common = ["--data-dir", str(folder), "--cache-dir", str(tmp_path / "cache"),
+              "--image-size", "32", "--num-workers", "0", "--tsne-points", "0",
+              "--device", "cpu"]
+    runs = {name: tmp_path / name for name in ("auto", "cifar10")}
+    assert main(["baseline", *common, "--out", str(runs["auto"])]) == 0
+    assert main(["baseline", *common, "--out", str(runs["cifar10"]), "--protocol",
+                 "cifar10"]) == 0
+    for name in ("splits.json", "metrics.json"):
+        assert (runs["auto"] / name).read_bytes() == (runs["cifar10"] / name).read_bytes()
