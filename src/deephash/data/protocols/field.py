@@ -90,8 +90,9 @@ def checked_parts(protocol: str, parts: dict[str, np.ndarray] | None,
                         "give train, query and database lists")
     arrays = {name: np.unique(np.asarray(parts[name], dtype=np.int64)) for name in PART_NAMES}
     for name, array in arrays.items():
-        if array.size and (array[0] < 0 or array[-1] >= n_images):
-            raise DataError(f"protocol {protocol!r}: the {name} part names image {array[-1]} "
+        outside = array[(array < 0) | (array >= n_images)]
+        if outside.size:
+            raise DataError(f"protocol {protocol!r}: the {name} part names image {outside[0]} "
                             f"of {n_images}; give parts of this data set")
     return arrays
 
