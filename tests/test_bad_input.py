@@ -34,7 +34,15 @@ CASES: dict[str, Case] = {
     "miner": (["train", "--miner", "hardest"], 2, "argument --miner: invalid choice: 'hardest'"),
     "reduction": (["train", "--reduction", "median"], 2, "argument --reduction: invalid choice"),
     "protocol": (["baseline", "--protocol", "nope"], 2,
-                 "argument --protocol: invalid choice: 'nope' (choose from 'cifar10', 'dtsh-1')"),
+                 "argument --protocol: unknown protocol 'nope'; known: auto, cifar10, "
+                 "cifar10-54k, coco, dtsh-1, holdout"),
+    "protocol parameter": (["baseline", "--protocol", "unseen:0"], 2,
+                           "argument --protocol: protocol 'unseen:0': N must be a whole number "
+                           "of held-out classes, at least 1 (e.g. unseen:2)"),
+    "protocol parameter not a number": (["train", "--protocol", "unseen:x"], 2,
+                                        "protocol 'unseen:x': N must be a whole number"),
+    "protocol in a config file": (["baseline", "--config", "{yaml}"], 2,
+                                  "--protocol (data.protocol): protocol 'unseen:-1': N must be"),
     "train distance": (["train", "--train-distance", "manhattan"], 2,
                        "argument --train-distance: invalid choice: 'manhattan'"),
     "distance": (["baseline", "--distance", "hamming"], 2, "argument --distance: invalid choice"),
@@ -114,6 +122,19 @@ CASES: dict[str, Case] = {
                     "unknown regulariser 'sparsity'"),
     "schedule": (["train", "--schedules", "margin=wobble:1"], 2, "bad schedule 'margin=wobble:1'"),
     "schedule study bits": (["schedule-study", "--bits", "16", "32"], 2, "one code length"),
+    # protocols the data cannot serve: refused once the data is open, before the cache
+    "protocol lists without parts": (["baseline", "--protocol", "lists"], 2,
+                                     "protocol 'lists' uses the data's own train/query/database "
+                                     "parts (list files, a CSV split column) and this data has "
+                                     "none; use --protocol auto (or holdout, cifar10)"),
+    "protocol holds out too many": (["train", "--protocol", "unseen:2"], 2,
+                                    "protocol 'unseen:2' holds out more classes than the data's "
+                                    "3 allow (at least two are left to train on); use unseen:N "
+                                    "with N from 1 to 1"),
+    "protocol too large for the data": (["hash", "--protocol", "nus-wide-21"], 2,
+                                        "class 'class0' has 11 image(s); protocol 'nus-wide-21' "
+                                        "needs at least 600 per class (100 queries + 500 "
+                                        "training); use --protocol holdout"),
     "data dir is a file": (["baseline", "--data-dir", "{file}"], 2, "is a file; pass the folder"),
     "data dir missing": (["train", "--data-dir", "{missing}"], 2, "does not exist"),
     "weights file missing": (["baseline", "--weights", "{missing}"], 2, "no such file"),
@@ -194,7 +215,8 @@ YAML = {"yaml range": "training:\n  epochs: 0\n", "yaml name": "training:\n  los
         "yaml fraction for an int": "training:\n  epochs: 1.5\n",
         "yaml bool for an int": "training:\n  epochs: true\n",
         "yaml repeated": "hashing:\n  bits: [16, 32, 16]\n",
-        "study unknown key": "stages:\n  - {name: a, command: train}\nstagse: []\n"}
+        "study unknown key": "stages:\n  - {name: a, command: train}\nstagse: []\n",
+        "protocol in a config file": "data:\n  protocol: unseen:-1\n"}
 
 
 def base_argv(command: str, folder: Path, tmp: Path) -> list[str]:

@@ -40,8 +40,9 @@ def test_baseline_writes_the_run_folder(folder: Path, tmp_path: Path) -> None:
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["knn_acc@1"] > 0.5  # class colours are easy for ImageNet features
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["backbone"]["image_size"] == 32 and config["data"]["protocol"] == "cifar10"
+    assert config["backbone"]["image_size"] == 32 and config["data"]["protocol"] == "auto"
     splits = Splits.from_json(run / "splits.json")
+    assert splits.protocol == "cifar10" and metrics["protocol"] == "cifar10"  # auto's choice
     assert splits.sizes() == {"train": 33, "val": 3, "query": 12, "database": 36}
 
     # the saved vectors are exactly what was ranked: the metrics can be recomputed

@@ -87,13 +87,22 @@ def _index_example(kind: str) -> str:
     return kind.replace("<M>", "8").replace("<h>", "2")
 
 
+def _protocol_probe(name: str) -> str:
+    """The protocol name the splits record, on data that every protocol can split (four
+    classes, a test part and the data's own parts); ``<N>`` stands for 1."""
+    pool = np.arange(2800)
+    parts = {"query": pool[::10], "train": pool[1::10], "database": np.setdiff1d(pool, pool[::10])}
+    splits = make_splits(name.replace("<N>", "1"), pool // 700, pool % 7 == 0, seed=0,
+                         parts=parts)
+    return splits.protocol.replace(":1", ":<N>")
+
+
 #: registry -> (a registered name -> the name of what its factory built)
 PROBES: dict[str, Callable[[str], str]] = {
     # building every backbone is test_backbones' job; here: the factory is the named one
     "backbones": lambda name: (getattr(BACKBONES.get(name), "args", ()) or
                                (BACKBONES.get(name).__name__,))[0],
-    "protocols": lambda name: make_splits(name, np.repeat(np.arange(2), 700),
-                                          np.arange(1400) % 7 == 0, seed=0).protocol,
+    "protocols": lambda name: _protocol_probe(name),
     "losses": lambda name: create_loss(name, 0.2, num_classes=3, embedding_dim=4).name,
     "miners": lambda name: create_miner(name, 0.2).name,
     "train-distances": lambda name: BATCH_DISTANCES.create(name).name,

@@ -37,11 +37,28 @@ BACKBONES: Registry[Backbone] = Registry("backbone", {
        for name in ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19")},
 })
 
-#: ``make_splits(name, labels, is_test, seed)``
+_FIELD_PROTOCOL = "deephash.data.protocols.field:field_protocol"
+
+#: ``make_splits(name, labels, is_test, seed, classes=, parts=)``; factories take
+#: ``(labels, is_test, seed, *, classes, parts)``, ``unseen:<N>`` also ``n_held_out``
+#: (see ``parse_protocol``); ``--protocol auto`` picks one by what the data brings
 PROTOCOLS: Registry[Splits] = Registry("protocol", {
-    "cifar10": "deephash.data.protocols:train_test_protocol",
-    "dtsh-1": "deephash.data.protocols:dtsh_setting1",
+    "cifar10": "deephash.data.protocols.standard:train_test_protocol",
+    "dtsh-1": "deephash.data.protocols.standard:dtsh_setting1",
+    "holdout": "deephash.data.protocols.standard:holdout_protocol",
+    "lists": "deephash.data.protocols.field:lists_protocol",
+    **{name: Lazy(_FIELD_PROTOCOL, (name,))
+       for name in ("nus-wide-21", "coco", "imagenet-100", "cifar10-54k")},
+    "unseen:<N>": "deephash.data.protocols.unseen:unseen_protocol",
 })
+#: ``--protocol`` help: what each name means
+PROTOCOL_HELP = (
+    "evaluation protocol (docs/protocols.md): auto = lists when the data brings its own "
+    "parts, cifar10 when it has an official test part, else holdout; cifar10 (query = test "
+    "part, database = training part), dtsh-1, cifar10-54k, holdout (a stratified 10 %% as "
+    "queries), lists (the data's own train/query/database parts), nus-wide-21, coco, "
+    "imagenet-100 (the field's sizes and mAP@k), unseen:N (N classes held out of training, "
+    "queried among themselves)")
 
 #: ``create_loss(name, margin, distance, ...)``; factories take a ``LossSettings``
 LOSSES: Registry[BatchLoss] = Registry("loss", {
@@ -178,6 +195,32 @@ def parse_index(factory: str) -> tuple[str, int | None]:
                 return name, value
     raise ConfigError(f"unknown index {factory!r}; known: {', '.join(INDEXES)} (<M>, <h>: an "
                       f"integer from 1 to {INDEX_PARAMETER_MAX}, e.g. BHNSW32, BMIH4)")
+
+
+def parse_protocol(name: str) -> tuple[str, int | None]:
+    """``"unseen:2"`` -> ``("unseen:<N>", 2)``; ``"cifar10"`` -> ``("cifar10", None)``.
+
+    Raises ``ConfigError`` naming the known protocols for anything else, and the form of N
+    for a bad parameter (``unseen:0``, ``unseen:x``); that N leaves two classes to train on
+    is checked against the data (``deephash.data.protocols.unseen``).
+    """
+    if name in PROTOCOLS and "<" not in name:
+        return name, None
+    prefix, colon, value = name.partition(":")
+    if colon and f"{prefix}:<N>" in PROTOCOLS:
+        if value.isdigit() and len(value) < 10 and int(value) >= 1:
+            return f"{prefix}:<N>", int(value)
+        raise ConfigError(f"protocol {name!r}: N must be a whole number of held-out classes, "
+                          f"at least 1 (e.g. {prefix}:2)")
+    raise ConfigError(f"unknown protocol {name!r}; known: auto, "
+                      f"{', '.join(n for n in PROTOCOLS if '<' not in n)}, unseen:N (N "
+                      "held-out classes, e.g. unseen:2)")
+
+
+def check_protocol(name: str) -> None:
+    """``--protocol``: ``auto`` or a protocol ``parse_protocol`` reads."""
+    if name != "auto":
+        parse_protocol(name)
 
 
 #: ``--rerank`` of ``deephash search`` and ``deephash serve``

@@ -17,8 +17,9 @@ from deephash.registries import (
     DATASET_KINDS,
     DISTANCES,
     PRECISIONS,
-    PROTOCOLS,
+    PROTOCOL_HELP,
     RUNTIME_CHOICES,
+    check_protocol,
 )
 
 #: the largest seed: numpy's and scikit-learn's generators take 32-bit seeds
@@ -37,9 +38,8 @@ class DataConfig:
                 "written by deephash pack; else $DEEPHASH_DATA"})
     dataset: str = field(default="auto", metadata={"choices": DATASET_KINDS,
                                                    "help": "data set kind"})
-    protocol: str = field(default="cifar10", metadata={
-        "choices": PROTOCOLS,
-        "help": "evaluation protocol: cifar10 (query = test, database = train) or dtsh-1"})
+    protocol: str = field(default="auto", metadata={
+        "parse": check_protocol, "help": PROTOCOL_HELP})
     download: bool = field(default=True, metadata={
         "help": "download CIFAR-10, MNIST or Fashion-MNIST when --dataset names it and it "
                 "is missing"})

@@ -16,6 +16,7 @@ from deephash.metrics import EvaluationSpec, RetrievalReport, evaluate_retrieval
 from deephash.metrics.evaluate_codes import evaluate_codes
 from deephash.metrics.verification import verification_metrics
 from deephash.pipeline.config import EvalConfig
+from deephash.pipeline.protocol import protocol_evaluation
 from deephash.viz.curves import plot_pr_curve
 from deephash.viz.tsne import tsne_plot
 
@@ -93,10 +94,12 @@ def write_results(run: Path, embeddings: np.ndarray, dataset: ImageDataset, spli
     ``embeddings`` are pool-indexed ``(N, D)``; with ``codes`` they are relaxed codes,
     evaluated as their signs (Hamming distance, tie-aware) and saved packed. Besides the
     retrieval metrics, ``triplet_acc`` and ``pair_auc`` on fixed, seeded triplets and pairs
-    of the queries (:mod:`deephash.metrics.verification`). Returns the dict written to
-    ``metrics.json``.
+    of the queries (:mod:`deephash.metrics.verification`); the protocol's headline cut-off
+    joins ``cfg.map_cutoffs`` (:func:`~deephash.pipeline.protocol.protocol_evaluation`).
+    Returns the dict written to ``metrics.json``.
     """
     labels = dataset.labels
+    cfg = protocol_evaluation(cfg, splits)
     metric = scoring_distance(cfg.distance, codes)
     evaluate = _code_results if metric.binary else _float_results
     measured, curve = evaluate(run, embeddings, labels, splits, cfg)
