@@ -29,7 +29,7 @@ from deephash.pipeline.protocol import open_protocol
 from deephash.registries import HASHING_METHODS
 from deephash.studies.configs import HashConfig, HashingConfig, dtsh_training, zhuang_training
 from deephash.studies.run_folder import open_run, sub_run_flags
-from deephash.studies.tables import markdown_table
+from deephash.studies.tables import markdown_table, metric_cell
 from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig
 from deephash.validation import validate
@@ -61,8 +61,18 @@ def _sweep(config: HashConfig, run: Path) -> list[dict[str, Any]]:
         rows.append({"bits": bits, **metrics})
     if len(rows) > 1 and ranks().main:
         save_json(run / "bits.json", rows)
-        keys = ["map@all", *(f"map@{k}" for k in config.evaluation.map_cutoffs), "prec@r2",
-                *(f"knn_acc@{k}" for k in config.evaluation.knn_k), "map@all_index_order"]
-        (run / "bits.md").write_text(markdown_table(
-            ["bits", *keys], [[r["bits"], *(f"{r[k]:.4f}" for k in keys)] for r in rows]))
+        (run / "bits.md").write_text(bits_table(rows))
     return rows
+
+
+def bits_table(rows: list[dict[str, Any]]) -> str:
+    """``bits.md``: one row per code length, the test figures every run has (mAP@all, each
+    mAP@k in cut-off order, the protocol's own included, precision within radius 2, kNN
+    accuracy where the labels define it, the index-order mAP)."""
+    present = set().union(*rows)
+    cutoffs = sorted(int(k[4:]) for k in present if k[4:].isdigit() and k.startswith("map@"))
+    knn = sorted(int(k[8:]) for k in present if k.startswith("knn_acc@") and k[8:].isdigit())
+    keys = ["map@all", *(f"map@{k}" for k in cutoffs), "prec@r2",
+            *(f"knn_acc@{k}" for k in knn), "map@all_index_order"]
+    return markdown_table(["bits", *keys],
+                          [[r["bits"], *(metric_cell(r, k) for k in keys)] for r in rows])

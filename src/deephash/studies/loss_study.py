@@ -24,16 +24,12 @@ from deephash.studies.baseline import run_baseline
 from deephash.studies.configs import LossStudyConfig, SelectMarginConfig
 from deephash.studies.run_folder import open_run, sub_run_flags
 from deephash.studies.select_margin import run_select_margin
-from deephash.studies.tables import markdown_table
+from deephash.studies.tables import markdown_table, metric_cell
 from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig
 from deephash.validation import validate
 
 __all__ = ["LossStudyConfig", "run_loss_study"]
-
-
-def _optional(row: dict[str, Any], key: str) -> str:
-    return f"{row[key]:.4f}" if key in row else "—"
 
 
 def run_loss_study(config: LossStudyConfig) -> list[dict[str, Any]]:
@@ -73,6 +69,6 @@ def _compare(config: LossStudyConfig, run: Path) -> list[dict[str, Any]]:
          "test kNN@1", "test kNN@10", "test P@100", "triplet acc", "pair AUC"],
         [[r["method"], "—" if r["margin"] is None else f"{r['margin']:g}",
           f"{r['val_map@all']:.4f}", f"{r['map@all']:.4f}", f"{r['map@1000']:.4f}",
-          f"{r['knn_acc@1']:.4f}", f"{r['knn_acc@10']:.4f}", f"{r['p@100']:.4f}",
-          _optional(r, "triplet_acc"), _optional(r, "pair_auc")] for r in rows]))
+          metric_cell(r, "knn_acc@1"), metric_cell(r, "knn_acc@10"), f"{r['p@100']:.4f}",
+          metric_cell(r, "triplet_acc"), metric_cell(r, "pair_auc")] for r in rows]))
     return rows

@@ -38,7 +38,7 @@ from deephash.miners import miner_names
 from deephash.pipeline.protocol import open_protocol
 from deephash.studies.configs import MinerStudyConfig
 from deephash.studies.run_folder import RunFolder, open_run, run_load, run_seconds, sub_run_flags
-from deephash.studies.tables import load_footnote, markdown_table, time_cell
+from deephash.studies.tables import load_footnote, markdown_table, metric_cell, time_cell
 from deephash.studies.train import run_train, train_steps
 from deephash.training.config import TrainConfig
 from deephash.training.rounds import in_turn
@@ -128,9 +128,10 @@ def _compare(config: MinerStudyConfig, miners: tuple[str, ...],
     rows, timed, loads = [], [], {}
     for miner in miners:
         sub, metrics, history = run / miner, results[miner], histories[miner]
-        row = {
-            "miner": miner, "map@all": metrics["map@all"], "knn_acc@10": metrics["knn_acc@10"],
-            "knn_acc@1": metrics["knn_acc@1"], "val_map@all": metrics["val_map@all"],
+        row: dict[str, Any] = {
+            "miner": miner, "map@all": metrics["map@all"],
+            **{key: metrics[key] for key in ("knn_acc@10", "knn_acc@1") if key in metrics},
+            "val_map@all": metrics["val_map@all"],
             "triplets_per_batch": sum(h["triplets_per_batch"] for h in history) / len(history),
             "empty_batches": sum(h["empty_batches"] for h in history),
         }
@@ -150,7 +151,7 @@ def _compare(config: MinerStudyConfig, miners: tuple[str, ...],
     (run / "study.md").write_text(markdown_table(
         ["miner", "test mAP@all", "test kNN@10", "val mAP@all", f"{clock}/epoch (train)",
          f"{clock} to 95% of best val", f"total {clock}", "triplets/batch"],
-        [[r["miner"], f"{r['map@all']:.4f}", f"{r['knn_acc@10']:.4f}",
+        [[r["miner"], f"{r['map@all']:.4f}", metric_cell(r, "knn_acc@10"),
           f"{r['val_map@all']:.4f}", time_cell(r["seconds_per_epoch"], 2, load=loads[m]),
           time_cell(r["seconds_to_95pct"], load=loads[m]),
           time_cell(r["train_seconds"], load=loads[m]), f"{r['triplets_per_batch']:.0f}"]

@@ -10,18 +10,27 @@ cell. A time taken while the machine's 1-minute load average exceeded its usable
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deephash.machine import LOADED, load_footnote, under_load
 
-__all__ = ["LOADED", "load_footnote", "markdown_table", "time_cell", "under_load"]
+__all__ = ["LOADED", "load_footnote", "markdown_table", "metric_cell", "time_cell", "under_load"]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def metric_cell(row: Mapping[str, Any], key: str, digits: int = 4) -> str:
+    """``row[key]`` to ``digits`` decimals; ``—`` when the run has no such figure (kNN
+    accuracy on multi-label data, verification scores of old runs) or it is NaN."""
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}"
 
 
 def time_cell(seconds: float, digits: int = 0, wall: bool = False,

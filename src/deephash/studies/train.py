@@ -60,7 +60,14 @@ def frozen_validation(config: TrainConfig, features: dict[str, np.ndarray],
         x = (x + features["hflip"]) / 2
     val_map, val_knn = validation_scores(x[splits.val], x[splits.train], labels[splits.val],
                                          labels[splits.train], config.evaluation.distance)
-    return {"frozen_val_map@all": val_map, "frozen_val_knn_acc@10": val_knn}
+    return finite({"frozen_val_map@all": val_map, "frozen_val_knn_acc@10": val_knn})
+
+
+def finite(figures: dict[str, float]) -> dict[str, float]:
+    """``figures`` without the NaN ones: the 10-NN accuracy, which multi-label data does not
+    define (:mod:`deephash.metrics.knn`), is left out of metrics.json rather than written
+    as NaN."""
+    return {key: value for key, value in figures.items() if not math.isnan(value)}
 
 
 def warn_if_worse(summary: dict[str, Any], n_train: int, n_val: int) -> None:
@@ -68,7 +75,8 @@ def warn_if_worse(summary: dict[str, Any], n_train: int, n_val: int) -> None:
     validation (mAP@all, the selection criterion, or 10-NN accuracy)."""
     worse = [f"{name} {summary[key]:.4f} < {summary['frozen_' + key]:.4f}"
              for name, key in (("mAP@all", "val_map@all"), ("10-NN accuracy", "val_knn_acc@10"))
-             if summary[key] < summary["frozen_" + key]]
+             if key in summary and "frozen_" + key in summary
+             and summary[key] < summary["frozen_" + key]]
     if worse:
         log.warning("WARNING: the trained model (epoch %d) is worse on validation than the "
                     "frozen features it starts from (%s; %d training images, %d validation "
@@ -162,7 +170,7 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
     load_trained(setup, best)
     best_epoch = int(best["epoch"])
     summary = {"val_map@all": float(best["val_map"]), "best_epoch": best_epoch + 1,
-               "val_knn_acc@10": history[best_epoch]["val_knn"], **frozen}
+               **finite({"val_knn_acc@10": history[best_epoch]["val_knn"]}), **frozen}
     folder.seconds["train"] = history[-1]["elapsed_seconds"] if history else 0.0
     cpu = history[-1]["elapsed_cpu_seconds"] if history else 0.0
     if math.isfinite(cpu):  # nan: resumed from a history older than CPU times
