@@ -189,10 +189,10 @@ def test_open_dataset_tells_files_apart(mixed: Path, tmp_path: Path) -> None:
     path = tmp_path / "data.bin"  # detected by its magic bytes, not by its name
     write_pack(open_dataset(str(mixed)), path)
     assert is_pack(path) and isinstance(open_dataset(str(path), "imagefolder"), PackedDataset)
-    with pytest.raises(DataError, match=r"is a deephash pack.*--dataset auto"):
+    with pytest.raises(DataError, match=r"is a deephash pack.*--format auto"):
         open_dataset(str(path), "cifar10")
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(DataError, match="is a file but not a deephash pack"):
+    with pytest.raises(DataError, match=r"is a file but neither a deephash pack nor a \.csv"):
         open_dataset(str(tmp_path / "notes.txt"))
     with pytest.raises(DataError, match="does not exist"):
         open_dataset(str(tmp_path / "missing.pack"))
