@@ -9,6 +9,7 @@ from deephash.data.cifar10 import Cifar10Dataset, download_cifar10, find_cifar10
 from deephash.data.dataset import ImageDataset
 from deephash.data.detect import detect_file, detect_folder
 from deephash.data.image_folder import ClassFolderDataset, ImageFolderDataset
+from deephash.data.list_files import read_list_files
 from deephash.data.mnist import (
     VARIANTS,
     MnistDataset,
@@ -82,6 +83,8 @@ def _open(data_dir: str | None, dataset: str, download: bool,
         return _open_mnist(root, dataset, download)
     if dataset == "cifar10":
         return _open_cifar10(root, download)
+    if dataset == "lists":
+        return read_list_files(root, image_root)
     if dataset == "classfolders":
         return ClassFolderDataset(root)
     if dataset == "unlabelled":
