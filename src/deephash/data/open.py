@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from deephash.data.cifar10 import Cifar10Dataset, download_cifar10, find_cifar10
+from deephash.data.csv_data import read_csv
 from deephash.data.dataset import ImageDataset
 from deephash.data.detect import detect_file, detect_folder
 from deephash.data.image_folder import ClassFolderDataset, ImageFolderDataset
@@ -83,6 +84,8 @@ def _open(data_dir: str | None, dataset: str, download: bool,
         return _open_mnist(root, dataset, download)
     if dataset == "cifar10":
         return _open_cifar10(root, download)
+    if dataset == "csv":
+        return read_csv(root, image_root)
     if dataset == "lists":
         return read_list_files(root, image_root)
     if dataset == "classfolders":
