@@ -13,6 +13,7 @@ then ``database.txt``, then ``test.txt`` (see :mod:`deephash.data.listed`); ``pa
 the files' images (train: ``train.txt``, query: ``test.txt``, database: ``database.txt``)
 and ``is_test`` marks ``test.txt``'s. Every line needs a label (an all-zero vector is an
 error). Parsing is linear: one ``split`` per line, the values compared as one array.
+Paths hold no spaces (the field's lists split lines on whitespace too).
 """
 
 from __future__ import annotations
@@ -50,12 +51,10 @@ def _parse(path: Path, width: int | None) -> tuple[list[str], np.ndarray, np.nda
     when the first file (``train.txt``) fixed it."""
     lines = read_text_lines(path)
     numbers = [i for i, line in enumerate(lines, 1) if line.strip()]
-    fields = [lines[i - 1].split(None, 1) for i in numbers]
+    fields = [lines[i - 1].split() for i in numbers]
     if not fields:
         raise DataError(f"{path} lists no images; give one 'path 0 1 0 ...' line per image")
-    rests = [f[1] if len(f) > 1 else "" for f in fields]
-    counts = np.fromiter((len(rest.split()) for rest in rests), dtype=np.int64,
-                         count=len(rests))
+    counts = np.fromiter(map(len, fields), dtype=np.int64, count=len(fields)) - 1
     width = int(counts[0]) if width is None else width
     wrong = np.flatnonzero(counts != width)
     if len(wrong):
@@ -66,7 +65,7 @@ def _parse(path: Path, width: int | None) -> tuple[list[str], np.ndarray, np.nda
     if width == 0:
         raise DataError(f"{path} line {numbers[0]}: no label values; a line is a path and "
                         "one 0 or 1 per class")
-    values = np.asarray(" ".join(rests).split()).reshape(len(rests), width)
+    values = np.asarray([f[1:] for f in fields]).reshape(len(fields), width)
     hot = values == "1"
     bad = np.flatnonzero(~(hot | (values == "0")).all(axis=1))
     if len(bad):
