@@ -12,6 +12,8 @@ from deephash.data.fingerprint import memo_location
 from deephash.data.headers import checked_images, skipped_images
 from deephash.pipeline.cache import cache_location
 from deephash.pipeline.config import BaselineConfig, EvalConfig
+from deephash.training.config import TrainConfig
+from deephash.training.label_support import check_labels_supported
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,10 @@ def open_protocol(config: BaselineConfig) -> tuple[ImageDataset, Splits]:
     own) and every image's header checked, before any run folder is written: an
     unreadable image or a decompression bomb stops with one line (or is left out:
     ``--skip-bad-images``)."""
-    opened = open_dataset(config.data.data_dir, config.data.dataset, config.data.download)
+    opened = open_dataset(config.data.data_dir, config.data.dataset, config.data.download,
+                          image_root=config.data.image_root)
+    if isinstance(config, TrainConfig):  # labels no loss or procedure can train on
+        check_labels_supported(config, opened.labels)
     splits = _splits(config, opened)  # a protocol the data cannot serve: before the cache
     opened.fingerprint_memo = memo_location(cache_location(config.extraction))
     opened.fingerprint()  # a damaged pack says so before its images are looked at
