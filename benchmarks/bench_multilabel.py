@@ -6,7 +6,7 @@ frozen Lite0 features at 128 px with flipped views cached, 2 epochs of 60 batche
 
 - **multi-label**: the CIFAR-10 mosaics of ``benchmarks/make_multilabel_cifar.py`` (seed 0,
   10,000 database mosaics, 1,000 queries, 5,000 training mosaics; built first if
-  ``--mosaics`` does not hold them), read as list files (``--dataset lists --protocol
+  ``--mosaics`` does not hold them), read as list files (``--format lists --protocol
   lists``): frozen features (``deephash baseline``), a triplet head (``deephash train
   --loss facenet --miner semi-hard --margin 0.3``, the quick preset's miner stage) and
   48-bit codes (``deephash hash --bits 48``, DTSH's defaults);
@@ -59,7 +59,7 @@ from deephash.reporting.multilabel import (
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
 #: how list files are named to the commands (issue 21, item 3): the one place to change
-LIST_FORMAT = ("--dataset", "lists")
+LIST_FORMAT = ("--format", "lists")
 LIST_PROTOCOL = ("--protocol", "lists")
 UNSEEN = "unseen:2"
 CODE_BITS = "48"

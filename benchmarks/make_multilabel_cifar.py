@@ -1,12 +1,18 @@
 """A multi-label stand-in built from CIFAR-10: mosaics of 2-4 images, labelled with the union
 of their classes, in the DeepHash-pytorch list-file layout.
 
-Each mosaic is a 2x2 grid of 32-px tiles (a 64x64 JPEG): 2, 3 or 4 CIFAR images (equally
-likely) in cells drawn at random, the cells left over black (a black cell adds no class
-and repeats no evidence, where a repeated tile would weigh one class twice). Its labels are
-the set of its tiles' classes, so two mosaics are relevant when they show a common class,
-as two NUS-WIDE images are when they share a concept; mosaics of one class only occur (all
-tiles alike) and stay single-label, as such images do in NUS-WIDE.
+Each mosaic is a 2x2 grid of 32-px tiles (a 64x64 JPEG) showing 2, 3 or 4 CIFAR images
+(equally likely); the cells are shuffled, and the cells a mosaic of 2 or 3 images leaves
+over show its own images again (a seeded choice, each image at most twice). Its labels are
+the set of its images' classes, so two mosaics are relevant when they show a common class,
+as two NUS-WIDE images are when they share a concept; a mosaic whose images are all of one
+class stays single-label, as such images do in NUS-WIDE. Repeated images rather than black
+cells: black would make the mosaics of few images look alike whatever they show, a cue
+that has nothing to do with their classes and runs against relevance (fewer images, fewer
+labels). On 1,000 database mosaics and 200 queries (seed 0) the frozen Lite0 features
+scored mAP@all 0.643 and pair AUC 0.568 with black cells, 0.671 and 0.607 with repeated
+images. A mosaic has 2.7 labels on average, so a query shares one with about 59 % of the
+database (a random ranking's mAP@all: 0.59), a base rate like NUS-WIDE's.
 
 Queries are made of tiles from CIFAR-10's test part, database mosaics of tiles from its
 train part, and no CIFAR image appears in two mosaics, so no tile is shared between a
@@ -19,7 +25,7 @@ subset of the database, as in NUS-WIDE's and MS-COCO's published lists. Written 
   class (paths relative to OUT);
 - ``classes.txt``: the class names, one a line, in column order;
 - ``mosaics.json``: the seed, the sizes and each mosaic's source images (relative to SRC)
-  and their cells (0-3, row-major).
+  and the image in each cell (row-major).
 
 The default sizes (10,000 database mosaics, 1,000 queries, 5,000 training mosaics, about
 30,000 and 3,000 CIFAR images) keep a frozen-feature study of it within minutes on a
@@ -56,11 +62,11 @@ JPEG_QUALITY = 95
 
 @dataclass(frozen=True)
 class Mosaic:
-    """One mosaic: its source images (pool indices of the CIFAR-10 tree) and their cells
-    (0..GRID²-1, row-major)."""
+    """One mosaic: its distinct source images (pool indices of the CIFAR-10 tree) and the
+    image in each of its GRID² cells (row-major)."""
 
     sources: tuple[int, ...]
-    cells: tuple[int, ...]
+    grid: tuple[int, ...]
 
 
 def plan_mosaics(pool: np.ndarray, count: int, rng: np.random.Generator) -> list[Mosaic]:
@@ -72,16 +78,21 @@ def plan_mosaics(pool: np.ndarray, count: int, rng: np.random.Generator) -> list
                         f"{len(pool):,}; ask for fewer mosaics")
     drawn = rng.permutation(pool)[:needed]
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    return [Mosaic(tuple(int(i) for i in drawn[starts[m]:starts[m + 1]]),
-                   tuple(int(c) for c in rng.permutation(GRID * GRID)[:sizes[m]]))
-            for m in range(count)]
+    mosaics = []
+    for m in range(count):
+        sources = drawn[starts[m]:starts[m + 1]]
+        repeated = rng.choice(sources, size=GRID * GRID - len(sources), replace=False)
+        grid = rng.permutation(np.concatenate([sources, repeated]))
+        mosaics.append(Mosaic(tuple(int(i) for i in sources), tuple(int(i) for i in grid)))
+    return mosaics
 
 
 def compose(source: ImageFolderDataset, mosaic: Mosaic) -> Image.Image:
-    """The ``(GRID*TILE)²`` RGB mosaic, empty cells black."""
+    """The ``(GRID*TILE)²`` RGB mosaic."""
     canvas = Image.new("RGB", (GRID * TILE, GRID * TILE))
-    for index, cell in zip(mosaic.sources, mosaic.cells, strict=True):
-        tile = open_rgb(source.root / source.paths[index])
+    tiles = {index: open_rgb(source.root / source.paths[index]) for index in mosaic.sources}
+    for cell, index in enumerate(mosaic.grid):
+        tile = tiles[index]
         if tile.size != (TILE, TILE):
             tile = tile.resize((TILE, TILE), Image.Resampling.BILINEAR)
         canvas.paste(tile, ((cell % GRID) * TILE, (cell // GRID) * TILE))
@@ -128,10 +139,10 @@ def make_multilabel(src: Path, out: Path, seed: int = 0, n_database: int = 10_00
         write_lines(staging / "classes.txt", source.classes)
         record = {"source": str(src), "seed": seed,
                   "sizes": {"database": n_database, "query": n_queries, "train": n_train},
-                  "tile": TILE, "grid": GRID, "tiles_per_mosaic": list(TILES_PER_MOSAIC),
+                  "tile": TILE, "grid_side": GRID, "tiles_per_mosaic": list(TILES_PER_MOSAIC),
                   "mosaics": {f"images/{part}/{number:05d}.jpg":
                               {"sources": [source.paths[i] for i in mosaic.sources],
-                               "cells": list(mosaic.cells)}
+                               "grid": [source.paths[i] for i in mosaic.grid]}
                               for part, mosaics in plans.items()
                               for number, mosaic in enumerate(mosaics)}}
         (staging / "mosaics.json").write_text(json.dumps(record, indent=1) + "\n")
