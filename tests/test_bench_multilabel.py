@@ -141,6 +141,8 @@ def check_result(result: dict[str, Any], tmp_path: Path) -> None:
             assert row["map@all"] == metrics[key]
     assert result["runs"]["cifar10"]["classifier"]["representation"] == "2 bits (a class id)"
     assert result["runs"]["cifar10"]["codes"]["representation"] == "48 bits"
+    assert all(row["seconds"] > 0 for methods in result["runs"].values()
+               for row in methods.values())
     for table in result["tables"].values():
         assert "| random ranking |" in table
     assert (tmp_path / "mosaics" / "mosaics.json").is_file()

@@ -63,11 +63,12 @@ def run_figures(folder: Path, method: str) -> dict[str, Any]:
         representation = f"{metrics['bits']} bits"
     else:
         representation = f"{saved_width(folder)}-d float"
+    seconds = record.info.get("seconds")
     return {"method": method, "folder": str(folder), "title": record.title,
             "representation": representation,
             "protocol": metrics.get("protocol"), "n_query": metrics.get("n_query"),
             "n_database": metrics.get("n_database"),
-            "seconds": record.info.get("seconds", {}).get("total"),
+            "seconds": seconds.get("total") if isinstance(seconds, dict) else None,
             **{key: metrics.get(prefix + key) for key in FIGURES}}
 
 
