@@ -16,9 +16,12 @@ from deephash.devices import resolve_device
 from deephash.distributed import ranks
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.hashing.health import code_health
+from deephash.labels import LabelSet
 from deephash.losses import SoftmaxLoss, loss_traits
+from deephash.metrics.classifier_codes import evaluate_classifier_codes
+from deephash.pipeline.config import EvalConfig
 from deephash.pipeline.protocol import open_protocol, write_splits
-from deephash.pipeline.results import write_results
+from deephash.pipeline.results import evaluation_spec, write_results
 from deephash.pipeline.setup import training_setup
 from deephash.training.checkpoint import read_checkpoint
 from deephash.training.config import TrainConfig
@@ -46,21 +49,54 @@ def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, datas
                      splits: Splits, extra: dict[str, Any]) -> dict[str, Any]:
     """Embed the query and database images with ``setup.model`` and write the test results
     (every rank embeds its share; rank 0 writes and returns the metrics, the others
-    ``extra``)."""
+    ``extra``). A softmax model adds its classifier's accuracy and the figures of its
+    classifier-output codes (:func:`classifier_code_metrics`)."""
     rows = np.union1d(splits.query, splits.database)
     vectors = np.zeros((len(dataset), config.training.embedding_dim), dtype=np.float32)
     vectors[rows] = embed(setup.model, setup.inputs, rows, setup.device,
                           test_time_flip=setup.test_time_flip)
     if not ranks().main:
         return extra
-    if isinstance(setup.loss, SoftmaxLoss):  # the classifier's own test accuracy
-        extra = {**extra, "classifier_acc": setup.loss.accuracy(
-            torch.from_numpy(vectors[splits.query]).to(setup.device), setup.labels[splits.query])}
+    if isinstance(setup.loss, SoftmaxLoss):
+        if not splits.held_out:  # queries of held-out classes: no class it knows is right
+            extra = {**extra, "classifier_acc": setup.loss.accuracy(
+                torch.from_numpy(vectors[splits.query]).to(setup.device),
+                setup.labels[splits.query])}
+        # Sablayrolles et al.'s yardstick: the predicted class as the code
+        extra = {**extra, **classifier_code_metrics(setup.loss, vectors, dataset.labels, splits,
+                                                    config.evaluation, setup.device)}
     if config.training.codes:
         extra = {**extra, **database_code_health(vectors[splits.database], len(dataset.classes))}
     title = f"{method_title(config.training.loss, config.training.miner)} on {dataset.name}"
     return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
                          extra_metrics=extra, codes=config.training.codes)
+
+
+def classifier_code_metrics(loss: SoftmaxLoss, vectors: np.ndarray, labels: LabelSet,
+                            splits: Splits, cfg: EvalConfig,
+                            device: torch.device) -> dict[str, Any]:
+    """The classifier-output codes of a softmax model (Sablayrolles et al. 2017,
+    :mod:`deephash.metrics.classifier_codes`): every database image stored as its predicted
+    class, the queries ranked by their logits (the order of their class probabilities);
+    ``vectors`` ``(N, D)`` pool-indexed embeddings. The keys of
+    :func:`~deephash.metrics.classifier_codes.evaluate_classifier_codes` prefixed
+    ``classifier_codes_`` (``classifier_codes_bits``: the code length).
+
+    Single-label data only: a multi-label image has no one class to store (a sigmoid
+    classifier predicts a label set), so there the figures are skipped with a note.
+    """
+    if not labels.is_single:
+        log.info("classifier codes skipped: they store one predicted class per image, and "
+                 "these labels are multi-label")
+        return {}
+    with torch.no_grad():
+        logits = loss.classifier(torch.from_numpy(vectors[splits.query]).to(device))
+        stored = loss.predict(torch.from_numpy(vectors[splits.database]).to(device))
+    figures = evaluate_classifier_codes(
+        logits.cpu().numpy(), stored.cpu().numpy(), labels[splits.query],
+        labels[splits.database], evaluation_spec(cfg), query_ids=splits.query,
+        database_ids=splits.database)
+    return {f"classifier_codes_{key}": value for key, value in figures.items()}
 
 
 def database_code_health(relaxed: np.ndarray, n_classes: int) -> dict[str, Any]:
