@@ -5,6 +5,7 @@ a multi-label batch), the hash centres, the straight-through sign, and each meth
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -23,6 +24,7 @@ from deephash.hashing.centres import (
     label_set_centres,
 )
 from deephash.hashing.codes import straight_through_sign
+from deephash.labels import LabelSet
 from deephash.losses import (
     CSQLoss,
     GreedyHashLoss,
@@ -30,10 +32,16 @@ from deephash.losses import (
     create_loss,
     loss_traits,
 )
+from deephash.miners import create_miner
 from deephash.registries import HASHING_METHODS
 from deephash.studies.configs import dtsh_training
-from deephash.training.checkpoint import read_checkpoint
+from deephash.training.checkpoint import read_checkpoint, save_checkpoint
+from deephash.training.config import TrainConfig
 from deephash.training.head import EmbeddingHead
+from deephash.training.inputs import FeatureInputs
+from deephash.training.model import build_model
+from deephash.training.sampler import BalancedBatchSampler
+from deephash.training.trainer import TrainingSetup, fit, validate
 
 METHODS = ("csq", "orthohash", "greedyhash")
 # single labels with ties: repeated classes, a repeated code, exact zeros in the codes
@@ -333,3 +341,45 @@ def test_each_method_through_hash_on_multi_labels(name: str, tmp_path: Path) -> 
                  *tiny_run_args(data, tmp_path / "c")]) == 0
     metrics = check_run(run, name, 8)
     assert "knn_acc@10" not in metrics  # multi-label: no kNN accuracy
+
+
+# -- each method learns codes that retrieve by class -------------------------------------------
+
+def blob_features(multi: bool, seed: int = 0, n: int = 160, n_classes: int = 4,
+                  dim: int = 16) -> tuple[np.ndarray, LabelSet]:
+    """``(n, dim)`` features, the sum of a Gaussian centre per label plus noise, and their
+    labels: one class each, or (``multi``) one or two."""
+    rng = np.random.default_rng(seed)
+    lists = [[i % n_classes] + ([int(rng.integers(n_classes))] if multi and i % 2 else [])
+             for i in range(n)]
+    labels = LabelSet.from_lists(lists, n_classes)
+    x = labels.multi_hot.astype(np.float64) @ rng.normal(size=(n_classes, dim)) * 2
+    return (x + rng.normal(size=(n, dim))).astype(np.float32), labels
+
+
+@pytest.mark.parametrize("multi", [False, True], ids=["single", "multi"])
+@pytest.mark.parametrize("name", METHODS)
+def test_each_method_learns_codes_that_retrieve_by_class(name: str, multi: bool,
+                                                         tmp_path: Path) -> None:
+    x, labels = blob_features(multi)
+    cfg = HASHING_METHODS.create(name, dataclasses.replace(
+        dtsh_training(), embedding_dim=16, hidden_dims=(32,), epochs=8, batch_classes=4,
+        batch_samples=8))
+    torch.manual_seed(0)
+    model = build_model(cfg, x.shape[1], None)
+    loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction, num_classes=4,
+                       embedding_dim=16)
+    train, val = np.arange(40, 160), np.arange(40)
+    setup = TrainingSetup(
+        model=model, inputs=FeatureInputs(x, None, 0), loss=loss,
+        miner=create_miner(cfg.miner, cfg.margin, 0),
+        sampler=BalancedBatchSampler(labels[train], 4, 8, 0, needs_positives=False),
+        labels=labels, train=train, val=val,
+        optimizer=torch.optim.Adam([*model.parameters(), *loss.parameters()], lr=5e-3),
+        epochs=cfg.epochs, device=torch.device("cpu"), eval_distance="hamming")
+    before, _ = validate(setup)
+    config = TrainConfig(training=cfg, seed=0)
+    history = fit(setup, tmp_path, lambda path, extra: save_checkpoint(
+        path, config, setup.model, loss=setup.loss.state_dict(), **extra))
+    assert history[-1].loss < history[0].loss
+    assert max(h.val_map for h in history) > max(before, 0.9)
