@@ -174,6 +174,9 @@ CASES: dict[str, Case] = {
                              "bad regulariser 'quantization=-1': its weight must be a finite"),
     "regulariser twice": (["train", "--regularizers", "quantization=0.1", "quantization=0.2"], 2,
                           "--regularizers names 'quantization' twice"),
+    "csq without tanh codes": (["train", "--loss", "csq"], 2,
+                               "the csq loss trains tanh codes, not none; use --activation tanh "
+                               "(deephash hash --method csq sets it)"),
     "schedule nan": (["train", "--schedules", "margin=linear:0.1:nan"], 2,
                      "START, END and EVERY must be finite numbers >= 0"),
     "schedule twice": (["train", "--schedules", "margin=linear:0.1:1", "margin=step:1:2"], 2,

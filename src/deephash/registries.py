@@ -63,7 +63,8 @@ PROTOCOL_HELP = (
 #: ``create_loss(name, margin, distance, ...)``; factories take a ``LossSettings``
 LOSSES: Registry[BatchLoss] = Registry("loss", {
     name: f"deephash.losses:build_{name}"
-    for name in ("facenet", "hoffer", "contrastive", "dtsh", "softmax")
+    for name in ("facenet", "hoffer", "contrastive", "dtsh", "softmax",
+                 "csq", "orthohash", "greedyhash")
 })
 
 #: ``create_miner(name, margin, seed)``
@@ -110,6 +111,9 @@ INDEXES: Registry[RetrievalIndex] = Registry("index", {
 HASHING_METHODS: Registry[TrainingConfig] = Registry("hashing method", {
     "dtsh": "deephash.studies.configs:dtsh_method",
     "zhuang": "deephash.studies.configs:zhuang_training",
+    "csq": "deephash.studies.configs:csq_training",
+    "orthohash": "deephash.studies.configs:orthohash_training",
+    "greedyhash": "deephash.studies.configs:greedyhash_training",
 })
 
 #: frozen-extraction runtimes (``--runtime``); factories take ``(backbone, image_size,
@@ -151,7 +155,7 @@ PROCEDURES: Registry[list[EpochRecord]] = Registry("procedure", {
 TRAINING_MODES = ("frozen", "partial", "finetune")
 
 #: the head's output activation (``--activation``, ``deephash.training.head``)
-ACTIVATIONS = ("none", "tanh", "sign")
+ACTIVATIONS = ("none", "tanh", "sign", "sign-identity")
 
 #: how a loss averages its per-tuple values (``deephash.losses.base.reduce``)
 REDUCTIONS = ("mean", "mean_active", "sum")

@@ -219,6 +219,10 @@ def _check_training(cfg: TrainingConfig, seed: int) -> None:
         raise ConfigError(f"--margin must be greater than 0 for {' and '.join(users)}, got "
                           f"{cfg.margin:g}")
     loss.check_miner(miner)
+    if loss.activations and cfg.activation not in loss.activations:
+        raise ConfigError(f"the {cfg.loss} loss trains {' or '.join(loss.activations)} codes, "
+                          f"not {cfg.activation}; use --activation {loss.activations[0]} "
+                          f"(deephash hash --method {cfg.loss} sets it)")
     parse_weights(cfg.regularizers)
     if cfg.mode != "partial" and cfg.trainable_blocks != TrainingConfig.trainable_blocks:
         raise ConfigError(f"--trainable-blocks {cfg.trainable_blocks} applies to --mode "

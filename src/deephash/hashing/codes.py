@@ -20,6 +20,14 @@ def binarize(u: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.where(values >= 0, 1, -1).astype(np.int8)
 
 
+def straight_through_sign(u: torch.Tensor) -> torch.Tensor:
+    """``(..., K)`` -> the same shape: sign(u) in {-1, +1} (sign(0) = +1) in the forward
+    pass, the incoming gradient passed to ``u`` unchanged in the backward pass (the
+    straight-through estimator; GreedyHash's hash layer, Su et al. 2018)."""
+    hard = torch.where(u >= 0, 1.0, -1.0).to(u.dtype)
+    return u + (hard - u).detach()
+
+
 def pack_codes(codes: np.ndarray) -> np.ndarray:
     """``(n, K)`` ±1 (or 0/1) -> ``(n, ceil(K/8))`` uint8."""
     return np.packbits(np.asarray(codes) > 0, axis=1)

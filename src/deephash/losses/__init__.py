@@ -6,10 +6,13 @@ from dataclasses import dataclass
 
 from deephash.losses.base import BatchLoss, LossOutput, TripletLoss, reduce
 from deephash.losses.contrastive import ContrastiveLoss, pairs_of
+from deephash.losses.csq import CSQLoss
 from deephash.losses.distances import BATCH_DISTANCES, BatchDistance
 from deephash.losses.dtsh import DTSHLoss
 from deephash.losses.facenet import FaceNetLoss
+from deephash.losses.greedyhash import GreedyHashLoss
 from deephash.losses.hoffer import HofferAilonLoss
+from deephash.losses.orthohash import OrthoHashLoss
 from deephash.losses.softmax import SoftmaxLoss
 from deephash.registries import LOSSES
 
@@ -47,6 +50,20 @@ def build_softmax(s: LossSettings) -> BatchLoss:
     return SoftmaxLoss(s.embedding_dim, s.num_classes, s.reduction)
 
 
+# the class-code methods: their papers' defaults (λ, s and m, α in their modules); the codes
+# are embedding_dim bits; margin and distance are not theirs
+def build_csq(s: LossSettings) -> BatchLoss:
+    return CSQLoss(s.num_classes, s.embedding_dim, reduction=s.reduction)
+
+
+def build_orthohash(s: LossSettings) -> BatchLoss:
+    return OrthoHashLoss(s.num_classes, s.embedding_dim, reduction=s.reduction)
+
+
+def build_greedyhash(s: LossSettings) -> BatchLoss:
+    return GreedyHashLoss(s.num_classes, s.embedding_dim, reduction=s.reduction)
+
+
 def create_loss(name: str, margin: float, distance: str = "euclidean", reduction: str = "mean",
                 num_classes: int = 0, embedding_dim: int = 0) -> BatchLoss:
     """A registered loss composed with a registered distance (``BATCH_DISTANCES``).
@@ -76,7 +93,7 @@ def loss_traits(name: str) -> LossTraits:
     return LossTraits(probe.uses_margin, probe.uses_miner, probe.accepts)
 
 
-__all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "BatchLoss", "ContrastiveLoss",
-           "DTSHLoss", "FaceNetLoss", "HofferAilonLoss", "LossOutput", "LossSettings",
-           "LossTraits", "SoftmaxLoss", "TripletLoss", "create_loss", "loss_traits", "pairs_of",
-           "reduce"]
+__all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "BatchLoss", "CSQLoss",
+           "ContrastiveLoss", "DTSHLoss", "FaceNetLoss", "GreedyHashLoss", "HofferAilonLoss",
+           "LossOutput", "LossSettings", "LossTraits", "OrthoHashLoss", "SoftmaxLoss",
+           "TripletLoss", "create_loss", "loss_traits", "pairs_of", "reduce"]

@@ -58,13 +58,15 @@ class BatchLoss(nn.Module):
 
     ``uses_margin``: its formula has a margin to select and schedule; ``uses_miner``:
     consumes mined tuples (a :class:`TripletLoss`); ``accepts``: the kinds of tuples
-    (``Miner.yields``) it trains on.
+    (``Miner.yields``) it trains on; ``activations``: the head activations whose outputs
+    its formula is defined on (empty: any).
     """
 
     name = "base"
     uses_margin = False
     uses_miner = True
     accepts: tuple[str, ...] = ("triplets",)
+    activations: tuple[str, ...] = ()
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         """A loss that mines nothing (``uses_miner = False``): the loss of ``(B, D)``

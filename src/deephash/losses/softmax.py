@@ -22,6 +22,7 @@ from torch import nn
 from deephash.errors import ConfigError
 from deephash.labels import LabelsLike, as_label_set
 from deephash.losses.base import REDUCTIONS, BatchLoss, LossOutput, reduce
+from deephash.losses.class_codes import top_class_hits
 
 
 class SoftmaxLoss(BatchLoss):
@@ -63,7 +64,7 @@ class SoftmaxLoss(BatchLoss):
             values = F.binary_cross_entropy_with_logits(
                 logits, labels.to(logits.dtype), reduction="none").mean(dim=1)
         with torch.no_grad():
-            wrong = len(values) - int(_top_class_hits(logits.argmax(dim=1), labels).sum())
+            wrong = len(values) - int(top_class_hits(logits.argmax(dim=1), labels).sum())
         return LossOutput(reduce(values, self.reduction), len(values), wrong, float("nan"),
                           float("nan"))
 
@@ -83,10 +84,3 @@ class SoftmaxLoss(BatchLoss):
             return float((predicted == label_set.ids).mean())
         return float(label_set.multi_hot[np.arange(len(predicted)), predicted].mean())
 
-
-def _top_class_hits(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` bool: the predicted class is one of the item's labels (``(B,)`` ids or
-    ``(B, C)`` multi-hot rows)."""
-    if labels.dim() == 1:
-        return predicted == labels
-    return labels.gather(1, predicted[:, None]).squeeze(1).bool()

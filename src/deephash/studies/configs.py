@@ -45,6 +45,32 @@ def zhuang_training(base: TrainingConfig) -> TrainingConfig:
     return dataclasses.replace(base, procedure="zhuang", activation="none", regularizers=())
 
 
+def class_code_training(base: TrainingConfig, loss: str, activation: str) -> TrainingConfig:
+    """A method that learns codes against class targets: ``loss`` (its paper's defaults,
+    its quantisation term inside it) on the head's ``activation``, not L2-normalised, no
+    regulariser of ours; the rest of ``base`` (optimiser, epochs, P x K batches) as it is."""
+    return dataclasses.replace(base, loss=loss, activation=activation, normalize=False,
+                               regularizers=(), schedules=())
+
+
+def csq_training(base: TrainingConfig) -> TrainingConfig:
+    """CSQ (Yuan et al. 2020, :mod:`deephash.losses.csq`): tanh codes pulled to Hadamard
+    hash centres, λ = 1e-4."""
+    return class_code_training(base, "csq", "tanh")
+
+
+def orthohash_training(base: TrainingConfig) -> TrainingConfig:
+    """OrthoHash (Hoe et al. 2021, :mod:`deephash.losses.orthohash`): cosine logits of the
+    head's outputs to class codes, s = 8, m = 0.2."""
+    return class_code_training(base, "orthohash", "none")
+
+
+def greedyhash_training(base: TrainingConfig) -> TrainingConfig:
+    """GreedyHash (Su et al. 2018, :mod:`deephash.losses.greedyhash`): a classifier on
+    straight-through sign codes of the head's outputs, α = 0.1."""
+    return class_code_training(base, "greedyhash", "none")
+
+
 @dataclass
 class HashingConfig:
     method: str = field(default="dtsh", metadata={

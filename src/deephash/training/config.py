@@ -81,7 +81,8 @@ class TrainingConfig:
         "min": 0, "below": 1, "help": "dropout after hidden layers"})
     activation: str = field(default="none", metadata={
         "choices": ACTIVATIONS,
-        "help": "output activation: none (embeddings), tanh or sign (straight-through) codes"})
+        "help": "output activation: none (embeddings), tanh or sign (straight-through, tanh's "
+                "gradient) codes, sign-identity (straight-through, gradient unchanged)"})
     regularizers: tuple[str, ...] = field(default=(), metadata={
         "help": f"NAME=WEIGHT terms added to the loss: {', '.join(REGULARIZERS)}"})
     schedules: tuple[str, ...] = field(default=(), metadata={

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from deephash.errors import ConfigError
-
-ACTIVATIONS = ("none", "tanh", "sign")
+from deephash.hashing.codes import straight_through_sign
+from deephash.registries import ACTIVATIONS
 
 #: A live dimension's std is raised to at least this fraction of the median std of the live
 #: dimensions, so standardisation amplifies no dimension more than 1 / STD_FLOOR (10) times a
@@ -60,8 +60,10 @@ class EmbeddingHead(nn.Module):
     which BatchNorm would subtract again: its gradient is float noise, which Adam turns
     into steps of the full learning rate) and a final ``Linear``;
     the output is L2-normalised when ``normalize``, and then passed through ``activation``:
-    ``none``; ``tanh`` (relaxed K-bit codes in (-1, 1)); or ``sign`` (exact ±1 codes in the
-    forward pass, with tanh's gradient in the backward pass: a straight-through estimator).
+    ``none``; ``tanh`` (relaxed K-bit codes in (-1, 1)); ``sign`` (exact ±1 codes in the
+    forward pass, with tanh's gradient in the backward pass: a straight-through estimator);
+    or ``sign-identity`` (exact ±1 codes, the gradient passed through unchanged:
+    GreedyHash's hash layer, :func:`~deephash.hashing.codes.straight_through_sign`).
     """
 
     def __init__(self, in_dim: int, hidden_dims: tuple[int, ...] = (512,), out_dim: int = 128,
@@ -102,8 +104,9 @@ class EmbeddingHead(nn.Module):
             x = F.normalize(x, dim=1)
         if self.activation == "none":
             return x
+        if self.activation == "sign-identity":
+            return straight_through_sign(x)  # forward: sign; backward: identity
         relaxed = torch.tanh(x)
         if self.activation == "tanh":
             return relaxed
-        hard = torch.where(relaxed >= 0, 1.0, -1.0).to(relaxed.dtype)
-        return relaxed + (hard - relaxed).detach()  # forward: sign; backward: tanh
+        return straight_through_sign(relaxed)  # forward: sign; backward: tanh's
