@@ -64,6 +64,10 @@ PROTOCOL_HELP = (
 LOSSES: Registry[BatchLoss] = Registry("loss", {
     name: f"deephash.losses:build_{name}"
     for name in ("facenet", "hoffer", "contrastive", "dtsh", "softmax")
+} | {
+    "dpsh": "deephash.losses:build_dpsh",
+    "hashnet": "deephash.losses:build_hashnet",
+    "dsh": "deephash.losses:build_dsh",
 })
 
 #: ``create_miner(name, margin, seed)``
@@ -110,6 +114,9 @@ INDEXES: Registry[RetrievalIndex] = Registry("index", {
 HASHING_METHODS: Registry[TrainingConfig] = Registry("hashing method", {
     "dtsh": "deephash.studies.configs:dtsh_method",
     "zhuang": "deephash.studies.configs:zhuang_training",
+    "dpsh": "deephash.studies.configs:dpsh_method",
+    "hashnet": "deephash.studies.configs:hashnet_method",
+    "dsh": "deephash.studies.configs:dsh_method",
 })
 
 #: frozen-extraction runtimes (``--runtime``); factories take ``(backbone, image_size,

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from deephash.losses.base import BatchLoss, LossOutput, TripletLoss, reduce
 from deephash.losses.contrastive import ContrastiveLoss, pairs_of
 from deephash.losses.distances import BATCH_DISTANCES, BatchDistance
+from deephash.losses.dpsh import DPSHLoss
+from deephash.losses.dsh import DSHLoss
 from deephash.losses.dtsh import DTSHLoss
 from deephash.losses.facenet import FaceNetLoss
+from deephash.losses.hashnet import HASHNET_ALPHA_BITS, HashNetLoss
 from deephash.losses.hoffer import HofferAilonLoss
 from deephash.losses.softmax import SoftmaxLoss
 from deephash.registries import LOSSES
@@ -45,6 +48,19 @@ def build_dtsh(s: LossSettings) -> BatchLoss:
 
 def build_softmax(s: LossSettings) -> BatchLoss:
     return SoftmaxLoss(s.embedding_dim, s.num_classes, s.reduction)
+
+
+# the pairwise hashing methods: every pair of the batch, no miner, no distance or reduction
+def build_dpsh(s: LossSettings) -> BatchLoss:
+    return DPSHLoss()
+
+
+def build_hashnet(s: LossSettings) -> BatchLoss:
+    return HashNetLoss(alpha=HASHNET_ALPHA_BITS / max(s.embedding_dim, 1))
+
+
+def build_dsh(s: LossSettings) -> BatchLoss:
+    return DSHLoss(s.margin)
 
 
 def create_loss(name: str, margin: float, distance: str = "euclidean", reduction: str = "mean",
