@@ -213,6 +213,13 @@ def test_dsh_margin_is_twice_the_bits_unless_given(folder: Path, tmp_path: Path)
     assert main(["hash", "--method", "dsh", "--margin", "5", "--out", str(tmp_path / "b"),
                  "--bits", "8", *args]) == 0
     assert "margin: 5.0" in (tmp_path / "b" / "bits-8" / "config.yaml").read_text()
+    history = json.loads((tmp_path / "b" / "bits-8" / "history.json").read_text())
+    assert [h["margin"] for h in history] == [5.0]  # recorded, like a metric loss's
+    assert main(["hash", "--method", "dsh", "--schedules", "margin=linear:4:16", "--out",
+                 str(tmp_path / "s"), "--bits", "8",
+                 *tiny_run_args(folder, tmp_path / "c", epochs=2)]) == 0
+    history = json.loads((tmp_path / "s" / "bits-8" / "history.json").read_text())
+    assert [h["margin"] for h in history] == [4.0, 16.0]  # and scheduled
 
 
 def test_a_negative_dsh_margin_is_refused_in_one_line(folder: Path, tmp_path: Path,
@@ -223,3 +230,16 @@ def test_a_negative_dsh_margin_is_refused_in_one_line(folder: Path, tmp_path: Pa
     err = capsys.readouterr().err.strip()
     assert "--margin must be greater than 0 for the dsh loss" in err and "\n" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("loss", ["dpsh", "hashnet", "dsh"])
+def test_each_method_trains_on_multi_labels(tmp_path: Path, loss: str) -> None:
+    from deephash.training.trainer import fit
+    from tests.test_multilabel_training import multi_label_features, multi_label_setup
+    from tests.test_trainer import saver
+
+    data = multi_label_features()
+    setup, config = multi_label_setup(data, loss, epochs=3)
+    history = fit(setup, tmp_path, saver(setup, config))
+    assert all(0 < h.val_map <= 1 and h.empty_batches == 0 for h in history)
+    assert history[-1].loss < history[0].loss

@@ -114,7 +114,7 @@ PROBES: dict[str, Callable[[str], str]] = {
     "hashing-methods": lambda name: (
         "zhuang" if HASHING_METHODS.create(name, TrainingConfig()).procedure == "zhuang"
         else "dtsh" if HASHING_METHODS.create(name, dtsh_training()) == dtsh_training()
-        else "?"),
+        else HASHING_METHODS.create(name, dtsh_training()).loss),  # a method: its loss
     # building every runtime is test_runtimes' job; here: the class names its runtime
     "runtimes": lambda name: RUNTIMES.get(name).name,
     "regularizers": lambda name: REGULARIZERS.get(name).__name__,

@@ -16,6 +16,7 @@ checkpointed with the model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -56,15 +57,16 @@ def reduce(values: torch.Tensor, how: str) -> torch.Tensor:
 class BatchLoss(nn.Module):
     """Base of every loss: its traits, and the check that a miner's tuples suit it.
 
-    ``uses_margin``: its formula has a margin to select and schedule; ``uses_miner``:
-    consumes mined tuples (a :class:`TripletLoss`); ``accepts``: the kinds of tuples
-    (``Miner.yields``) it trains on.
+    ``uses_margin``: its formula has a margin (``margin``) to select and schedule;
+    ``uses_miner``: consumes mined tuples (a :class:`TripletLoss`); ``accepts``: the kinds
+    of tuples (``Miner.yields``) it trains on.
     """
 
     name = "base"
     uses_margin = False
     uses_miner = True
     accepts: tuple[str, ...] = ("triplets",)
+    margin = math.nan  # the formula's margin, where ``uses_margin``
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         """A loss that mines nothing (``uses_miner = False``): the loss of ``(B, D)``

@@ -22,7 +22,8 @@ class DSHLoss(PairwiseLoss):
     batch's ordered pairs. Each image is in ``2 (B - 1)`` of the ``B (B - 1)`` pairs, so
     the α term is ``2 α`` times the batch mean of ``|| |b_i| - 1 ||₁``. ``b`` are the head's
     linear outputs ``(B, K)`` (no tanh, as in the paper). Main hyper-parameters: the margin
-    m (``--margin``; the ``dsh`` method sets 2k, :func:`deephash.studies.configs.dsh_method`) and α (default :data:`DSH_ALPHA`).
+    m (``--margin``; the ``dsh`` method sets 2k, :func:`deephash.studies.configs.dsh_method`)
+    and α (default :data:`DSH_ALPHA`).
     """
 
     name = "dsh"

@@ -46,6 +46,7 @@ class HashNetLoss(PairwiseLoss):
                               f"α {alpha:g}, γ {gamma:g}, p {power:g}, step size {step_size}")
         self.alpha, self.gamma, self.power = float(alpha), float(gamma), float(power)
         self.step_size = int(step_size)
+        self.steps: torch.Tensor
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
 
     @property
@@ -57,7 +58,7 @@ class HashNetLoss(PairwiseLoss):
     def transform(self, outputs: torch.Tensor) -> torch.Tensor:
         codes = torch.tanh(self.beta * outputs)
         if torch.is_grad_enabled() and outputs.requires_grad:
-            self.steps += 1
+            self.steps.add_(1)
         return codes
 
     def pair_losses(self, codes: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
