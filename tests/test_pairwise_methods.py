@@ -18,6 +18,7 @@ from deephash.losses import create_loss
 from deephash.losses.dpsh import DPSHLoss
 from deephash.losses.dsh import DSHLoss
 from deephash.losses.hashnet import HashNetLoss
+from deephash.training.checkpoint import read_checkpoint
 
 # a single-label batch with ties (three 0s, two 1s, a lone 2) and a multi-label one
 SINGLE = [{0}, {1}, {0}, {2}, {1}, {0}]
@@ -203,6 +204,9 @@ def test_each_method_runs_through_hash(method: str, folder: Path, tmp_path: Path
     config = (run / "bits-8" / "config.yaml").read_text()
     assert f"loss: {method}" in config and "activation: none" in config
     assert "regularizers: []" in config  # DTSH's terms are not the method's
+    if method == "hashnet":  # the continuation's step count is checkpointed with the loss
+        steps = int(read_checkpoint(run / "bits-8" / "last.pt")["loss"]["steps"])
+        assert steps > 0 and steps % 2 == 0  # as many training steps in each of 2 epochs
 
 
 def test_dsh_margin_is_twice_the_bits_unless_given(folder: Path, tmp_path: Path) -> None:

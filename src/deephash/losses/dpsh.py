@@ -10,7 +10,8 @@ from deephash.errors import ConfigError
 from deephash.hashing.regularizers import quantization
 from deephash.losses.pairwise import PairwiseLoss
 
-#: η, the weight of the quantisation term (the paper's CIFAR-10 setting)
+#: η, the weight of the quantisation term: the CIFAR-10 setting of the authors' group's
+#: PyTorch code (jiangqy/DPSH-pytorch, λ = 10, both sums divided by the number of pairs)
 DPSH_ETA = 10.0
 
 
@@ -22,7 +23,8 @@ class DPSHLoss(PairwiseLoss):
 
     over the batch's ordered pairs ``(i, j)``, ``i != j``, divided by their number ``|P|``
     (so that the learning rate means the same at any batch size; η keeps the paper's
-    ratio of the two sums). ``u`` are the head's linear outputs ``(B, K)`` (no tanh, as in
+    ratio of the two sums, as jiangqy/DPSH-pytorch, which pairs the batch with the whole
+    training set, does). ``u`` are the head's linear outputs ``(B, K)`` (no tanh, as in
     the paper). ``log(1 + e^Θ)`` is ``softplus``, finite for any Θ. The quantisation
     term is :func:`deephash.hashing.regularizers.quantization` (its mean over the batch,
     times ``B``). Main hyper-parameter: η (default :data:`DPSH_ETA`).

@@ -25,15 +25,17 @@ class HashNetLoss(PairwiseLoss):
         w_ij = |P| / |P₁| if s_ij = 1, |P| / |P₀| if s_ij = 0,
 
     over the batch's ordered pairs ``P`` (``P₁`` the similar ones, ``P₀`` the others: the
-    class-imbalance weights, with the paper's c_ij = 1), divided by ``|P|``: the mean loss
+    class-imbalance weights; c_ij = 1, hard similarity, as both reference implementations),
+    divided by ``|P|``: the mean loss
     of the similar pairs plus that of the dissimilar ones. ``z`` are the head's linear
     outputs ``(B, K)`` (``--activation none``; their signs are the codes, the same as
     ``tanh(βz)``'s). The continuation raises β as training goes, so that ``tanh(βz)``
-    approaches ``sign(z)``: β_t = (1 + γ t)^p after ``t`` training steps, updated every
-    ``step_size`` steps (γ 0.005, p 0.5, 200 steps, as the authors' released code); ``t``
-    counts the losses computed with gradients and is saved with the loss (a buffer), so a
-    resumed run continues it. ``log(1 + e^x)`` is ``softplus``, finite for any x. Main
-    hyper-parameters: α (default ``10 / K``) and the β schedule (γ, p, step size).
+    approaches ``sign(z)``: β_t = (1 + γ t)^p in the ``t``-th training step, updated every
+    ``step_size`` steps (γ 0.005, p 0.5, 200 steps and α = 10 / K, as the authors'
+    released code, thuml/HashNet); ``t`` counts the losses computed with gradients and is
+    saved with the loss (a buffer), so a resumed run continues it. ``log(1 + e^x)`` is
+    ``softplus``, finite for any x. Main hyper-parameters: α (default ``10 / K``) and the β
+    schedule (γ, p, step size).
     """
 
     name = "hashnet"
@@ -56,10 +58,9 @@ class HashNetLoss(PairwiseLoss):
         return float((1 + self.gamma * t) ** self.power)
 
     def transform(self, outputs: torch.Tensor) -> torch.Tensor:
-        codes = torch.tanh(self.beta * outputs)
-        if torch.is_grad_enabled() and outputs.requires_grad:
+        if torch.is_grad_enabled() and outputs.requires_grad:  # a training step: count it
             self.steps.add_(1)
-        return codes
+        return torch.tanh(self.beta * outputs)
 
     def pair_losses(self, codes: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
         dot = self.alpha * codes @ codes.T
