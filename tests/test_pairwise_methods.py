@@ -247,3 +247,23 @@ def test_each_method_trains_on_multi_labels(tmp_path: Path, loss: str) -> None:
     history = fit(setup, tmp_path, saver(setup, config))
     assert all(0 < h.val_map <= 1 and h.empty_batches == 0 for h in history)
     assert history[-1].loss < history[0].loss
+
+
+def test_pairwise_methods_are_titled_and_checked_as_pair_losses() -> None:
+    import numpy as np
+
+    from deephash.errors import DataError
+    from deephash.losses import loss_traits
+    from deephash.pipeline.evaluate import method_title
+    from deephash.training.config import TrainConfig, TrainingConfig
+    from deephash.training.label_support import check_labels_supported
+
+    assert [loss_traits(n).every_pair for n in ("dpsh", "hashnet", "dsh", "softmax", "dtsh")] \
+        == [True, True, True, False, False]
+    assert method_title("dsh", "batch-all", 16.0) == "dsh, every pair, margin 16"
+    assert method_title("dpsh", "batch-all", 8.0) == "dpsh, every pair"  # no margin
+    assert method_title("softmax", "batch-all") == "softmax classifier"
+    one_class = np.zeros(6, dtype=np.int64)  # every pair similar: nothing to tell apart
+    with pytest.raises(DataError, match="so the hashnet loss has no negative"):
+        check_labels_supported(TrainConfig(training=TrainingConfig(loss="hashnet")), one_class)
+    check_labels_supported(TrainConfig(training=TrainingConfig(loss="softmax")), one_class)

@@ -79,17 +79,19 @@ def create_loss(name: str, margin: float, distance: str = "euclidean", reduction
 @dataclass(frozen=True)
 class LossTraits:
     """What a loss is, without building it for a data set: it has a margin to select and
-    schedule; it consumes mined tuples; the tuple kinds (``Miner.yields``) it trains on."""
+    schedule; it consumes mined tuples; the tuple kinds (``Miner.yields``) it trains on;
+    it scores every pair of the batch without a miner (DPSH, HashNet, DSH)."""
 
     uses_margin: bool
     uses_miner: bool
     accepts: tuple[str, ...]
+    every_pair: bool = False
 
 
 def loss_traits(name: str) -> LossTraits:
     """The traits of a registered loss (``ConfigError`` for an unknown name)."""
     probe = create_loss(name, 0.0, num_classes=2, embedding_dim=1)  # shapes irrelevant here
-    return LossTraits(probe.uses_margin, probe.uses_miner, probe.accepts)
+    return LossTraits(probe.uses_margin, probe.uses_miner, probe.accepts, probe.every_pair)
 
 
 __all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "BatchLoss", "ContrastiveLoss",

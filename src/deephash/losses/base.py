@@ -59,7 +59,8 @@ class BatchLoss(nn.Module):
 
     ``uses_margin``: its formula has a margin (``margin``) to select and schedule;
     ``uses_miner``: consumes mined tuples (a :class:`TripletLoss`); ``accepts``: the kinds
-    of tuples (``Miner.yields``) it trains on.
+    of tuples (``Miner.yields``) it trains on; ``every_pair``: scores every pair of the
+    batch itself, without a miner (the pairwise hashing methods, DPSH, HashNet, DSH).
     """
 
     name = "base"
@@ -67,6 +68,7 @@ class BatchLoss(nn.Module):
     uses_miner = True
     accepts: tuple[str, ...] = ("triplets",)
     margin = math.nan  # the formula's margin, where ``uses_margin``
+    every_pair = False
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         """A loss that mines nothing (``uses_miner = False``): the loss of ``(B, D)``

@@ -34,6 +34,7 @@ class PairwiseLoss(BatchLoss):
 
     uses_miner = False
     accepts = ()
+    every_pair = True
 
     def pair_losses(self, codes: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` codes and ``(B, B)`` 0/1 similarity (float) -> ``(B, B)`` ``ℓ_ij``
