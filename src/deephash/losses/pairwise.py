@@ -13,7 +13,11 @@ with the method's pair loss ``ℓ_ij`` (:meth:`PairwiseLoss.pair_losses`), its p
 ``w_ij`` (1 unless the method weighs them, :meth:`PairwiseLoss.pair_weights`) and its term
 on the codes ``R`` (:meth:`PairwiseLoss.codes_term`, already divided by ``|P|`` where the
 paper sums it with the pairs). A batch without a pair (one image) gives a zero loss that
-is still connected to the graph, and ``LossOutput.n_items == 0``.
+is still connected to the graph, and ``LossOutput.n_items == 0``. The normalisation is
+the papers' (``--reduction`` does not apply), and each formula fixes its own comparison
+of codes (``--train-distance`` does not apply). Diagnostics: ``n_active`` counts the
+pairs with a non-zero loss, the mean distances are Euclidean between the codes of the
+similar and of the dissimilar pairs (NaN where the batch has none).
 """
 
 from __future__ import annotations
