@@ -39,6 +39,7 @@ class HashNetLoss(PairwiseLoss):
     """
 
     name = "hashnet"
+    activations = ("none",)  # it applies tanh(βz) itself (the trait of main's BatchLoss)
 
     def __init__(self, alpha: float, gamma: float = HASHNET_GAMMA, power: float = HASHNET_POWER,
                  step_size: int = HASHNET_STEP_SIZE) -> None:
