@@ -92,7 +92,8 @@ def test_list_registries(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0  # every kind, one line each
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == list(LISTABLE)
-    assert "losses: contrastive, dtsh, facenet, hoffer, softmax" in lines
+    assert ("losses: contrastive, csq, dpsh, dsh, dtsh, facenet, greedyhash, hashnet, hoffer, "
+            "orthohash, softmax") in lines
 
 
 STARTUP = """

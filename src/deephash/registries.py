@@ -64,7 +64,7 @@ PROTOCOL_HELP = (
 LOSSES: Registry[BatchLoss] = Registry("loss", {
     name: f"deephash.losses:build_{name}"
     for name in ("facenet", "hoffer", "contrastive", "dtsh", "softmax",
-                 "csq", "orthohash", "greedyhash")
+                 "csq", "orthohash", "greedyhash", "dpsh", "hashnet", "dsh")
 })
 
 #: ``create_miner(name, margin, seed)``
@@ -114,6 +114,9 @@ HASHING_METHODS: Registry[TrainingConfig] = Registry("hashing method", {
     "csq": "deephash.studies.configs:csq_training",
     "orthohash": "deephash.studies.configs:orthohash_training",
     "greedyhash": "deephash.studies.configs:greedyhash_training",
+    "dpsh": "deephash.studies.configs:dpsh_method",
+    "hashnet": "deephash.studies.configs:hashnet_method",
+    "dsh": "deephash.studies.configs:dsh_method",
 })
 
 #: frozen-extraction runtimes (``--runtime``); factories take ``(backbone, image_size,

@@ -8,9 +8,12 @@ from deephash.losses.base import BatchLoss, LossOutput, TripletLoss, reduce
 from deephash.losses.contrastive import ContrastiveLoss, pairs_of
 from deephash.losses.csq import CSQLoss
 from deephash.losses.distances import BATCH_DISTANCES, BatchDistance
+from deephash.losses.dpsh import DPSHLoss
+from deephash.losses.dsh import DSHLoss
 from deephash.losses.dtsh import DTSHLoss
 from deephash.losses.facenet import FaceNetLoss
 from deephash.losses.greedyhash import GreedyHashLoss
+from deephash.losses.hashnet import HASHNET_ALPHA_BITS, HashNetLoss
 from deephash.losses.hoffer import HofferAilonLoss
 from deephash.losses.orthohash import OrthoHashLoss
 from deephash.losses.softmax import SoftmaxLoss
@@ -64,6 +67,19 @@ def build_greedyhash(s: LossSettings) -> BatchLoss:
     return GreedyHashLoss(s.num_classes, s.embedding_dim, reduction=s.reduction)
 
 
+# the pairwise hashing methods: every pair of the batch, no miner, no distance or reduction
+def build_dpsh(s: LossSettings) -> BatchLoss:
+    return DPSHLoss()
+
+
+def build_hashnet(s: LossSettings) -> BatchLoss:
+    return HashNetLoss(alpha=HASHNET_ALPHA_BITS / max(s.embedding_dim, 1))
+
+
+def build_dsh(s: LossSettings) -> BatchLoss:
+    return DSHLoss(s.margin)
+
+
 def create_loss(name: str, margin: float, distance: str = "euclidean", reduction: str = "mean",
                 num_classes: int = 0, embedding_dim: int = 0) -> BatchLoss:
     """A registered loss composed with a registered distance (``BATCH_DISTANCES``).
@@ -80,17 +96,19 @@ def create_loss(name: str, margin: float, distance: str = "euclidean", reduction
 @dataclass(frozen=True)
 class LossTraits:
     """What a loss is, without building it for a data set: it has a margin to select and
-    schedule; it consumes mined tuples; the tuple kinds (``Miner.yields``) it trains on."""
+    schedule; it consumes mined tuples; the tuple kinds (``Miner.yields``) it trains on;
+    it scores every pair of the batch without a miner (DPSH, HashNet, DSH)."""
 
     uses_margin: bool
     uses_miner: bool
     accepts: tuple[str, ...]
+    every_pair: bool = False
 
 
 def loss_traits(name: str) -> LossTraits:
     """The traits of a registered loss (``ConfigError`` for an unknown name)."""
     probe = create_loss(name, 0.0, num_classes=2, embedding_dim=1)  # shapes irrelevant here
-    return LossTraits(probe.uses_margin, probe.uses_miner, probe.accepts)
+    return LossTraits(probe.uses_margin, probe.uses_miner, probe.accepts, probe.every_pair)
 
 
 __all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "BatchLoss", "CSQLoss",

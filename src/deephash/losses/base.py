@@ -16,6 +16,7 @@ checkpointed with the model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -56,10 +57,11 @@ def reduce(values: torch.Tensor, how: str) -> torch.Tensor:
 class BatchLoss(nn.Module):
     """Base of every loss: its traits, and the check that a miner's tuples suit it.
 
-    ``uses_margin``: its formula has a margin to select and schedule; ``uses_miner``:
-    consumes mined tuples (a :class:`TripletLoss`); ``accepts``: the kinds of tuples
-    (``Miner.yields``) it trains on; ``activations``: the head activations whose outputs
-    its formula is defined on (empty: any).
+    ``uses_margin``: its formula has a margin (``margin``) to select and schedule;
+    ``uses_miner``: consumes mined tuples (a :class:`TripletLoss`); ``accepts``: the kinds
+    of tuples (``Miner.yields``) it trains on; ``activations``: the head activations whose
+    outputs its formula is defined on (empty: any); ``every_pair``: scores every pair of the
+    batch itself, without a miner (the pairwise hashing methods, DPSH, HashNet, DSH).
     """
 
     name = "base"
@@ -67,6 +69,8 @@ class BatchLoss(nn.Module):
     uses_miner = True
     accepts: tuple[str, ...] = ("triplets",)
     activations: tuple[str, ...] = ()
+    margin = math.nan  # the formula's margin, where ``uses_margin``
+    every_pair = False
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         """A loss that mines nothing (``uses_miner = False``): the loss of ``(B, D)``

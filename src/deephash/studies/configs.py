@@ -71,6 +71,44 @@ def greedyhash_training(base: TrainingConfig) -> TrainingConfig:
     return class_code_training(base, "greedyhash", "none")
 
 
+def paper_defaults(base: TrainingConfig, own: dict[str, object],
+                   defaults: dict[str, object]) -> TrainingConfig:
+    """``base`` with a method's ``own`` settings (what makes it the method: its loss, its
+    outputs) and its paper's ``defaults`` for the fields the user left at ``hash``'s
+    defaults (:func:`dtsh_training`), so that ``--margin`` or ``--regularizers`` given on
+    the command line still apply."""
+    hash_defaults = dtsh_training()
+    kept = {name: value for name, value in defaults.items()
+            if getattr(base, name) == getattr(hash_defaults, name)}
+    return dataclasses.replace(base, **own, **kept)  # type: ignore[arg-type]
+
+
+#: the pairwise methods' head: the linear outputs are the relaxed codes (no tanh, no L2)
+_LINEAR_CODES: dict[str, object] = {"activation": "none", "normalize": False}
+
+
+def dpsh_method(base: TrainingConfig) -> TrainingConfig:
+    """DPSH (Li, Wang & Kang 2016, :mod:`deephash.losses.dpsh`): the pairwise likelihood
+    of all pairs of each batch on linear outputs, with its own quantisation term (η = 10);
+    no other regulariser unless given."""
+    return paper_defaults(base, {"loss": "dpsh", **_LINEAR_CODES}, {"regularizers": ()})
+
+
+def hashnet_method(base: TrainingConfig) -> TrainingConfig:
+    """HashNet (Cao et al. 2017, :mod:`deephash.losses.hashnet`): the class-weighted
+    pairwise likelihood of tanh(βz), β raised by continuation (α = 10 / K); no
+    regulariser unless given."""
+    return paper_defaults(base, {"loss": "hashnet", **_LINEAR_CODES}, {"regularizers": ()})
+
+
+def dsh_method(base: TrainingConfig) -> TrainingConfig:
+    """DSH (Liu et al. 2016, :mod:`deephash.losses.dsh`): the contrastive loss of all
+    pairs of each batch on linear outputs, margin m = 2K for K-bit codes (unless
+    ``--margin`` is given), α = 0.01; no other regulariser unless given."""
+    return paper_defaults(base, {"loss": "dsh", **_LINEAR_CODES},
+                          {"regularizers": (), "margin": 2.0 * base.embedding_dim})
+
+
 @dataclass
 class HashingConfig:
     method: str = field(default="dtsh", metadata={

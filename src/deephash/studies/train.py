@@ -148,6 +148,10 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
     if cfg.procedure == "zhuang":
         log.info("training Zhuang et al.'s two-step hashing (margin %g bits), %d stages",
                  cfg.margin, cfg.epochs)
+    elif setup.loss.every_pair:
+        log.info("training %s on every pair of each batch (no miner), %s mode, %d epochs of %d "
+                 "batches of %d x %d", cfg.loss, cfg.mode, cfg.epochs, len(setup.sampler),
+                 cfg.batch_classes, cfg.batch_samples)
     elif not setup.loss.uses_miner:
         log.info("training a %s classifier on the embedding (no miner), %s mode, %d epochs "
                  "of %d batches of %d x %d", cfg.loss, cfg.mode, cfg.epochs,

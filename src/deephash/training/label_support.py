@@ -10,9 +10,9 @@ labels themselves can make impossible is refused here in one line:
 feature extraction.
 
 * no labelled image at all: there is nothing to learn from;
-* a loss that trains on mined tuples (every loss but the classifier), or Zhuang et al.'s
-  procedure, when every two labelled images share a label: no tuple has a negative
-  (:func:`has_negative_pair`).
+* a loss that trains on mined tuples or on every pair of the batch (every loss but the
+  classifier), or Zhuang et al.'s procedure, when every two labelled images share a label:
+  no tuple has a negative (:func:`has_negative_pair`).
 
 The samplers repeat the second check on the training split
 (:class:`~deephash.training.sampler.BalancedBatchSampler`), where a protocol's split may
@@ -71,7 +71,8 @@ def _tuple_method(procedure: str, loss: str) -> str | None:
     the classifier."""
     if procedure == "zhuang":
         return "Zhuang et al.'s code inference"
-    return f"the {loss} loss" if loss_traits(loss).uses_miner else None
+    traits = loss_traits(loss)
+    return f"the {loss} loss" if traits.uses_miner or traits.every_pair else None
 
 
 __all__ = ["check_labels_supported", "has_negative_pair"]

@@ -53,9 +53,10 @@ def apply_schedules(setup: TrainingSetup, epoch: int) -> None:
             setup.regularizers[name] = value
 
 
-def _margin_owner(loss: BatchLoss) -> TripletLoss | None:
-    """The loss, if its formula has a margin (the one to schedule and record)."""
-    return loss if isinstance(loss, TripletLoss) and loss.uses_margin else None
+def _margin_owner(loss: BatchLoss) -> BatchLoss | None:
+    """The loss, if its formula has a margin (``loss.margin``: a metric loss's, DSH's), the
+    one to schedule and record."""
+    return loss if loss.uses_margin else None
 
 
 def batch_loss(loss: BatchLoss, miner: Miner, embeddings: torch.Tensor,
