@@ -20,21 +20,22 @@ from collections.abc import Iterable
 from functools import singledispatch
 from pathlib import Path
 
-from deephash.config import check_fields
-from deephash.errors import ConfigError
-from deephash.pipeline.config import BaselineConfig
-from deephash.registries import HASHING_METHODS, REGULARIZERS
-from deephash.studies.configs import (
+from deephash.command_configs import (
     HashConfig,
     IndexConfig,
     LossStudyConfig,
     MinerStudyConfig,
     PackConfig,
+    ReportConfig,
     ScheduleStudyConfig,
     SearchConfig,
     SelectMarginConfig,
 )
-from deephash.studies.report_config import ReportConfig
+from deephash.config import check_fields
+from deephash.errors import ConfigError
+from deephash.folders import check_index_out, is_run_folder
+from deephash.pipeline.config import BaselineConfig
+from deephash.registries import HASHING_METHODS, REGULARIZERS
 from deephash.training.config import TrainConfig, TrainingConfig
 
 
@@ -273,7 +274,7 @@ def _(config: LossStudyConfig) -> None:
 
 @validate.register
 def _(config: MinerStudyConfig) -> None:
-    from deephash.studies.miner_study import miners_for
+    from deephash.losses import miners_for
 
     _check_baseline(config)
     for miner in config.miners or miners_for(config.training.loss):
@@ -292,7 +293,7 @@ def _(config: HashConfig) -> None:
 
 @validate.register
 def _(config: ScheduleStudyConfig) -> None:
-    from deephash.studies.schedule_study import parse_variant
+    from deephash.training.schedules import parse_variant
 
     validate.dispatch(HashConfig)(config)
     if len(config.hashing.bits) != 1:
@@ -316,9 +317,7 @@ def _(config: IndexConfig) -> None:
     _existing_folder(config.out, "--out")
     _check_cache(config.cache_dir, config.cache)
     _check_device(config.device)
-    from deephash.studies.index_folder import check_out
-
-    check_out(config)  # a non-empty --out: --overwrite, and only an index folder
+    check_index_out(config)  # a non-empty --out: --overwrite, and only an index folder
 
 
 @validate.register
@@ -379,8 +378,6 @@ _REPORT_HOMES = ("report.html", "study.yaml")
 
 @validate.register
 def _(config: ReportConfig) -> None:
-    from deephash.studies.run_folder import is_run_folder
-
     check_fields(config)
     out = Path(config.out).expanduser()
     if out.exists() and not out.is_dir():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deephash.errors import ConfigError
 from deephash.losses.base import BatchLoss, LossOutput, TripletLoss, reduce
 from deephash.losses.contrastive import ContrastiveLoss, pairs_of
 from deephash.losses.distances import BATCH_DISTANCES, BatchDistance
@@ -11,6 +12,7 @@ from deephash.losses.dtsh import DTSHLoss
 from deephash.losses.facenet import FaceNetLoss
 from deephash.losses.hoffer import HofferAilonLoss
 from deephash.losses.softmax import SoftmaxLoss
+from deephash.miners import miner_names
 from deephash.registries import LOSSES
 
 
@@ -68,6 +70,15 @@ class LossTraits:
     uses_margin: bool
     uses_miner: bool
     accepts: tuple[str, ...]
+
+
+def miners_for(loss_name: str) -> tuple[str, ...]:
+    """Every registered miner whose tuples (triplets or pairs) the loss trains on."""
+    traits = loss_traits(loss_name)
+    if not traits.uses_miner:
+        raise ConfigError(f"the {loss_name} loss uses no miner; a miner study needs a loss "
+                          "that does")
+    return tuple(sorted(name for kind in traits.accepts for name in miner_names(kind)))
 
 
 def loss_traits(name: str) -> LossTraits:
