@@ -36,13 +36,22 @@ def dtsh_training() -> TrainingConfig:
                           embedding_dim=48)
 
 
+def shallow_method(procedure: str, base: TrainingConfig) -> TrainingConfig:
+    """ITQ or LSH (:mod:`deephash.hashing.shallow`): ``base`` with the coder as its
+    procedure, fitted on the frozen features of the training split instead of trained
+    (the loss, miner, head and epochs of ``base`` are not used)."""
+    return dataclasses.replace(base, procedure=procedure)
+
+
 @dataclass
 class HashingConfig:
     method: str = field(default="dtsh", metadata={
         "choices": HASHING_METHODS,
         "help": "dtsh: a hash head trained per batch with a triplet loss and miner (DTSH's "
                 "likelihood, batch-all and λ 0.1 by default; --loss/--miner replace them); "
-                "zhuang: alternate binary code inference and bit prediction"})
+                "zhuang: alternate binary code inference and bit prediction; itq, lsh: the "
+                "shallow baselines (iterative quantisation, sign random projections) fitted "
+                "on the frozen features, no training"})
     bits: tuple[int, ...] = field(default=(48,), metadata={
         "min": 1, "max": MAX_WIDTH, "help": "code lengths: one run folder each"})
 

@@ -110,6 +110,8 @@ INDEXES: Registry[RetrievalIndex] = Registry("index", {
 HASHING_METHODS: Registry[TrainingConfig] = Registry("hashing method", {
     "dtsh": "deephash.studies.configs:dtsh_method",
     "zhuang": "deephash.studies.configs:zhuang_training",
+    # shallow baselines: a linear coder fitted on the frozen features, no training
+    **{name: Lazy("deephash.command_configs:shallow_method", (name,)) for name in ("itq", "lsh")},
 })
 
 #: frozen-extraction runtimes (``--runtime``); factories take ``(backbone, image_size,
@@ -143,6 +145,9 @@ SCHEDULES: Registry[Schedule] = Registry("schedule kind", {
 PROCEDURES: Registry[list[EpochRecord]] = Registry("procedure", {
     "triplet": "deephash.training.trainer:fit",
     "zhuang": "deephash.training.zhuang_trainer:fit_zhuang",
+    # not trained: the linear coder fitted on the frozen features instead (its class)
+    "itq": "deephash.hashing.shallow:ITQ",
+    "lsh": "deephash.hashing.shallow:LSH",
 })
 
 #: ``--mode``: what trains, and from which inputs. Names only: a mode is not one object

@@ -34,7 +34,7 @@ from deephash.command_configs import (
 from deephash.config import check_fields
 from deephash.errors import ConfigError
 from deephash.folders import check_index_out, is_run_folder
-from deephash.pipeline.config import BaselineConfig
+from deephash.pipeline.config import BackboneConfig, BaselineConfig
 from deephash.registries import HASHING_METHODS, REGULARIZERS
 from deephash.training.config import TrainConfig, TrainingConfig
 
@@ -224,9 +224,36 @@ def _check_training(cfg: TrainingConfig, seed: int) -> None:
     if cfg.mode != "partial" and cfg.trainable_blocks != TrainingConfig.trainable_blocks:
         raise ConfigError(f"--trainable-blocks {cfg.trainable_blocks} applies to --mode "
                           f"partial (not {cfg.mode})")
+    _check_shallow(cfg)
     if cfg.views and cfg.mode == "finetune":
         raise ConfigError(f"--views {cfg.views} caches augmented views for frozen training; "
                           "--mode finetune augments images online: drop --views")
+
+
+def _check_shallow(cfg: TrainingConfig) -> None:
+    """A procedure that fits a linear coder (ITQ, LSH) fits it on frozen features and
+    gives binary codes."""
+    from deephash.hashing.shallow import shallow_coder
+
+    if shallow_coder(cfg.procedure) is None:
+        return
+    if cfg.mode != "frozen":
+        raise ConfigError(f"--procedure {cfg.procedure} is fitted on the frozen features: "
+                          f"drop --mode {cfg.mode}")
+    if not cfg.codes:
+        raise ConfigError(f"--procedure {cfg.procedure} gives binary codes: add --codes (or "
+                          f"run deephash hash --method {cfg.procedure})")
+
+
+def _check_coder_fits(cfg: TrainingConfig, backbone: BackboneConfig) -> None:
+    """A shallow coder's code length against the backbone's feature dimension (ITQ's PCA
+    keeps at most that many), read from the architecture without loading its weights."""
+    from deephash.backbones import create_backbone
+    from deephash.hashing.shallow import shallow_coder
+
+    coder = shallow_coder(cfg.procedure)
+    if coder is not None and coder.uses_pca:
+        coder.check(cfg.embedding_dim, create_backbone(backbone.name, "none").num_features)
 
 
 @validate.register
@@ -238,6 +265,7 @@ def _(config: BaselineConfig) -> None:
 def _(config: TrainConfig) -> None:
     _check_baseline(config)
     _check_training(config.training, config.seed)
+    _check_coder_fits(config.training, config.backbone)
 
 
 @validate.register
@@ -288,7 +316,9 @@ def _(config: HashConfig) -> None:
         raise ConfigError("--bits needs at least one code length")
     for bits in config.hashing.bits:
         training = dataclasses.replace(config.training, embedding_dim=bits, codes=True)
-        _check_training(HASHING_METHODS.create(config.hashing.method, training), config.seed)
+        method = HASHING_METHODS.create(config.hashing.method, training)
+        _check_training(method, config.seed)
+        _check_coder_fits(method, config.backbone)
 
 
 @validate.register
