@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_run_args
+from conftest import make_image_folder, tiny_run_args
 
 from deephash.cli import main
 from deephash.config import load_yaml
@@ -201,3 +201,29 @@ def test_hash_refuses_more_itq_bits_than_training_images_before_any_folder(
         "training split has ")
     assert not run.exists()
     assert {p.name for p in cache.iterdir()} == {"fingerprints"}  # no features extracted
+
+
+def test_hash_with_itq_on_multi_label_list_files(tmp_path: Path) -> None:
+    """ITQ reads no label, so multi-label data needs nothing of it; the evaluation scores
+    relevance as a shared label (no kNN accuracy, which multi-label data does not define)."""
+    root = make_image_folder(tmp_path / "images", n_classes=3, n_train=12, n_test=4)
+    parts: dict[str, list[str]] = {"train": [], "test": []}
+    for part in parts:
+        for c in range(3):
+            for image in sorted((root / part / f"class{c}").iterdir()):
+                vector = [int(k == c or (k == (c + 1) % 3 and image.stem.endswith("1")))
+                          for k in range(3)]  # some images carry a second label
+                parts[part].append(f"{part}/class{c}/{image.name} {' '.join(map(str, vector))}")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    for name, lines in (("train", parts["train"]), ("test", parts["test"]),
+                        ("database", parts["train"])):
+        (lists / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "itq"
+    args = tiny_run_args(lists, tmp_path / "c")
+    assert main(["hash", "--method", "itq", "--out", str(run), "--bits", "8",
+                 "--image-root", str(root), *args]) == 0
+    metrics = json.loads((run / "bits-8" / "metrics.json").read_text())
+    assert metrics["protocol"] == "lists" and 0 <= metrics["map@all"] <= 1
+    assert not any(key.startswith("knn_acc") for key in metrics)
+    assert np.load(run / "bits-8" / "codes" / "query.npz")["y"].shape == (12, 3)  # multi-hot
