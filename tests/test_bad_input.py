@@ -50,7 +50,7 @@ CASES: dict[str, Case] = {
     "distance": (["baseline", "--distance", "hamming"], 2, "argument --distance: invalid choice"),
     "backbone": (["baseline", "--backbone", "resnet9"], 2,
                  "argument --backbone: invalid choice: 'resnet9'"),
-    "hashing method": (["hash", "--method", "lsh"], 2, "argument --method: invalid choice: 'lsh'"),
+    "hashing method": (["hash", "--method", "sh"], 2, "argument --method: invalid choice: 'sh'"),
     "study miners": (["miner-study", "--miners", "semi-hard", "hardest"], 2,
                      "argument --miners: invalid choice: 'hardest'"),
     "index kind": (["index", "--index", "IVF4096"], 2,
@@ -87,6 +87,15 @@ CASES: dict[str, Case] = {
     "image size": (["baseline", "--image-size", "0"], 2,
                    "--image-size (backbone.image_size) must be at least 1, got 0"),
     "bits": (["hash", "--bits", "16", "0"], 2, "--bits (hashing.bits) must be at least 1, got 0"),
+    "itq bits above the features": (["hash", "--method", "itq", "--bits", "16", "2000"], 2,
+                                    "error: itq: 2000 bits exceed the 1280 feature dimensions "
+                                    "its PCA can keep; give --bits 1280 or fewer"),
+    "shallow procedure not frozen": (["train", "--procedure", "lsh", "--codes", "--mode",
+                                      "partial"], 2, "error: --procedure lsh is fitted on the "
+                                                     "frozen features: drop --mode partial"),
+    "shallow procedure without codes": (["train", "--procedure", "itq"], 2,
+                                        "error: --procedure itq gives binary codes: add --codes "
+                                        "(or run deephash hash --method itq)"),
     "epochs": (["train", "--epochs", "0"], 2, "--epochs (training.epochs) must be at least 1"),
     "batch size": (["baseline", "--batch-size", "0"], 2, "--batch-size (extraction.batch_size) "
                    "must be at least 1, got 0"),

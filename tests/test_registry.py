@@ -112,7 +112,8 @@ PROBES: dict[str, Callable[[str], str]] = {
                              and create_index(_index_example(name), 64).factory
                              == _index_example(name) else "?"),
     "hashing-methods": lambda name: (
-        "zhuang" if HASHING_METHODS.create(name, TrainingConfig()).procedure == "zhuang"
+        HASHING_METHODS.create(name, TrainingConfig()).procedure
+        if HASHING_METHODS.create(name, TrainingConfig()).procedure in ("zhuang", "itq", "lsh")
         else "dtsh" if HASHING_METHODS.create(name, dtsh_training()) == dtsh_training()
         else HASHING_METHODS.create(name, dtsh_training()).loss),  # a loss of its own
     # building every runtime is test_runtimes' job; here: the class names its runtime
@@ -120,8 +121,8 @@ PROBES: dict[str, Callable[[str], str]] = {
     "regularizers": lambda name: REGULARIZERS.get(name).__name__,
     "schedules": lambda name: SCHEDULES.create(name, 1.0, 4.0).kind,
     # running a procedure is test_trainer's and test_zhuang's job; here: the function
-    "procedures": lambda name: {"fit": "triplet", "fit_zhuang": "zhuang"}.get(
-        PROCEDURES.get(name).__name__, "?"),
+    "procedures": lambda name: {"fit": "triplet", "fit_zhuang": "zhuang", "ITQ": "itq",
+                                "LSH": "lsh"}.get(PROCEDURES.get(name).__name__, "?"),
 }
 
 

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from deephash.pipeline.config import BaselineConfig
-from deephash.service.config import ServeConfig
-from deephash.studies.configs import (
+from deephash.command_configs import (
     HashConfig,
     IndexConfig,
     LossStudyConfig,
     MinerStudyConfig,
     PackConfig,
+    ReportConfig,
     ScheduleStudyConfig,
     SearchConfig,
     SelectMarginConfig,
 )
-from deephash.studies.report_config import ReportConfig
+from deephash.pipeline.config import BaselineConfig
+from deephash.service.config import ServeConfig
 from deephash.studies.study_config import StudyConfig
 from deephash.training.config import TrainConfig
 

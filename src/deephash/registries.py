@@ -109,14 +109,16 @@ INDEXES: Registry[RetrievalIndex] = Registry("index", {
 
 #: ``deephash hash --method``: the method's training configuration from the user's one
 HASHING_METHODS: Registry[TrainingConfig] = Registry("hashing method", {
-    "dtsh": "deephash.studies.configs:dtsh_method",
-    "zhuang": "deephash.studies.configs:zhuang_training",
-    "csq": "deephash.studies.configs:csq_training",
-    "orthohash": "deephash.studies.configs:orthohash_training",
-    "greedyhash": "deephash.studies.configs:greedyhash_training",
-    "dpsh": "deephash.studies.configs:dpsh_method",
-    "hashnet": "deephash.studies.configs:hashnet_method",
-    "dsh": "deephash.studies.configs:dsh_method",
+    "dtsh": "deephash.training.methods:dtsh_method",
+    "zhuang": "deephash.training.methods:zhuang_training",
+    "csq": "deephash.training.methods:csq_training",
+    "orthohash": "deephash.training.methods:orthohash_training",
+    "greedyhash": "deephash.training.methods:greedyhash_training",
+    "dpsh": "deephash.training.methods:dpsh_method",
+    "hashnet": "deephash.training.methods:hashnet_method",
+    "dsh": "deephash.training.methods:dsh_method",
+    # shallow baselines: a linear coder fitted on the frozen features, no training
+    **{name: Lazy("deephash.training.methods:shallow_method", (name,)) for name in ("itq", "lsh")},
 })
 
 #: frozen-extraction runtimes (``--runtime``); factories take ``(backbone, image_size,
@@ -150,6 +152,9 @@ SCHEDULES: Registry[Schedule] = Registry("schedule kind", {
 PROCEDURES: Registry[list[EpochRecord]] = Registry("procedure", {
     "triplet": "deephash.training.trainer:fit",
     "zhuang": "deephash.training.zhuang_trainer:fit_zhuang",
+    # not trained: the linear coder fitted on the frozen features instead (its class)
+    "itq": "deephash.hashing.shallow:ITQ",
+    "lsh": "deephash.hashing.shallow:LSH",
 })
 
 #: ``--mode``: what trains, and from which inputs. Names only: a mode is not one object

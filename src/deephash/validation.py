@@ -20,21 +20,22 @@ from collections.abc import Iterable
 from functools import singledispatch
 from pathlib import Path
 
-from deephash.config import check_fields
-from deephash.errors import ConfigError
-from deephash.pipeline.config import BaselineConfig
-from deephash.registries import HASHING_METHODS, REGULARIZERS
-from deephash.studies.configs import (
+from deephash.command_configs import (
     HashConfig,
     IndexConfig,
     LossStudyConfig,
     MinerStudyConfig,
     PackConfig,
+    ReportConfig,
     ScheduleStudyConfig,
     SearchConfig,
     SelectMarginConfig,
 )
-from deephash.studies.report_config import ReportConfig
+from deephash.config import check_fields
+from deephash.errors import ConfigError
+from deephash.folders import check_index_out, is_run_folder
+from deephash.pipeline.config import BackboneConfig, BaselineConfig
+from deephash.registries import HASHING_METHODS, REGULARIZERS
 from deephash.training.config import TrainConfig, TrainingConfig
 
 
@@ -227,9 +228,36 @@ def _check_training(cfg: TrainingConfig, seed: int) -> None:
     if cfg.mode != "partial" and cfg.trainable_blocks != TrainingConfig.trainable_blocks:
         raise ConfigError(f"--trainable-blocks {cfg.trainable_blocks} applies to --mode "
                           f"partial (not {cfg.mode})")
+    _check_shallow(cfg)
     if cfg.views and cfg.mode == "finetune":
         raise ConfigError(f"--views {cfg.views} caches augmented views for frozen training; "
                           "--mode finetune augments images online: drop --views")
+
+
+def _check_shallow(cfg: TrainingConfig) -> None:
+    """A procedure that fits a linear coder (ITQ, LSH) fits it on frozen features and
+    gives binary codes."""
+    from deephash.hashing.shallow import shallow_coder
+
+    if shallow_coder(cfg.procedure) is None:
+        return
+    if cfg.mode != "frozen":
+        raise ConfigError(f"--procedure {cfg.procedure} is fitted on the frozen features: "
+                          f"drop --mode {cfg.mode}")
+    if not cfg.codes:
+        raise ConfigError(f"--procedure {cfg.procedure} gives binary codes: add --codes (or "
+                          f"run deephash hash --method {cfg.procedure})")
+
+
+def _check_coder_fits(cfg: TrainingConfig, backbone: BackboneConfig) -> None:
+    """A shallow coder's code length against the backbone's feature dimension (ITQ's PCA
+    keeps at most that many), read from the architecture without loading its weights."""
+    from deephash.backbones import create_backbone
+    from deephash.hashing.shallow import shallow_coder
+
+    coder = shallow_coder(cfg.procedure)
+    if coder is not None and coder.uses_pca:
+        coder.check(cfg.embedding_dim, create_backbone(backbone.name, "none").num_features)
 
 
 @validate.register
@@ -241,6 +269,7 @@ def _(config: BaselineConfig) -> None:
 def _(config: TrainConfig) -> None:
     _check_baseline(config)
     _check_training(config.training, config.seed)
+    _check_coder_fits(config.training, config.backbone)
 
 
 @validate.register
@@ -277,7 +306,7 @@ def _(config: LossStudyConfig) -> None:
 
 @validate.register
 def _(config: MinerStudyConfig) -> None:
-    from deephash.studies.miner_study import miners_for
+    from deephash.losses import miners_for
 
     _check_baseline(config)
     for miner in config.miners or miners_for(config.training.loss):
@@ -291,12 +320,14 @@ def _(config: HashConfig) -> None:
         raise ConfigError("--bits needs at least one code length")
     for bits in config.hashing.bits:
         training = dataclasses.replace(config.training, embedding_dim=bits, codes=True)
-        _check_training(HASHING_METHODS.create(config.hashing.method, training), config.seed)
+        method = HASHING_METHODS.create(config.hashing.method, training)
+        _check_training(method, config.seed)
+        _check_coder_fits(method, config.backbone)
 
 
 @validate.register
 def _(config: ScheduleStudyConfig) -> None:
-    from deephash.studies.schedule_study import parse_variant
+    from deephash.training.schedules import parse_variant
 
     validate.dispatch(HashConfig)(config)
     if len(config.hashing.bits) != 1:
@@ -320,9 +351,7 @@ def _(config: IndexConfig) -> None:
     _existing_folder(config.out, "--out")
     _check_cache(config.cache_dir, config.cache)
     _check_device(config.device)
-    from deephash.studies.index_folder import check_out
-
-    check_out(config)  # a non-empty --out: --overwrite, and only an index folder
+    check_index_out(config)  # a non-empty --out: --overwrite, and only an index folder
 
 
 @validate.register
@@ -383,8 +412,6 @@ _REPORT_HOMES = ("report.html", "study.yaml")
 
 @validate.register
 def _(config: ReportConfig) -> None:
-    from deephash.studies.run_folder import is_run_folder
-
     check_fields(config)
     out = Path(config.out).expanduser()
     if out.exists() and not out.is_dir():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deephash.errors import ConfigError
 from deephash.losses.base import BatchLoss, LossOutput, TripletLoss, reduce
 from deephash.losses.contrastive import ContrastiveLoss, pairs_of
 from deephash.losses.csq import CSQLoss
@@ -17,6 +18,7 @@ from deephash.losses.hashnet import HASHNET_ALPHA_BITS, HashNetLoss
 from deephash.losses.hoffer import HofferAilonLoss
 from deephash.losses.orthohash import OrthoHashLoss
 from deephash.losses.softmax import SoftmaxLoss
+from deephash.miners import miner_names
 from deephash.registries import LOSSES
 
 
@@ -103,6 +105,15 @@ class LossTraits:
     uses_miner: bool
     accepts: tuple[str, ...]
     every_pair: bool = False
+
+
+def miners_for(loss_name: str) -> tuple[str, ...]:
+    """Every registered miner whose tuples (triplets or pairs) the loss trains on."""
+    traits = loss_traits(loss_name)
+    if not traits.uses_miner:
+        raise ConfigError(f"the {loss_name} loss uses no miner; a miner study needs a loss "
+                          "that does")
+    return tuple(sorted(name for kind in traits.accepts for name in miner_names(kind)))
 
 
 def loss_traits(name: str) -> LossTraits:

@@ -15,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 
+from deephash.command_configs import ReportConfig
 from deephash.errors import ConfigError
 from deephash.fileio import save_bytes, save_json
 from deephash.reporting.gallery import Ranked, can_rank, choose_queries, rank
@@ -23,7 +24,6 @@ from deephash.reporting.markdown import render_markdown, summary_markdown
 from deephash.reporting.runs import RunRecord, find_runs
 from deephash.reporting.studies import study_figures, study_tables
 from deephash.reporting.summary import best_of_kind, summary_rows
-from deephash.studies.report_config import ReportConfig
 
 log = logging.getLogger(__name__)
 

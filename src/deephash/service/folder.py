@@ -16,7 +16,6 @@ as they are read.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable
@@ -25,10 +24,10 @@ from typing import Any
 
 from deephash.errors import ConfigError
 from deephash.fileio import file_sha256
+from deephash.folders import INFO as INFO  # moved there: below validation
+from deephash.folders import read_info as read_info
 
 log = logging.getLogger(__name__)
-
-INFO = "index.json"
 
 
 def relative(path: Path, folder: Path) -> str:
@@ -38,18 +37,6 @@ def relative(path: Path, folder: Path) -> str:
         return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
     except ValueError:
         return str(Path(path).resolve())
-
-
-def read_info(folder: Path) -> dict[str, Any]:
-    """``folder/index.json``; a ``ConfigError`` naming the fix when it is not an index folder."""
-    try:
-        info = json.loads((Path(folder) / INFO).read_text())
-    except (OSError, ValueError):
-        raise ConfigError(f"{folder} is not an index folder (run deephash index)") from None
-    if not isinstance(info, dict) or "codes" not in info or "checkpoint" not in info:
-        raise ConfigError(f"{Path(folder) / INFO} is not an index description (run deephash "
-                          "index again)")
-    return info
 
 
 def data_files(info: dict[str, Any]) -> tuple[str, str]:

@@ -25,13 +25,12 @@ from typing import Any
 import numpy as np
 
 from deephash.fileio import save_bytes, save_json
+from deephash.folders import ADDED as ADDED  # moved there: below validation
 from deephash.index import load_index
 from deephash.service.errors import ApiError
 from deephash.service.folder import INFO, checksums, data_files, read_info, verify_checksums
 from deephash.service.outputs import save_outputs
 from deephash.service.state import IndexState
-
-ADDED = "added"
 
 
 @contextlib.contextmanager

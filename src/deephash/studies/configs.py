@@ -1,238 +1,25 @@
-"""Configurations of the studies and of ``index``/``search`` (torch-free, like
-:mod:`deephash.pipeline.config`; the study modules re-export them).
-
-Fields carry their checks in metadata: ``choices`` (a registry or tuple), ``min``/``max``
-(inclusive) and ``above`` (exclusive) bounds, and ``parse`` (a function that raises
-``ConfigError`` for a bad value); :func:`deephash.validation.validate` applies them.
+"""Old import places: the configurations of the studies and of ``index``/``search`` live
+in :mod:`deephash.command_configs` (torch-free, below :mod:`deephash.validation`), the
+hashing methods' training configurations in :mod:`deephash.training.methods`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-
-from deephash.pipeline.config import MAX_SEED, MAX_WIDTH
-from deephash.registries import (
-    DATASET_KINDS,
-    HASHING_METHODS,
-    MINERS,
-    RERANK_HELP,
-    parse_index,
-    parse_rerank,
+from deephash.command_configs import (
+    DEFAULT_VARIANTS,
+    HashConfig,
+    HashingConfig,
+    IndexConfig,
+    LossStudyConfig,
+    MinerStudyConfig,
+    PackConfig,
+    ScheduleStudyConfig,
+    SearchConfig,
+    SelectMarginConfig,
+    check_index,
 )
-from deephash.training.config import TrainConfig, TrainingConfig
+from deephash.training.methods import dtsh_method, dtsh_training, zhuang_training
 
-
-def dtsh_training() -> TrainingConfig:
-    """DTSH defaults: tanh codes, inner-product likelihood over all triplets, quantisation,
-    and bit balance (ours: without it the codes collapse on small data, see
-    :mod:`deephash.hashing.regularizers`)."""
-    return TrainingConfig(loss="dtsh", miner="batch-all", distance="neg-half-inner",
-                          reduction="mean", margin=8.0, activation="tanh", normalize=False,
-                          regularizers=("quantization=0.1", "balance=0.1"), codes=True,
-                          embedding_dim=48)
-
-
-def dtsh_method(base: TrainingConfig) -> TrainingConfig:
-    """DTSH (Wang, Shi & Kitani 2016) trains the hash head per batch with the configured
-    loss and miner (:func:`dtsh_training` gives its defaults): ``base`` as it is."""
-    return base
-
-
-def zhuang_training(base: TrainingConfig) -> TrainingConfig:
-    """Zhuang et al.: the head's logits are trained to predict inferred bits (no tanh, no
-    quantisation term); ``margin`` is in bits and ``epochs`` counts stages."""
-    return dataclasses.replace(base, procedure="zhuang", activation="none", regularizers=())
-
-
-def class_code_training(base: TrainingConfig, loss: str, activation: str) -> TrainingConfig:
-    """A method that learns codes against class targets: ``loss`` (its paper's defaults,
-    its quantisation term inside it) on the head's ``activation``, not L2-normalised, no
-    regulariser of ours; the rest of ``base`` (optimiser, epochs, P x K batches) as it is."""
-    return dataclasses.replace(base, loss=loss, activation=activation, normalize=False,
-                               regularizers=(), schedules=())
-
-
-def csq_training(base: TrainingConfig) -> TrainingConfig:
-    """CSQ (Yuan et al. 2020, :mod:`deephash.losses.csq`): tanh codes pulled to Hadamard
-    hash centres, λ = 1e-4."""
-    return class_code_training(base, "csq", "tanh")
-
-
-def orthohash_training(base: TrainingConfig) -> TrainingConfig:
-    """OrthoHash (Hoe et al. 2021, :mod:`deephash.losses.orthohash`): cosine logits of the
-    head's outputs to class codes, s = 8, m = 0.2."""
-    return class_code_training(base, "orthohash", "none")
-
-
-def greedyhash_training(base: TrainingConfig) -> TrainingConfig:
-    """GreedyHash (Su et al. 2018, :mod:`deephash.losses.greedyhash`): a classifier on
-    straight-through sign codes of the head's outputs, α = 0.1."""
-    return class_code_training(base, "greedyhash", "none")
-
-
-def paper_defaults(base: TrainingConfig, own: dict[str, object],
-                   defaults: dict[str, object]) -> TrainingConfig:
-    """``base`` with a method's ``own`` settings (what makes it the method: its loss, its
-    outputs) and its paper's ``defaults`` for the fields the user left at ``hash``'s
-    defaults (:func:`dtsh_training`), so that ``--margin`` or ``--regularizers`` given on
-    the command line still apply."""
-    hash_defaults = dtsh_training()
-    kept = {name: value for name, value in defaults.items()
-            if getattr(base, name) == getattr(hash_defaults, name)}
-    return dataclasses.replace(base, **own, **kept)  # type: ignore[arg-type]
-
-
-#: the pairwise methods' head: the linear outputs are the relaxed codes (no tanh, no L2)
-_LINEAR_CODES: dict[str, object] = {"activation": "none", "normalize": False}
-
-
-def dpsh_method(base: TrainingConfig) -> TrainingConfig:
-    """DPSH (Li, Wang & Kang 2016, :mod:`deephash.losses.dpsh`): the pairwise likelihood
-    of all pairs of each batch on linear outputs, with its own quantisation term (η = 10);
-    no other regulariser unless given."""
-    return paper_defaults(base, {"loss": "dpsh", **_LINEAR_CODES}, {"regularizers": ()})
-
-
-def hashnet_method(base: TrainingConfig) -> TrainingConfig:
-    """HashNet (Cao et al. 2017, :mod:`deephash.losses.hashnet`): the class-weighted
-    pairwise likelihood of tanh(βz), β raised by continuation (α = 10 / K); no
-    regulariser unless given."""
-    return paper_defaults(base, {"loss": "hashnet", **_LINEAR_CODES}, {"regularizers": ()})
-
-
-def dsh_method(base: TrainingConfig) -> TrainingConfig:
-    """DSH (Liu et al. 2016, :mod:`deephash.losses.dsh`): the contrastive loss of all
-    pairs of each batch on linear outputs, margin m = 2K for K-bit codes (unless
-    ``--margin`` is given), α = 0.01; no other regulariser unless given."""
-    return paper_defaults(base, {"loss": "dsh", **_LINEAR_CODES},
-                          {"regularizers": (), "margin": 2.0 * base.embedding_dim})
-
-
-@dataclass
-class HashingConfig:
-    method: str = field(default="dtsh", metadata={
-        "choices": HASHING_METHODS,
-        "help": "dtsh: a hash head trained per batch with a triplet loss and miner (DTSH's "
-                "likelihood, batch-all and λ 0.1 by default; --loss/--miner replace them); "
-                "zhuang: alternate binary code inference and bit prediction"})
-    bits: tuple[int, ...] = field(default=(48,), metadata={
-        "min": 1, "max": MAX_WIDTH, "help": "code lengths: one run folder each"})
-
-
-@dataclass
-class HashConfig(TrainConfig):
-    out: str = field(default="runs/hash", metadata={"help": "run folder to write"})
-    training: TrainingConfig = field(default_factory=dtsh_training)
-    hashing: HashingConfig = field(default_factory=HashingConfig)
-
-
-@dataclass
-class SelectMarginConfig(TrainConfig):
-    out: str = field(default="runs/select-margin", metadata={"help": "run folder to write"})
-    margins: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.4, 0.8), metadata={
-        "above": 0, "help": "margin grid"})
-
-
-@dataclass
-class LossStudyConfig(TrainConfig):
-    out: str = field(default="runs/loss-study", metadata={"help": "run folder to write"})
-    losses: tuple[str, ...] = field(default=("facenet", "hoffer", "contrastive",
-                                             "contrastive+hard-pairs", "softmax"), metadata={
-        "help": "losses to compare: LOSS (with --miner) or LOSS+MINER"})
-    margins: tuple[float, ...] = field(default=(0.05, 0.1, 0.2, 0.4, 0.8), metadata={
-        "above": 0, "help": "margin grid of the triplet margin loss (facenet)"})
-    contrastive_margins: tuple[float, ...] = field(default=(0.5, 1.0, 1.5, 2.0), metadata={
-        "above": 0, "help": "margin grid of the contrastive loss (a distance, not a gap)"})
-
-    def entry_training(self, entry: str) -> TrainingConfig:
-        """``LOSS`` (with ``--miner``) or ``LOSS+MINER`` -> that entry's training config."""
-        loss, _, miner = entry.partition("+")
-        return dataclasses.replace(self.training, loss=loss, miner=miner or self.training.miner)
-
-    def margin_grid(self, loss: str) -> tuple[float, ...]:
-        """The margins ``loss`` is selected over (a loss without a margin ignores them)."""
-        return self.contrastive_margins if loss == "contrastive" else self.margins
-
-
-@dataclass
-class MinerStudyConfig(TrainConfig):
-    out: str = field(default="runs/miner-study", metadata={"help": "run folder to write"})
-    miners: tuple[str, ...] = field(default=(), metadata={
-        "choices": MINERS, "help": "miners to compare (default: every miner that serves --loss)"})
-    interleave: bool = field(default=False, metadata={
-        "help": "train the miners in turn, one epoch of each (same scores as one after the "
-                "other; a drift of the machine's speed falls on all alike)"})
-
-
-DEFAULT_VARIANTS = ("margin=step:1:16", "none", "quantization=step:0.01:0.16")
-
-
-@dataclass
-class ScheduleStudyConfig(HashConfig):
-    out: str = field(default="runs/schedule-study", metadata={"help": "run folder to write"})
-    training: TrainingConfig = field(
-        default_factory=lambda: dataclasses.replace(dtsh_training(), margin=16.0))
-    variants: tuple[str, ...] = field(default=DEFAULT_VARIANTS, metadata={
-        "help": "schedule sets to compare: 'none' (the fixed --margin and regulariser "
-                "weights) or NAME=KIND:START[:END[:EVERY]] joined with '+'"})
-    seeds: tuple[int, ...] = field(default=(0,), metadata={
-        "min": 0, "max": MAX_SEED,
-        "help": "seeds (splits and training); each variant runs once per seed"})
-
-
-def check_index(factory: str) -> None:
-    """``auto`` or an index factory string (:func:`deephash.registries.parse_index`)."""
-    if factory != "auto":
-        parse_index(factory)
-
-
-@dataclass
-class IndexConfig:
-    checkpoint: str = field(default="", metadata={"help": "a trained model's best.pt"})
-    data_dir: str | None = field(default=None, metadata={
-        "help": "images to index (an image folder with train/ and test/, CIFAR-10, or a "
-                "file written by deephash pack)"})
-    out: str = field(default="runs/index", metadata={"help": "index folder to write"})
-    overwrite: bool = field(default=False, metadata={
-        "help": "replace the index already in --out (never one holding images added to it, "
-                "a run, the data or the cache)"})
-    index: str = field(default="auto", metadata={
-        "parse": check_index,
-        "help": "BFlat-numpy, BFlat, BHNSW<M>, BMIH<h> (codes) or Flat (embeddings); auto: "
-                "BFlat for a hashing model, Flat for an embedding model"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
-    cache_dir: str | None = field(default=None, metadata={
-        "help": "feature cache folder (default $DEEPHASH_CACHE or ~/.cache/deephash)"})
-    cache: bool = field(default=True, metadata={"help": "read and write the feature cache"})
-
-
-@dataclass
-class SearchConfig:
-    image: str = field(default="", metadata={"positional": True, "help": "query image file"})
-    index: str = field(default="runs/index", metadata={"help": "index folder"})
-    k: int = field(default=10, metadata={"flag": "-k", "min": 1, "help": "results to return"})
-    show: str | None = field(default=None, metadata={
-        "help": "save a PNG of the query beside its results"})
-    label: str | None = field(default=None, metadata={
-        "help": "the query's class (default: its folder name, if that is a class)"})
-    checkpoint: str | None = field(default=None, metadata={
-        "help": "the model that built the index, when it is no longer where index.json "
-                "says (a moved or copied run's best.pt)"})
-    rerank: str = field(default="ties", metadata={"parse": parse_rerank, "help": RERANK_HELP})
-
-
-@dataclass
-class PackConfig:
-    data_dir: str = field(default="", metadata={
-        "positional": True, "help": "data set to pack: any kind --data-dir takes (image or "
-                                    "class folders, list files, a CSV file, unlabelled "
-                                    "images, CIFAR-10, MNIST) or a pack"})
-    file: str = field(default="", metadata={"positional": True, "help": "pack file to write"})
-    dataset: str = field(default="auto", metadata={
-        "flag": "--format", "aliases": ("--dataset",), "choices": DATASET_KINDS,
-        "help": "data set kind; auto detects it from the files (docs/data.md)"})
-    image_root: str | None = field(default=None, metadata={
-        "help": "folder the image paths of list files or a CSV are relative to"})
-    overwrite: bool = field(default=False, metadata={
-        "help": "replace an existing FILE (only a pack)"})
+__all__ = ["DEFAULT_VARIANTS", "HashConfig", "HashingConfig", "IndexConfig", "LossStudyConfig",
+           "MinerStudyConfig", "PackConfig", "ScheduleStudyConfig", "SearchConfig",
+           "SelectMarginConfig", "check_index", "dtsh_method", "dtsh_training", "zhuang_training"]

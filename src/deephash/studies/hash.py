@@ -13,6 +13,8 @@ Method ``dtsh`` (Wang, Shi & Kitani 2016): a tanh hash head trained with the DTS
 likelihood over all triplets of each batch plus λ·||u - sign(u)||²; any scalar may follow
 a schedule (``--schedules margin=step:1:16``). Method ``zhuang`` (Zhuang et al. 2016):
 alternating binary code inference and bit prediction (:mod:`deephash.hashing.zhuang`).
+Methods ``itq`` and ``lsh``: the shallow baselines fitted on the frozen features instead of
+trained (:mod:`deephash.studies.shallow`), the same folders and figures.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from deephash.pipeline.protocol import open_protocol
 from deephash.registries import HASHING_METHODS
 from deephash.studies.configs import HashConfig, HashingConfig, dtsh_training, zhuang_training
 from deephash.studies.run_folder import open_run, sub_run_flags
+from deephash.studies.shallow import check_code_lengths
 from deephash.studies.tables import markdown_table, metric_cell
 from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig
@@ -42,7 +45,8 @@ def run_hash(config: HashConfig) -> list[dict[str, Any]]:
     init_from_environment(resolve_device(config.extraction.device))  # torchrun: before open_run
     folder = open_run(config.out, config, resume=config.training.resume,
                       overwrite=config.overwrite, sweep=("hashing.bits",))
-    open_protocol(config)  # every image's header, the data's digest: before the folder
+    _, splits = open_protocol(config)  # every image's header, the data's digest: before
+    check_code_lengths(config, splits)  # the folder; a shallow method's --bits too
     with folder:
         return _sweep(config, folder.path)
 

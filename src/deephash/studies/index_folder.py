@@ -1,10 +1,11 @@
 """Where ``deephash index`` writes: the ``--out`` rule of index folders, and the atomic write.
 
-The rule of run folders (:mod:`deephash.studies.out_folder`) applied to index folders: a
-non-empty ``--out`` is refused unless ``--overwrite``, which replaces only an index folder
-(one with an ``index.json``) that holds neither a run, the working directory, the home
-folder, the data nor the feature cache. All of it is checked by :func:`check_out`, called
-by :func:`deephash.validation.validate`, before anything is extracted or written.
+The rule of run folders applied to index folders (:mod:`deephash.folders`): a non-empty
+``--out`` is refused unless ``--overwrite``, which replaces only an index folder (one with
+an ``index.json``) that holds neither a run, the working directory, the home folder, the
+data nor the feature cache. All of it is checked by
+:func:`~deephash.folders.check_index_out`, called by :func:`deephash.validation.validate`,
+before anything is extracted or written.
 
 Images added to an index (``POST /items`` keeps them in ``added/``) are never dropped:
 replacing an index folder that holds any is refused, with the way to keep them. They are
@@ -32,57 +33,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from deephash.errors import ConfigError
+from deephash.folders import check_kept_images
 from deephash.service.folder import read_info
-from deephash.service.store import ADDED, folder_lock, sync_folder, write_generation
-from deephash.studies.configs import IndexConfig
-from deephash.studies.out_folder import check_clearable, protected_folders
-from deephash.studies.run_folder import is_run_folder
-
-
-def is_index_folder(path: Path) -> bool:
-    """Whether ``path`` holds a readable ``index.json`` of deephash."""
-    try:
-        read_info(path)
-    except ConfigError:
-        return False
-    return True
-
-
-def check_kept_images(out: Path) -> None:
-    """Refuse to replace an index that holds images added to it (``added/``)."""
-    added = out / ADDED
-    count = sum(1 for p in added.iterdir() if p.is_file() and not p.name.startswith(".")
-                ) if added.is_dir() else 0
-    if count:
-        raise ConfigError(f"--overwrite: {out} holds {count} images added to the index (in "
-                          f"{added}); replacing it would drop them. To keep them, copy them "
-                          "into the data set under their class and index into another --out "
-                          f"(or move {added} away yourself to drop them)")
-
-
-def check_out(config: IndexConfig) -> None:
-    """Refuse an ``--out`` that ``deephash index`` must not write (module docstring)."""
-    out = Path(config.out).expanduser()
-    if not out.is_dir() or not any(out.iterdir()):
-        return  # new or empty (a file there is refused by validate)
-    if is_run_folder(out):
-        raise ConfigError(f"--out {out} holds a deephash run; an index goes into a folder of "
-                          "its own: choose another --out")
-    if not config.overwrite:
-        what = "an index" if is_index_folder(out) else "other files"
-        raise ConfigError(f"--out {out} already holds {what}; replace it with --overwrite, or "
-                          "choose another --out")
-    check_clearable(out, "index folder", "index.json", is_index_folder,
-                    protected_folders(config.data_dir, "auto", config.cache_dir))
-    check_kept_images(out)
+from deephash.service.store import folder_lock, sync_folder, write_generation
 
 
 def write_index(out: Path, info: dict[str, Any],
                 parts: Mapping[str, Callable[[Path], None]]) -> dict[str, Any]:
     """Write an index folder (``parts`` and ``info``, as
     :func:`~deephash.service.store.write_generation` takes them) at ``out``, atomically
-    (module docstring); return its ``index.json``. ``out`` was checked by :func:`check_out`."""
+    (module docstring); return its ``index.json``. ``out`` was checked by
+    :func:`~deephash.folders.check_index_out`."""
     out = Path(out)
     if out.is_dir() and any(out.iterdir()):  # an index folder, replaced with --overwrite
         with folder_lock(out):

@@ -30,11 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from deephash.config import variant
-from deephash.errors import ConfigError
 from deephash.fileio import save_json
-from deephash.losses import loss_traits
+from deephash.losses import miners_for
 from deephash.machine import combined_load
-from deephash.miners import miner_names
 from deephash.pipeline.protocol import open_protocol
 from deephash.studies.configs import MinerStudyConfig
 from deephash.studies.run_folder import RunFolder, open_run, run_load, run_seconds, sub_run_flags
@@ -84,15 +82,6 @@ def with_miner(config: TrainConfig, miner: str, out: Path, resume: bool = False,
     """The ``TrainConfig`` of ``config`` with ``miner``, into ``out``."""
     return variant(config, TrainConfig, out=str(out), overwrite=overwrite,
                    training={"miner": miner, "resume": resume})
-
-
-def miners_for(loss_name: str) -> tuple[str, ...]:
-    """Every registered miner whose tuples (triplets or pairs) the loss trains on."""
-    traits = loss_traits(loss_name)
-    if not traits.uses_miner:
-        raise ConfigError(f"the {loss_name} loss uses no miner; a miner study needs a loss "
-                          "that does")
-    return tuple(sorted(name for kind in traits.accepts for name in miner_names(kind)))
 
 
 def run_miner_study(config: MinerStudyConfig) -> list[dict[str, Any]]:

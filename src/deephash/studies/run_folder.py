@@ -48,10 +48,10 @@ from deephash.config import to_dict
 from deephash.distributed import ranks
 from deephash.errors import ConfigError, DeephashError
 from deephash.fileio import save_bytes, save_json
+from deephash.folders import check_clearable, is_run_folder, protected_folders, read_parsed
 from deephash.machine import describe_machine
 from deephash.pipeline.protocol import write_splits as write_splits  # moved there
 from deephash.pipeline.results import write_embeddings as write_embeddings  # moved there
-from deephash.studies.out_folder import check_clearable, protected_folders
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,6 @@ def save_config(config: Any, path: Path) -> None:
     save_bytes(path, yaml.safe_dump(saved_config(config), sort_keys=False).encode())
 
 
-def _read(path: Path, parse: Any) -> Any:
-    """Parsed file contents, or ``None`` when missing or unreadable."""
-    try:
-        return parse(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-
-
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
@@ -136,14 +128,6 @@ def config_changes(saved: dict[str, Any], config: Any,
             if key not in skipped and before.get(key, _ABSENT) != after.get(key, _ABSENT)]
 
 
-def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` holds a deephash ``run.json`` or ``config.yaml``."""
-    info = _read(path / "run.json", json.loads)
-    config = _read(path / "config.yaml", yaml.safe_load)
-    return (isinstance(info, dict) and "deephash" in info) or (
-        isinstance(config, dict) and "out" in config)
-
-
 def _protected(config: Any) -> list[tuple[str, Path]]:
     """Folders that ``--overwrite`` must never clear, nor any folder holding them."""
     data, extraction = getattr(config, "data", None), getattr(config, "extraction", None)
@@ -157,7 +141,7 @@ def _check_clearable(path: Path, config: Any) -> None:
 
 
 def _check_resumable(path: Path, config: Any, sweep: tuple[str, ...]) -> None:
-    saved = _read(path / "config.yaml", yaml.safe_load)
+    saved = read_parsed(path / "config.yaml", yaml.safe_load)
     if not isinstance(saved, dict):
         raise ConfigError(f"--resume: {path} holds no deephash run (no readable config.yaml); "
                           "choose another --out or start without --resume")
@@ -195,7 +179,7 @@ def open_run(out: str | Path, config: Any, *, resume: bool | None = None,
     elif held and resume:
         _check_resumable(path, config, sweep)
     elif held:
-        info = _read(path / "run.json", json.loads)  # a run.json without state: finished
+        info = read_parsed(path / "run.json", json.loads)  # a run.json without state: finished
         what = (f"a {info.get('state', 'finished')} run" if isinstance(info, dict) else
                 "a run" if is_run_folder(path) else "other files")
         fix = ("continue it with --resume (same configuration), replace it with --overwrite"
@@ -220,14 +204,14 @@ def sub_run_flags(resume: bool, folder: Path) -> tuple[bool, bool]:
 def run_seconds(path: Path, clock: str = "seconds") -> dict[str, float]:
     """The wall-clock figures of a run's ``run.json`` (empty if it has none), or with
     ``clock="cpu_seconds"`` its CPU-time figures (empty in a run.json older than them)."""
-    info = _read(path / "run.json", json.loads)
+    info = read_parsed(path / "run.json", json.loads)
     return dict(info.get(clock) or {}) if isinstance(info, dict) else {}
 
 
 def run_load(path: Path) -> dict[str, Any] | None:
     """The ``load`` of a run's ``run.json`` (:func:`deephash.machine.load_summary`), or
     ``None`` when it has none."""
-    info = _read(path / "run.json", json.loads)
+    info = read_parsed(path / "run.json", json.loads)
     load = info.get("load") if isinstance(info, dict) else None
     return load if isinstance(load, dict) else None
 

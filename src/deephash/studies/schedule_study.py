@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from deephash.config import variant as config_variant
-from deephash.errors import ConfigError
 from deephash.fileio import save_json
 from deephash.pipeline.protocol import open_protocol
 from deephash.studies.configs import DEFAULT_VARIANTS, HashConfig, ScheduleStudyConfig
 from deephash.studies.hash import run_hash
 from deephash.studies.run_folder import open_run
 from deephash.studies.tables import markdown_table
-from deephash.training.schedules import parse_schedule
+from deephash.training.schedules import parse_variant
 from deephash.validation import validate
 from deephash.viz.studies import plot_schedule_study
 
@@ -33,17 +32,6 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_VARIANTS", "ScheduleStudyConfig", "parse_variant", "run_schedule_study"]
 
 METRICS = ("val_map@all", "map@all", "prec@r2", "knn_acc@1", "map@all_index_order")
-
-
-def parse_variant(text: str) -> tuple[str, ...]:
-    """``"none"`` -> ``()``; ``"margin=step:1:16+quantization=linear:0:0.1"`` -> both."""
-    if text.strip() == "none":
-        return ()
-    parts = tuple(part.strip() for part in text.split("+"))
-    names = [parse_schedule(part)[0] for part in parts]  # validates each
-    if len(set(names)) != len(names):
-        raise ConfigError(f"variant {text!r} schedules one scalar twice")
-    return parts
 
 
 def _folder_name(variant: str) -> str:

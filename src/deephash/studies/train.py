@@ -21,6 +21,7 @@ from deephash.devices import resolve_device
 from deephash.distributed import broadcast, init_from_environment, ranks
 from deephash.errors import ConfigError
 from deephash.fileio import save_json
+from deephash.hashing.shallow import shallow_coder
 from deephash.labels import LabelSet
 from deephash.machine import load_summary
 from deephash.pipeline.evaluate import (
@@ -33,6 +34,7 @@ from deephash.pipeline.evaluate import (
 from deephash.pipeline.protocol import open_protocol, skipped_run_details, write_splits
 from deephash.pipeline.setup import parse_weights, training_setup
 from deephash.studies.run_folder import RunFolder, open_run
+from deephash.studies.shallow import run_shallow
 from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
 from deephash.training.rounds import Steps, finish
@@ -113,6 +115,11 @@ def train_steps(config: TrainConfig, evaluate_test: bool = True) -> Steps[dict[s
     if ranks().world > 1 and config.training.procedure == "zhuang":
         raise ConfigError("Zhuang et al.'s procedure runs in one process; start it without "
                           "torchrun")
+    if shallow_coder(config.training.procedure) is not None:  # fitted, not trained
+        if ranks().world > 1:
+            raise ConfigError(f"--procedure {config.training.procedure} is fitted in one "
+                              "process in seconds; start it without torchrun")
+        return run_shallow(config, evaluate_test)
     run = Path(config.out)
     folder = open_run(run, config, resume=config.training.resume, overwrite=config.overwrite)
     resume_state = None

@@ -104,7 +104,8 @@ class TrainingConfig:
     procedure: str = field(default="triplet", metadata={
         "choices": PROCEDURES, "help": "triplet: loss + online miner per batch; zhuang: "
                                        "alternate code inference and bit prediction (epochs "
-                                       "= stages)"})
+                                       "= stages); itq, lsh: a linear coder fitted on the "
+                                       "frozen features instead of training (with --codes)"})
     zhuang: ZhuangConfig = field(default_factory=ZhuangConfig)
     codes: bool = field(default=False, metadata={
         "help": "the outputs are hash codes: validate and test on their signs (Hamming)"})

@@ -11,8 +11,9 @@ feature extraction.
 
 * no labelled image at all: there is nothing to learn from;
 * a loss that trains on mined tuples or on every pair of the batch (every loss but the
-  classifier), or Zhuang et al.'s procedure, when every two labelled images share a label:
-  no tuple has a negative (:func:`has_negative_pair`).
+  classifier and the class-code methods), or Zhuang et al.'s procedure, when every two
+  labelled images share a label: no tuple has a negative (:func:`has_negative_pair`); the
+  shallow coders (ITQ, LSH) read no label and fit anyway.
 
 The samplers repeat the second check on the training split
 (:class:`~deephash.training.sampler.BalancedBatchSampler`), where a protocol's split may
@@ -24,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from deephash.errors import DataError
+from deephash.hashing.shallow import shallow_coder
 from deephash.labels import LabelSet, LabelsLike, as_label_set, relevance
 from deephash.losses import loss_traits
 from deephash.training.config import TrainConfig
@@ -71,6 +73,8 @@ def _tuple_method(procedure: str, loss: str) -> str | None:
     the classifier."""
     if procedure == "zhuang":
         return "Zhuang et al.'s code inference"
+    if shallow_coder(procedure) is not None:  # ITQ, LSH: fitted without labels
+        return None
     traits = loss_traits(loss)
     return f"the {loss} loss" if traits.uses_miner or traits.every_pair else None
 

@@ -94,3 +94,14 @@ def parse_schedule(text: str) -> tuple[str, Schedule]:
     if parts[0] == "step" and (start <= 0 or end < start):
         raise ConfigError(f"bad schedule {text!r}: step needs 0 < START <= END")
     return name.strip(), SCHEDULES.create(parts[0], start, end, every)
+
+
+def parse_variant(text: str) -> tuple[str, ...]:
+    """``"none"`` -> ``()``; ``"margin=step:1:16+quantization=linear:0:0.1"`` -> both."""
+    if text.strip() == "none":
+        return ()
+    parts = tuple(part.strip() for part in text.split("+"))
+    names = [parse_schedule(part)[0] for part in parts]  # validates each
+    if len(set(names)) != len(names):
+        raise ConfigError(f"variant {text!r} schedules one scalar twice")
+    return parts
