@@ -1,0 +1,103 @@
+"""An unlabelled folder: every image under a folder, at any depth, without labels.
+
+What someone who simply wants to index and search their photos has: ``deephash index``,
+``search`` and ``serve`` take it (retrieval needs no labels; no relevance is marked and no
+metric is computed), ``train``, ``baseline`` and ``hash`` refuse it in one line
+(:meth:`UnlabelledFolderDataset.check`, which the training commands call before any
+extraction).
+
+The images are the files under the folder whose names end in one of
+:data:`~deephash.data.image_folder.IMAGE_EXTENSIONS` (any case), hidden files and folders
+(a name starting with ``.``) left out, in the order of their relative paths (compared
+folder by folder, so ``a/z.jpg`` comes before ``a-b/c.jpg``). Links: a linked folder is
+not entered (a link to a parent would never end, a link to a sibling would index its
+images twice); a linked file is taken when its target lies inside the folder and skipped
+otherwise, with one warning that counts them, so that serving the folder never reads a
+file outside it (``deephash serve`` shows each item's image to its clients).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+from deephash.data.dataset import ImageDataset
+from deephash.data.decode import open_rgb, read_rgb_pixels
+from deephash.data.image_folder import IMAGE_EXTENSIONS
+from deephash.errors import DataError
+from deephash.labels import UNLABELLED, LabelSet
+
+log = logging.getLogger(__name__)
+
+
+def find_images(root: Path) -> tuple[list[str], list[str]]:
+    """The image files under ``root`` (module docstring) as POSIX paths relative to it,
+    sorted; and the linked files skipped because their target lies outside ``root``."""
+    inside = root.resolve()
+    found: list[str] = []
+    outside: list[str] = []
+    for folder, folders, files in os.walk(root):  # linked folders are not entered
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        where = Path(folder)
+        for name in files:
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = where / name
+            relative = path.relative_to(root).as_posix()
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                outside.append(relative)
+            elif path.is_file():
+                found.append(relative)
+    return sorted(found, key=lambda p: PurePosixPath(p).parts), sorted(outside)
+
+
+class UnlabelledFolderDataset(ImageDataset):
+    """Every image under ``root`` (module docstring), none labelled: ``classes`` is empty,
+    ``labels`` an all-unlabelled single-label set over 0 classes, no image is in a test
+    part and the data brings no splits (``parts`` is ``None``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.name = f"{self.root.name} (unlabelled folder)"
+        if not self.root.is_dir():
+            raise DataError(f"{self.root} is not a folder; pass --data-dir with the folder "
+                            "of images to index")
+        self.paths, outside = find_images(self.root)
+        if outside:
+            log.warning("skipping %d linked file(s) whose target is outside %s, the first: %s",
+                        len(outside), self.root, outside[0])
+        if not self.paths:
+            raise DataError(f"{self.root} holds no images (looked at any depth for "
+                            f"{', '.join(IMAGE_EXTENSIONS)}); pass the folder of your images")
+        self.classes = []
+        self.labels = LabelSet.from_ids(np.full(len(self.paths), UNLABELLED, np.int64), 0)
+        self.is_test = np.zeros(len(self.paths), dtype=bool)
+        self.parts = None
+
+    def check(self) -> None:
+        """Refuse the data for anything that needs labels (training, evaluation): called by
+        the commands that split data into a protocol, never by ``index``, ``search`` or
+        ``serve``."""
+        raise DataError(f"{self.root} is an unlabelled folder: train, baseline and hash need "
+                        "labelled images (train/<class>/ and test/<class>/ folders, class "
+                        "folders, list files or a CSV with labels); index, search and serve "
+                        "take it as it is")
+
+    def load_image(self, index: int) -> Image.Image:
+        return open_rgb(self.root / self.paths[index])
+
+    def load_pixels(self, index: int) -> np.ndarray:
+        return read_rgb_pixels(self.root / self.paths[index])
+
+    def image_source(self, index: int) -> Path:
+        return self.root / self.paths[index]
+
+    def describe(self, index: int) -> str:
+        return str(self.root / self.paths[index])
+
+    def data_files(self) -> tuple[Path, list[str]]:
+        return self.root, self.paths
