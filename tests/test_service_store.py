@@ -481,3 +481,29 @@ def test_items_files_with_bad_labels_are_refused(tmp_path: Path, labels: np.ndar
              classes=np.array(["x", "y"]))
     with pytest.raises(ConfigError, match=r"cannot read .*rebuild with deephash index"):
         Items.load(tmp_path / "items.npz")
+
+
+def test_deephash_search_lists_each_hits_labels_and_frames_by_a_shared_label(
+        tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tree / "index"
+    lists = [[i % 3] + ([3] if i % 4 == 0 else []) for i in range(48)]  # class, maybe "car"
+    names = ("sky", "tree", "water", "car")
+    multi_label_copy(index, lists, names)
+    drawn: list[Any] = []
+    monkeypatch.setattr("deephash.viz.search.plot_results",
+                        lambda query, rows, label, path: drawn.append((rows, label)))
+    query = tree / "data" / "test" / "class1" / "02.png"
+    capsys.readouterr()
+    assert main(["search", str(query), "--index", str(index), "-k", "48", "--label", "tree,car",
+                 "--show", str(tree / "show.png")]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:]
+             if not line.startswith("#")]
+    items = Items.load(index / "items.npz")
+    by_path = {str((tree / "data" / p).resolve()): i for i, p in enumerate(items.paths)}
+    for row in lines:
+        assert row[2] == ",".join(names[c] for c in lists[by_path[row[3]]])
+    rows, label = drawn[0]
+    assert label == "tree,car" and len(rows) == 48
+    for row in rows:  # relevant: shares tree (1) or car (3) with the query
+        assert row["relevant"] == bool({1, 3} & set(lists[by_path[row["path"]]]))
+    assert {row["relevant"] for row in rows} == {True, False}
