@@ -165,3 +165,20 @@ def test_images_added_to_an_unlabelled_index_may_stay_unlabelled(tree: Path,
     named = client.post("/items", data={"label": "holiday"},
                         files=[("images", ("m.png", image, "image/png"))]).json()["added"][0]
     assert named["labels"] == ["holiday"] and client.get("/info").json()["labelled"] == 1
+    numbered = client.post("/items", data={"label": "0"},
+                           files=[("images", ("o.png", image, "image/png"))]).json()
+    assert numbered["added"][0]["labels"] == ["holiday"]  # class 0 is the new class now
+    fresh = local_client(create_app(Searcher.open(index), ServeConfig(index=str(index))))
+    assert fresh.get("/info").json()["classes"] == ["holiday"]
+
+
+def test_a_class_number_needs_classes() -> None:
+    from deephash.errors import ConfigError
+    from deephash.labels import LabelSet
+    from deephash.service.items import Items
+
+    items = Items(np.array(["a.png"]), LabelSet.from_ids([-1], 0), (), np.zeros(1, bool))
+    with pytest.raises(ConfigError, match="label 0: this index has no classes to number; "
+                                          "give a class name"):
+        items.labels_of(["0"])
+    assert items.labels_of(["x", "y", "x"]) == ([0, 1], ("x", "y"))

@@ -140,6 +140,9 @@ def _class_of(given: str, classes: tuple[str, ...]) -> tuple[int, tuple[str, ...
         return classes.index(given), classes
     if given.lstrip("-").isdigit():
         label = int(given)
+        if not classes:
+            raise ConfigError(f"label {label}: this index has no classes to number; give a "
+                              "class name")
         if not 0 <= label < len(classes):
             raise ConfigError(f"label {label} is not a class number (0..{len(classes) - 1}); "
                               "give a class number or a class name")
