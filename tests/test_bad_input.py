@@ -6,7 +6,8 @@ the case's own option is what fails; each must exit with code 2, print the fragm
 stderr without a traceback, and leave ``--out`` and the feature cache not created.
 Placeholders: ``{data}`` the image folder, ``{file}`` an existing file, ``{missing}`` a path
 that does not exist, ``{yaml}`` a config file holding the case's ``yaml`` text, ``{run}`` a
-run folder, ``{index}`` an index folder with one image added to it.
+run folder, ``{index}`` an index folder with one image added to it, ``{bad}`` a folder of
+list files (``bad/lists``) or a CSV (``bad/data.csv``) holding the case's ``BAD_DATA`` lines.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +188,46 @@ CASES: dict[str, Case] = {
     "report out is a file": (["report", "--out", "{file}"], 2,
                              "is a file; choose a folder for the report"),
     "report seed absurd": (["report", "--seed", "-1"], 2, "--seed must be at least 0, got -1"),
+    # issue 21: list files and CSV files, each bad line named by file and line number
+    "format": (["baseline", "--format", "parquet"], 2,
+               "argument --format/--dataset: invalid choice: 'parquet'"),
+    "list line width": (["baseline", "--data-dir", "{bad}/lists"], 2,
+                        "train.txt line 2: 1 label values, not 2 as on the first line"),
+    "list label value": (["train", "--data-dir", "{bad}/lists"], 2,
+                         "test.txt line 1: label value '2' is not 0 or 1"),
+    "list path missing": (["baseline", "--data-dir", "{bad}/lists"], 2,
+                          "database.txt line 2: no image gone.png under"),
+    "list path escapes": (["baseline", "--data-dir", "{bad}/lists"], 2,
+                          "train.txt line 1: image path '../0.png' leaves"),
+    "list empty label set": (["hash", "--data-dir", "{bad}/lists"], 2,
+                             "test.txt line 1: 1.png has no label; every image of the query "
+                             "split needs at least one"),
+    "list conflicting labels": (["baseline", "--data-dir", "{bad}/lists"], 2,
+                                "database.txt line 1: 0.png has other labels than on"),
+    "list image root": (["baseline", "--data-dir", "{bad}/lists", "--image-root", "{missing}"],
+                        2, "--image-root"),
+    "csv without path": (["baseline", "--data-dir", "{bad}/data.csv"], 2,
+                         "data.csv line 1: no 'path' column"),
+    "csv row width": (["train", "--data-dir", "{bad}/data.csv"], 2,
+                      "data.csv line 3: 3 fields, the header has 2"),
+    "csv given a folder": (["baseline", "--data-dir", "{bad}", "--format", "csv"], 2,
+                           "--format csv reads a CSV file"),
 }
+
+#: the bad data of a case: ``{file: text}`` written under ``{bad}`` beside images 0-2.png
+BAD_DATA: dict[str, dict[str, str]] = {
+    "list line width": {"lists/train.txt": "0.png 1 0\n1.png 1\n"},
+    "list label value": {"lists/test.txt": "1.png 2 0\n"},
+    "list path missing": {"lists/database.txt": "0.png 1 0\ngone.png 0 1\n"},
+    "list path escapes": {"lists/train.txt": "../0.png 1 0\n"},
+    "list empty label set": {"lists/test.txt": "1.png 0 0\n"},
+    "list conflicting labels": {"lists/database.txt": "0.png 0 1\n"},
+    "csv without path": {"data.csv": "file,label\n0.png,a\n"},
+    "csv row width": {"data.csv": "path,label\n0.png,a\n1.png,b,c\n"},
+}
+#: valid list files the cases change one file of
+GOOD_LISTS = {"lists/train.txt": "0.png 1 0\n", "lists/test.txt": "1.png 0 1\n",
+              "lists/database.txt": "0.png 1 0\n2.png 0 1\n"}
 
 YAML = {"yaml range": "training:\n  epochs: 0\n", "yaml name": "training:\n  loss: arcface\n",
         "yaml syntax": "seed: [1\n", "yaml not a mapping": "- 1\n- 2\n",
@@ -230,9 +271,15 @@ def placeholders(case: str, tmp: Path, folder: Path) -> dict[str, str]:
     (tmp / "an-index" / "added").mkdir(parents=True)  # an index with an image added to it
     (tmp / "an-index" / "index.json").write_text('{"codes": true, "checkpoint": "best.pt"}')
     (tmp / "an-index" / "added" / "48.png").write_bytes(b"")
+    bad = tmp / "bad"
+    for name in ("lists/0.png", "lists/1.png", "lists/2.png", "0.png", "1.png"):
+        (bad / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(next(folder.glob("train/*/*.png")), bad / name)
+    for name, text in {**GOOD_LISTS, **BAD_DATA.get(case, {})}.items():
+        (bad / name).write_text(text)
     return {"data": str(folder), "file": str(tmp / "a-file.txt"),
             "missing": str(tmp / "no-such-thing"), "yaml": str(tmp / "config.yaml"),
-            "run": str(tmp / "a-run"), "index": str(tmp / "an-index")}
+            "run": str(tmp / "a-run"), "index": str(tmp / "an-index"), "bad": str(bad)}
 
 
 def command_line(args: list[str], folder: Path, tmp: Path) -> list[str]:

@@ -60,7 +60,7 @@ def test_one_class_is_refused(tmp_path: Path) -> None:
 def test_missing_folders_and_unknown_test_class(tmp_path: Path, image_folder: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         open_dataset(str(tmp_path / "nowhere"))
-    with pytest.raises(DataError, match="neither cifar-10-batches-py nor an image folder"):
+    with pytest.raises(DataError, match="holds no data set deephash recognises"):
         open_dataset(str(tmp_path))
     shutil.copytree(image_folder / "test" / "class0", image_folder / "test" / "stranger")
     with pytest.raises(DataError, match="stranger"):

@@ -152,7 +152,7 @@ def test_official_release_is_packed_as_lossless_png(tmp_path: Path) -> None:
 
 
 def _future(data: bytes) -> bytes:
-    return MAGIC + struct.pack("<I", 2) + data[len(MAGIC) + 4:]
+    return MAGIC + struct.pack("<I", 3) + data[len(MAGIC) + 4:]
 
 
 DAMAGE = {
@@ -177,7 +177,7 @@ def test_damaged_packs_are_refused_in_one_line(damage: str, mixed: Path, tmp_pat
     message = str(raised.value)
     assert str(path) in message and "deephash pack" in message and "\n" not in message
     if damage == "future version":
-        assert "format version 2" in message
+        assert "format version 3" in message
     # every command stops with that one line (or says the file is not a pack)
     assert main(["baseline", "--data-dir", str(path), "--out", str(tmp_path / "run"),
                  "--cache-dir", str(tmp_path / "cache")]) == 2
@@ -189,10 +189,10 @@ def test_open_dataset_tells_files_apart(mixed: Path, tmp_path: Path) -> None:
     path = tmp_path / "data.bin"  # detected by its magic bytes, not by its name
     write_pack(open_dataset(str(mixed)), path)
     assert is_pack(path) and isinstance(open_dataset(str(path), "imagefolder"), PackedDataset)
-    with pytest.raises(DataError, match=r"is a deephash pack.*--dataset auto"):
+    with pytest.raises(DataError, match=r"is a deephash pack.*--format auto"):
         open_dataset(str(path), "cifar10")
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(DataError, match="is a file but not a deephash pack"):
+    with pytest.raises(DataError, match=r"is a file but neither a deephash pack nor a \.csv"):
         open_dataset(str(tmp_path / "notes.txt"))
     with pytest.raises(DataError, match="does not exist"):
         open_dataset(str(tmp_path / "missing.pack"))
@@ -299,3 +299,97 @@ def test_gpu_finetune_check_runs_on_the_cpu_from_a_small_pack(tmp_path: Path) ->
     metrics = json.loads((tmp_path / "out" / "finetune-48" / "bits-48" / "metrics.json")
                          .read_text())
     assert 0 <= metrics["map@all"] <= 1 and not (tmp_path / "out" / "cache").exists()
+
+
+def _kinds(tmp_path: Path) -> dict[str, tuple[str, str, str | None]]:
+    """``kind -> (data path, --format, --image-root)`` of one small data set of each kind
+    deephash reads from files (multi-label list files, a CSV with unlabelled images)."""
+    from test_list_files import _images, write_lists
+
+    split = make_image_folder(tmp_path / "split", n_classes=3, n_train=3, n_test=1)
+    names = _images(tmp_path / "repo" / "img", 5)
+    lists = write_lists(tmp_path / "repo" / "lists",
+                        [(f"img/{names[0]}", [1, 1, 0]), (f"img/{names[1]}", [0, 0, 1])],
+                        [(f"img/{names[4]}", [0, 1, 1])],
+                        [(f"img/{names[1]}", [0, 0, 1]), (f"img/{names[2]}", [1, 0, 0]),
+                         (f"img/{names[3]}", [0, 1, 0])], classes=["a", "b", "c"])
+    (tmp_path / "repo" / "a.csv").write_text(
+        "path,label\nimg/0.png,x|y\nimg/1.png,\nimg/2.png,y\n")
+    (tmp_path / "repo" / "b.csv").write_text(
+        "path,label,split\nimg/0.png,x,train\nimg/1.png,y,train\nimg/2.png,y,test\n")
+    return {"imagefolder": (str(split), "auto", None),
+            "classfolders": (str(split / "train"), "classfolders", None),
+            "lists": (str(lists), "lists", str(tmp_path / "repo")),
+            "csv unlabelled": (str(tmp_path / "repo" / "a.csv"), "auto", None),
+            "csv split": (str(tmp_path / "repo" / "b.csv"), "csv", None),
+            "unlabelled": (str(tmp_path / "repo" / "img"), "unlabelled", None)}
+
+
+@pytest.mark.parametrize("kind", ["imagefolder", "classfolders", "lists", "csv unlabelled",
+                                  "csv split", "unlabelled"])
+def test_every_kind_packs_and_reads_back_equal(kind: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    if kind == "unlabelled":
+        pytest.importorskip("deephash.data.unlabelled")
+    data, kind_flag, image_root = _kinds(tmp_path)[kind]
+    source = open_dataset(data, kind_flag, image_root=image_root)
+    path = tmp_path / "out" / "data.pack"
+    argv = ["pack", data, str(path), "--format", kind_flag]
+    assert main(argv + (["--image-root", image_root] if image_root else [])) == 0
+    assert f"packed {len(source)} images" in capsys.readouterr().out
+    pack = open_dataset(str(path))
+    assert isinstance(pack, PackedDataset)
+    assert pack.labels == source.labels and pack.classes == source.classes
+    assert np.array_equal(pack.is_test, source.is_test)
+    assert (pack.parts is None) == (source.parts is None)
+    if source.parts is not None:
+        assert pack.parts is not None and pack.parts.keys() == source.parts.keys()
+        for name, rows in source.parts.items():
+            assert np.array_equal(pack.parts[name], rows)
+    assert pack.fingerprint() == source.fingerprint()
+    for i in range(len(source)):
+        assert np.array_equal(pack.load_pixels(i), source.load_pixels(i))
+    version = struct.unpack("<I", path.read_bytes()[len(MAGIC):len(MAGIC) + 4])[0]
+    single = source.labels.is_single and source.labels.labelled.all() and source.parts is None
+    assert version == (1 if single else 2)  # single-label packs keep the old format
+    again = tmp_path / "again.pack"
+    write_pack(pack, again)  # a pack of a pack is the same pack
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_a_single_label_pack_is_format_one(mixed: Path, tmp_path: Path) -> None:
+    """Old packs open, and single-label packs are written as they were: ``labels`` ids."""
+    path = tmp_path / "data.pack"
+    write_pack(open_dataset(str(mixed)), path)
+    header, version, _start = packed_module.read_header(path)
+    assert version == 1 and "label_sets" not in header and "parts" not in header
+    assert header["labels"] == open_dataset(str(mixed)).labels.ids.tolist()
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"label_sets": [[0, 9]]}, "label_sets do not fit the images"),
+    ("classes", "label_sets name classes the pack does not have"),
+    ({"parts": {"train": [1, 0]}}, "parts are not ascending pool indices"),
+    ({"parts": [0]}, "parts is not a mapping"),
+])
+def test_damaged_label_sets_and_parts_are_refused(change: object, fragment: str,
+                                                  tmp_path: Path) -> None:
+    from test_list_files import _images, write_lists
+
+    names = _images(tmp_path / "d", 3)
+    write_lists(tmp_path / "d", [(names[0], [1, 1])], [(names[1], [0, 1])],
+                [(names[2], [1, 0])])
+    path = tmp_path / "data.pack"
+    write_pack(open_dataset(str(tmp_path / "d")), path)
+    header, version, start = packed_module.read_header(path)
+    assert version == 2
+    if change == "classes":
+        header["classes"] = ["only"]
+    else:
+        assert isinstance(change, dict)
+        header.update(change)
+    encoded = json.dumps(header, sort_keys=True).encode()
+    path.write_bytes(MAGIC + struct.pack("<IQ", 2, len(encoded)) + encoded
+                     + path.read_bytes()[start:])
+    with pytest.raises(DataError, match=f"damaged header.*{fragment}"):
+        PackedDataset(path)

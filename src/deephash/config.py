@@ -1,8 +1,9 @@
 """Typed configuration: dataclasses saved as YAML and overridable from the command line.
 
 Every leaf field of a (nested) config dataclass becomes one command-line flag. The flag
-is ``--field-name`` unless the field's metadata names another (``{"flag": "--backbone"}``);
-its help text comes from ``metadata["help"]``. Only flags the user actually gives
+is ``--field-name`` unless the field's metadata names another (``{"flag": "--backbone"}``),
+and ``metadata["aliases"]`` adds other names for it (an option's old name); its help text
+comes from ``metadata["help"]``. Only flags the user actually gives
 override the values loaded from ``--config FILE`` or the dataclass defaults.
 
 A field's metadata also declares what values it accepts, once, for the parser, a YAML
@@ -188,6 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one flag per leaf field of ``cls``; unspecified flags stay absent."""
     for path, tp, f in _leaves(cls):
         flag = _flag(path, f)
+        flags = (flag, *f.metadata.get("aliases", ()))
         inner, _optional = _leaf_type(tp)
         help_text = f.metadata.get("help", "")
         bounds = "".join(f"; {word} {f.metadata[key]}" for key, (word, _) in _BOUNDS.items()
@@ -210,11 +212,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument("__".join(path), nargs="*" if typing.get_origin(inner) is tuple
                                 else "?", metavar=path[-1].upper(), **kwargs)
         elif inner is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(inner) is tuple:
-            parser.add_argument(flag, nargs="*", type=item_type, **kwargs)
+            parser.add_argument(*flags, nargs="*", type=item_type, **kwargs)
         else:
-            parser.add_argument(flag, type=item_type, **kwargs)
+            parser.add_argument(*flags, type=item_type, **kwargs)
 
 
 def _bound_error(value: float, meta: Mapping[str, Any]) -> str | None:

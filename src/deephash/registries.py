@@ -139,8 +139,9 @@ ACTIVATIONS = ("none", "tanh", "sign")
 #: how a loss averages its per-tuple values (``deephash.losses.base.reduce``)
 REDUCTIONS = ("mean", "mean_active", "sum")
 
-#: ``--dataset`` (``deephash.data.open.open_dataset``)
-DATASET_KINDS = ("auto", "cifar10", "mnist", "fashion-mnist", "imagefolder")
+#: ``--format`` (``deephash.data.open.open_dataset``; ``--dataset`` is its old name)
+DATASET_KINDS = ("auto", "cifar10", "mnist", "fashion-mnist", "imagefolder", "classfolders",
+                 "lists", "csv", "unlabelled")
 
 #: what ``deephash list`` shows
 LISTABLE: dict[str, Any] = {

@@ -105,6 +105,12 @@ def _is_pack(path: Path) -> bool:
     return is_pack(path)
 
 
+def _check_image_root(image_root: str | None) -> None:
+    if image_root is not None and not Path(image_root).expanduser().is_dir():
+        raise ConfigError(f"--image-root {image_root} is not a folder; pass the folder the "
+                          "image paths of the list files or the CSV are relative to")
+
+
 def _check_data(config: BaselineConfig) -> None:
     from deephash.data.open import DOWNLOADABLE
 
@@ -114,12 +120,13 @@ def _check_data(config: BaselineConfig) -> None:
     if not chosen:
         if data.dataset not in DOWNLOADABLE:
             raise ConfigError("no data location: pass --data-dir DIR or set DEEPHASH_DATA "
-                              "(or --dataset cifar10|mnist|fashion-mnist to download one)")
+                              "(or --format cifar10|mnist|fashion-mnist to download one)")
         return
+    _check_image_root(data.image_root)
     path = Path(chosen).expanduser()
-    if path.is_file() and not _is_pack(path):
+    if path.is_file() and not (_is_pack(path) or path.suffix.lower() == ".csv"):
         raise ConfigError(f"{option} {path} is a file; pass the folder that holds the data set "
-                          "(or a file written by deephash pack)")
+                          "(or a .csv file, or a file written by deephash pack)")
     if not path.exists() and not (data.dataset in DOWNLOADABLE and data.download):
         raise ConfigError(f"{option} {path} does not exist; pass an existing folder"
                           + (" or allow --download" if data.dataset in DOWNLOADABLE else ""))
@@ -352,6 +359,7 @@ def _(config: PackConfig) -> None:
     if not Path(config.data_dir).expanduser().exists():
         raise ConfigError(f"DATA_DIR {config.data_dir} does not exist; pass a data set folder "
                           "(or a pack)")
+    _check_image_root(config.image_root)
     target = Path(config.file).expanduser()
     if target.is_dir():
         raise ConfigError(f"FILE {target} is a folder; name the pack file, e.g. "

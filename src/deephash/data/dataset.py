@@ -79,11 +79,15 @@ class ImageDataset(abc.ABC):
         return self._fingerprint
 
     def check(self) -> None:
-        """Refuse data sets that no protocol can split."""
-        if len(self.classes) < 2:
+        """Refuse data without images, and labelled data with fewer than two classes (no
+        retrieval to measure).
+
+        Unlabelled data (no image has a label) pass: they can be indexed and searched. A
+        protocol that needs an official test part says so itself."""
+        if not len(self):
+            raise DataError(f"{self.name}: holds no images")
+        if self.labels.labelled.any() and len(self.classes) < 2:
             raise DataError(
                 f"{self.name}: found {len(self.classes)} class(es) "
                 f"({', '.join(self.classes) or 'none'}); retrieval needs at least 2 classes"
             )
-        if not self.is_test.any() or self.is_test.all():
-            raise DataError(f"{self.name}: needs both training and test images")

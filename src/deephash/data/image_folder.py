@@ -1,4 +1,5 @@
-"""Image-folder data sets: ``ROOT/train/<class>/*`` and ``ROOT/test/<class>/*``."""
+"""Image folders: ``ROOT/train/<class>/*`` and ``ROOT/test/<class>/*`` (with the official
+split), and class folders ``ROOT/<class>/*`` (torchvision's ``ImageFolder``, no split)."""
 
 from __future__ import annotations
 
@@ -6,31 +7,38 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from deephash.data.dataset import ImageDataset
-from deephash.data.decode import open_rgb, read_rgb_pixels
+from deephash.data.files import IMAGE_EXTENSIONS, FileImages, list_images
 from deephash.errors import DataError
 from deephash.labels import LabelSet
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-                    ".pgm")
+
+def class_folders(folder: Path) -> list[str]:
+    """The sub-folders of ``folder`` (hidden ones left out), sorted by name."""
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
-def _list_images(folder: Path) -> list[str]:
-    return sorted(
-        entry.name
-        for entry in os.scandir(folder)
-        if entry.is_file() and not entry.name.startswith(".")
-        and entry.name.lower().endswith(IMAGE_EXTENSIONS)
-    )
+def _class_images(base: Path, prefix: str, classes: list[str], required: bool
+                  ) -> tuple[list[str], list[int]]:
+    """Paths (``prefix`` + ``<class>/<file>``) and class ids of the images directly in each
+    ``base/<class>`` folder, by class then file name; ``required``: every class folder must
+    exist and hold an image."""
+    paths: list[str] = []
+    ids: list[int] = []
+    for label, cls in enumerate(classes):
+        folder = base / cls
+        if not folder.is_dir():
+            continue
+        names = list_images(folder)
+        if required and not names:
+            raise DataError(f"class folder {folder} has no images "
+                            f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
+        paths.extend(f"{prefix}{cls}/{n}" for n in names)
+        ids.extend([label] * len(names))
+    return paths, ids
 
 
-def _class_folders(part: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(part) if e.is_dir() and not e.name.startswith("."))
-
-
-class ImageFolderDataset(ImageDataset):
+class ImageFolderDataset(FileImages):
     """Images sorted by (part, class name, file name); classes are ``train/``'s folders."""
 
     def __init__(self, root: Path) -> None:
@@ -42,45 +50,34 @@ class ImageFolderDataset(ImageDataset):
                     f"{self.root} has no {part}/ folder; an image-folder data set needs "
                     f"{self.root}/train/<class>/*.jpg and {self.root}/test/<class>/*.jpg"
                 )
-        self.classes = _class_folders(self.root / "train")
-        test_classes = _class_folders(self.root / "test")
-        unknown = sorted(set(test_classes) - set(self.classes))
+        self.classes = class_folders(self.root / "train")
+        unknown = sorted(set(class_folders(self.root / "test")) - set(self.classes))
         if unknown:
             raise DataError(
                 f"{self.root}/test has class folder(s) {', '.join(unknown)} that train/ lacks; "
                 "every test class needs training images"
             )
-        paths: list[str] = []
-        labels: list[int] = []
-        is_test: list[bool] = []
-        for part in ("train", "test"):
-            for label, cls in enumerate(self.classes):
-                folder = self.root / part / cls
-                if not folder.is_dir():
-                    continue
-                names = _list_images(folder)
-                if part == "train" and not names:
-                    raise DataError(f"class folder {folder} has no images "
-                                    f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
-                paths.extend(f"{part}/{cls}/{n}" for n in names)
-                labels.extend([label] * len(names))
-                is_test.extend([part == "test"] * len(names))
-        self.paths = paths
-        self.labels = LabelSet.from_ids(np.asarray(labels, dtype=np.int64), len(self.classes))
-        self.is_test = np.asarray(is_test, dtype=bool)
+        train, train_ids = _class_images(self.root / "train", "train/", self.classes, True)
+        test, test_ids = _class_images(self.root / "test", "test/", self.classes, False)
+        self.paths = train + test
+        self.labels = LabelSet.from_ids(np.asarray(train_ids + test_ids, dtype=np.int64),
+                                        len(self.classes))
+        self.is_test = np.arange(len(self.paths)) >= len(train)
         self.check()
 
-    def load_image(self, index: int) -> Image.Image:
-        return open_rgb(self.root / self.paths[index])
 
-    def load_pixels(self, index: int) -> np.ndarray:
-        return read_rgb_pixels(self.root / self.paths[index])
+class ClassFolderDataset(FileImages):
+    """``ROOT/<class>/<image>`` (torchvision's ``ImageFolder``): one class per sub-folder,
+    images sorted by (class name, file name), no test part (``is_test`` all false,
+    ``parts`` ``None``): a protocol draws the splits, seeded. Only images directly in a
+    class folder count (deeper folders are not looked into)."""
 
-    def image_source(self, index: int) -> Path:
-        return self.root / self.paths[index]
-
-    def describe(self, index: int) -> str:
-        return str(self.root / self.paths[index])
-
-    def data_files(self) -> tuple[Path, list[str]]:
-        return self.root, self.paths
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.name = f"{self.root.name} (class folders)"
+        self.classes = class_folders(self.root)
+        paths, ids = _class_images(self.root, "", self.classes, True)
+        self.paths = paths
+        self.labels = LabelSet.from_ids(np.asarray(ids, dtype=np.int64), len(self.classes))
+        self.is_test = np.zeros(len(paths), dtype=bool)
+        self.check()

@@ -3,7 +3,7 @@
 Four files per data set — ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` — raw or gzipped (``.gz``), found in
 the folder itself, in ``raw/``, or in torchvision's ``MNIST/raw`` / ``FashionMNIST/raw``.
-Both data sets use the same file names, so a bare folder needs ``--dataset`` to say which.
+Both data sets use the same file names, so a bare folder needs ``--format`` to say which.
 Images are 28 x 28 grayscale, served as RGB like every other data set.
 """
 
@@ -27,7 +27,7 @@ IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
 
 @dataclass(frozen=True)
 class MnistVariant:
-    name: str            # the --dataset kind
+    name: str            # the --format kind
     title: str
     torchvision_folder: str
     classes: tuple[str, ...]

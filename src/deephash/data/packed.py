@@ -1,16 +1,20 @@
 """Packed data sets: one file holding every image's encoded bytes, its labels and order.
 
 ``deephash pack DATA_DIR FILE`` (:func:`write_pack`) writes, and ``--data-dir FILE``
-(:class:`PackedDataset`) reads, this layout (format 1)::
+(:class:`PackedDataset`) reads, this layout (formats 1 and 2)::
 
     MAGIC              19 bytes, b"\\x89deephash-pack\\r\\n\\x1a\\n" (PNG-style: a text-mode
                        copy or a foreign file fails at once)
     version, length    uint32 and uint64, little-endian: format version, header bytes
     header             JSON (ASCII, sorted keys): name, classes, fingerprint and, per image
-                       in pool order, names, labels, is_test, sizes (bytes), heights, widths
+                       in pool order, names, is_test, sizes (bytes), heights, widths; the
+                       labels (and the data's own splits) as :mod:`~deephash.data.pack_labels`
+                       says: format 1 one class id per image, format 2 label lists and parts
     data               every image's encoded file bytes, concatenated in pool order
 
-Nothing is unpickled: the header is JSON and the data are the images' own bytes. A folder's
+Every kind of data set packs (image and class folders, list files, CSV files, unlabelled
+folders, the official releases), multi-label ones as format 2. Nothing is unpickled: the
+header is JSON and the data are the images' own bytes. A folder's
 images are stored as their ORIGINAL files (JPEG, PNG, ...), never re-encoded, under the
 names the folder's ``data_files()`` gives them, so a pack decodes to the folder's pixels,
 its pool order (and so every protocol's seeded splits) is the folder's, and its
@@ -40,13 +44,13 @@ from deephash.data.dataset import ImageDataset
 from deephash.data.decode import REPLACE, decode_pixels, decode_rgb
 from deephash.data.fingerprint import entries_digest, remembered_digest
 from deephash.data.headers import header_problem
-from deephash.data.image_folder import ImageFolderDataset
+from deephash.data.pack_labels import FORMATS, label_fields, read_labels
 from deephash.errors import DataError
 from deephash.fileio import atomic_write
-from deephash.labels import LabelSet
 
 MAGIC = b"\x89deephash-pack\r\n\x1a\n"
-VERSION = 1
+#: the newest format this deephash writes and reads (it writes format 1 where it can)
+VERSION = FORMATS[-1]
 _LENGTHS = struct.Struct("<IQ")  # format version, header length
 PREFIX = len(MAGIC) + _LENGTHS.size
 #: images decoded once into memory when every one has at most this side ...
@@ -72,21 +76,25 @@ def _stored_digest(names: Sequence[str], blobs: Iterable[bytes]) -> str:
 
 
 def _source_image(dataset: ImageDataset, index: int) -> tuple[str, bytes]:
-    """``(name, encoded bytes)`` of image ``index``: its file, or a PNG of its pixels."""
+    """``(name, encoded bytes)`` of image ``index``: its file (named by its path relative
+    to the data set's folder, as ``data_files()`` names it), or a PNG of its pixels."""
     if isinstance(dataset, PackedDataset):
         return dataset.names[index], dataset.encoded(index)
-    if isinstance(dataset, ImageFolderDataset):
-        path = dataset.root / dataset.paths[index]
+    source = dataset.image_source(index)
+    if isinstance(source, Path):
+        name = Path(os.path.relpath(source, dataset.data_files()[0])).as_posix()
         try:
-            return dataset.paths[index], path.read_bytes()
+            return name, source.read_bytes()
         except OSError as exc:
-            raise DataError(f"cannot read image {path}: {exc.strerror}; {REPLACE}") from None
+            raise DataError(f"cannot read image {source}: {exc.strerror}; {REPLACE}") from None
     pixels = dataset.load_pixels(index)
     gray = bool((pixels == pixels[..., :1]).all())
     buffer = io.BytesIO()
     Image.fromarray(pixels[..., 0] if gray else pixels).save(buffer, "PNG")
     part = "test" if dataset.is_test[index] else "train"
-    return f"{part}/{dataset.classes[dataset.labels.ids[index]]}/{index:05d}.png", buffer.getvalue()
+    labels = dataset.labels[[index]].lists()[0]
+    label = dataset.classes[labels[0]] if labels else "unlabelled"
+    return f"{part}/{label}/{index:05d}.png", buffer.getvalue()
 
 
 def _height_width(data: bytes, where: str) -> tuple[int, int]:
@@ -117,8 +125,8 @@ def write_pack(dataset: ImageDataset, path: Path,
         if on_image is not None:
             on_image()
     source = dataset.source_name if isinstance(dataset, PackedDataset) else dataset.name
-    header = {"name": source, "classes": list(dataset.classes), "names": names,
-              "labels": [int(label) for label in dataset.labels.ids],
+    version, labels = label_fields(dataset)
+    header = {"name": source, "classes": list(dataset.classes), "names": names, **labels,
               "is_test": [int(test) for test in dataset.is_test],
               "sizes": [len(blob) for blob in blobs],
               "heights": [h for h, _w in shapes], "widths": [w for _h, w in shapes],
@@ -126,7 +134,7 @@ def write_pack(dataset: ImageDataset, path: Path,
     encoded = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("ascii")
 
     def write(handle: IO[bytes]) -> None:
-        handle.write(MAGIC + _LENGTHS.pack(VERSION, len(encoded)) + encoded)
+        handle.write(MAGIC + _LENGTHS.pack(version, len(encoded)) + encoded)
         for blob in blobs:
             handle.write(blob)
 
@@ -138,9 +146,9 @@ def _damaged(path: Path, problem: str) -> DataError:
     return DataError(f"pack {path} {problem}; re-run deephash pack DATA_DIR {path}")
 
 
-def read_header(path: Path) -> tuple[dict[str, Any], int]:
-    """The JSON header of the pack ``path`` and where its data start; raises
-    :class:`DataError` for a foreign, newer, truncated or damaged file."""
+def read_header(path: Path) -> tuple[dict[str, Any], int, int]:
+    """The JSON header of the pack ``path``, its format version and where its data start;
+    raises :class:`DataError` for a foreign, newer, truncated or damaged file."""
     try:
         with open(path, "rb") as handle:
             prefix = handle.read(PREFIX)
@@ -153,10 +161,11 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
             if len(prefix) < PREFIX:
                 raise _damaged(path, "is truncated (it ends inside its header)")
             version, length = _LENGTHS.unpack(prefix[len(MAGIC):])
-            if version != VERSION:
+            if version not in FORMATS:
                 raise DataError(f"pack {path} has format version {version}; this deephash "
-                                f"reads version {VERSION}: use the deephash that wrote it "
-                                f"(or a newer one), or re-run deephash pack DATA_DIR {path}")
+                                f"reads versions {FORMATS[0]} to {VERSION}: use the deephash "
+                                f"that wrote it (or a newer one), or re-run deephash pack "
+                                f"DATA_DIR {path}")
             raw = handle.read(min(length, os.fstat(handle.fileno()).st_size))
     except OSError as exc:
         raise DataError(f"cannot read pack {path}: {exc.strerror}") from None
@@ -170,7 +179,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
         raise _damaged(path, "has a damaged header (JSON nested too deeply)") from None
     if not isinstance(header, dict):
         raise _damaged(path, "has a damaged header (not a mapping)")
-    return header, PREFIX + length
+    return header, version, PREFIX + length
 
 
 class PackedDataset(ImageDataset):
@@ -189,26 +198,26 @@ class PackedDataset(ImageDataset):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        header, start = read_header(self.path)
+        header, version, start = read_header(self.path)
         try:
             self.source_name = str(header["name"])
             self.classes = [str(c) for c in header["classes"]]
             self.names = list(header["names"])
-            ids = np.asarray(header["labels"], dtype=np.int64)
             self.is_test = np.asarray(header["is_test"], dtype=np.int64).astype(bool)
             sizes = np.asarray(header["sizes"], dtype=np.int64)
             self.shapes = np.stack([np.asarray(header["heights"], dtype=np.int64),
                                     np.asarray(header["widths"], dtype=np.int64)], axis=-1)
             self._stored = str(header["fingerprint"])
+            self.labels, self.parts = read_labels(header, version, len(self.names),
+                                                  len(self.classes))
         except (KeyError, TypeError, ValueError) as exc:
             raise _damaged(self.path, f"has a damaged header ({exc!r})") from None
         n = len(self.names)
         if not (all(isinstance(name, str) for name in self.names)
-                and ids.shape == self.is_test.shape == sizes.shape == (n,)
+                and self.is_test.shape == sizes.shape == (n,)
                 and self.shapes.shape == (n, 2) and (sizes >= 0).all()
-                and (self.shapes > 0).all() and ((ids >= 0) & (ids < len(self.classes))).all()):
+                and (self.shapes > 0).all()):
             raise _damaged(self.path, "has a damaged header (inconsistent image lists)")
-        self.labels = LabelSet.from_ids(ids, len(self.classes))
         self.offsets = start + np.concatenate([[0], np.cumsum(sizes)])
         self._stat = self._file_stat()
         if self._stat[0] != self.offsets[-1]:

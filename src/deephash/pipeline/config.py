@@ -32,16 +32,22 @@ MAX_WIDTH = 16384
 @dataclass
 class DataConfig:
     data_dir: str | None = field(default=None, metadata={
-        "help": "data set folder: an image folder with train/ and test/, or one holding "
-                "cifar-10-batches-py or the MNIST/Fashion-MNIST IDX files; or a file "
-                "written by deephash pack; else $DEEPHASH_DATA"})
-    dataset: str = field(default="auto", metadata={"choices": DATASET_KINDS,
-                                                   "help": "data set kind"})
+        "help": "the data set: a folder (image folder with train/ and test/, class folders, "
+                "list files train.txt/test.txt/database.txt, a folder of unlabelled images, "
+                "cifar-10-batches-py or the MNIST/Fashion-MNIST IDX files), a CSV file of "
+                "path,label,split or a file written by deephash pack; else $DEEPHASH_DATA "
+                "(see docs/data.md)"})
+    dataset: str = field(default="auto", metadata={
+        "flag": "--format", "aliases": ("--dataset",), "choices": DATASET_KINDS,
+        "help": "data set kind; auto detects it from the files (docs/data.md)"})
+    image_root: str | None = field(default=None, metadata={
+        "help": "folder the image paths of list files or a CSV are relative to (default: "
+                "the folder of the lists, of the CSV)"})
     protocol: str = field(default="cifar10", metadata={
         "choices": PROTOCOLS,
         "help": "evaluation protocol: cifar10 (query = test, database = train) or dtsh-1"})
     download: bool = field(default=True, metadata={
-        "help": "download CIFAR-10, MNIST or Fashion-MNIST when --dataset names it and it "
+        "help": "download CIFAR-10, MNIST or Fashion-MNIST when --format names it and it "
                 "is missing"})
     skip_bad_images: bool = field(default=False, metadata={
         "help": "leave out images whose header PIL cannot read or that declare more pixels "

@@ -20,7 +20,9 @@ def open_protocol(config: BaselineConfig) -> tuple[ImageDataset, Splits]:
     checked here, before any run folder is written: an unreadable image or a
     decompression bomb stops with one line (or is left out: ``--skip-bad-images``)."""
     dataset = open_dataset(config.data.data_dir, config.data.dataset, config.data.download,
-                           memo_location(cache_location(config.extraction)))
+                           image_root=config.data.image_root)
+    # read before the cache folder is made: a bad list line stops with nothing created
+    dataset.fingerprint_memo = memo_location(cache_location(config.extraction))
     dataset.fingerprint()  # a damaged pack says so before its images are looked at
     dataset = checked_images(dataset, config.data.skip_bad_images)
     splits = make_splits(config.data.protocol, dataset.labels, dataset.is_test, config.seed,

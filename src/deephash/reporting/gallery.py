@@ -133,7 +133,8 @@ def open_images(run: RunRecord) -> ImageDataset | None:
     indices are the run's."""
     data = run.config.get("data", {})
     try:
-        dataset = open_dataset(data.get("data_dir"), data.get("dataset", "auto"), download=False)
+        dataset = open_dataset(data.get("data_dir"), data.get("dataset", "auto"), download=False,
+                               image_root=data.get("image_root"))
         return checked_images(dataset, skip=True) if data.get("skip_bad_images") else dataset
     except (DeephashError, OSError) as exc:
         log.warning("gallery without images: %s", str(exc).splitlines()[0] if str(exc) else exc)

@@ -161,10 +161,14 @@ class SearchConfig:
 @dataclass
 class PackConfig:
     data_dir: str = field(default="", metadata={
-        "positional": True, "help": "data set to pack: an image folder (train/, test/), a "
-                                    "folder holding CIFAR-10 or MNIST, or a pack"})
+        "positional": True, "help": "data set to pack: any kind --data-dir takes (image or "
+                                    "class folders, list files, a CSV file, unlabelled "
+                                    "images, CIFAR-10, MNIST) or a pack"})
     file: str = field(default="", metadata={"positional": True, "help": "pack file to write"})
-    dataset: str = field(default="auto", metadata={"choices": DATASET_KINDS,
-                                                   "help": "data set kind"})
+    dataset: str = field(default="auto", metadata={
+        "flag": "--format", "aliases": ("--dataset",), "choices": DATASET_KINDS,
+        "help": "data set kind; auto detects it from the files (docs/data.md)"})
+    image_root: str | None = field(default=None, metadata={
+        "help": "folder the image paths of list files or a CSV are relative to"})
     overwrite: bool = field(default=False, metadata={
         "help": "replace an existing FILE (only a pack)"})

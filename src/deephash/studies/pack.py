@@ -16,7 +16,8 @@ def run_pack(config: PackConfig) -> dict[str, Any]:
     """Write the data set at ``config.data_dir`` into the pack ``config.file`` and print one
     line: images, classes, bytes and path. Returns the same figures."""
     validate(config)
-    dataset = open_dataset(config.data_dir, config.dataset, download=False)
+    dataset = open_dataset(config.data_dir, config.dataset, download=False,
+                           image_root=config.image_root)
     path = Path(config.file).expanduser()
     bar = progress_bar(len(dataset), f"pack {path.name}", unit="img")
     try:
