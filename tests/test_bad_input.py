@@ -212,6 +212,13 @@ CASES: dict[str, Case] = {
                       "data.csv line 3: 3 fields, the header has 2"),
     "csv given a folder": (["baseline", "--data-dir", "{bad}", "--format", "csv"], 2,
                            "--format csv reads a CSV file"),
+    # index: any data set kind, named with --format
+    "index given a bad format": (["index", "--format", "parquet"], 2,
+                                 "argument --format: invalid choice: 'parquet'"),
+    "index image root": (["index", "--image-root", "{missing}"], 2,
+                         "--image-root"),
+    "index data is a text file": (["index", "--data-dir", "{file}"], 2,
+                                  "is not a folder; pass the images' folder (or a .csv file"),
 }
 
 #: the bad data of a case: ``{file: text}`` written under ``{bad}`` beside images 0-2.png

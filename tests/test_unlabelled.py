@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from deephash.cli import main
-from deephash.data.unlabelled import UnlabelledFolderDataset, find_images
+from deephash.data.unlabelled import UnlabelledFolderDataset, find_images, require_labels
 from deephash.errors import DataError
 from deephash.service.app import create_app
 from deephash.service.config import ServeConfig
@@ -67,10 +67,12 @@ def test_the_folder_holds_every_image_at_any_depth_sorted_and_unlabelled(
     assert np.array_equal(dataset.load_pixels(6), np.array(Image.open(root / "d.png")))
     assert dataset.describe(0) == str(root / "2023" / "f.png")
     assert dataset.data_files() == (root, dataset.paths)
+    assert dataset.image_source(3) == root / "2024" / "b.PNG"
     assert find_images(root / "2023" / "winter") == (["deep/er/c.png"], [])
-    with pytest.raises(DataError, match="is an unlabelled folder: train, baseline and hash "
-                                        "need labelled images"):
-        dataset.check()
+    dataset.check()  # sound data: they can be indexed
+    with pytest.raises(DataError, match=r"photos \(unlabelled folder\) has no labels: train, "
+                                        "baseline and hash need labelled images"):
+        require_labels(dataset)
 
 
 def test_a_folder_without_images_or_no_folder_is_refused(tmp_path: Path) -> None:
@@ -182,3 +184,18 @@ def test_a_class_number_needs_classes() -> None:
                                           "give a class name"):
         items.labels_of(["0"])
     assert items.labels_of(["x", "y", "x"]) == ([0, 1], ("x", "y"))
+
+
+@pytest.mark.parametrize("kind", [[], ["--format", "unlabelled"]], ids=["auto", "named"])
+def test_deephash_index_opens_an_unlabelled_folder(tree: Path, tmp_path: Path,
+                                                   kind: list[str]) -> None:
+    """``auto`` picks an unlabelled folder when images lie in its top folder (d.png);
+    ``--format unlabelled`` names it. Either indexes what the Python API indexed."""
+    out = tmp_path / "index"
+    assert main(["index", "--checkpoint", str(tree / "run" / "bits-16" / "best.pt"),
+                 "--data-dir", str(tree / "photos"), "--out", str(out), "--cache-dir",
+                 str(tree / "c"), *kind]) == 0
+    ours, theirs = np.load(out / "items.npz"), np.load(tree / "index" / "items.npz")
+    for name in ("paths", "labels", "classes", "local"):
+        assert np.array_equal(ours[name], theirs[name])
+    assert (out / "index.npz").read_bytes() == (tree / "index" / "index.npz").read_bytes()

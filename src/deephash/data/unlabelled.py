@@ -2,12 +2,11 @@
 
 What someone who simply wants to index and search their photos has: ``deephash index``,
 ``search`` and ``serve`` take it (retrieval needs no labels; no relevance is marked and no
-metric is computed), ``train``, ``baseline`` and ``hash`` refuse it in one line
-(:meth:`UnlabelledFolderDataset.check`, which the training commands call before any
-extraction).
+metric is computed), ``train``, ``baseline`` and ``hash`` refuse it, as any data without
+labels, in one line before any extraction (:func:`require_labels`).
 
 The images are the files under the folder whose names end in one of
-:data:`~deephash.data.image_folder.IMAGE_EXTENSIONS` (any case), hidden files and folders
+:data:`~deephash.data.files.IMAGE_EXTENSIONS` (any case), hidden files and folders
 (a name starting with ``.``) left out, in the order of their relative paths (compared
 folder by folder, so ``a/z.jpg`` comes before ``a-b/c.jpg``). Links: a linked folder is
 not entered (a link to a parent would never end, a link to a sibling would index its
@@ -23,11 +22,9 @@ import os
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 
 from deephash.data.dataset import ImageDataset
-from deephash.data.decode import open_rgb, read_rgb_pixels
-from deephash.data.image_folder import IMAGE_EXTENSIONS
+from deephash.data.files import IMAGE_EXTENSIONS, FileImages, is_image_name
 from deephash.errors import DataError
 from deephash.labels import UNLABELLED, LabelSet
 
@@ -44,7 +41,7 @@ def find_images(root: Path) -> tuple[list[str], list[str]]:
         folders[:] = [name for name in folders if not name.startswith(".")]
         where = Path(folder)
         for name in files:
-            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+            if not is_image_name(name):
                 continue
             path = where / name
             relative = path.relative_to(root).as_posix()
@@ -55,7 +52,18 @@ def find_images(root: Path) -> tuple[list[str], list[str]]:
     return sorted(found, key=lambda p: PurePosixPath(p).parts), sorted(outside)
 
 
-class UnlabelledFolderDataset(ImageDataset):
+def require_labels(dataset: ImageDataset) -> None:
+    """Refuse data of which no image has a label (an unlabelled folder, a CSV without a
+    ``label`` column) where labels are needed: the training and evaluation commands call it
+    as soon as the data are open, before anything is extracted or created."""
+    if len(dataset) and not dataset.labels.labelled.any():
+        raise DataError(f"{dataset.name} has no labels: train, baseline and hash need labelled "
+                        "images (train/<class>/ and test/<class>/ folders, class folders, list "
+                        "files or a CSV with a label column); index, search and serve take "
+                        "unlabelled images as they are")
+
+
+class UnlabelledFolderDataset(FileImages):
     """Every image under ``root`` (module docstring), none labelled: ``classes`` is empty,
     ``labels`` an all-unlabelled single-label set over 0 classes, no image is in a test
     part and the data brings no splits (``parts`` is ``None``)."""
@@ -77,27 +85,4 @@ class UnlabelledFolderDataset(ImageDataset):
         self.labels = LabelSet.from_ids(np.full(len(self.paths), UNLABELLED, np.int64), 0)
         self.is_test = np.zeros(len(self.paths), dtype=bool)
         self.parts = None
-
-    def check(self) -> None:
-        """Refuse the data for anything that needs labels (training, evaluation): called by
-        the commands that split data into a protocol, never by ``index``, ``search`` or
-        ``serve``."""
-        raise DataError(f"{self.root} is an unlabelled folder: train, baseline and hash need "
-                        "labelled images (train/<class>/ and test/<class>/ folders, class "
-                        "folders, list files or a CSV with labels); index, search and serve "
-                        "take it as it is")
-
-    def load_image(self, index: int) -> Image.Image:
-        return open_rgb(self.root / self.paths[index])
-
-    def load_pixels(self, index: int) -> np.ndarray:
-        return read_rgb_pixels(self.root / self.paths[index])
-
-    def image_source(self, index: int) -> Path:
-        return self.root / self.paths[index]
-
-    def describe(self, index: int) -> str:
-        return str(self.root / self.paths[index])
-
-    def data_files(self) -> tuple[Path, list[str]]:
-        return self.root, self.paths
+        self.check()

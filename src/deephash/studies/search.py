@@ -84,7 +84,9 @@ def build_index(config: IndexConfig, dataset: ImageDataset | None = None) -> dic
                           "activations), not --mode finetune")
     cache = cache_location(config)
     if dataset is None:
-        dataset = open_dataset(config.data_dir, "auto", fingerprint_memo=memo_location(cache))
+        dataset = open_dataset(config.data_dir, config.dataset, download=False,
+                               fingerprint_memo=memo_location(cache),
+                               image_root=config.image_root)
     if not dataset.labels.labelled.any():
         log.info("note: %s has no labels; search ranks its images by similarity alone, "
                  "with no relevance marks and no metrics", dataset.name)
