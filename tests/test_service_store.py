@@ -507,3 +507,46 @@ def test_deephash_search_lists_each_hits_labels_and_frames_by_a_shared_label(
     for row in rows:  # relevant: shares tree (1) or car (3) with the query
         assert row["relevant"] == bool({1, 3} & set(lists[by_path[row["path"]]]))
     assert {row["relevant"] for row in rows} == {True, False}
+
+
+def test_multi_label_list_files_index_and_serve_their_labels(
+        tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """List files (DeepHash-pytorch layout) with two labels on some lines, indexed by
+    ``deephash index``: items.npz holds their multi-hot matrix, the API and search list
+    the names, and relevance is a shared label."""
+    data = tree / "data"
+    images = sorted(p.relative_to(data).as_posix() for p in data.glob("*/*/*.png"))
+    rows = {path: [int(path.split("/")[1][-1] == str(c)) for c in range(3)] + [int(i % 4 == 0)]
+            for i, path in enumerate(images)}
+    lines = {name: "".join(f"{p} {' '.join(map(str, rows[p]))}\n" for p in images if
+                           (name == "test") == p.startswith("test/"))
+             for name in ("train", "test", "database")}
+    for name, text in lines.items():
+        (data / f"{name}.txt").write_text(text)
+    (data / "classes.txt").write_text("red\ngreen\nblue\nsquare\n")
+    out = tree / "lists-index"
+    assert main(["index", "--checkpoint", str(tree / "run" / "bits-16" / "best.pt"),
+                 "--data-dir", str(data), "--out", str(out), "--cache-dir",
+                 str(tree / "c")]) == 0
+    stored = np.load(out / "items.npz")
+    assert stored["labels"].dtype == bool and stored["labels"].shape == (48, 4)
+    assert stored["classes"].tolist() == ["red", "green", "blue", "square"]
+    expected = {p: [n for n, v in zip(("red", "green", "blue", "square"), rows[p], strict=True)
+                    if v] for p in images}
+    client = client_of(out)
+    assert client.get("/info").json()["multi_label"] is True
+    item = next(i for i, p in enumerate(stored["paths"]) if len(expected[str(p)]) == 2)
+    answer = client.get(f"/items/{item}/search?k=48").json()
+    assert answer["query"]["labels"] == expected[answer["query"]["path"]]
+    query = set(answer["query"]["labels"])
+    for hit in answer["results"]:
+        assert hit["labels"] == expected[hit["path"]]
+        assert hit["shares_label"] == bool(query & set(hit["labels"]))
+    capsys.readouterr()
+    assert main(["search", str(data / answer["query"]["path"]), "--index", str(out),
+                 "-k", "5"]) == 0
+    printed = [line.split() for line in capsys.readouterr().out.splitlines()[1:]
+               if not line.startswith("#")]
+    for row in printed:
+        path = Path(row[3]).relative_to(data.resolve()).as_posix()
+        assert row[2] == ",".join(expected[path])
