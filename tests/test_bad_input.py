@@ -245,6 +245,22 @@ CASES: dict[str, Case] = {
                       "data.csv line 3: 3 fields, the header has 2"),
     "csv given a folder": (["baseline", "--data-dir", "{bad}", "--format", "csv"], 2,
                            "--format csv reads a CSV file"),
+    # unlabelled images: index, search and serve take them, training refuses them
+    "unlabelled data to train": (["train", "--data-dir", "{bad}", "--format", "unlabelled"], 2,
+                                 "bad (unlabelled folder) has no labels: train, baseline and "
+                                 "hash need labelled images"),
+    "unlabelled data to baseline": (["baseline", "--data-dir", "{bad}"], 2,
+                                    "bad (unlabelled folder) has no labels"),
+    "unlabelled data to hash": (["hash", "--data-dir", "{bad}"], 2,
+                                "bad (unlabelled folder) has no labels"),
+    "a csv without labels to train": (["train", "--data-dir", "{bad}/data.csv"], 2,
+                                      "has no labels: train, baseline and hash need labelled"),
+    "index given a bad format": (["index", "--format", "parquet"], 2,
+                                 "argument --format: invalid choice: 'parquet'"),
+    "index image root": (["index", "--image-root", "{missing}"], 2,
+                         "--image-root"),
+    "index data is a text file": (["index", "--data-dir", "{file}"], 2,
+                                  "is not a folder; pass the images' folder (or a .csv file"),
 }
 
 #: the bad data of a case: ``{file: text}`` written under ``{bad}`` beside images 0-2.png
@@ -257,6 +273,7 @@ BAD_DATA: dict[str, dict[str, str]] = {
     "list conflicting labels": {"lists/database.txt": "0.png 0 1\n"},
     "csv without path": {"data.csv": "file,label\n0.png,a\n"},
     "csv row width": {"data.csv": "path,label\n0.png,a\n1.png,b,c\n"},
+    "a csv without labels to train": {"data.csv": "path\n0.png\n1.png\n"},
 }
 #: valid list files the cases change one file of
 GOOD_LISTS = {"lists/train.txt": "0.png 1 0\n", "lists/test.txt": "1.png 0 1\n",

@@ -69,7 +69,7 @@ def add_one_image(index: Path) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (12, 10), (200, 200, 60)).save(buffer, format="PNG")
     outputs = None if state.outputs is None else state.outputs[:1]
-    add_images(state, state.vectors[:1], [(buffer.getvalue(), "png")], 0, state.items.classes,
+    add_images(state, state.vectors[:1], [(buffer.getvalue(), "png")], [0], state.items.classes,
                outputs)
 
 

@@ -279,3 +279,36 @@ def test_the_gallery_orders_a_planted_hamming_tie_by_the_relaxed_outputs(
     shown = rank(run, np.array([7]), 8).results[0].tolist()
     assert sorted(shown) == list(range(100, 108)) and shown != list(range(100, 108))
     assert rank(run, np.array([7]), 8).results[0].tolist() == shown  # seeded
+
+
+def test_gallery_frames_a_multi_label_hit_by_a_shared_label(tmp_path: Path) -> None:
+    """Hand-made: the query has labels {class0, class1}; its nearest hit shares class1 (one
+    of the two: relevant, green), the next shares none (red), the third shares class0. The
+    labels of each image are listed by name; saved ``y`` is a multi-hot matrix."""
+    from deephash.reporting.gallery import rank
+    from deephash.reporting.html import gallery_section
+    from deephash.reporting.runs import RunRecord
+    from tests.conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", n_classes=3, n_train=2, n_test=1)
+    run = tmp_path / "run"
+    hot = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=bool)
+    (run / "embeddings").mkdir(parents=True)
+    np.savez(run / "embeddings" / "query.npz", x=np.array([[1.0, 0.0]], np.float32),
+             y=hot[:1], index=np.array([6]))
+    np.savez(run / "embeddings" / "database.npz",
+             x=np.array([[1.0, 0.1], [1.0, 0.5], [0.2, 1.0]], np.float32), y=hot[1:],
+             index=np.array([0, 2, 4]))
+    record = RunRecord(run, {"data": {"data_dir": str(data)}, "training": {}},
+                       {"distance": "cosine"})
+    ranked = rank(record, np.array([6]), 3)
+    assert ranked.results.tolist() == [[0, 2, 4]]
+    assert ranked.relevant.tolist() == [[True, False, True]]
+    assert ranked.labels_of(0) == [[1], [2], [0, 2]]
+    html = gallery_section([ranked], {run: "run"})
+    page = Page()
+    page.feed(html)
+    frames = [(image["class"], image["alt"]) for image in page.images]
+    assert frames == [("query", "class0, class1 (pool 6)"), ("", "class1 (pool 0)"),
+                      ("wrong", "class2 (pool 2)"), ("", "class0, class2 (pool 4)")]
+    assert "green: shares a label with the query, red: shares none" in html

@@ -119,7 +119,9 @@ def test_upload_search_gives_what_deephash_search_prints(
     assert [(hit["distance"], str(root / hit["path"])) for hit in hits] == \
         cli_rows(index, path, k, capsys)
     assert len(hits) == k and query in [hit["path"] for hit in hits if hit["distance"] == 0]
-    assert all(hit["class"] == f"class{hit['label']}" for hit in hits)
+    assert all(hit["class"] == f"class{hit['label']}" and hit["labels"] == [hit["class"]]
+               for hit in hits)
+    assert all(hit["shares_label"] is None for hit in hits)  # an upload's labels are unknown
 
 
 def test_radius_keeps_the_hits_within_it(client: TestClient, index: Path) -> None:
@@ -158,9 +160,13 @@ def test_batch_search_answers_each_image_in_upload_order_from_one_forward_pass(
 def test_item_record_search_and_thumbnail(client: TestClient, searcher: Searcher,
                                           index: Path) -> None:
     record = client.get("/items/21").json()
-    assert record == {"id": 21, "label": 1, "class": "class1", "path": "train/class1/09.png"}
+    assert record == {"id": 21, "label": 1, "class": "class1", "labels": ["class1"],
+                      "path": "train/class1/09.png"}
     answer = client.get("/items/21/search?k=48").json()
     assert answer["query"] == record
+    # relevance as the metrics define it: same class (single-label data)
+    assert [hit["shares_label"] for hit in answer["results"]] == \
+        [hit["label"] == 1 for hit in answer["results"]]
     itself = [hit for hit in answer["results"] if hit["id"] == 21]
     assert itself and itself[0]["distance"] == 0
     # by id is the search of the item's stored vector, which is the index's own row
@@ -168,7 +174,9 @@ def test_item_record_search_and_thumbnail(client: TestClient, searcher: Searcher
     assert np.array_equal(stored, searcher.state.index.index.reconstruct_n(21, 1))
     outputs = searcher.state.outputs
     assert outputs is not None  # and its continuous outputs, which order the tied
-    assert answer["results"] == searcher.search_vectors(stored, 48, outputs=outputs[21:22])[0]
+    labels = searcher.state.items.labels[np.array([21])]
+    assert answer["results"] == searcher.search_vectors(stored, 48, outputs=outputs[21:22],
+                                                        labels=labels)[0]
     assert answer["ties"]["order"] == "continuous outputs" and answer["ties"]["shown"] >= 1
     response = client.get("/items/21/thumbnail")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"

@@ -414,3 +414,57 @@ def _ps_arguments(base: str) -> str:
             if "deephash.cli serve" in line and port in line:
                 return line
     raise AssertionError(f"no server on port {port}")
+
+
+@pytest.mark.parametrize("labels", ["multi-label", "unlabelled"])
+def test_the_page_frames_relevance_as_a_shared_label_or_not_at_all(
+        index: Path, tmp_path: Path, labels: str) -> None:
+    """Multi-label items: captions list every label, a hit that shares no label with the
+    query item is marked so (the server's ``shares_label``); an index without labels names
+    none and marks nothing."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_service_store import multi_label_copy
+
+    copy = Path(shutil.copytree(index, tmp_path / "index"))
+    if labels == "multi-label":
+        multi_label_copy(copy, [[i % 3, 3] if i % 5 == 0 else [i % 3] for i in range(48)],
+                         ("sky", "tree", "water", "car"))
+    else:
+        multi_label_copy(copy, [[] for _ in range(48)], ())
+    with serving(copy, tmp_path / "serve.log") as base, sync_playwright() as playwright:
+        chrome = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = chrome.new_page(viewport={"width": 1100, "height": 900})
+            page.set_default_timeout(30_000)
+            browser = Browser(page, base)
+            page.goto(base)
+            page.wait_for_function("document.getElementById('info').dataset.kind === 'codes'")
+            page.fill("#k", str(K))
+            page.evaluate("searchItem(5)")
+            browser.wait_for_grid("5")
+            expected = _api(base, f"/items/5/search?k={K}")
+            shown = browser.grid()
+            hint = page.inner_text("#results-section .hint")
+            caption = page.inner_text("#query-caption")
+            assert browser.errors == [] and browser.refused == []
+        finally:
+            chrome.close()
+    assert [cell["id"] for cell in shown] == [hit["id"] for hit in expected["results"]]
+    if labels == "multi-label":
+        assert expected["query"]["labels"] == ["water", "car"]  # item 5: class 2 and car
+        assert "Results that share no label with the query are marked shares no label." in hint
+        assert "water, car" in caption
+        for cell, hit in zip(shown, expected["results"], strict=True):
+            assert ", ".join(hit["labels"]) in cell["text"]
+            assert cell["wrong"] == (hit["shares_label"] is False)
+            assert ("shares no label" in cell["text"]) == cell["wrong"]
+            assert "wrong class" not in cell["text"]
+        assert any(cell["wrong"] for cell in shown) and not all(cell["wrong"] for cell in shown)
+    else:
+        assert hint == "Click a result to search from it."
+        assert caption == f"item 5 · {expected['query']['path']}"
+        assert not any(cell["wrong"] for cell in shown)
+        assert all("unlabelled" not in cell["text"] for cell in shown)

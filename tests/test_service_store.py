@@ -17,6 +17,7 @@ from PIL import Image
 from test_service_api import build_tree, cli_rows
 
 from deephash.cli import main
+from deephash.errors import ConfigError
 from deephash.service import store
 from deephash.service.app import create_app
 from deephash.service.config import ServeConfig
@@ -70,8 +71,8 @@ def test_added_images_are_searchable_at_once_and_after_a_fresh_load(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body == {"size": 50, "added": [
-        {"id": 48, "label": 2, "class": "class2", "path": "added/48.png"},
-        {"id": 49, "label": 2, "class": "class2", "path": "added/49.png"}]}
+        {"id": 48, "label": 2, "class": "class2", "labels": ["class2"], "path": "added/48.png"},
+        {"id": 49, "label": 2, "class": "class2", "labels": ["class2"], "path": "added/49.png"}]}
     assert (index / "added" / "48.png").read_bytes() == files[0]
     hits = client.post("/search?k=50", files={"image": ("q.png", files[1])}).json()["results"]
     assert 49 in [hit["id"] for hit in hits if hit["distance"] == 0]
@@ -96,6 +97,7 @@ def test_labels_by_number_by_new_name_and_none(tree: Path) -> None:
     assert client.get("/info").json()["classes"] == ["class0", "class1", "class2", "lemon"]
     unlabelled = post_items(client, new_images(1)).json()["added"][0]
     assert unlabelled["label"] is None and unlabelled["class"] is None
+    assert unlabelled["labels"] == []
     bad = post_items(client, new_images(1), label="7")
     assert bad.status_code == 400 and "is not a class number" in bad.json()["error"]
     assert client.get("/info").json()["size"] == 51
@@ -197,7 +199,8 @@ def test_items_written_before_added_images_read_as_indexed(tmp_path: Path) -> No
              classes=np.array(["x", "y"]))
     items = Items.load(tmp_path / "items.npz")
     assert items.local.tolist() == [False, False] and items.classes == ("x", "y")
-    assert items.describe(0) == {"id": 0, "label": 1, "class": "y", "path": "a.png"}
+    assert items.describe(0) == {"id": 0, "label": 1, "class": "y", "labels": ["y"],
+                                 "path": "a.png"}
 
 
 def test_deephash_search_reads_the_current_generation(tree: Path,
@@ -359,3 +362,191 @@ def test_added_images_append_their_outputs(tree: Path) -> None:
     assert np.array_equal(fresh.outputs, searcher.state.outputs)  # type: ignore[arg-type]
     # the added rows' codes are the signs of their outputs
     assert np.array_equal(np.packbits(searcher.outputs(images) >= 0, axis=1), fresh.vectors[48:])
+
+
+def multi_label_copy(index: Path, lists: list[list[int]], classes: tuple[str, ...]) -> None:
+    """Give the items of ``index`` the label lists ``lists`` (one per item) over
+    ``classes``, as a multi-label data set's index holds them, and reseal the folder."""
+    from deephash.labels import LabelSet
+
+    items_file = index / read_info(index).get("items_file", "items.npz")
+    items = Items.load(items_file)
+    Items(items.paths, LabelSet.from_lists(lists, len(classes)), classes,
+          items.local).save(items_file)
+    reseal(index)
+
+
+def test_shares_label_by_hand() -> None:
+    """A hit sharing one of the query's two labels counts; one sharing none does not; an
+    unlabelled hit, or a query without labels, is unknown (None), never wrong."""
+    from deephash.labels import LabelSet
+
+    items = Items(np.array(["a", "b", "c", "d", "e"]),
+                  LabelSet.from_lists([[0, 1], [1], [2], [], [0, 2]], 3), ("x", "y", "z"),
+                  np.zeros(5, dtype=bool))
+    query = LabelSet.from_lists([[0, 2]], 3)
+    assert items.shares_label(query, np.array([0, 1, 2, 3, 4])) == [True, False, True, None,
+                                                                    True]
+    assert items.shares_label(query, np.array([], dtype=np.int64)) == []
+    unlabelled = LabelSet.from_lists([[]], 3)
+    assert items.shares_label(unlabelled, np.array([0, 3])) == [None, None]
+    assert items.describe(0) == {"id": 0, "label": None, "class": None, "labels": ["x", "y"],
+                                 "path": "a"}
+    assert items.describe(1)["label"] == 1 and items.describe(1)["class"] == "y"
+    assert items.describe(3)["labels"] == [] and items.multi_label
+
+
+def test_a_multi_label_index_lists_labels_and_frames_relevance_as_a_shared_label(
+        tree: Path) -> None:
+    index = tree / "index"
+    rng = np.random.default_rng(3)
+    lists = [sorted(set(rng.choice(4, rng.integers(0, 3)).tolist())) for _ in range(48)]
+    lists[5], lists[6] = [0, 3], []
+    names = ("sky", "tree", "water", "car")
+    multi_label_copy(index, lists, names)
+    client = client_of(index)
+    info = client.get("/info").json()
+    assert info["multi_label"] is True and info["classes"] == list(names)
+    assert info["labelled"] == sum(1 for labels in lists if labels)
+    record = client.get("/items/5").json()
+    assert record == {"id": 5, "label": None, "class": None, "labels": ["sky", "car"],
+                      "path": record["path"]}
+    answer = client.get("/items/5/search?k=48").json()
+    assert answer["query"] == record and len(answer["results"]) == 48
+    for hit in answer["results"]:  # brute force: set intersection of the lists
+        assert hit["labels"] == [names[c] for c in lists[hit["id"]]]
+        expected = bool(set(lists[hit["id"]]) & {0, 3}) if lists[hit["id"]] else None
+        assert hit["shares_label"] == expected
+    assert {hit["shares_label"] for hit in answer["results"]} == {True, False, None}
+    unlabelled = client.get("/items/6/search?k=48").json()["results"]
+    assert all(hit["shares_label"] is None for hit in unlabelled)
+
+
+def test_added_images_take_several_labels_or_none(tree: Path) -> None:
+    index = tree / "index"
+    client = client_of(index)
+    response = client.post("/items", data={"label": ["class2", "lemon", "0", "class2"]},
+                           files=[("images", ("a.png", new_images(1)[0], "image/png"))])
+    assert response.status_code == 200, response.text
+    added = response.json()["added"][0]
+    assert added == {"id": 48, "label": None, "class": None,
+                     "labels": ["class0", "class2", "lemon"], "path": "added/48.png"}
+    info = client.get("/info").json()
+    assert info["multi_label"] is True and info["classes"][-1] == "lemon"
+    # items.npz now holds a multi-hot matrix, which a fresh load reads back
+    stored = np.load(index / read_info(index)["items_file"])["labels"]
+    assert stored.dtype == bool and stored.shape == (49, 4)
+    assert stored[48].tolist() == [True, False, True, True]
+    assert stored[:48].sum(axis=1).tolist() == [1] * 48
+    fresh = client_of(index)
+    assert fresh.get("/items/48").json() == added
+    assert fresh.get("/items/0").json()["labels"] == ["class0"]
+    none = post_items(fresh, new_images(1, seed=2)).json()["added"][0]
+    assert none["labels"] == [] and none["label"] is None
+    hits = fresh.get("/items/48/search?k=50").json()["results"]
+    for hit in hits:  # class0 and class2 items share a label with item 48; class1 ones do not
+        expected = None if not hit["labels"] else bool(
+            {"class0", "class2", "lemon"} & set(hit["labels"]))
+        assert hit["shares_label"] == expected
+
+
+def test_a_single_label_items_file_is_written_and_read_as_before(tree: Path,
+                                                                 tmp_path: Path) -> None:
+    """An index of single-label data keeps ``(N,)`` int64 ids (what folders written before
+    label sets hold): loading and saving gives the same bytes; adding a single label keeps
+    ids."""
+    index = tree / "index"
+    stored = np.load(index / "items.npz")
+    assert stored["labels"].dtype == np.int64 and stored["labels"].shape == (48,)
+    items = Items.load(index / "items.npz")
+    assert items.labels.is_single and not items.multi_label
+    items.save(tmp_path / "again.npz")
+    again = np.load(tmp_path / "again.npz")
+    assert sorted(again.files) == sorted(stored.files)
+    for name in stored.files:
+        assert np.array_equal(again[name], stored[name]) and again[name].dtype == stored[name].dtype
+    client = client_of(index)
+    post_items(client, new_images(1), label="class1")
+    post_items(client, new_images(1))
+    after = np.load(index / read_info(index)["items_file"])["labels"]
+    assert after.dtype == np.int64 and after.tolist()[-2:] == [1, -1]
+    assert client.get("/info").json()["multi_label"] is False
+
+
+@pytest.mark.parametrize("labels", [np.ones((2, 3), dtype=bool), np.ones((2, 2), np.float32),
+                                    np.array([0, -2])],
+                         ids=["multi-hot over other classes", "float multi-hot", "ids below -1"])
+def test_items_files_with_bad_labels_are_refused(tmp_path: Path, labels: np.ndarray) -> None:
+    np.savez(tmp_path / "items.npz", labels=labels, paths=np.array(["a.png", "b.png"]),
+             classes=np.array(["x", "y"]))
+    with pytest.raises(ConfigError, match=r"cannot read .*rebuild with deephash index"):
+        Items.load(tmp_path / "items.npz")
+
+
+def test_deephash_search_lists_each_hits_labels_and_frames_by_a_shared_label(
+        tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tree / "index"
+    lists = [[i % 3] + ([3] if i % 4 == 0 else []) for i in range(48)]  # class, maybe "car"
+    names = ("sky", "tree", "water", "car")
+    multi_label_copy(index, lists, names)
+    drawn: list[Any] = []
+    monkeypatch.setattr("deephash.viz.search.plot_results",
+                        lambda query, rows, label, path: drawn.append((rows, label)))
+    query = tree / "data" / "test" / "class1" / "02.png"
+    capsys.readouterr()
+    assert main(["search", str(query), "--index", str(index), "-k", "48", "--label", "tree,car",
+                 "--show", str(tree / "show.png")]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:]
+             if not line.startswith("#")]
+    items = Items.load(index / "items.npz")
+    by_path = {str((tree / "data" / p).resolve()): i for i, p in enumerate(items.paths)}
+    for row in lines:
+        assert row[2] == ",".join(names[c] for c in lists[by_path[row[3]]])
+    rows, label = drawn[0]
+    assert label == "tree,car" and len(rows) == 48
+    for row in rows:  # relevant: shares tree (1) or car (3) with the query
+        assert row["relevant"] == bool({1, 3} & set(lists[by_path[row["path"]]]))
+    assert {row["relevant"] for row in rows} == {True, False}
+
+
+def test_multi_label_list_files_index_and_serve_their_labels(
+        tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """List files (DeepHash-pytorch layout) with two labels on some lines, indexed by
+    ``deephash index``: items.npz holds their multi-hot matrix, the API and search list
+    the names, and relevance is a shared label."""
+    data = tree / "data"
+    images = sorted(p.relative_to(data).as_posix() for p in data.glob("*/*/*.png"))
+    rows = {path: [int(path.split("/")[1][-1] == str(c)) for c in range(3)] + [int(i % 4 == 0)]
+            for i, path in enumerate(images)}
+    lines = {name: "".join(f"{p} {' '.join(map(str, rows[p]))}\n" for p in images if
+                           (name == "test") == p.startswith("test/"))
+             for name in ("train", "test", "database")}
+    for name, text in lines.items():
+        (data / f"{name}.txt").write_text(text)
+    (data / "classes.txt").write_text("red\ngreen\nblue\nsquare\n")
+    out = tree / "lists-index"
+    assert main(["index", "--checkpoint", str(tree / "run" / "bits-16" / "best.pt"),
+                 "--data-dir", str(data), "--out", str(out), "--cache-dir",
+                 str(tree / "c")]) == 0
+    stored = np.load(out / "items.npz")
+    assert stored["labels"].dtype == bool and stored["labels"].shape == (48, 4)
+    assert stored["classes"].tolist() == ["red", "green", "blue", "square"]
+    expected = {p: [n for n, v in zip(("red", "green", "blue", "square"), rows[p], strict=True)
+                    if v] for p in images}
+    client = client_of(out)
+    assert client.get("/info").json()["multi_label"] is True
+    item = next(i for i, p in enumerate(stored["paths"]) if len(expected[str(p)]) == 2)
+    answer = client.get(f"/items/{item}/search?k=48").json()
+    assert answer["query"]["labels"] == expected[answer["query"]["path"]]
+    query = set(answer["query"]["labels"])
+    for hit in answer["results"]:
+        assert hit["labels"] == expected[hit["path"]]
+        assert hit["shares_label"] == bool(query & set(hit["labels"]))
+    capsys.readouterr()
+    assert main(["search", str(data / answer["query"]["path"]), "--index", str(out),
+                 "-k", "5"]) == 0
+    printed = [line.split() for line in capsys.readouterr().out.splitlines()[1:]
+               if not line.startswith("#")]
+    for row in printed:
+        path = Path(row[3]).relative_to(data.resolve()).as_posix()
+        assert row[2] == ",".join(expected[path])

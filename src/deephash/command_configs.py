@@ -115,8 +115,15 @@ def check_index(factory: str) -> None:
 class IndexConfig:
     checkpoint: str = field(default="", metadata={"help": "a trained model's best.pt"})
     data_dir: str | None = field(default=None, metadata={
-        "help": "images to index (an image folder with train/ and test/, CIFAR-10, or a "
-                "file written by deephash pack)"})
+        "help": "images to index, labelled or not: any data set --format reads (image or "
+                "class folders, list files, a CSV file, a folder of unlabelled images at any "
+                "depth, CIFAR-10, MNIST) or a file written by deephash pack"})
+    dataset: str = field(default="auto", metadata={
+        "flag": "--format", "choices": DATASET_KINDS,
+        "help": "data set kind; auto detects it from the files (a tree of photos with none "
+                "in its top folder: --format unlabelled; docs/data.md)"})
+    image_root: str | None = field(default=None, metadata={
+        "help": "folder the image paths of list files or a CSV are relative to"})
     out: str = field(default="runs/index", metadata={"help": "index folder to write"})
     overwrite: bool = field(default=False, metadata={
         "help": "replace the index already in --out (never one holding images added to it, "
@@ -139,7 +146,8 @@ class SearchConfig:
     show: str | None = field(default=None, metadata={
         "help": "save a PNG of the query beside its results"})
     label: str | None = field(default=None, metadata={
-        "help": "the query's class (default: its folder name, if that is a class)"})
+        "help": "the query's class, or its classes separated by commas (default: its folder "
+                "name, if that is a class): results that share none are framed red in --show"})
     checkpoint: str | None = field(default=None, metadata={
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})

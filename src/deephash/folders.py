@@ -122,6 +122,9 @@ def check_index_out(config: IndexConfig) -> None:
         what = "an index" if is_index_folder(out) else "other files"
         raise ConfigError(f"--out {out} already holds {what}; replace it with --overwrite, or "
                           "choose another --out")
-    check_clearable(out, "index folder", "index.json", is_index_folder,
-                    protected_folders(config.data_dir, "auto", config.cache_dir))
+    protected = protected_folders(config.data_dir, config.dataset, config.cache_dir)
+    if config.image_root is not None:
+        protected.append(("the images (--image-root)",
+                          Path(config.image_root).expanduser().resolve()))
+    check_clearable(out, "index folder", "index.json", is_index_folder, protected)
     check_kept_images(out)

@@ -345,9 +345,11 @@ def _(config: IndexConfig) -> None:
         raise ConfigError("--checkpoint is required (a trained run's best.pt)")
     _existing_file(config.checkpoint, "--checkpoint", "pass a trained run's best.pt")
     data = None if config.data_dir is None else Path(config.data_dir).expanduser()
-    if data is not None and not data.is_dir() and not _is_pack(data):
+    if data is not None and not data.is_dir() and not (
+            _is_pack(data) or (data.is_file() and data.suffix.lower() == ".csv")):
         raise ConfigError(f"--data-dir {config.data_dir} is not a folder; pass the images' "
-                          "folder (or a file written by deephash pack)")
+                          "folder (or a .csv file, or a file written by deephash pack)")
+    _check_image_root(config.image_root)
     _existing_folder(config.out, "--out")
     _check_cache(config.cache_dir, config.cache)
     _check_device(config.device)

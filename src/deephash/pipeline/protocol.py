@@ -10,6 +10,7 @@ from typing import Any
 from deephash.data import ImageDataset, Splits, make_splits, open_dataset
 from deephash.data.fingerprint import memo_location
 from deephash.data.headers import checked_images, skipped_images
+from deephash.data.unlabelled import require_labels
 from deephash.pipeline.cache import cache_location
 from deephash.pipeline.config import BaselineConfig, EvalConfig
 from deephash.training.config import TrainConfig
@@ -29,6 +30,7 @@ def open_protocol(config: BaselineConfig) -> tuple[ImageDataset, Splits]:
     ``--skip-bad-images``)."""
     opened = open_dataset(config.data.data_dir, config.data.dataset, config.data.download,
                           image_root=config.data.image_root)
+    require_labels(opened)  # data without any label: one line, nothing created
     if isinstance(config, TrainConfig):  # labels no loss or procedure can train on
         check_labels_supported(config, opened.labels)
     splits = _splits(config, opened)  # a protocol the data cannot serve: before the cache

@@ -1,14 +1,16 @@
 """A retrieval gallery: the same fixed test queries, and each chosen run's top-k for them.
 
 Runs save their test vectors (``embeddings/query.npz``, ``database.npz``: ``x``, ``y``,
-``index``) or packed codes (``codes/*.npz``: ``codes``, ``bits``, and ``relaxed``, the
+``index``; ``y`` is ``(N,)`` class ids or, for multi-label data, an ``(N, C)`` bool
+multi-hot matrix) or packed codes (``codes/*.npz``: ``codes``, ``bits``, and ``relaxed``, the
 outputs before the sign); the gallery ranks the database for each query again from those
 files and reads the images from the run's data set for thumbnails. Embeddings are ranked
 by the run's distance (ties by pool index); codes as the service ranks them
 (:class:`deephash.index.rerank.CodeRanker`: Hamming, ties by the relaxed outputs under the
 run's training distance, else in a seeded random order, never by pool index). Queries are
 drawn once from the pool indices every chosen run queried, by a seeded generator, so every
-row of the gallery answers the same images.
+row of the gallery answers the same images. A result is relevant when it shares a label
+with its query (:func:`deephash.labels.relevance`, as the metrics define it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from deephash.data.headers import checked_images
 from deephash.distances import as_distance, scoring_distance
 from deephash.errors import DeephashError
 from deephash.index.rerank import CodeRanker
+from deephash.labels import LabelSet, as_label_set, relevance
 from deephash.reporting.runs import RunRecord
 
 log = logging.getLogger(__name__)
@@ -37,14 +40,31 @@ THUMBNAIL = 64
 
 @dataclass
 class Ranked:
-    """One run's answers: ``(Q,)`` query pool indices and labels, ``(Q, k)`` result pool
-    indices and labels."""
+    """One run's answers: ``(Q,)`` query pool indices and their label sets (``Q`` rows),
+    ``(Q, k)`` result pool indices, the results' label sets (``Q * k`` rows, query by
+    query) and ``(Q, k)`` bool ``relevant``: the result shares a label with its query."""
 
     run: RunRecord
     query: np.ndarray
-    query_labels: np.ndarray
+    query_labels: LabelSet
     results: np.ndarray
-    result_labels: np.ndarray
+    result_labels: LabelSet
+    relevant: np.ndarray
+
+    def labels_of(self, q: int) -> list[list[int]]:
+        """The class ids of query ``q``'s results, one list per result."""
+        k = self.results.shape[1]
+        return self.result_labels[slice(q * k, (q + 1) * k)].lists()
+
+
+def ranked(run: RunRecord, queries: np.ndarray, query_y: np.ndarray, order: np.ndarray,
+           database: dict[str, np.ndarray]) -> Ranked:
+    """:class:`Ranked` of ``queries`` (saved labels ``query_y``) whose results are the
+    database rows ``order`` ``(Q, k)``."""
+    query_labels, database_labels = as_label_set(query_y), as_label_set(database["y"])
+    relevant = np.take_along_axis(relevance(query_labels, database_labels), order, axis=1)
+    return Ranked(run, queries, query_labels, database["index"][order],
+                  database_labels[order.ravel()], relevant)
 
 
 def saved_vectors(run: RunRecord, name: str) -> dict[str, np.ndarray] | None:
@@ -83,16 +103,14 @@ def rank(run: RunRecord, queries: np.ndarray, k: int) -> Ranked:
         order = code_ranker(run, database).rank(
             query["vectors"][rows], k, None if relaxed is None else relaxed[rows]).positions
         order = order[:, :min(k, len(database["index"]))]
-        return Ranked(run, queries, query["y"][rows], database["index"][order],
-                      database["y"][order])
+        return ranked(run, queries, query["y"][rows], order, database)
     distance = scoring_distance(str(run.metrics.get("distance", "cosine")), codes=False)
     distances = distance.evaluation_matrix(
         distance.prepare(torch.from_numpy(query["vectors"][rows])),
         distance.prepare(torch.from_numpy(database["vectors"]))).numpy()
     order = np.lexsort((np.broadcast_to(database["index"], distances.shape), distances),
                        axis=1)[:, :k]
-    return Ranked(run, queries, query["y"][rows], database["index"][order],
-                  database["y"][order])
+    return ranked(run, queries, query["y"][rows], order, database)
 
 
 def choose_queries(runs: list[RunRecord], n: int, seed: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from deephash.reporting.gallery import Ranked, image_uri, open_images, png_uri, thumbnail
@@ -74,8 +75,9 @@ def gallery_section(ranked: list[Ranked], names: dict[Path, str]) -> str:
     dataset = open_images(ranked[0].run)
     classes = dataset.classes if dataset is not None else None
 
-    def cell(index: int, label: int, css: str) -> str:
-        name = classes[label] if classes else str(label)
+    def cell(index: int, labels: list[int], css: str) -> str:
+        name = ", ".join(classes[c] if classes and c < len(classes) else str(c)
+                         for c in labels) or "unlabelled"
         picture = (f"<img class=\"{css}\" src=\"{thumbnail(dataset, index)}\" "
                    f"alt=\"{_e(name)} (pool {index})\">" if dataset is not None
                    else f"<div class=\"{css}\">{index}</div>")
@@ -83,18 +85,23 @@ def gallery_section(ranked: list[Ranked], names: dict[Path, str]) -> str:
 
     parts = []
     for q in range(len(ranked[0].query)):
-        query_index, query_label = int(ranked[0].query[q]), int(ranked[0].query_labels[q])
+        query_index = int(ranked[0].query[q])
+        query_labels = ranked[0].query_labels[np.array([q])].lists()[0]
         parts.append(f"<tr><td colspan=\"12\"><b>query {q + 1}</b> (pool index {query_index})"
                      "</td></tr>")
         for answer in ranked:
-            results = "".join(cell(int(i), int(y), "wrong" if y != query_label else "")
-                              for i, y in zip(answer.results[q], answer.result_labels[q],
-                                              strict=True))
-            parts.append(f"<tr>{cell(query_index, query_label, 'query')}{results}"
+            results = "".join(cell(int(i), labels, "" if relevant else "wrong")
+                              for i, labels, relevant in zip(answer.results[q],
+                                                             answer.labels_of(q),
+                                                             answer.relevant[q], strict=True))
+            parts.append(f"<tr>{cell(query_index, query_labels, 'query')}{results}"
                          f"<td class=\"text\">{_e(answer.run.title)}<br>"
                          f"<span class=\"note\">{_e(names[answer.run.path])}</span></td></tr>")
+    multi = not all(a.query_labels.is_single and a.result_labels.is_single for a in ranked)
+    frames = ("green: shares a label with the query, red: shares none" if multi
+              else "green: same class, red: wrong")
     return ("<p class=\"note\">The same test queries (dark frame) and each run's top "
-            f"{ranked[0].results.shape[1]} (green: same class, red: wrong).</p>"
+            f"{ranked[0].results.shape[1]} ({frames}).</p>"
             f"<table class=\"gallery\">{''.join(parts)}</table>")
 
 

@@ -13,9 +13,11 @@ their ``relaxed`` outputs) every query's top list is ranked five ways:
 - ``float``: the relaxed outputs alone, ranked by the training distance (ties by index).
 
 P@k and AP@k follow :mod:`deephash.metrics.retrieval` (AP@k divides by the relevant items
-within the top k). Also the median (and 90th percentile) number of database items tied at
-the 10th result's Hamming distance. Queries and database must be disjoint (the test
-protocols are).
+within the top k); a database item is relevant when it shares a label with the query
+(:func:`deephash.labels.relevance`: class equality for single-label runs, a shared label
+for multi-label ones, whose saved ``y`` is a multi-hot matrix). Also the median (and 90th
+percentile) number of database items tied at the 10th result's Hamming distance. Queries
+and database must be disjoint (the test protocols are).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from deephash.errors import DataError
 from deephash.hashing.codes import hamming_matrix
 from deephash.index.rerank import CodeRanker
+from deephash.labels import as_label_set, relevance
 from deephash.metrics.hamming import (
     distance_histograms,
     tie_aware_average_precision,
@@ -79,12 +82,13 @@ def measure_run(run: RunRecord, n_queries: int | None = None, seed: int = 0,
     depth = min(max(map_k, *precision_k), n)
     served = code_ranker(run, database)
     at_random = CodeRanker(database["vectors"], bits, rerank="none")
+    database_labels = as_label_set(database["y"])  # (N,) ids or (N, C) multi-hot
     tops: dict[str, list[np.ndarray]] = {name: [] for name in RANKINGS if name != "tie-aware"}
     relevant_parts, counts_parts, hits_parts, tied = [], [], [], []
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
         codes, relaxed = query["vectors"][chunk], query["relaxed"][chunk]
-        relevant = query["y"][chunk, None] == database["y"][None, :]
+        relevant = relevance(query["y"][chunk], database_labels)
         hamming = hamming_matrix(codes, database["vectors"])
         tops["served"].append(served.rank(codes, depth, relaxed).positions)
         tops["random ties"].append(at_random.rank(codes, depth).positions)

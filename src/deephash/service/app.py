@@ -3,7 +3,11 @@ add images; health, index information, item records, thumbnails; the page at ``/
 
 A search answers ``{"results": [hits, best first], "ties": ...}``; for codes ``ties`` says
 how many items share the Hamming distance of the k-th result and how they were ordered
-(:class:`deephash.service.searcher.Answer`), ``null`` for float embeddings.
+(:class:`deephash.service.searcher.Answer`), ``null`` for float embeddings. A hit lists the
+item's labels by name and, for a search from an item, whether it shares a label with it
+(``shares_label``: relevance as the metrics define it; ``null`` for an upload's hits and
+for unlabelled items). ``/info`` says whether some item has several labels
+(``multi_label``) and how many items have any (``labelled``: 0 for an unlabelled folder).
 
 Every response is JSON except the page, its static files and thumbnails; every error is
 ``{"error": "<the problem and the fix>"}`` with a 4xx status (a 500 only for a fault of
@@ -100,6 +104,8 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
             "bits": dim if searcher.codes else None, "dim": dim, "size": state.size,
             "index": state.info["index"], "checkpoint": shown_path(searcher.checkpoint),
             "backbone": searcher.train_config.backbone.name, "classes": list(state.items.classes),
+            "multi_label": state.items.multi_label,
+            "labelled": int(state.items.labels.labelled.sum()),
             "max_k": min(settings.max_k, state.size), "max_upload_bytes": settings.max_upload_bytes,
             "max_pixels": settings.max_pixels, "max_batch": settings.max_batch,
             "max_request_pixels": settings.max_request_pixels})
@@ -156,8 +162,9 @@ def create_app(searcher: Searcher, settings: ServeConfig) -> FastAPI:
 
     @app.post("/items")
     def add(images: Annotated[list[UploadFile], File(description="images to add")],
-            label: Annotated[str | None, Form(description="class name or number")] = None
-            ) -> JSONResponse:
+            label: Annotated[list[str] | None, Form(
+                description="class name or number; repeat the field for several labels, "
+                            "leave it out for none")] = None) -> JSONResponse:
         with decoded(images) as (queries, uploads):
             added = searcher.add(queries, [(upload.data, upload.extension)
                                            for upload in uploads], label)

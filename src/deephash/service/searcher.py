@@ -4,8 +4,11 @@ A :class:`Searcher` holds an index folder's current generation (:class:`IndexSta
 index, stored vectors and continuous outputs) and the model that built it
 (:class:`Embedder`). Queries come as decoded images (embedded in one forward pass per
 batch), or as an item id (its stored vector and outputs: nothing is embedded). Results are
-hits ``{"id", "label", "class", "path", "distance"}``, best first. Float embeddings are
-ranked by the index (exact L2, ties in insertion order). Codes are ranked by
+hits, best first: an item's record (:meth:`deephash.service.items.Items.describe`: ``{"id",
+"label", "class", "labels", "path"}``) with its ``distance`` and ``shares_label``, whether
+it shares a label with the query (:func:`deephash.labels.relevance`; ``null`` where the
+query's or the hit's labels are unknown: an uploaded image, an unlabelled item). Float
+embeddings are ranked by the index (exact L2, ties in insertion order). Codes are ranked by
 :class:`deephash.index.rerank.CodeRanker`, the one ranking of every top-k list of codes:
 Hamming distance, then (``rerank``) the distance of the continuous outputs, then a
 seeded random key, never the pool's order; each answer also says how many items tie at
@@ -34,6 +37,7 @@ from deephash.data.decode import open_rgb
 from deephash.distances import as_distance
 from deephash.errors import DeephashError
 from deephash.index.rerank import CodeRanker, Rerank
+from deephash.labels import LabelSet
 from deephash.service.embedder import Embedder, Query, vectors_of_outputs
 from deephash.service.errors import ApiError
 from deephash.service.folder import check_fits, checkpoint_path, item_root, locate, read_info
@@ -44,6 +48,11 @@ from deephash.training.config import TrainConfig
 
 Hit = dict[str, Any]
 log = logging.getLogger(__name__)
+
+
+def _row(labels: LabelSet | None, q: int) -> LabelSet | None:
+    """Query ``q``'s label set (one row), or ``None``."""
+    return None if labels is None else labels[np.array([q])]
 
 
 class Answer(NamedTuple):
@@ -120,51 +129,62 @@ class Searcher:
         """``(len(images), W)`` vectors (packed codes or embeddings) of the images."""
         return vectors_of_outputs(self.outputs(images), self.codes)
 
-    def answer_images(self, images: Sequence[Query], k: int,
-                      radius: int | None = None) -> list[Answer]:
-        """The answer of each RGB image, in order."""
+    def answer_images(self, images: Sequence[Query], k: int, radius: int | None = None,
+                      labels: LabelSet | None = None) -> list[Answer]:
+        """The answer of each RGB image, in order (``labels``: the images' label sets, when
+        known)."""
         outputs = self.outputs(images)
         return self.answer_vectors(vectors_of_outputs(outputs, self.codes), k, radius,
-                                   outputs=outputs)
+                                   outputs=outputs, labels=labels)
 
     def answer_item(self, item: int, k: int, radius: int | None = None
                     ) -> tuple[dict[str, Any], Answer]:
         """Item ``item``'s record and the answer of its stored vector and outputs (itself
-        among the hits)."""
+        among the hits; each hit says whether it shares a label with the item)."""
         state = self._state
         self._check_id(state, item)
         outputs = None if state.outputs is None else state.outputs[item:item + 1]
+        labels = state.items.labels[np.array([item])]
         return (state.items.describe(item),
-                self.answer_vectors(state.vectors[item:item + 1], k, radius, state, outputs)[0])
+                self.answer_vectors(state.vectors[item:item + 1], k, radius, state, outputs,
+                                    labels)[0])
 
     def answer_vectors(self, vectors: np.ndarray, k: int, radius: int | None = None,
-                       state: IndexState | None = None,
-                       outputs: np.ndarray | None = None) -> list[Answer]:
+                       state: IndexState | None = None, outputs: np.ndarray | None = None,
+                       labels: LabelSet | None = None) -> list[Answer]:
         """The answers of ``(Q, W)`` query vectors (``(Q, D)`` continuous ``outputs`` of
         codes re-rank their ties): the ``k`` nearest, and with ``radius`` (codes only) only
-        those within that Hamming distance."""
+        those within that Hamming distance; ``labels``: the queries' label sets, when known
+        (the hits' ``shares_label``)."""
         state = state or self._state
         self.check_radius(radius)
+        if labels is not None and len(labels) != len(vectors):
+            raise ValueError(f"{len(labels)} label sets for {len(vectors)} queries")
         if not self.codes:
             with one_openmp_thread():
                 result = state.index.search(vectors, k)
-            return [Answer(self._hits(state, d, i, radius), None)
-                    for d, i in zip(result.distances, result.ids, strict=True)]
+            return [Answer(self._hits(state, d, i, radius, _row(labels, q)), None)
+                    for q, (d, i) in enumerate(zip(result.distances, result.ids, strict=True))]
         ranker = self._ranker(state)
         with one_openmp_thread():
             ranked = ranker.rank(vectors, k, outputs)
         order = "continuous outputs" if ranker.reranks(outputs) else "random"
-        return [Answer(self._hits(state, ranked.distances[q], ranked.positions[q], radius),
+        return [Answer(self._hits(state, ranked.distances[q], ranked.positions[q], radius,
+                                  _row(labels, q)),
                        {"distance": int(ranked.tie_distance[q]), "count": int(ranked.tied[q]),
                         "shown": int(ranked.tied_shown[q]), "order": order})
                 for q in range(len(vectors))]
 
     @staticmethod
     def _hits(state: IndexState, distances: np.ndarray, ids: np.ndarray,
-              radius: int | None) -> list[Hit]:
+              radius: int | None, query: LabelSet | None) -> list[Hit]:
+        """The hits among ``ids`` (within ``radius``); ``query``: the one query's labels."""
         keep = (ids >= 0) & (distances <= radius if radius is not None else True)
-        return [{**state.items.describe(int(i)), "distance": float(d)}
-                for d, i in zip(distances[keep], ids[keep], strict=True)]
+        found = ids[keep].astype(np.int64)
+        shared = ([None] * len(found) if query is None
+                  else state.items.shares_label(query, found))
+        return [{**state.items.describe(int(i)), "distance": float(d), "shares_label": s}
+                for d, i, s in zip(distances[keep], found, shared, strict=True)]
 
     def _ranker(self, state: IndexState) -> CodeRanker:
         """The ranker of ``state``'s codes (built once per generation)."""
@@ -188,11 +208,11 @@ class Searcher:
         return record, answer.hits
 
     def search_vectors(self, vectors: np.ndarray, k: int, radius: int | None = None,
-                       state: IndexState | None = None,
-                       outputs: np.ndarray | None = None) -> list[list[Hit]]:
+                       state: IndexState | None = None, outputs: np.ndarray | None = None,
+                       labels: LabelSet | None = None) -> list[list[Hit]]:
         """The hits of ``(Q, W)`` query vectors (:meth:`answer_vectors` without the ties)."""
         return [answer.hits for answer in self.answer_vectors(vectors, k, radius, state,
-                                                               outputs)]
+                                                               outputs, labels)]
 
     def check_radius(self, radius: int | None) -> None:
         if radius is None:
@@ -217,17 +237,18 @@ class Searcher:
                                 "id from a search result")
 
     def add(self, images: Sequence[Query], encoded: Sequence[tuple[bytes, str]],
-            label: str | None) -> list[dict[str, Any]]:
+            labels: Sequence[str] | str | None) -> list[dict[str, Any]]:
         """Add decoded ``images`` (their ``encoded`` bytes and file extension are kept in
-        the folder) labelled ``label`` (a class name or number; ``None``: unlabelled), persist
+        the folder), each labelled with ``labels`` (class names or numbers, a new name
+        making a new class; one label as a string; ``None`` or none: unlabelled), persist
         them and return their records."""
+        given = [labels] if isinstance(labels, str) else list(labels or [])
         outputs = self.outputs(images)
         with self._add_lock:
             state = self._state
-            number, classes = (-1, state.items.classes) if label is None else \
-                state.items.label_of(label)
+            numbers, classes = state.items.labels_of(given)
             added = add_images(state, vectors_of_outputs(outputs, self.codes), list(encoded),
-                               number, classes, outputs if self.codes else None)
+                               numbers, classes, outputs if self.codes else None)
             if self.codes:
                 self._ranker(added)  # ready before the new generation answers
             self._state = added

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +51,12 @@ def folder_lock(folder: Path) -> Iterator[None]:
 
 
 def add_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes, str]],
-               label: int, classes: tuple[str, ...],
+               labels: Sequence[int], classes: tuple[str, ...],
                outputs: np.ndarray | None = None) -> IndexState:
     """Persist ``images`` (encoded bytes, file extension) with their ``(n, W)`` ``vectors``
     (and ``(n, K)`` continuous ``outputs``, appended where the folder keeps them) as the
-    folder's next generation, all labelled ``label`` (``-1``: none) under ``classes``;
-    return that generation's state."""
+    folder's next generation, each labelled with the class ids ``labels`` (empty: none)
+    under ``classes``; return that generation's state."""
     folder = state.folder
     kept = None  # the new generation's outputs, where the folder keeps them
     if state.outputs is not None:
@@ -74,7 +74,7 @@ def add_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes,
             save_bytes(folder / path, data)
         index = load_index(folder / data_files(state.info)[0])  # a copy; the live one stays
         index.add(vectors, ids=ids)
-        items = state.items.extended(paths, label, classes)
+        items = state.items.extended(paths, labels, classes)
         parts: dict[str, Callable[[Path], None]] = {"index": index.save, "items": items.save}
         if kept is not None:
             parts["outputs"] = lambda path: save_outputs(path, kept)

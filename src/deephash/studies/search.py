@@ -1,14 +1,19 @@
 """``deephash index`` and ``deephash search``: a searchable collection of images.
 
 An index folder holds ``index.npz`` (the retrieval index: packed codes of a hashing
-model, or float embeddings), ``items.npz`` (per row: the image's path, label, and the
-class names), for a hashing model ``outputs.npz`` (its continuous outputs, which order the
-results tied in Hamming distance: :mod:`deephash.index.rerank`), plus ``index.json``
-naming the checkpoint that produced it and the SHA-256 of those files (checked before they
-are read). ``search`` embeds a query image with that checkpoint and prints the k nearest
-images (a ``-k`` beyond the index's size prints them all, with a note) and how many items
-tie with the k-th; it can also save a picture of the query beside its first results (at
-most :data:`SHOW_MAX`), correct matches framed in green.
+model, or float embeddings), ``items.npz`` (per row: the image's path and labels, and the
+class names: :mod:`deephash.service.items`), for a hashing model ``outputs.npz`` (its
+continuous outputs, which order the results tied in Hamming distance:
+:mod:`deephash.index.rerank`), plus ``index.json`` naming the checkpoint that produced it
+and the SHA-256 of those files (checked before they are read). ``search`` embeds a query
+image with that checkpoint and prints the k nearest images with their labels
+(comma-separated names; an index of unlabelled images prints no label column; a ``-k``
+beyond the index's size prints them all, with a note) and how many items tie with the
+k-th; it can also save a picture of the query beside its first results (at most
+:data:`SHOW_MAX`), framed green where a result shares a label with the query (``--label``,
+else the query's folder name where that is a class), red where it shares none. Any data
+set can be indexed, labelled or not (an unlabelled folder: one note line says that nothing
+is marked).
 
 Index folders are relocatable. ``index.json`` records the checkpoint and, for an image
 folder, the data root *relative to the index folder* (``"../run/best.pt"``), with the
@@ -37,11 +42,11 @@ import numpy as np
 from deephash.data import open_dataset
 from deephash.data.dataset import ImageDataset
 from deephash.data.fingerprint import memo_location
-from deephash.data.image_folder import ImageFolderDataset
 from deephash.devices import resolve_device
 from deephash.errors import ConfigError, DataError
 from deephash.features import compute_views, transform_spec
 from deephash.index import create_index
+from deephash.labels import LabelSet
 from deephash.pipeline.cache import cache_location
 from deephash.registries import parse_rerank
 from deephash.service.downscale import decode_query
@@ -68,17 +73,23 @@ SHOW_MAX = 50
 __all__ = ["IndexConfig", "SearchConfig", "build_index", "feature_backbone", "search_image"]
 
 
-def build_index(config: IndexConfig) -> dict[str, Any]:
-    """Embed every image of ``data_dir`` with the checkpoint and index the results into
-    ``out`` (:mod:`deephash.studies.index_folder`: when it may be replaced, and how it is
-    written atomically)."""
+def build_index(config: IndexConfig, dataset: ImageDataset | None = None) -> dict[str, Any]:
+    """Embed every image of ``data_dir`` (or of ``dataset``, already opened) with the
+    checkpoint and index the results into ``out`` (:mod:`deephash.studies.index_folder`:
+    when it may be replaced, and how it is written atomically)."""
     validate(config)  # --checkpoint given and a file; --out may receive an index
     train_config, model = load_model(Path(config.checkpoint))
     if train_config.training.mode == "finetune":
         raise ConfigError("indexing supports frozen and partial models (cached features or "
                           "activations), not --mode finetune")
     cache = cache_location(config)
-    dataset = open_dataset(config.data_dir, "auto", fingerprint_memo=memo_location(cache))
+    if dataset is None:
+        dataset = open_dataset(config.data_dir, config.dataset, download=False,
+                               fingerprint_memo=memo_location(cache),
+                               image_root=config.image_root)
+    if not dataset.labels.labelled.any():
+        log.info("note: %s has no labels; search ranks its images by similarity alone, "
+                 "with no relevance marks and no metrics", dataset.name)
     backbone = feature_backbone(train_config)
     spec = transform_spec(backbone, train_config.backbone.image_size)
     views = compute_views(dataset, backbone, spec, views_of(train_config), cache_dir=cache,
@@ -99,8 +110,7 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
     index.add(vectors, ids=np.arange(len(dataset)))
     out = Path(config.out).expanduser()
     paths, places = _item_paths(dataset, out, config.data_dir)
-    items = Items(paths, dataset.labels.ids, tuple(dataset.classes),
-                  np.zeros(len(paths), dtype=bool))
+    items = Items(paths, dataset.labels, tuple(dataset.classes), np.zeros(len(paths), dtype=bool))
     checkpoint = Path(config.checkpoint).resolve()
     info = {"checkpoint": relative(checkpoint, out), "checkpoint_absolute": str(checkpoint),
             **places, "index": config.index, "codes": codes, "dim": dim,
@@ -116,18 +126,35 @@ def build_index(config: IndexConfig) -> dict[str, Any]:
 def _item_paths(dataset: ImageDataset, out: Path,
                 data_dir: str | None) -> tuple[np.ndarray, dict[str, str]]:
     """Per row, the image's path relative to the data root, and the data root (relative
-    to the index folder, and absolute) for ``index.json``; data sets that are not image
-    folders keep their own description of each row (``cifar10:test[17]``), and
+    to the index folder, and absolute) for ``index.json``, where every image is a file
+    under the data set's folder (an image folder, an unlabelled folder); other data sets
+    keep their own description of each row (``cifar10:test[17]``, a pack's rows), and
     ``index.json`` records the ``--data-dir`` they were opened from (the service's
     thumbnails read their rows there)."""
-    if not isinstance(dataset, ImageFolderDataset):
+    files = image_files(dataset)
+    if files is None:
         where = ({} if data_dir is None else
                  {"data_dir": relative(Path(data_dir), out),
                   "data_dir_absolute": str(Path(data_dir).resolve())})
         return np.array([dataset.describe(i) for i in range(len(dataset))]), where
-    root = dataset.root.resolve()
-    return np.array(dataset.paths), {"data_root": relative(root, out),
-                                     "data_root_absolute": str(root)}
+    root, paths = files
+    return np.array(paths), {"data_root": relative(root, out), "data_root_absolute": str(root)}
+
+
+def image_files(dataset: ImageDataset) -> tuple[Path, list[str]] | None:
+    """The data set's folder (resolved) and each image's file relative to it (POSIX), when
+    every image is a file inside that folder; else ``None``."""
+    folder = dataset.data_files()[0]
+    paths = []
+    for index in range(len(dataset)):
+        source = dataset.image_source(index)
+        if not isinstance(source, Path) or not source.is_relative_to(folder):
+            return None
+        relative_path = source.relative_to(folder)
+        if ".." in relative_path.parts:
+            return None
+        paths.append(relative_path.as_posix())
+    return Path(folder).resolve(), paths
 
 
 def search_image(config: SearchConfig) -> list[dict[str, Any]]:
@@ -145,19 +172,22 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
                              rerank=parse_rerank(config.rerank))
     # decoded as the service decodes an upload (a large image no larger than the model needs)
     query = decode_query(data, config.image, searcher.embedder.image_size, "pass an image file")
-    classes = searcher.state.items.classes
-    label = config.label or Path(config.image).parent.name
+    items = searcher.state.items
+    labels = query_labels(items, config.label, Path(config.image).parent.name)
     k = max(1, min(config.k, searcher.state.size))
     if k < config.k:
         log.info("-k %d: the index holds %d images; showing them all", config.k, k)
     rows = []
-    answer = searcher.answer_images([query], k)[0]
-    print(f"{'rank':>4}  {'distance':>8}  {'label':<12}  path")
+    answer = searcher.answer_images([query], k, labels=labels)[0]
+    labelled = bool(items.labels.labelled.any())  # an unlabelled folder: no label column
+    print(f"{'rank':>4}  {'distance':>8}  {'label':<12}  path" if labelled
+          else f"{'rank':>4}  {'distance':>8}  path")
     for rank, hit in enumerate(answer.hits, start=1):
-        row = {"rank": rank, "distance": hit["distance"], "label": hit["class"] or "-",
-               "path": searcher.full_path(hit)}
+        row = {"rank": rank, "distance": hit["distance"], "label": ",".join(hit["labels"]) or "-",
+               "path": searcher.full_path(hit), "relevant": hit["shares_label"]}
         rows.append(row)
-        print(f"{rank:>4}  {row['distance']:>8.3g}  {row['label']:<12}  {row['path']}")
+        print(f"{rank:>4}  {row['distance']:>8.3g}  {row['label']:<12}  {row['path']}" if labelled
+              else f"{rank:>4}  {row['distance']:>8.3g}  {row['path']}")
     if answer.ties is not None:
         print(ties_line(answer.ties, k))
     if config.show:
@@ -165,9 +195,21 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
 
         if len(rows) > SHOW_MAX:
             log.info("--show: the picture shows the first %d of %d results", SHOW_MAX, len(rows))
-        plot_results(query, rows[:SHOW_MAX], label if label in classes else None,
-                     Path(config.show).expanduser())
+        title = None if labels is None else ",".join(items.label_name(i) for i in labels.lists()[0])
+        plot_results(query, rows[:SHOW_MAX], title, Path(config.show).expanduser())
     return rows
+
+
+def query_labels(items: Items, given: str | None, folder: str) -> LabelSet | None:
+    """The query's label set: the classes ``given`` names (``--label``: one class name, or
+    several separated by commas), else the class its ``folder`` is named after; ``None``
+    when none of them is a class of the index (nothing is marked)."""
+    if not given:
+        names = [folder]
+    else:
+        names = [given] if given in items.classes else [n.strip() for n in given.split(",")]
+    ids = [items.classes.index(name) for name in names if name in items.classes]
+    return LabelSet.from_lists([ids], items.labels.n_classes) if ids else None
 
 
 def ties_line(ties: dict[str, Any], k: int) -> str:

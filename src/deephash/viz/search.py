@@ -22,7 +22,9 @@ def _load(path: str) -> Image.Image | None:
 
 def plot_results(query: Image.Image, rows: list[dict[str, Any]], label: str | None,
                  path: Path) -> None:
-    """Query first, then results; frames green (same class as ``label``) or red."""
+    """Query first (titled with its labels ``label``), then results; a result's frame is
+    green where it shares a label with the query (``row["relevant"]`` true), red where it
+    shares none (false), absent where that is unknown (``None``, or no such key)."""
     fig, axes = plt.subplots(1, len(rows) + 1, figsize=(1.6 * (len(rows) + 1), 2.2), dpi=100)
     axes = list(axes) if len(rows) else [axes]
     axes[0].imshow(query)
@@ -32,8 +34,8 @@ def plot_results(query: Image.Image, rows: list[dict[str, Any]], label: str | No
         if image is not None:
             ax.imshow(image)
         ax.set_title(f"{row['rank']}: {row['label']}\nd={row['distance']:.3g}", fontsize=7)
-        if label is not None:
-            colour = "limegreen" if row["label"] == label else "red"
+        if row.get("relevant") is not None:
+            colour = "limegreen" if row["relevant"] else "red"
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(3)

@@ -90,6 +90,7 @@ async function loadInfo() {
     $("k").max = String(info.max_k);
     $("k").value = String(Math.min(Number($("k").value) || 10, info.max_k));
     $("radius-field").hidden = info.kind !== "codes";
+    describeRelevance(info);
   } catch (failure) {
     $("info").textContent = "index description unavailable";
     showError(failure.message);
@@ -112,11 +113,47 @@ function formatDistance(distance) {
   return distance.toFixed(3);
 }
 
+// An index without labels (an unlabelled folder) marks nothing and names no labels.
+function hasLabels() {
+  return !state.info || state.info.labelled !== 0;
+}
+
+// The hint under the results: what a marked result means, in the index's terms (a class
+// for single-label data, a shared label for multi-label data), or nothing without labels.
+function describeRelevance(info) {
+  const rule = $("relevance-rule");
+  rule.hidden = info.labelled === 0;
+  if (info.multi_label) {
+    const tag = document.createElement("span");
+    tag.className = "wrong-tag";
+    tag.textContent = "shares no label";
+    rule.replaceChildren("Results that share no label with the query are marked ", tag, ".");
+  }
+}
+
+// What a result that shares no label with the query is marked with.
+function wrongText() {
+  return state.info && state.info.multi_label ? "shares no label" : "wrong class";
+}
+
+// The item's labels by name ("cat, dog"), "unlabelled", or "" in an index without labels.
 function className(item) {
+  if (!hasLabels()) {
+    return "";
+  }
+  if (Array.isArray(item.labels)) {
+    return item.labels.length > 0 ? item.labels.join(", ") : "unlabelled";
+  }
   if (item.class !== null && item.class !== undefined) {
     return String(item.class);
   }
   return item.label === null || item.label === undefined ? "unlabelled" : `label ${item.label}`;
+}
+
+// "item 3, cat" or "item 3" where the item's labels are not shown.
+function itemText(item) {
+  const name = className(item);
+  return name ? `item ${item.id}, ${name}` : `item ${item.id}`;
 }
 
 function thumbnailUrl(id) {
@@ -131,12 +168,14 @@ function showQuery(src, caption, alt) {
   $("query-section").hidden = false;
 }
 
-// One grid cell: a button (thumbnail, rank, distance, class) that searches from the item.
-function resultCell(hit, rank, queryLabel) {
+// One grid cell: a button (thumbnail, rank, distance, labels) that searches from the item;
+// marked when the server says it shares no label with the query (an upload's hits and
+// unlabelled items are never marked: nothing is known of them).
+function resultCell(hit, rank) {
   const cell = document.createElement("li");
   cell.className = "hit";
   cell.dataset.id = String(hit.id);
-  const wrong = queryLabel !== null && hit.label !== null && hit.label !== queryLabel;
+  const wrong = hit.shares_label === false;
   if (wrong) {
     cell.classList.add("wrong");
   }
@@ -145,7 +184,7 @@ function resultCell(hit, rank, queryLabel) {
   button.title = `${hit.path} — search from this image`;
   const image = document.createElement("img");
   image.src = thumbnailUrl(hit.id);
-  image.alt = `result ${rank}: item ${hit.id}, ${className(hit)}`;
+  image.alt = `result ${rank}: ${itemText(hit)}`;
   image.width = 96;
   image.height = 96;
   const text = document.createElement("span");
@@ -155,7 +194,7 @@ function resultCell(hit, rank, queryLabel) {
   distance.textContent = `#${rank} · distance ${formatDistance(hit.distance)}`;
   const label = document.createElement("span");
   label.className = "label";
-  label.textContent = className(hit) + (wrong ? " · wrong class" : "");
+  label.textContent = className(hit) + (wrong ? ` · ${wrongText()}` : "");
   text.append(distance, label);
   button.append(image, text);
   button.addEventListener("click", () => searchItem(hit.id));
@@ -163,9 +202,9 @@ function resultCell(hit, rank, queryLabel) {
   return cell;
 }
 
-function showResults(results, queryLabel) {
+function showResults(results) {
   const grid = $("results");
-  grid.replaceChildren(...results.map((hit, i) => resultCell(hit, i + 1, queryLabel)));
+  grid.replaceChildren(...results.map((hit, i) => resultCell(hit, i + 1)));
   grid.dataset.count = String(results.length);
   $("results-section").hidden = false;
   if (results.length === 0) {
@@ -236,7 +275,7 @@ function searchFile(file) {
     (answer) => {
       showQuery(state.queryUrl, `uploaded: ${file.name}`, `query: the uploaded ${file.name}`);
       $("query").dataset.id = "";
-      showResults(answer.results, null);
+      showResults(answer.results);
     }, file.name);
 }
 
@@ -245,10 +284,11 @@ function searchItem(id) {
   run(() => api(`items/${encodeURIComponent(id)}/search?${queryParameters()}`),
     (answer) => {
       const item = answer.query;
-      showQuery(thumbnailUrl(item.id), `item ${item.id} · ${className(item)} · ${item.path}`,
-        `query: item ${item.id}, ${className(item)}`);
+      const name = className(item);
+      showQuery(thumbnailUrl(item.id), [`item ${item.id}`, name, item.path].filter(Boolean)
+        .join(" · "), `query: ${itemText(item)}`);
       $("query").dataset.id = String(item.id);
-      showResults(answer.results, item.label === undefined ? null : item.label);
+      showResults(answer.results);
     }, `item ${id}`);
 }
 
