@@ -166,3 +166,13 @@ def test_the_training_setup_builds_the_loss_with_its_options(folder: Path,
                                 epochs=1, flip_augment=False))
     setup, _ = training_setup(config, dataset, splits, torch.device("cpu"))
     assert setup.loss.penalty_weight == 0.5
+
+
+@pytest.mark.parametrize("name", [name for name in LOSSES if loss_options(name) != "none"])
+def test_docs_list_each_losss_options_and_defaults(name: str) -> None:
+    """docs/methods.md's table of options stays the losses' declarations."""
+    doc = (Path(__file__).parents[1] / "docs" / "methods.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith(f"| `{name}` |"))
+    loss = create_loss(name, 1.0, num_classes=3, embedding_dim=8)
+    for option, declared in type(loss).options.items():
+        assert f"`{option}={declared.default_text()}`" in row
