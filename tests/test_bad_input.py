@@ -183,6 +183,23 @@ CASES: dict[str, Case] = {
                              "bad regulariser 'quantization=-1': its weight must be a finite"),
     "regulariser twice": (["train", "--regularizers", "quantization=0.1", "quantization=0.2"], 2,
                           "--regularizers names 'quantization' twice"),
+    "loss option unknown": (["hash", "--method", "csq", "--loss-options", "lamda=0.1"], 2,
+                            "--loss-options lamda=0.1: the csq loss has no option 'lamda'; its "
+                            "options: lambda=0.0001 (>= 0)"),
+    "loss option out of range": (["hash", "--method", "orthohash", "--loss-options", "m=3"], 2,
+                                 "--loss-options m=3: m must be a number in [0, 2] (default "
+                                 "0.2)"),
+    "loss option not whole": (["hash", "--method", "hashnet", "--loss-options", "step=0.5"], 2,
+                              "step must be a whole number >= 1 (default 200)"),
+    "loss option nan": (["hash", "--method", "dpsh", "--loss-options", "eta=nan"], 2,
+                        "--loss-options eta=nan: eta must be a number >= 0 (default 10)"),
+    "loss option malformed": (["hash", "--method", "dsh", "--loss-options", "alpha"], 2,
+                              "--loss-options alpha: give NAME=VALUE, e.g. lambda=0.001"),
+    "loss without options": (["train", "--loss-options", "alpha=1"], 2,
+                             "--loss-options alpha=1: the facenet loss takes no options; drop "
+                             "--loss-options"),
+    "loss option in a config file": (["hash", "--config", "{yaml}"], 2,
+                                     "--loss-options lambda=-1: lambda must be a number >= 0"),
     "csq without tanh codes": (["train", "--loss", "csq"], 2,
                                "the csq loss trains tanh codes, not none; use --activation tanh "
                                "(deephash hash --method csq sets it)"),
@@ -286,7 +303,9 @@ YAML = {"yaml range": "training:\n  epochs: 0\n", "yaml name": "training:\n  los
         "yaml bool for an int": "training:\n  epochs: true\n",
         "yaml repeated": "hashing:\n  bits: [16, 32, 16]\n",
         "study unknown key": "stages:\n  - {name: a, command: train}\nstagse: []\n",
-        "protocol in a config file": "data:\n  protocol: unseen:-1\n"}
+        "protocol in a config file": "data:\n  protocol: unseen:-1\n",
+        "loss option in a config file": ("training:\n  loss: csq\n  activation: tanh\n"
+                                         "  loss_options: [lambda=-1]\n")}
 
 
 def base_argv(command: str, folder: Path, tmp: Path) -> list[str]:

@@ -203,14 +203,15 @@ def _check_scheduled(texts: Iterable[str], option: str) -> None:
 
 
 def _check_training(cfg: TrainingConfig, seed: int) -> None:
-    """The loss, the miner, their margin and compatibility, regularisers and schedules."""
+    """The loss and its options, the miner, their margin and compatibility, regularisers
+    and schedules."""
     from deephash.losses import create_loss
     from deephash.miners import create_miner
     from deephash.pipeline.setup import parse_weights
     from deephash.training.schedules import parse_schedule
 
     loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction, num_classes=2,
-                       embedding_dim=1)
+                       embedding_dim=1, options=cfg.loss_options)
     miner = create_miner(cfg.miner, cfg.margin, seed)
     _check_scheduled(cfg.schedules, "--schedules")
     scheduled = {parse_schedule(text)[0] for text in cfg.schedules}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from deephash.errors import ConfigError
 from deephash.losses.base import BatchLoss, LossOutput, TripletLoss, reduce
@@ -16,6 +18,7 @@ from deephash.losses.facenet import FaceNetLoss
 from deephash.losses.greedyhash import GreedyHashLoss
 from deephash.losses.hashnet import HASHNET_ALPHA_BITS, HashNetLoss
 from deephash.losses.hoffer import HofferAilonLoss
+from deephash.losses.options import LossOption, describe_options, parse_loss_options
 from deephash.losses.orthohash import OrthoHashLoss
 from deephash.losses.softmax import SoftmaxLoss
 from deephash.miners import miner_names
@@ -25,13 +28,21 @@ from deephash.registries import LOSSES
 @dataclass(frozen=True)
 class LossSettings:
     """What a loss factory may use; ``num_classes`` and ``embedding_dim`` size the
-    classifier of the softmax loss."""
+    classifier of the softmax loss and the class codes; ``options`` are the
+    ``--loss-options`` entries (``NAME=VALUE``) for the loss's own hyper-parameters."""
 
     margin: float
     distance: BatchDistance
     reduction: str
     num_classes: int
     embedding_dim: int
+    options: tuple[str, ...] = ()
+
+    def chosen(self, loss: type[BatchLoss]) -> dict[str, Any]:
+        """The ``options`` given for ``loss`` as its constructor's keyword arguments
+        (:func:`~deephash.losses.options.parse_loss_options`; the rest keep their
+        defaults)."""
+        return parse_loss_options(loss.name, loss.options, self.options)
 
 
 # the factories of LOSSES (deephash.registries): build_<name>(settings)
@@ -55,44 +66,59 @@ def build_softmax(s: LossSettings) -> BatchLoss:
     return SoftmaxLoss(s.embedding_dim, s.num_classes, s.reduction)
 
 
-# the class-code methods: their papers' defaults (λ, s and m, α in their modules); the codes
-# are embedding_dim bits; margin and distance are not theirs
+# the class-code methods: their papers' defaults (λ, s and m, α in their modules) unless
+# --loss-options sets them; the codes are embedding_dim bits; margin and distance are not
+# theirs
 def build_csq(s: LossSettings) -> BatchLoss:
-    return CSQLoss(s.num_classes, s.embedding_dim, reduction=s.reduction)
+    return CSQLoss(s.num_classes, s.embedding_dim, reduction=s.reduction, **s.chosen(CSQLoss))
 
 
 def build_orthohash(s: LossSettings) -> BatchLoss:
-    return OrthoHashLoss(s.num_classes, s.embedding_dim, reduction=s.reduction)
+    return OrthoHashLoss(s.num_classes, s.embedding_dim, reduction=s.reduction,
+                         **s.chosen(OrthoHashLoss))
 
 
 def build_greedyhash(s: LossSettings) -> BatchLoss:
-    return GreedyHashLoss(s.num_classes, s.embedding_dim, reduction=s.reduction)
+    return GreedyHashLoss(s.num_classes, s.embedding_dim, reduction=s.reduction,
+                          **s.chosen(GreedyHashLoss))
 
 
 # the pairwise hashing methods: every pair of the batch, no miner, no distance or reduction
 def build_dpsh(s: LossSettings) -> BatchLoss:
-    return DPSHLoss()
+    return DPSHLoss(**s.chosen(DPSHLoss))
 
 
 def build_hashnet(s: LossSettings) -> BatchLoss:
-    return HashNetLoss(alpha=HASHNET_ALPHA_BITS / max(s.embedding_dim, 1))
+    chosen = {"alpha": HASHNET_ALPHA_BITS / max(s.embedding_dim, 1), **s.chosen(HashNetLoss)}
+    return HashNetLoss(**chosen)
 
 
 def build_dsh(s: LossSettings) -> BatchLoss:
-    return DSHLoss(s.margin)
+    return DSHLoss(s.margin, **s.chosen(DSHLoss))
 
 
 def create_loss(name: str, margin: float, distance: str = "euclidean", reduction: str = "mean",
-                num_classes: int = 0, embedding_dim: int = 0) -> BatchLoss:
+                num_classes: int = 0, embedding_dim: int = 0,
+                options: Iterable[str] = ()) -> BatchLoss:
     """A registered loss composed with a registered distance (``BATCH_DISTANCES``).
 
     The metric losses ignore ``num_classes`` and ``embedding_dim``; the softmax loss needs
     them (the data set's classes, the embedding's width) and ignores ``margin`` and
-    ``distance``.
+    ``distance``. ``options`` (``--loss-options NAME=VALUE``) set the loss's own
+    hyper-parameters (its ``options``); a loss that takes none refuses any
+    (``ConfigError``).
     """
     settings = LossSettings(margin, BATCH_DISTANCES.create(distance), reduction, num_classes,
-                            embedding_dim)
-    return LOSSES.create(name, settings)
+                            embedding_dim, tuple(options))
+    loss = LOSSES.create(name, settings)
+    settings.chosen(type(loss))  # a loss without options, given some: refused here
+    return loss
+
+
+def loss_options(name: str) -> str:
+    """The options a registered loss takes, with their defaults and bounds
+    (``'lambda=0.0001 (>= 0)'``; ``'none'``)."""
+    return describe_options(type(create_loss(name, 0.0, num_classes=2, embedding_dim=1)).options)
 
 
 @dataclass(frozen=True)
@@ -124,5 +150,6 @@ def loss_traits(name: str) -> LossTraits:
 
 __all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "BatchLoss", "CSQLoss",
            "ContrastiveLoss", "DTSHLoss", "FaceNetLoss", "GreedyHashLoss", "HofferAilonLoss",
-           "LossOutput", "LossSettings", "LossTraits", "OrthoHashLoss", "SoftmaxLoss",
-           "TripletLoss", "create_loss", "loss_traits", "pairs_of", "reduce"]
+           "LossOption", "LossOutput", "LossSettings", "LossTraits", "OrthoHashLoss", "SoftmaxLoss",
+           "TripletLoss", "create_loss", "loss_options", "loss_traits", "pairs_of",
+           "reduce"]

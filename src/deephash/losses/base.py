@@ -17,13 +17,16 @@ checkpointed with the model.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from deephash.errors import ConfigError
 from deephash.losses.distances import BatchDistance
+from deephash.losses.options import LossOption
 from deephash.miners.base import Mined, Miner, Triplets
 from deephash.registries import REDUCTIONS
 
@@ -61,7 +64,9 @@ class BatchLoss(nn.Module):
     ``uses_miner``: consumes mined tuples (a :class:`TripletLoss`); ``accepts``: the kinds
     of tuples (``Miner.yields``) it trains on; ``activations``: the head activations whose
     outputs its formula is defined on (empty: any); ``every_pair``: scores every pair of the
-    batch itself, without a miner (the pairwise hashing methods, DPSH, HashNet, DSH).
+    batch itself, without a miner (the pairwise hashing methods, DPSH, HashNet, DSH);
+    ``options``: its own hyper-parameters that ``--loss-options NAME=VALUE`` sets
+    (:mod:`deephash.losses.options`; none by default).
     """
 
     name = "base"
@@ -71,6 +76,7 @@ class BatchLoss(nn.Module):
     activations: tuple[str, ...] = ()
     margin = math.nan  # the formula's margin, where ``uses_margin``
     every_pair = False
+    options: ClassVar[Mapping[str, LossOption]] = {}
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         """A loss that mines nothing (``uses_miner = False``): the loss of ``(B, D)``

@@ -12,7 +12,8 @@ code h = tanh(·) in (-1, 1)^K (the head's ``tanh`` activation), per image:
 
 with BCE(p, y) = -[y log p + (1 - y) log(1 - p)]; the batch's loss is the mean over images
 (``reduction``). λ (``quantization_weight``, default 1e-4 as in DeepHash-pytorch's CSQ) is
-the main hyper-parameter. The quantisation term is the paper's Q with the squared gap of
+the main hyper-parameter (``--loss-options lambda=VALUE``). The quantisation term is
+the paper's Q with the squared gap of
 both reference implementations (the paper writes log cosh(|h_k| - 1), a smooth |·|), i.e.
 :func:`deephash.hashing.regularizers.quantization_error` / K. The centres and the tie
 code are buffers drawn from ``seed``, saved with the checkpoint's loss state.
@@ -20,12 +21,15 @@ code are buffers drawn from ``seed``, saved with the checkpoint's loss state.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 import torch.nn.functional as F
 
 from deephash.hashing.centres import bernoulli_centres, hadamard_centres, label_set_centres
 from deephash.hashing.regularizers import quantization_error
 from deephash.losses.class_codes import ClassCodeLoss
+from deephash.losses.options import LossOption
 
 #: CSQ's λ (DeepHash-pytorch's CSQ configuration)
 DEFAULT_LAMBDA = 1e-4
@@ -36,6 +40,8 @@ class CSQLoss(ClassCodeLoss):
 
     name = "csq"
     activations = ("tanh",)  # codes in (-1, 1): (h + 1) / 2 is a probability
+    options = MappingProxyType({"lambda": LossOption("quantization_weight", DEFAULT_LAMBDA,
+                                    "weight of the quantisation term")})
 
     def __init__(self, num_classes: int, bits: int, quantization_weight: float = DEFAULT_LAMBDA,
                  reduction: str = "mean", seed: int = 0) -> None:

@@ -3,11 +3,14 @@ Labels", IJCAI 2016."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 import torch.nn.functional as F
 
 from deephash.errors import ConfigError
 from deephash.hashing.regularizers import quantization
+from deephash.losses.options import LossOption
 from deephash.losses.pairwise import PairwiseLoss
 
 #: η, the weight of the quantisation term: the CIFAR-10 setting of the authors' group's
@@ -27,10 +30,13 @@ class DPSHLoss(PairwiseLoss):
     training set, does). ``u`` are the head's linear outputs ``(B, K)`` (no tanh, as in
     the paper). ``log(1 + e^Θ)`` is ``softplus``, finite for any Θ. The quantisation
     term is :func:`deephash.hashing.regularizers.quantization` (its mean over the batch,
-    times ``B``). Main hyper-parameter: η (default :data:`DPSH_ETA`).
+    times ``B``). Main hyper-parameter: η (default :data:`DPSH_ETA`;
+    ``--loss-options eta=VALUE``).
     """
 
     name = "dpsh"
+    options = MappingProxyType({
+        "eta": LossOption("eta", DPSH_ETA, "weight of the quantisation term")})
 
     def __init__(self, eta: float = DPSH_ETA) -> None:
         super().__init__()

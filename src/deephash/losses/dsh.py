@@ -3,9 +3,12 @@ CVPR 2016."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 
 from deephash.errors import ConfigError
+from deephash.losses.options import LossOption
 from deephash.losses.pairwise import PairwiseLoss
 
 #: α, the weight of the regulariser that pulls every output towards ±1 (the paper's)
@@ -22,12 +25,15 @@ class DSHLoss(PairwiseLoss):
     batch's ordered pairs. Each image is in ``2 (B - 1)`` of the ``B (B - 1)`` pairs, so
     the α term is ``2 α`` times the batch mean of ``|| |b_i| - 1 ||₁``. ``b`` are the head's
     linear outputs ``(B, K)`` (no tanh, as in the paper). Main hyper-parameters: the margin
-    m (``--margin``; the ``dsh`` method sets 2k, :func:`deephash.studies.configs.dsh_method`)
-    and α (default :data:`DSH_ALPHA`).
+    m (``--margin``; the ``dsh`` method sets 2K, :func:`deephash.training.methods.dsh_method`)
+    and α (default :data:`DSH_ALPHA`;
+    ``--loss-options alpha=VALUE``).
     """
 
     name = "dsh"
     uses_margin = True
+    options = MappingProxyType({
+        "alpha": LossOption("alpha", DSH_ALPHA, "weight of the pull towards ±1")})
 
     def __init__(self, margin: float, alpha: float = DSH_ALPHA) -> None:
         super().__init__()

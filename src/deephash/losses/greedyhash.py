@@ -16,11 +16,14 @@ DeepHash-pytorch). On multi-label data the cross-entropy becomes the mean over t
 classes of the binary cross-entropy of sigmoid(W b) against the 0/1 targets (as the
 classifier of :mod:`deephash.losses.softmax`). The batch's loss is the mean over images
 (``reduction``). α (``penalty_weight``, default 0.1, DeepHash-pytorch's on CIFAR-10) is the
-main hyper-parameter. The head outputs h itself (activation ``none``): the loss needs it
+main hyper-parameter (``--loss-options alpha=VALUE``). The head outputs h itself
+(activation ``none``): the loss needs it
 for the penalty, and sgn(h) gives the same codes at evaluation.
 """
 
 from __future__ import annotations
+
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +32,7 @@ from torch import nn
 from deephash.hashing.codes import straight_through_sign
 from deephash.hashing.regularizers import quantization_error
 from deephash.losses.class_codes import ClassCodeLoss
+from deephash.losses.options import LossOption
 
 #: GreedyHash's α (DeepHash-pytorch's configuration for CIFAR-10)
 DEFAULT_ALPHA = 0.1
@@ -39,6 +43,8 @@ class GreedyHashLoss(ClassCodeLoss):
     docstring)."""
 
     name = "greedyhash"
+    options = MappingProxyType({"alpha": LossOption("penalty_weight", DEFAULT_ALPHA,
+                                   "weight of the cubic penalty ||h| - 1|³")})
 
     def __init__(self, num_classes: int, bits: int, penalty_weight: float = DEFAULT_ALPHA,
                  reduction: str = "mean") -> None:

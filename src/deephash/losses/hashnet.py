@@ -3,10 +3,13 @@ ICCV 2017."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 import torch.nn.functional as F
 
 from deephash.errors import ConfigError
+from deephash.losses.options import LossOption
 from deephash.losses.pairwise import PairwiseLoss
 
 #: α K, the adaptive sigmoid's α times the code length: α = 10 / K (the authors' code)
@@ -35,11 +38,18 @@ class HashNetLoss(PairwiseLoss):
     released code, thuml/HashNet); ``t`` counts the losses computed with gradients and is
     saved with the loss (a buffer), so a resumed run continues it. ``log(1 + e^x)`` is
     ``softplus``, finite for any x. Main hyper-parameters: α (default ``10 / K``) and the β
-    schedule (γ, p, step size).
+    schedule (γ, p, step size): ``--loss-options alpha= gamma= p= step=``.
     """
 
     name = "hashnet"
     activations = ("none",)  # it applies tanh(βz) itself (the trait of main's BatchLoss)
+    options = MappingProxyType({
+        "alpha": LossOption("alpha", f"{HASHNET_ALPHA_BITS:g}/K", "the adaptive sigmoid's "
+                            "scale of the inner products", open_low=True),
+        "gamma": LossOption("gamma", HASHNET_GAMMA, "β_t = (1 + γ t)^p: the growth rate"),
+        "p": LossOption("power", HASHNET_POWER, "β_t = (1 + γ t)^p: the power"),
+        "step": LossOption("step_size", HASHNET_STEP_SIZE, "training steps between updates of "
+                           "β", low=1, integer=True)})
 
     def __init__(self, alpha: float, gamma: float = HASHNET_GAMMA, power: float = HASHNET_POWER,
                  step_size: int = HASHNET_STEP_SIZE) -> None:

@@ -13,18 +13,22 @@ Single label y: the cross-entropy L = -log softmax(z)_y. Multi-label (the paper'
 authors' default ``label_smoothing``): the cross-entropy against the label set spread
 evenly over its classes, L = -Σ_c (y_c / |y|) log softmax(z)_c. The batch's loss is the mean
 over images (``reduction``). s (``scale``, default 8) and m (``margin``, default 0.2) are
-the main hyper-parameters (the authors' defaults; their README suggests m = 0.3 on
+the main hyper-parameters (``--loss-options s=VALUE m=VALUE``; the authors' defaults;
+their README suggests m = 0.3 on
 CIFAR-10). Maximising cos(v, w_y) pulls sign(v) to w_y and |v_k| to a common size at once:
 the paper's point is that no separate quantisation term is needed.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 import torch.nn.functional as F
 
 from deephash.hashing.centres import bernoulli_centres
 from deephash.losses.class_codes import ClassCodeLoss
+from deephash.losses.options import LossOption
 
 #: OrthoHash's s and m (the authors' defaults)
 DEFAULT_SCALE = 8.0
@@ -36,6 +40,10 @@ class OrthoHashLoss(ClassCodeLoss):
     module docstring)."""
 
     name = "orthohash"
+    options = MappingProxyType({
+        "s": LossOption("scale", DEFAULT_SCALE, "scale of the cosine logits", open_low=True),
+        "m": LossOption("margin", DEFAULT_MARGIN, "margin subtracted from the cosine to the "
+                        "image's own class codes", high=2.0)})
 
     def __init__(self, num_classes: int, bits: int, scale: float = DEFAULT_SCALE,
                  margin: float = DEFAULT_MARGIN, reduction: str = "mean", seed: int = 0) -> None:

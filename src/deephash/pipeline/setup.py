@@ -76,7 +76,8 @@ def training_setup(config: TrainConfig, dataset: ImageDataset, splits: Splits,
     model.head.set_feature_statistics(torch.from_numpy(features["identity"][splits.train]))
     model.to(device)
     loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction,
-                       num_classes=len(dataset.classes), embedding_dim=cfg.embedding_dim)
+                       num_classes=len(dataset.classes), embedding_dim=cfg.embedding_dim,
+                       options=cfg.loss_options)
     loss.check_miner(miner)  # before any training starts
     loss.to(device)
     optimizer = build_optimizer(cfg, model, loss)  # flushes subnormals after each step

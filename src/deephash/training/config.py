@@ -44,6 +44,10 @@ class TrainingConfig:
                 "curriculum, offline; pairs (contrastive loss): all-pairs, hard-pairs, "
                 "offline-pairs"})
     margin: float = field(default=0.2, metadata={"help": "margin of the loss and the miner"})
+    loss_options: tuple[str, ...] = field(default=(), metadata={
+        "help": "NAME=VALUE: the loss's own hyper-parameters, e.g. lambda=0.001 (csq), s=8 "
+                "m=0.3 (orthohash), alpha (greedyhash, dsh, hashnet), eta (dpsh), gamma p "
+                "step (hashnet); a wrong name lists the loss's options (docs/methods.md)"})
     distance: str = field(default="euclidean", metadata={
         "flag": "--train-distance", "choices": BATCH_DISTANCES,
         "help": "distance inside the loss and the miner"})
