@@ -122,3 +122,30 @@ def reseal(index_folder: Path) -> None:
         ["index.npz", "items.npz"]
     info["checksums"] = checksums(index_folder, names)
     (index_folder / INFO).write_text(json.dumps(info))
+
+
+def tiny_training_setup(data: Path, tmp_path: Path, training: Any,
+                        labels: Any = None) -> tuple[Any, Any, Any]:
+    """``(setup, config, splits)``: the pipeline's training setup on the image folder
+    ``data`` at 32 px, every fourth image validation (the rest train; the first four
+    queries), with ``training`` (a ``TrainingConfig``) and, when given, ``labels`` in place
+    of the folder's own (an ``(N, C)`` multi-hot matrix, as list files give them)."""
+    import torch
+
+    from deephash.data import Splits, open_dataset
+    from deephash.pipeline.config import BackboneConfig, EvalConfig, ExtractionConfig
+    from deephash.pipeline.setup import training_setup
+    from deephash.training.config import TrainConfig
+
+    dataset = open_dataset(str(data))
+    if labels is not None:
+        dataset.labels = labels
+    pool = np.arange(len(dataset))
+    splits = Splits("test", 0, train=pool[pool % 4 != 0], val=pool[pool % 4 == 0],
+                    query=pool[:4], database=pool[4:])
+    config = TrainConfig(
+        backbone=BackboneConfig(image_size=32),
+        extraction=ExtractionConfig(num_workers=0, cache_dir=str(tmp_path / "cache")),
+        evaluation=EvalConfig(tsne_points=0), training=training)
+    setup, _ = training_setup(config, dataset, splits, torch.device("cpu"))
+    return setup, config, splits

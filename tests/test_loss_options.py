@@ -7,10 +7,10 @@ import dataclasses
 import inspect
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import tiny_training_setup
 
 from deephash.cli import build_config, build_parser
 from deephash.command_configs import HashConfig
@@ -148,23 +148,10 @@ def test_an_old_config_without_the_field_loads_and_resumes_unchanged(tmp_path: P
 
 def test_the_training_setup_builds_the_loss_with_its_options(folder: Path,
                                                              tmp_path: Path) -> None:
-    from deephash.data import Splits, open_dataset
-    from deephash.pipeline.config import BackboneConfig, EvalConfig, ExtractionConfig
-    from deephash.pipeline.setup import training_setup
-
-    dataset = open_dataset(str(folder))
-    pool = np.arange(len(dataset))
-    splits = Splits("test", 0, train=pool[pool % 4 != 0], val=pool[pool % 4 == 0],
-                    query=pool[:4], database=pool[4:])
-    config = TrainConfig(
-        backbone=BackboneConfig(image_size=32),
-        extraction=ExtractionConfig(num_workers=0, cache_dir=str(tmp_path / "cache")),
-        evaluation=EvalConfig(tsne_points=0),
-        training=TrainingConfig(loss="greedyhash", loss_options=("alpha=0.5",),
-                                activation="none", normalize=False, batch_classes=2,
-                                batch_samples=4, hidden_dims=(16,), embedding_dim=8,
-                                epochs=1, flip_augment=False))
-    setup, _ = training_setup(config, dataset, splits, torch.device("cpu"))
+    setup, _, _ = tiny_training_setup(folder, tmp_path, TrainingConfig(
+        loss="greedyhash", loss_options=("alpha=0.5",), activation="none", normalize=False,
+        batch_classes=2, batch_samples=4, hidden_dims=(16,), embedding_dim=8, epochs=1,
+        flip_augment=False))
     assert setup.loss.penalty_weight == 0.5
 
 

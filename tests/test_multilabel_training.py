@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_frequencies
+from conftest import assert_frequencies, tiny_training_setup
 
 from deephash.data.tuples import TupleSource, draw_triplets, relevant_counts
 from deephash.errors import ConfigError, DataError
@@ -663,24 +663,12 @@ def test_mining_sees_triplets_on_every_sampled_multi_label_batch() -> None:
 @pytest.mark.parametrize("loss", ["facenet", "softmax"])
 def test_training_setup_reads_a_data_sets_multi_hot_labels(folder: Path, tmp_path: Path,
                                                            loss: str) -> None:
-    from deephash.data import Splits, open_dataset
-    from deephash.pipeline.config import BackboneConfig, EvalConfig, ExtractionConfig
-    from deephash.pipeline.setup import training_setup
-
-    dataset = open_dataset(str(folder))
-    lists = random_lists(11, len(dataset), n_classes=3, most=2)
-    dataset.labels = hot(lists, 3).numpy()  # (N, C): as a list-file data set gives them
-    pool = np.arange(len(dataset))
-    splits = Splits("test", 0, train=pool[pool % 4 != 0], val=pool[pool % 4 == 0],
-                    query=pool[:4], database=pool[4:])
-    config = TrainConfig(
-        backbone=BackboneConfig(image_size=32),
-        extraction=ExtractionConfig(num_workers=0, cache_dir=str(tmp_path / "cache")),
-        evaluation=EvalConfig(tsne_points=0),
-        training=TrainingConfig(loss=loss, miner="batch-hard", batch_classes=2,
-                                batch_samples=4, hidden_dims=(16,), embedding_dim=8,
-                                epochs=2, flip_augment=False))
-    setup, _ = training_setup(config, dataset, splits, torch.device("cpu"))
+    lists = random_lists(11, 3 * (12 + 4), n_classes=3, most=2)  # the folder's 48 images
+    setup, config, splits = tiny_training_setup(
+        folder, tmp_path, TrainingConfig(loss=loss, miner="batch-hard", batch_classes=2,
+                                         batch_samples=4, hidden_dims=(16,), embedding_dim=8,
+                                         epochs=2, flip_augment=False),
+        labels=hot(lists, 3).numpy())  # (N, C): as a list-file data set gives them
     assert setup.labels == LabelSet.from_lists(lists, 3) and not setup.labels.is_single
     assert setup.batch_labels(splits.train[:5]).shape == (5, 3)
     history = fit(setup, tmp_path / "run", saver(setup, config))
