@@ -148,29 +148,9 @@ def check_result(result: dict[str, Any], tmp_path: Path) -> None:
     assert (tmp_path / "mosaics" / "mosaics.json").is_file()
 
 
-def test_the_benchmark_end_to_end_on_image_folders_at_toy_size(
-        bench: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The driver's plumbing with every setting on the toy tree's standard protocol (the
-    mosaics are still built): stages, figures, floors, tables, results file."""
-    def image_folder_settings(mosaics: Path, cifar: Path) -> list[Any]:
-        return [bench.Setting(name, ("--data-dir", str(cifar), "--protocol", "cifar10"),
-                              methods)
-                for name, methods in (("multilabel", ("frozen", "triplet", "codes")),
-                                      ("cifar10", tuple(bench.METHODS)),
-                                      ("unseen:2", tuple(bench.METHODS)))]
-
-    monkeypatch.setattr(bench, "settings", image_folder_settings)
-    check_result(run_toy(bench, tmp_path), tmp_path)
-
-
 def test_the_benchmark_end_to_end_at_toy_size(bench: ModuleType, tmp_path: Path) -> None:
-    """The real settings: the mosaics as list files, and unseen:2."""
-    try:
-        for setting in bench.settings(tmp_path / "mosaics", tmp_path / "cifar"):
-            bench.check_command(bench.command_line(setting, "frozen", tmp_path, None,
-                                                   bench.TOY))
-    except ConfigError as exc:
-        pytest.skip(f"the list files or unseen:N are not in this deephash yet ({exc})")
+    """The real settings (the mosaics as list files, unseen:2): stages, figures, floors,
+    tables, results file."""
     result = run_toy(bench, tmp_path)
     check_result(result, tmp_path)
     assert result["runs"]["multilabel"]["codes"]["map@all_index_order"] is not None
