@@ -51,13 +51,12 @@ from deephash.runtimes import (
 )
 from deephash.viz.tsne import stratified_sample
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
 VIEWS = ("identity", "hflip")
 CIFAR_IMAGES = 60_000
 
 
 def main() -> None:
-    from common import write_result
+    from common import DATA, write_result
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=128, help="per runtime and size")

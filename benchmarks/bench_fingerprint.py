@@ -18,8 +18,6 @@ from pathlib import Path
 from deephash.data import open_dataset
 from deephash.data.fingerprint import content_digest, content_fingerprint, stat_digest
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
-
 
 def timed(call: Callable[[], object]) -> float:
     start = time.perf_counter()
@@ -28,7 +26,7 @@ def timed(call: Callable[[], object]) -> float:
 
 
 def main() -> None:
-    from common import write_result
+    from common import DATA, write_result
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)

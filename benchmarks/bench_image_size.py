@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -23,11 +22,9 @@ from deephash.features.extract import PixelImages, extract_features
 from deephash.metrics import EvaluationSpec, evaluate_retrieval
 from deephash.viz.tsne import stratified_sample
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
-
 
 def main() -> None:
-    from common import write_result
+    from common import DATA, write_result
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 224])

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import write_result
+from common import DATA, write_result
 from make_multilabel_cifar import make_multilabel
 
 from deephash.cli import build_parser
@@ -57,7 +57,6 @@ from deephash.reporting.multilabel import (
     unseen_table,
 )
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
 #: how list files are named to the commands (issue 21, item 3): the one place to change
 LIST_FORMAT = ("--format", "lists")
 LIST_PROTOCOL = ("--protocol", "lists")

@@ -38,7 +38,6 @@ import torch
 from deephash.cli import main as deephash
 from deephash.training import head
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
 SLICES = {"c6000": (500, 100), "c1000": (100, 100), "c300": (30, 100)}
 KEYS = ("map@all", "knn_acc@1", "knn_acc@10", "val_map@all", "val_knn_acc@10",
         "frozen_val_map@all", "frozen_val_knn_acc@10", "best_epoch", "code_distinct",
@@ -47,6 +46,8 @@ KEYS = ("map@all", "knn_acc@1", "knn_acc@10", "val_map@all", "val_knn_acc@10",
 
 def make_slice(root: Path, name: str) -> Path:
     """``root/name/{train,test}/<class>/`` linking the first images of each class."""
+    from common import DATA
+
     n_train, n_test = SLICES[name]
     for part, count in (("train", n_train), ("test", n_test)):
         for folder in sorted((DATA / part).iterdir()):

@@ -10,6 +10,8 @@ from typing import Any
 from deephash.machine import describe_machine
 
 RESULTS = Path(__file__).parent / "results"
+#: the shared CIFAR-10 image-folder tree the benchmarks read by default
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
 
 
 def machine() -> dict[str, Any]:

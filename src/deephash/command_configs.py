@@ -105,6 +105,34 @@ class ScheduleStudyConfig(HashConfig):
         "help": "seeds (splits and training); each variant runs once per seed"})
 
 
+#: the methods a method study compares by default: every hashing method but Zhuang et
+#: al.'s alternating procedure (its code inference over every training image per stage is
+#: minutes where the others take seconds on frozen features; name it to include it)
+STUDY_METHODS = ("dtsh", "dpsh", "hashnet", "dsh", "csq", "orthohash", "greedyhash", "itq",
+                 "lsh")
+
+
+@dataclass
+class MethodStudyConfig(TrainConfig):
+    out: str = field(default="runs/method-study", metadata={"help": "run folder to write"})
+    training: TrainingConfig = field(default_factory=dtsh_training)
+    methods: tuple[str, ...] = field(default=STUDY_METHODS, metadata={
+        "choices": HASHING_METHODS, "help": "hashing methods to compare"})
+    bits: tuple[int, ...] = field(default=(16, 32, 48, 64), metadata={
+        "min": 1, "max": MAX_WIDTH, "help": "code lengths: every method at each"})
+    seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={
+        "min": 0, "max": MAX_SEED,
+        "help": "seeds (splits and training): every method and code length once per seed; "
+                "the table shows the mean and the spread"})
+    selection_bits: int = field(default=48, metadata={
+        "min": 1, "max": MAX_WIDTH,
+        "help": "code length at which each method's main hyper-parameter is selected on "
+                "validation (first seed), then used at every length"})
+    classifier_codes: bool = field(default=True, metadata={
+        "help": "add the yardstick row: a softmax classifier's outputs as codes "
+                "(Sablayrolles et al. 2017), once per seed"})
+
+
 def check_index(factory: str) -> None:
     """``auto`` or an index factory string (:func:`deephash.registries.parse_index`)."""
     if factory != "auto":

@@ -10,6 +10,7 @@ from deephash.command_configs import (
     HashConfig,
     IndexConfig,
     LossStudyConfig,
+    MethodStudyConfig,
     MinerStudyConfig,
     PackConfig,
     ReportConfig,
@@ -55,6 +56,10 @@ COMMANDS: dict[str, Command] = {
                               "compare hyperparameter schedules of a hashing loss (e.g. margin "
                               "1 -> 16 against a fixed 16) at equal epochs and seeds, on the "
                               "sign codes"),
+    "method-study": Command(MethodStudyConfig, "deephash.studies.method_study:run_method_study",
+                            "compare hashing methods at several code lengths and seeds, each "
+                            "method's main hyper-parameter chosen on validation: tie-aware "
+                            "and index-order mAP, training time"),
     "index": Command(IndexConfig, "deephash.studies.search:build_index",
                      "index an image folder with a trained model (codes or embeddings)"),
     "search": Command(SearchConfig, "deephash.studies.search:search_image",

@@ -24,6 +24,7 @@ from deephash.command_configs import (
     HashConfig,
     IndexConfig,
     LossStudyConfig,
+    MethodStudyConfig,
     MinerStudyConfig,
     PackConfig,
     ReportConfig,
@@ -324,6 +325,26 @@ def _(config: HashConfig) -> None:
         method = HASHING_METHODS.create(config.hashing.method, training)
         _check_training(method, config.seed)
         _check_coder_fits(method, config.backbone)
+
+
+@validate.register
+def _(config: MethodStudyConfig) -> None:
+    from deephash.training.methods import METHOD_GRIDS, classifier_training
+
+    _check_baseline(config)
+    if not config.methods or not config.bits or not config.seeds:
+        raise ConfigError("give at least one --methods, one --bits and one --seeds")
+    for method in config.methods:
+        grid = METHOD_GRIDS.get(method)
+        for settings in [grid.settings(value) for value in grid.values] if grid else [{}]:
+            training = dataclasses.replace(config.training, **settings)
+            for bits in sorted({*config.bits, config.selection_bits}):
+                created = HASHING_METHODS.create(method, dataclasses.replace(
+                    training, embedding_dim=bits, codes=True))
+                _check_training(created, config.seed)
+                _check_coder_fits(created, config.backbone)
+    if config.classifier_codes:
+        _check_training(classifier_training(config.training), config.seed)
 
 
 @validate.register

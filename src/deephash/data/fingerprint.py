@@ -37,8 +37,9 @@ def memo_location(cache_root: Path | None) -> Path | None:
 def stat_digest(root: Path, names: Sequence[str]) -> str:
     """SHA-256 over the absolute folder and each file's name, size and mtime (cheap)."""
     digest = hashlib.sha256(str(Path(root).resolve()).encode() + b"\n")
+    folder = os.fspath(root)  # string joins: pathlib's would cost more than the stat calls
     for name in names:
-        stat = os.stat(Path(root) / name)
+        stat = os.stat(os.path.join(folder, name))
         digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 

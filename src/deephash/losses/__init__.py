@@ -125,12 +125,14 @@ def loss_options(name: str) -> str:
 class LossTraits:
     """What a loss is, without building it for a data set: it has a margin to select and
     schedule; it consumes mined tuples; the tuple kinds (``Miner.yields``) it trains on;
-    it scores every pair of the batch without a miner (DPSH, HashNet, DSH)."""
+    it scores every pair of the batch without a miner (DPSH, HashNet, DSH); it scores codes
+    against fixed class targets (CSQ, OrthoHash, GreedyHash)."""
 
     uses_margin: bool
     uses_miner: bool
     accepts: tuple[str, ...]
     every_pair: bool = False
+    class_codes: bool = False
 
 
 def miners_for(loss_name: str) -> tuple[str, ...]:
@@ -145,7 +147,8 @@ def miners_for(loss_name: str) -> tuple[str, ...]:
 def loss_traits(name: str) -> LossTraits:
     """The traits of a registered loss (``ConfigError`` for an unknown name)."""
     probe = create_loss(name, 0.0, num_classes=2, embedding_dim=1)  # shapes irrelevant here
-    return LossTraits(probe.uses_margin, probe.uses_miner, probe.accepts, probe.every_pair)
+    return LossTraits(probe.uses_margin, probe.uses_miner, probe.accepts, probe.every_pair,
+                      probe.class_codes)
 
 
 __all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "BatchLoss", "CSQLoss",

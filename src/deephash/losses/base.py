@@ -76,6 +76,7 @@ class BatchLoss(nn.Module):
     activations: tuple[str, ...] = ()
     margin = math.nan  # the formula's margin, where ``uses_margin``
     every_pair = False
+    class_codes = False  # scored against one fixed target per class (CSQ, OrthoHash, ...)
     options: ClassVar[Mapping[str, LossOption]] = {}
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:

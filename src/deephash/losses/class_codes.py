@@ -33,6 +33,7 @@ class ClassCodeLoss(BatchLoss):
 
     uses_miner = False
     accepts = ()
+    class_codes = True
 
     def __init__(self, num_classes: int, bits: int, reduction: str = "mean") -> None:
         super().__init__()

@@ -32,13 +32,13 @@ log = logging.getLogger(__name__)
 
 def method_title(loss: str, miner: str, margin: float | None = None) -> str:
     """``facenet + semi-hard, margin 0.2``; ``softmax classifier`` (no miner, no margin);
-    ``dsh, every pair, margin 96`` (a pairwise method: no miner)."""
+    ``dsh, every pair, margin 96`` (a pairwise method: no miner); ``csq, class codes``."""
     traits = loss_traits(loss)
     if traits.every_pair:
         title = f"{loss}, every pair"
         return title if margin is None or not traits.uses_margin else f"{title}, margin {margin:g}"
     if not traits.uses_miner:
-        return f"{loss} classifier"
+        return f"{loss}, class codes" if traits.class_codes else f"{loss} classifier"
     title = f"{loss} + {miner}"
     return title if margin is None or not traits.uses_margin else f"{title}, margin {margin:g}"
 

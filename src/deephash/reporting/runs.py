@@ -71,12 +71,19 @@ class RunRecord:
         if self.kind == "frozen":
             return f"frozen {backbone.get('name', '?')} {backbone.get('image_size', '?')}px"
         cfg = self.config.get("training", {})
+        from deephash.hashing.shallow import shallow_coder
         from deephash.pipeline.evaluate import method_title
 
         margin = self.metrics.get("selected_margin", cfg.get("margin"))  # a loss study's pick
-        method = ("zhuang et al." if cfg.get("procedure") == "zhuang" else method_title(
-            str(cfg.get("loss", "facenet")), str(cfg.get("miner", "semi-hard")),
-            float(margin) if isinstance(margin, (int, float)) else None))
+        procedure = str(cfg.get("procedure", "triplet"))
+        if procedure == "zhuang":
+            method = "zhuang et al."
+        elif shallow_coder(procedure) is not None:
+            method = f"{procedure}, fitted (no training)"
+        else:
+            method = method_title(str(cfg.get("loss", "facenet")),
+                                  str(cfg.get("miner", "semi-hard")),
+                                  float(margin) if isinstance(margin, (int, float)) else None)
         schedules = cfg.get("schedules") or []
         method += "".join(f", schedule {text}" for text in schedules)  # margin=step:1:16
         mode = cfg.get("mode", "frozen")

@@ -37,7 +37,17 @@ class StudyTable:
 
 #: the tables a study folder may hold: file name -> what it tabulates
 TABLES = {"study.md": "the study's table", "margins.md": "margin grid (selection on validation)",
-          "bits.md": "code lengths (test protocol)"}
+          "bits.md": "code lengths (test protocol)",
+          "methods.md": "hashing methods (mean over seeds ± half the spread)"}
+
+
+def where(folder: Path, root: Path) -> str:
+    """A study folder's name in captions: its path under ``root`` (``dtsh-1/csq/seed-0``:
+    a method study holds many ``seed-0`` folders), ``root``'s own name for ``root``."""
+    try:
+        return folder.relative_to(root).as_posix().strip(".") or root.name
+    except ValueError:
+        return folder.name
 
 
 def bits_figure(rows: list[dict[str, float]], title: str) -> bytes:
@@ -65,7 +75,7 @@ def study_figures(roots: list[Path]) -> list[StudyFigure]:
     figures: list[StudyFigure] = []
     for root in roots:
         for path in sorted(root.rglob("study.png")) if root.is_dir() else []:
-            figures.append(StudyFigure(path.parent, f"{path.parent.name}: study figure",
+            figures.append(StudyFigure(path.parent, f"{where(path.parent, root)}: study figure",
                                        path.read_bytes()))
         for path in sorted(root.rglob("bits.json")) if root.is_dir() else []:
             try:
@@ -73,7 +83,7 @@ def study_figures(roots: list[Path]) -> list[StudyFigure]:
             except (OSError, ValueError):
                 continue
             if isinstance(rows, list) and len(rows) > 1:
-                title = f"{path.parent.name}: mAP against code length"
+                title = f"{where(path.parent, root)}: mAP against code length"
                 figures.append(StudyFigure(path.parent, title, bits_figure(rows, title)))
     return figures
 
@@ -88,8 +98,8 @@ def study_tables(roots: list[Path]) -> list[StudyTable]:
                 text = path.read_text()
             except OSError:
                 continue
-            tables.append(StudyTable(path.parent, f"{path.parent.name}: {TABLES[path.name]}",
-                                     text))
+            tables.append(StudyTable(path.parent,
+                                     f"{where(path.parent, root)}: {TABLES[path.name]}", text))
     return tables
 
 

@@ -2,9 +2,10 @@
 
 A study is a list of stages over one base configuration (composition: each stage is a
 command -- ``baseline``, ``train``, ``select-margin``, ``loss-study``, ``miner-study``,
-``hash``, ``schedule-study`` -- whose configuration is the base settings that apply to it,
-then the stage's own ``options``, then the study's ``--data-dir``, ``--cache-dir`` and
-``--device``). Every stage's configuration is built and checked before the first one runs.
+``hash``, ``schedule-study``, ``method-study`` -- whose configuration is the base settings
+that apply to it, then the stage's own ``options``, then the study's ``--data-dir``,
+``--cache-dir`` and ``--device``). Every stage's configuration is built and checked before
+the first one runs.
 
 Stages run in order into ``OUT/<name>/``, all reading one feature cache. A stage whose
 folder holds a finished run of the same configuration is reused, not rerun; one that
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 #: the commands a stage may run
 STAGE_COMMANDS = ("baseline", "train", "select-margin", "loss-study", "miner-study", "hash",
-                  "schedule-study")
+                  "schedule-study", "method-study")
 #: the keys of a study file, and of each of its stages
 STUDY_KEYS = ("title", "base", "stages")
 STAGE_KEYS = ("name", "command", "minutes", "options")

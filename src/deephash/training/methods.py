@@ -9,6 +9,8 @@ Torch-free, below :mod:`deephash.validation` and the studies, which both read it
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 from deephash.training.config import TrainingConfig
 
@@ -104,3 +106,52 @@ def shallow_method(procedure: str, base: TrainingConfig) -> TrainingConfig:
     procedure, fitted on the frozen features of the training split instead of trained
     (the loss, miner, head and epochs of ``base`` are not used)."""
     return dataclasses.replace(base, procedure=procedure)
+
+
+@dataclass(frozen=True)
+class HyperGrid:
+    """A method's main hyper-parameter and the small grid ``method-study`` selects it from
+    on validation. ``name`` is a loss option (``--loss-options NAME=VALUE``) or ``margin``
+    (the training field); ``None`` in ``values`` stands for the paper's value (the loss
+    option's declared default, or the method's own margin), always the first point, so a
+    tie keeps the paper's setting."""
+
+    name: str
+    values: tuple[float | None, ...]
+
+    def settings(self, value: float | None) -> dict[str, Any]:
+        """The training overlay of one grid point (``{}`` for the paper's value)."""
+        if value is None:
+            return {}
+        return {"margin": value} if self.name == "margin" else \
+            {"loss_options": (f"{self.name}={value:g}",)}
+
+    def label(self, value: float | None) -> str:
+        """``'lambda=0.001'``, or ``'paper'`` for the paper's value."""
+        return "paper" if value is None else f"{self.name}={value:g}"
+
+
+#: each method's main hyper-parameter and its grid (the paper's value first); a method
+#: absent here (the shallow coders, Zhuang et al.) is run with its paper's settings only
+METHOD_GRIDS: dict[str, HyperGrid] = {
+    "dtsh": HyperGrid("margin", (None, 4.0, 16.0)),  # m = 8 (hash's default)
+    "dpsh": HyperGrid("eta", (None, 1.0, 0.1)),  # η = 10
+    "hashnet": HyperGrid("alpha", (None, 0.05, 0.5)),  # α = 10 / K
+    "dsh": HyperGrid("alpha", (None, 0.1, 0.001)),  # α = 0.01
+    "csq": HyperGrid("lambda", (None, 0.001, 0.01)),  # λ = 1e-4
+    "orthohash": HyperGrid("m", (None, 0.1, 0.4)),  # m = 0.2
+    "greedyhash": HyperGrid("alpha", (None, 0.01, 1.0)),  # α = 0.1
+}
+
+
+def classifier_training(base: TrainingConfig) -> TrainingConfig:
+    """The yardstick of a method study: a softmax classifier on ``base``'s head and budget
+    (epochs, batches, optimiser, hidden layers), its outputs read as class-probability codes
+    (Sablayrolles et al. 2017) -- none of ``base``'s hashing settings (loss, miner,
+    distance, activation, regularisers, schedules, loss options) carried over."""
+    plain = TrainingConfig()
+    return dataclasses.replace(
+        base, loss="softmax", miner=plain.miner, distance=plain.distance,
+        reduction=plain.reduction, margin=plain.margin, activation=plain.activation,
+        normalize=plain.normalize, regularizers=(), schedules=(), loss_options=(),
+        codes=False, embedding_dim=plain.embedding_dim, procedure=plain.procedure)
