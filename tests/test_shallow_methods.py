@@ -18,6 +18,7 @@ from deephash.errors import ConfigError
 from deephash.hashing.shallow import ITQ, LSH, shallow_coder
 from deephash.metrics.evaluate_codes import evaluate_codes
 from deephash.pipeline.features import load_features
+from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
 
 
@@ -185,6 +186,41 @@ def test_hash_with_a_shallow_method_end_to_end(method: str, folder: Path,
                                np.load(sub / "codes" / "query.npz")["y"],
                                np.load(sub / "codes" / "database.npz")["y"], bits)
         assert again.metrics["map@all"] == pytest.approx(metrics["map@all"])
+
+
+@pytest.mark.parametrize("method", ["itq", "lsh"])
+def test_a_shallow_run_indexes_and_searches_like_a_trained_one(
+        method: str, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """best.pt holds the fitted coder as a linear head: its outputs are the coder's relaxed
+    codes, so index, search and serve take the run as they take a trained one."""
+    run, cache = tmp_path / method, tmp_path / "c"
+    assert main(["hash", "--method", method, "--out", str(run), "--bits", "16",
+                 *tiny_run_args(folder, cache)]) == 0
+    sub = run / "bits-16"
+    config, model = load_model(sub / "best.pt")
+    assert config.training.procedure == method and config.training.hidden_dims == ()
+    features = load_features(config, open_dataset(str(folder)), torch.device("cpu"))
+    x = features["identity"]
+    splits = json.loads((sub / "splits.json").read_text())
+    coder = (ITQ if method == "itq" else LSH)(16, seed=config.seed)
+    relaxed = coder.fit(x[np.array(splits["train"])]).transform(x)
+    with torch.no_grad():
+        outputs = model(torch.from_numpy(np.asarray(x))).numpy()
+    np.testing.assert_allclose(outputs, relaxed, rtol=1e-4, atol=1e-4)
+    saved = np.load(sub / "codes" / "database.npz")
+    ones = np.unpackbits(saved["codes"], axis=1, count=16).astype(bool)
+    agree = (outputs[saved["index"]] >= 0) == ones
+    assert agree.mean() > 0.999  # float32 against float64: a bit at ~0 may flip, no more
+    index = tmp_path / "index"
+    assert main(["index", "--checkpoint", str(sub / "best.pt"), "--data-dir", str(folder),
+                 "--out", str(index), "--cache-dir", str(cache)]) == 0
+    assert json.loads((index / "index.json").read_text())["codes"] is True
+    capsys.readouterr()
+    query = folder / "test" / "class1" / "02.png"
+    assert main(["search", str(query), "--index", str(index), "-k", "5"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.strip().splitlines()[1:]
+            if not line.startswith("#")]
+    assert len(rows) == 5 and float(rows[0][1]) == 0  # the query's own code, distance 0
 
 
 def test_hash_refuses_more_itq_bits_than_training_images_before_any_folder(

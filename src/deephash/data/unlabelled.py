@@ -26,7 +26,7 @@ import numpy as np
 from deephash.data.dataset import ImageDataset
 from deephash.data.files import IMAGE_EXTENSIONS, FileImages, is_image_name
 from deephash.errors import DataError
-from deephash.labels import UNLABELLED, LabelSet
+from deephash.labels import UNLABELLED, LabelSet, LabelsLike, as_label_set
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,16 @@ def require_labels(dataset: ImageDataset) -> None:
     """Refuse data of which no image has a label (an unlabelled folder, a CSV without a
     ``label`` column) where labels are needed: the training and evaluation commands call it
     as soon as the data are open, before anything is extracted or created."""
-    if len(dataset) and not dataset.labels.labelled.any():
-        raise DataError(f"{dataset.name} has no labels: train, baseline and hash need labelled "
+    if len(dataset):
+        require_labelled(dataset.labels, dataset.name)
+
+
+def require_labelled(labels: LabelsLike, name: str = "the data set") -> None:
+    """The one rule behind :func:`require_labels`, for label sets without their data set
+    (``(N,)`` ids, ``(N, C)`` multi-hot or a :class:`~deephash.labels.LabelSet`): at least
+    one image must carry a label (``DataError``, one line)."""
+    if not as_label_set(labels).labelled.any():
+        raise DataError(f"{name} has no labels: train, baseline and hash need labelled "
                         "images (train/<class>/ and test/<class>/ folders, class folders, list "
                         "files or a CSV with a label column); index, search and serve take "
                         "unlabelled images as they are")

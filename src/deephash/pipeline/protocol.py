@@ -10,6 +10,7 @@ from typing import Any
 from deephash.data import ImageDataset, Splits, make_splits, open_dataset
 from deephash.data.fingerprint import memo_location
 from deephash.data.headers import checked_images, skipped_images
+from deephash.data.protocols import AUTO_CHOICES
 from deephash.data.unlabelled import require_labels
 from deephash.pipeline.cache import cache_location
 from deephash.pipeline.config import BaselineConfig, EvalConfig
@@ -40,19 +41,13 @@ def open_protocol(config: BaselineConfig) -> tuple[ImageDataset, Splits]:
     if dataset is not opened:  # bad images left out: the pool changed
         splits = _splits(config, dataset)
     if config.data.protocol == "auto":
-        log.info("protocol auto: %s (%s)", splits.protocol, _why(splits.protocol))
+        log.info("protocol auto: %s (%s)", splits.protocol, AUTO_CHOICES[splits.protocol])
     return dataset, splits
 
 
 def _splits(config: BaselineConfig, dataset: ImageDataset) -> Splits:
     return make_splits(config.data.protocol, dataset.labels, dataset.is_test, config.seed,
                        classes=dataset.classes, parts=dataset.parts)
-
-
-def _why(protocol: str) -> str:
-    return {"lists": "the data brings its own train/query/database parts",
-            "cifar10": "the data has an official test part"}.get(
-        protocol, "the data has no test part: a stratified 10 % are the queries")
 
 
 def protocol_evaluation(cfg: EvalConfig, splits: Splits) -> EvalConfig:

@@ -8,23 +8,28 @@ figures, tie-aware and index-order mAP, code health), ``pr_curve``, ``tsne.png``
 the frozen features of the protocol's ``train`` split only, labels unused, then codes every
 pool image; ``--test-time-flip`` codes the mean of an image's and its mirror image's
 features (the mean of their relaxed codes: the coder is linear). Nothing is saved to
-reload: a refit with the same seed gives the same codes in seconds (``--resume`` refits).
+reload beyond ``best.pt``: the fitted coder as a linear head (:func:`coder_model`: the
+features centred by the coder's mean, then its projection, no hidden layer), so that
+``index``, ``search`` and ``serve`` take an ITQ or LSH run like a trained one; a refit with
+the same seed gives the same codes in seconds (``--resume`` refits).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from deephash.backbones import create_backbone
 from deephash.command_configs import HashConfig
 from deephash.data import Splits
 from deephash.devices import resolve_device
 from deephash.fileio import save_json
-from deephash.hashing.shallow import shallow_coder
+from deephash.hashing.shallow import LinearCoder, shallow_coder
 from deephash.labels import LabelSet
 from deephash.pipeline.evaluate import database_code_health
 from deephash.pipeline.features import load_features
@@ -32,8 +37,10 @@ from deephash.pipeline.protocol import open_protocol, skipped_run_details, write
 from deephash.pipeline.results import write_results
 from deephash.registries import HASHING_METHODS
 from deephash.studies.run_folder import open_run
+from deephash.training.checkpoint import save_checkpoint
 from deephash.training.config import TrainConfig
 from deephash.training.evaluation import validation_scores
+from deephash.training.model import EmbeddingModel, build_model
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,9 @@ def run_shallow(config: TrainConfig, evaluate_test: bool = True) -> dict[str, An
         relaxed = coder.transform(x)  # (N, K): every pool image
         summary = _validation(config, relaxed, x, dataset.labels, splits)
         save_json(run / "validation.json", summary)
+        saved, model = coder_model(config, coder)
+        save_checkpoint(run / "best.pt", saved, model, epoch=0,
+                        val_map=summary["val_map@all"])
         log.info("%s, %d bits, fitted on %d training images in %.1f s: validation mAP@all "
                  "%.4f", coder.name, coder.bits, len(splits.train), folder.seconds["train"],
                  summary["val_map@all"])
@@ -89,6 +99,23 @@ def run_shallow(config: TrainConfig, evaluate_test: bool = True) -> dict[str, An
         return write_results(run, relaxed, dataset, splits, config.evaluation, config.seed,
                              f"{coder.name} on {dataset.name}", extra_metrics=extra,
                              codes=True)
+
+
+def coder_model(config: TrainConfig, coder: LinearCoder) -> tuple[TrainConfig, EmbeddingModel]:
+    """A fitted coder as the model a checkpoint holds: ``config`` with a head of no hidden
+    layer (no activation, no L2 normalisation: the outputs are the relaxed codes) and that
+    head, whose fixed feature mean is the coder's centre and whose linear layer is its
+    ``(D, K)`` projection, so ``head(x)`` = ``(x - mean) @ projection`` (float32)."""
+    training = dataclasses.replace(config.training, hidden_dims=(), activation="none",
+                                   normalize=False, dropout=0.0, codes=True)
+    model = build_model(training, coder.projection_.shape[0], None)
+    with torch.no_grad():
+        model.head.feature_mean.copy_(torch.from_numpy(coder.mean_.astype(np.float32)))
+        model.head.feature_std.fill_(1.0)
+        linear = model.head.layers[-1]
+        linear.weight.copy_(torch.from_numpy(coder.projection_.T.astype(np.float32)))
+        linear.bias.zero_()
+    return dataclasses.replace(config, training=training), model.eval()
 
 
 def _validation(config: TrainConfig, relaxed: np.ndarray, features: np.ndarray, labels: LabelSet,

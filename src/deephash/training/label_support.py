@@ -9,7 +9,8 @@ labels themselves can make impossible is refused here in one line:
 :func:`check_labels_supported`, called right after the data set is opened, before any
 feature extraction.
 
-* no labelled image at all: there is nothing to learn from;
+* no labelled image at all: there is nothing to learn from
+  (:func:`deephash.data.unlabelled.require_labelled`, the rule every command applies);
 * a loss that trains on mined tuples or on every pair of the batch (every loss but the
   classifier and the class-code methods), or Zhuang et al.'s procedure, when every two
   labelled images share a label: no tuple has a negative (:func:`has_negative_pair`); the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deephash.data.unlabelled import require_labelled
 from deephash.errors import DataError
 from deephash.hashing.shallow import shallow_coder
 from deephash.labels import LabelSet, LabelsLike, as_label_set, relevance
@@ -56,10 +58,7 @@ def check_labels_supported(config: TrainConfig, labels: LabelsLike) -> None:
     set's: ``(N,)`` class ids, a :class:`~deephash.labels.LabelSet` or an ``(N, C)``
     multi-hot matrix) cannot train; call it before any feature extraction."""
     label_set = as_label_set(labels)
-    if not label_set.labelled.any():
-        raise DataError("the data set has no labels; training learns from labelled images "
-                        "(an unlabelled folder can be indexed and searched with the frozen "
-                        "backbone: deephash index)")
+    require_labelled(label_set)  # the rule every command applies (deephash.data.unlabelled)
     cfg = config.training
     method = _tuple_method(cfg.procedure, cfg.loss)
     if method is not None and not has_negative_pair(label_set):

@@ -25,11 +25,16 @@ from deephash.data.protocols.standard import dtsh_setting1, holdout_protocol, tr
 from deephash.labels import LabelsLike, as_label_set
 from deephash.registries import PROTOCOLS, parse_protocol
 
+#: what ``auto`` picks, and why (in the words the log line uses)
+AUTO_CHOICES = {"lists": "the data brings its own train/query/database parts",
+                "cifar10": "the data has an official test part",
+                "holdout": "the data has no test part: a stratified 10 % are the queries"}
+
 
 def resolve_protocol(protocol: str, is_test: np.ndarray,
                      parts: dict[str, np.ndarray] | None) -> str:
     """``auto`` -> ``lists`` (the data brings its parts), ``cifar10`` (it has an official
-    test part) or ``holdout``; any other name as it is."""
+    test part) or ``holdout`` (:data:`AUTO_CHOICES`); any other name as it is."""
     if protocol != "auto":
         return protocol
     if parts is not None:
@@ -51,5 +56,5 @@ def make_splits(protocol: str, labels: LabelsLike, is_test: np.ndarray, seed: in
                             classes=classes, parts=parts, **extra)
 
 
-__all__ = ["PROTOCOLS", "SPLIT_NAMES", "Splits", "dtsh_setting1", "holdout_protocol",
-           "make_splits", "resolve_protocol", "train_test_protocol"]
+__all__ = ["AUTO_CHOICES", "PROTOCOLS", "SPLIT_NAMES", "Splits", "dtsh_setting1",
+           "holdout_protocol", "make_splits", "resolve_protocol", "train_test_protocol"]
