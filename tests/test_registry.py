@@ -30,6 +30,7 @@ from deephash.registries import (
     HASHING_METHODS,
     INDEXES,
     LISTABLE,
+    LOGGERS,
     PROCEDURES,
     RUNTIMES,
     parse_index,
@@ -120,6 +121,8 @@ PROBES: dict[str, Callable[[str], str]] = {
     "runtimes": lambda name: RUNTIMES.get(name).name,
     "regularizers": lambda name: REGULARIZERS.get(name).__name__,
     "schedules": lambda name: SCHEDULES.create(name, 1.0, 4.0).kind,
+    # logging is test_loggers' job; here: the class names its backend
+    "loggers": lambda name: LOGGERS.get(name).name,
     # running a procedure is test_trainer's and test_zhuang's job; here: the function
     "procedures": lambda name: {"fit": "triplet", "fit_zhuang": "zhuang", "ITQ": "itq",
                                 "LSH": "lsh"}.get(PROCEDURES.get(name).__name__, "?"),

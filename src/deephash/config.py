@@ -48,6 +48,18 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping (:func:`to_dict`) with dotted keys:
+    ``{"training": {"margin": 0.2}}`` -> ``{"training.margin": 0.2}``."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
 def _leaf_type(tp: Any) -> tuple[Any, bool]:
     """(inner type, optional?) of ``X`` or ``X | None``."""
     origin = typing.get_origin(tp)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from deephash.miners.base import Miner
     from deephash.runtimes.base import Runtime
     from deephash.training.config import TrainingConfig
+    from deephash.training.loggers import Logger
     from deephash.training.schedules import Schedule
     from deephash.training.trainer import EpochRecord
 
@@ -157,6 +158,16 @@ PROCEDURES: Registry[list[EpochRecord]] = Registry("procedure", {
     "lsh": "deephash.hashing.shallow:LSH",
 })
 
+#: experiment logs of a training run (``--log``): ``create(name, target)`` with a
+#: ``LogTarget``; ``csv`` (``RUN_DIR/history.csv``) is always written, the others are
+#: optional extras of the package (``pip install 'deephash[tensorboard]'``), see
+#: :mod:`deephash.training.loggers`
+LOGGERS: Registry[Logger] = Registry("logger", {
+    "csv": "deephash.training.loggers:CsvLogger",
+    "tensorboard": "deephash.training.loggers:TensorBoardLogger",
+    "mlflow": "deephash.training.mlflow_logger:MlflowLogger",
+})
+
 #: ``--mode``: what trains, and from which inputs. Names only: a mode is not one object
 #: but a choice read where the model's inputs and weights are set up
 #: (``deephash.studies.train``, ``deephash.training.checkpoint``)
@@ -179,6 +190,7 @@ LISTABLE: dict[str, Any] = {
     "hashing-methods": HASHING_METHODS, "regularizers": REGULARIZERS, "schedules": SCHEDULES,
     "procedures": PROCEDURES, "training-modes": TRAINING_MODES, "activations": ACTIVATIONS,
     "reductions": REDUCTIONS, "datasets": DATASET_KINDS, "runtimes": RUNTIMES,
+    "loggers": LOGGERS,
 }
 
 

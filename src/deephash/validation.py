@@ -7,8 +7,9 @@ later. It checks every field against its declared ``choices``, ``parse`` and bou
 (:func:`deephash.config.check_fields`), then what needs more than one field, in one
 function per config kind: a margin > 0 where the loss or the miner uses one, a miner
 whose tuples the loss trains on, regularisers and schedules that parse and name registered
-components (``REGULARIZERS``, ``SCHEDULES``), a data folder that exists, a device that is
-there, an extraction runtime that is installed and computes in the asked precision. Errors
+components (``REGULARIZERS``, ``SCHEDULES``), ``--log`` backends whose packages are
+installed, a data folder that exists, a device that is there, an extraction runtime that
+is installed and computes in the asked precision. Errors
 are :class:`~deephash.errors.ConfigError` (one line naming the option and the fix).
 """
 
@@ -209,6 +210,7 @@ def _check_training(cfg: TrainingConfig, seed: int) -> None:
     from deephash.losses import create_loss
     from deephash.miners import create_miner
     from deephash.pipeline.setup import parse_weights
+    from deephash.training.loggers import check_loggers
     from deephash.training.schedules import parse_schedule
 
     loss = create_loss(cfg.loss, cfg.margin, cfg.distance, cfg.reduction, num_classes=2,
@@ -231,6 +233,7 @@ def _check_training(cfg: TrainingConfig, seed: int) -> None:
         raise ConfigError(f"--trainable-blocks {cfg.trainable_blocks} applies to --mode "
                           f"partial (not {cfg.mode})")
     _check_shallow(cfg)
+    check_loggers(cfg.log, cfg.mlflow_uri)
     if cfg.views and cfg.mode == "finetune":
         raise ConfigError(f"--views {cfg.views} caches augmented views for frozen training; "
                           "--mode finetune augments images online: drop --views")

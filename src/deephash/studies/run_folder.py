@@ -13,9 +13,13 @@
     RUN_DIR/pr_curve.json/png  mean precision-recall curve of the test protocol
     RUN_DIR/tsne.png           t-SNE of a stratified sample of the query embeddings
     RUN_DIR/embeddings/{query,database}.npz   arrays x (float32), y (int64), index (int64)
+    RUN_DIR/history.csv        a trained run's history.json as CSV, one row per epoch; with
+                               --log, tensorboard/, mlruns/ and mlflow_run.json (the MLflow
+                               run's id) beside it (deephash.training.loggers)
 
 Times and loads live only in ``run.json`` and in ``history.json`` (a per-epoch log, which
-keeps each epoch's seconds on both clocks and its load sample); every other JSON file
+keeps each epoch's seconds on both clocks and its load sample; ``history.csv`` and the
+``--log`` backends copy it); every other JSON file but ``mlflow_run.json``
 (``metrics.json``, ``validation.json``, ``splits.json``, a study's tables) depends on
 the configuration alone, so a seeded rerun writes the same bytes.
 
@@ -44,7 +48,7 @@ import torch
 import yaml
 
 import deephash
-from deephash.config import to_dict
+from deephash.config import flatten, to_dict
 from deephash.distributed import ranks
 from deephash.errors import ConfigError, DeephashError
 from deephash.fileio import save_bytes, save_json
@@ -60,9 +64,11 @@ RUN_FLAGS: tuple[tuple[str, ...], ...] = (("overwrite",), ("training", "resume")
 #: fields a resumed run may change besides a study's sweep: it may train longer
 EXTENDABLE = ("training.epochs",)
 #: how the work is run, not what it computes: a resumed run may move to another device or
-#: float32 runtime, use more workers or another copy of the feature cache
+#: float32 runtime, use more workers or another copy of the feature cache, or log to other
+#: backends (``--log``, :mod:`deephash.training.loggers`)
 HOW_RUN = ("extraction.device", "extraction.num_workers", "extraction.batch_size",
-           "extraction.cache_dir", "extraction.cache", "extraction.runtime", "interleave")
+           "extraction.cache_dir", "extraction.cache", "extraction.runtime", "interleave",
+           "training.log", "training.mlflow_uri")
 _NOT_COMPARED = frozenset({"out", *HOW_RUN, *(".".join(path) for path in RUN_FLAGS)})
 _ABSENT = object()
 
@@ -94,16 +100,6 @@ def save_config(config: Any, path: Path) -> None:
     save_bytes(path, yaml.safe_dump(saved_config(config), sort_keys=False).encode())
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_changes(saved: dict[str, Any], config: Any,
                    ignore: tuple[str, ...] = ()) -> list[str]:
     """``["training.margin 0.2 -> 0.4", ...]``: the dotted fields where ``config`` differs
@@ -111,8 +107,8 @@ def config_changes(saved: dict[str, Any], config: Any,
     ``ignore``. A field missing from a section the saved file has was added to deephash
     after the run was saved: it reads as its default (a section missing altogether, as a
     baseline's ``training``, stays a difference)."""
-    before, after = _flatten(saved), _flatten(saved_config(config))
-    defaults = _flatten(saved_config(type(config)()))
+    before, after = flatten(saved), flatten(saved_config(config))
+    defaults = flatten(saved_config(type(config)()))
     sections = {key.rpartition(".")[0] for key in before}
     for key in after.keys() - before.keys():
         if key.rpartition(".")[0] in sections and key in defaults:

@@ -4,7 +4,8 @@
 run folder of a trained hashing run: ``config.yaml``, ``run.json`` (the fit's time as
 ``seconds.train``), ``splits.json``, ``validation.json``, ``metrics.json`` (the same test
 figures, tie-aware and index-order mAP, code health), ``pr_curve``, ``tsne.png`` and
-``codes/{query,database}.npz``. The coder (:mod:`deephash.hashing.shallow`) is fitted on
+``codes/{query,database}.npz``; with ``--log`` the final figures go to its backends (no
+epochs: no ``history.csv``). The coder (:mod:`deephash.hashing.shallow`) is fitted on
 the frozen features of the protocol's ``train`` split only, labels unused, then codes every
 pool image; ``--test-time-flip`` codes the mean of an image's and its mirror image's
 features (the mean of their relaxed codes: the coder is linear). Nothing is saved to
@@ -40,6 +41,7 @@ from deephash.studies.run_folder import open_run
 from deephash.training.checkpoint import save_checkpoint
 from deephash.training.config import TrainConfig
 from deephash.training.evaluation import validation_scores
+from deephash.training.loggers import open_run_log
 from deephash.training.model import EmbeddingModel, build_model
 
 log = logging.getLogger(__name__)
@@ -92,13 +94,15 @@ def run_shallow(config: TrainConfig, evaluate_test: bool = True) -> dict[str, An
         log.info("%s, %d bits, fitted on %d training images in %.1f s: validation mAP@all "
                  "%.4f", coder.name, coder.bits, len(splits.train), folder.seconds["train"],
                  summary["val_map@all"])
-        if not evaluate_test:
-            return summary
-        extra = {**summary, **database_code_health(relaxed[splits.database],
-                                                   len(dataset.classes))}
-        return write_results(run, relaxed, dataset, splits, config.evaluation, config.seed,
-                             f"{coder.name} on {dataset.name}", extra_metrics=extra,
-                             codes=True)
+        with open_run_log(config, run) as logs:  # no epochs: the final figures only
+            if evaluate_test:
+                extra = {**summary, **database_code_health(relaxed[splits.database],
+                                                           len(dataset.classes))}
+                summary = write_results(run, relaxed, dataset, splits, config.evaluation,
+                                        config.seed, f"{coder.name} on {dataset.name}",
+                                        extra_metrics=extra, codes=True)
+            logs.final(summary, "metrics" if evaluate_test else "validation", 0)
+        return summary
 
 
 def coder_model(config: TrainConfig, coder: LinearCoder) -> tuple[TrainConfig, EmbeddingModel]:

@@ -2,8 +2,9 @@
 
 Writes the baseline's run-folder layout (config, splits, metrics.json with the same keys,
 PR curve, t-SNE, embeddings) plus ``best.pt`` (the checkpoint with the best validation
-mAP@all, carrying its configuration), ``last.pt`` (for ``--resume``), ``history.json``
-and ``curves.png``.
+mAP@all, carrying its configuration), ``last.pt`` (for ``--resume``), ``history.json``,
+``history.csv`` (and the ``--log`` backends' logs: :mod:`deephash.training.loggers`) and
+``curves.png``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from deephash.studies.run_folder import RunFolder, open_run
 from deephash.studies.shallow import run_shallow
 from deephash.training.checkpoint import read_checkpoint, save_checkpoint
 from deephash.training.config import TrainConfig
+from deephash.training.epochs import EpochRecord
+from deephash.training.loggers import open_run_log
 from deephash.training.rounds import Steps, finish
 from deephash.training.trainer import TrainingSetup, fit_steps, validation_scores
 from deephash.training.zhuang_trainer import fit_zhuang_steps
@@ -204,11 +207,25 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
     def save(path: Path, extra: dict[str, Any]) -> None:
         save_checkpoint(path, config, setup.model, loss=setup.loss.state_dict(), **extra)
 
-    if cfg.procedure == "zhuang":
-        records = yield from fit_zhuang_steps(setup, cfg.zhuang, cfg.margin, config.seed, run,
-                                              save, resume_state)
-    else:
-        records = yield from fit_steps(setup, run, save, resume_state)
+    steps = (fit_zhuang_steps(setup, cfg.zhuang, cfg.margin, config.seed, run, save,
+                              resume_state) if cfg.procedure == "zhuang"
+             else fit_steps(setup, run, save, resume_state))
+    with open_run_log(config, run, resume_state["history"] if resume_state else (),
+                      writes=main) as logs:
+        records = yield from logs.follow(steps)
+        summary = _finish(folder, config, setup, dataset, splits, frozen, records,
+                          evaluate_test)
+        logs.final(summary, "metrics" if evaluate_test else "validation",
+                   records[-1].epoch if records else 0)
+    return summary
+
+
+def _finish(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset: ImageDataset,
+            splits: Splits, frozen: dict[str, float], records: list[EpochRecord],
+            evaluate_test: bool) -> dict[str, Any]:
+    """After the last epoch: the best epoch's model, ``history.json``, ``curves.png``,
+    ``validation.json`` and, with ``evaluate_test``, the test results."""
+    run, main, cfg = folder.path, ranks().main, config.training
     history = [dataclasses.asdict(h) for h in records]
     best = broadcast(read_checkpoint(run / "best.pt") if main else None)
     load_trained(setup, best)

@@ -10,6 +10,7 @@ from deephash.pipeline.config import MAX_WIDTH, BaselineConfig
 from deephash.registries import (
     ACTIVATIONS,
     BATCH_DISTANCES,
+    LOGGERS,
     LOSSES,
     MINERS,
     PROCEDURES,
@@ -115,6 +116,15 @@ class TrainingConfig:
         "help": "the outputs are hash codes: validate and test on their signs (Hamming)"})
     resume: bool = field(default=False, metadata={
         "help": "continue an interrupted run from RUN_DIR/last.pt"})
+    log: tuple[str, ...] = field(default=(), metadata={
+        "choices": LOGGERS,
+        "help": "experiment logs of each epoch's figures and the final ones besides "
+                "RUN_DIR/history.csv (csv: always written): tensorboard (RUN_DIR/tensorboard/), "
+                "mlflow (a file store in RUN_DIR/mlruns, or --mlflow-uri); each is an extra: "
+                "pip install 'deephash[tensorboard]' (docs/logging.md)"})
+    mlflow_uri: str | None = field(default=None, metadata={
+        "help": "--log mlflow: an MLflow tracking URI (sqlite:///FILE.db, http://HOST:PORT) or "
+                "a folder for a file store (default: RUN_DIR/mlruns)"})
 
 
 @dataclass
