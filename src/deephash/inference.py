@@ -57,12 +57,14 @@ class ImageEmbedder:
 
     def embed(self, images: ImageLike | Iterable[ImageLike]) -> np.ndarray:
         """``(N, D)`` float32: the model's outputs for N images (a hashing model's relaxed
-        codes, whose signs :meth:`hash` gives); a single image gives one row."""
-        batch = _as_images(images, self._embedder.image_size)
-        if not batch:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate([self._embedder.outputs(batch[start:start + BATCH_SIZE])
-                               for start in range(0, len(batch), BATCH_SIZE)])
+        codes, whose signs :meth:`hash` gives); a single image gives one row. Images are
+        decoded and embedded :data:`BATCH_SIZE` at a time."""
+        items = _as_list(images)
+        size = self._embedder.image_size
+        parts = [self._embedder.outputs([_as_image(item, size)
+                                         for item in items[start:start + BATCH_SIZE]])
+                 for start in range(0, len(items), BATCH_SIZE)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
 
     def hash(self, images: ImageLike | Iterable[ImageLike]) -> np.ndarray:
         """``(N, K)`` int8 sign codes in {-1, +1} (sign(0) = +1) of a hashing model;
@@ -91,18 +93,17 @@ def load(checkpoint: str | Path) -> ImageEmbedder:
     return ImageEmbedder(config, Embedder.of_model(config, model), path)
 
 
-def _as_images(images: ImageLike | Iterable[ImageLike], image_size: int) -> list[Image.Image]:
-    """RGB PIL images of one image or a sequence of them (see the module docstring)."""
+def _as_list(images: ImageLike | Iterable[ImageLike]) -> Sequence[ImageLike]:
+    """One image or a sequence of them as a list (see the module docstring)."""
     if isinstance(images, (Image.Image, str, Path)):
-        items: Sequence[ImageLike] = [images]
-    elif isinstance(images, np.ndarray):
-        items = list(images) if images.ndim == 4 else [images]
-    else:
-        items = list(images)
-    return [_as_image(item, image_size) for item in items]
+        return [images]
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    return list(images)
 
 
 def _as_image(item: ImageLike, image_size: int) -> Image.Image:
+    """An RGB PIL image of one image (a file decoded for a model of ``image_size``)."""
     if isinstance(item, Image.Image):
         return to_rgb(item)
     if isinstance(item, np.ndarray):
