@@ -1,4 +1,9 @@
-"""Triplet, pair and classification losses behind one registry: ``create_loss(name, ...)``."""
+"""Triplet, pair and classification losses behind one registry: ``create_loss(name, ...)``.
+
+Every loss is called as pytorch-metric-learning's are, ``loss(embeddings, labels,
+indices_tuple=None)`` (:mod:`deephash.losses.base`); :func:`batch_loss` is the trainer's
+one call with a miner.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deephash.errors import ConfigError
-from deephash.losses.base import BatchLoss, LossOutput, TripletLoss, reduce
+from deephash.losses.base import BatchLoss, LossOutput, TripletLoss, batch_loss, reduce
 from deephash.losses.contrastive import ContrastiveLoss, pairs_of
 from deephash.losses.csq import CSQLoss
 from deephash.losses.distances import BATCH_DISTANCES, BatchDistance
@@ -154,5 +159,5 @@ def loss_traits(name: str) -> LossTraits:
 __all__ = ["BATCH_DISTANCES", "LOSSES", "BatchDistance", "BatchLoss", "CSQLoss",
            "ContrastiveLoss", "DTSHLoss", "FaceNetLoss", "GreedyHashLoss", "HofferAilonLoss",
            "LossOption", "LossOutput", "LossSettings", "LossTraits", "OrthoHashLoss", "SoftmaxLoss",
-           "TripletLoss", "create_loss", "loss_options", "loss_traits", "pairs_of",
+           "TripletLoss", "batch_loss", "create_loss", "loss_options", "loss_traits", "pairs_of",
            "reduce"]

@@ -28,14 +28,15 @@ class ContrastiveLoss(TripletLoss):
     """same: d^2 / 2;  different: max(0, margin - d)^2 / 2, on mined pairs.
 
     Trains on a pair miner's pairs, or on the distinct pairs of a triplet miner's triplets
-    (:func:`pairs_of`).
+    (:func:`pairs_of`; PML's ``convert_to_pairs`` keeps a pair once per triplet instead).
+    ``loss(embeddings, labels)`` scores every pair of the batch.
     """
 
     name = "contrastive"
     accepts = ("triplets", "pairs")
 
-    def forward(self, distances: torch.Tensor, triplets: Mined) -> LossOutput:
-        pairs = pairs_of(triplets) if isinstance(triplets, Triplets) else triplets
+    def score(self, distances: torch.Tensor, mined: Mined) -> LossOutput:
+        pairs = pairs_of(mined) if isinstance(mined, Triplets) else mined
         if len(pairs) == 0:
             return LossOutput(distances.sum() * 0.0, 0, 0, float("nan"), float("nan"))
         same = pairs.same

@@ -2,9 +2,11 @@
 
 Triplet miners serve every triplet loss (and the contrastive loss, through the pairs of
 their triplets); pair miners (``yields == "pairs"``) serve the pair losses only. The
-trainer calls the miner (:func:`deephash.training.trainer.batch_loss`) and hands its
+trainer calls the miner (:func:`deephash.losses.base.batch_loss`) and hands its
 tuples to the loss; in training a margin-aware miner mines with the loss's margin, which
-the trainer passes in :class:`MiningBatch`.
+the trainer passes in :class:`MiningBatch`. Called on its own, ``miner(embeddings, labels)``
+returns pytorch-metric-learning's index tuples (:meth:`Miner.__call__`), which our losses
+and PML's take alike (:mod:`deephash.miners.indices`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from deephash.miners.base import Mined, Miner, MiningBatch, Pairs, Triplets, lab
 from deephash.miners.batch_all import BatchAllMiner
 from deephash.miners.batch_hard import BatchHardMiner
 from deephash.miners.distance_weighted import DistanceWeightedMiner
+from deephash.miners.indices import IndicesTuple, from_indices_tuple, triplets_of
 from deephash.miners.offline import OfflineMiner
 from deephash.miners.pair_negative import PairNegativeMiner
 from deephash.miners.pairs import PairMiner
@@ -61,6 +64,7 @@ def miner_names(yields: str) -> list[str]:
     return [name for name in MINERS.names() if create_miner(name, 0.0).yields == yields]
 
 
-__all__ = ["MINERS", "BatchAllMiner", "BatchHardMiner", "DistanceWeightedMiner", "Mined", "Miner",
-           "MiningBatch", "OfflineMiner", "PairMiner", "PairNegativeMiner", "Pairs", "Triplets",
-           "create_miner", "label_masks", "miner_names"]
+__all__ = ["MINERS", "BatchAllMiner", "BatchHardMiner", "DistanceWeightedMiner", "IndicesTuple",
+           "Mined", "Miner", "MiningBatch", "OfflineMiner", "PairMiner", "PairNegativeMiner",
+           "Pairs", "Triplets", "create_miner", "from_indices_tuple", "label_masks",
+           "miner_names", "triplets_of"]

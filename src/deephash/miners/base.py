@@ -10,6 +10,11 @@ Labels are ``(B,)`` int64 class ids or ``(B, C)`` bool multi-hot rows; every min
 :func:`label_masks` (that is, :func:`deephash.labels.batch_relevance`) which positions are
 positives and negatives of which, so single- and multi-label batches are mined alike: a
 positive shares at least one label with the anchor, a negative shares none.
+
+A miner is also called as pytorch-metric-learning's miners are: ``miner(embeddings,
+labels)`` mines a batch on its own and returns PML's index tuples, ``(anchors, positives,
+negatives)`` or ``(anchors1, positives, anchors2, negatives)`` (:meth:`Miner.__call__`);
+:mod:`deephash.miners.indices` reads such tuples back.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from typing import NamedTuple
 
 import torch
 
+from deephash.distances import Distance
+from deephash.errors import ConfigError
 from deephash.labels import batch_relevance
+from deephash.registries import BATCH_DISTANCES
 
 
 class Triplets(NamedTuple):
@@ -30,6 +38,11 @@ class Triplets(NamedTuple):
 
     def __len__(self) -> int:
         return int(self.anchor.numel())
+
+    def indices_tuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """PML's triplet tuple ``(anchors, positives, negatives)`` (a plain tuple: its
+        ``len`` is 3, where a ``Triplets``'s is the number of triplets)."""
+        return self.anchor, self.positive, self.negative
 
     @classmethod
     def empty(cls, device: torch.device) -> Triplets:
@@ -47,6 +60,12 @@ class Pairs(NamedTuple):
 
     def __len__(self) -> int:
         return int(self.first.numel())
+
+    def indices_tuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """PML's pair tuple ``(anchors1, positives, anchors2, negatives)``: the positive
+        pairs, then the negative ones, each in mined order."""
+        return (self.first[self.same], self.second[self.same], self.first[~self.same],
+                self.second[~self.same])
 
 
 Mined = Triplets | Pairs
@@ -79,6 +98,21 @@ def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     labelled = relevant.diagonal()  # a labelled image is relevant to itself
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return relevant & ~eye, ~relevant & labelled[:, None] & labelled[None, :]
+
+
+def check_batch(embeddings: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, D)`` embeddings and their labels (a tensor or anything ``torch.as_tensor``
+    reads: ``(B,)`` class ids or ``(B, C)`` bool multi-hot rows), the labels moved to the
+    embeddings' device; ``ConfigError`` for other shapes."""
+    if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2:
+        raise ConfigError("embeddings must be a (B, D) tensor, got "
+                          f"{tuple(getattr(embeddings, 'shape', ()))}")
+    labels = torch.as_tensor(labels, device=embeddings.device)
+    if labels.dim() not in (1, 2) or len(labels) != len(embeddings):
+        raise ConfigError(f"labels of shape {tuple(labels.shape)} for {len(embeddings)} "
+                          "embeddings; give (B,) class ids or (B, C) multi-hot rows")
+    return embeddings, labels
 
 
 def index_table(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,6 +148,25 @@ class Miner:
 
     def set_progress(self, fraction: float) -> None:
         del fraction
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor,
+                 distance: Distance | str = "euclidean") -> tuple[torch.Tensor, ...]:
+        """Mine a batch on its own, as pytorch-metric-learning's miners are called.
+
+        ``(B, D)`` embeddings and their labels (``(B,)`` int64 class ids or ``(B, C)`` bool
+        multi-hot rows) -> PML's index tuple: ``(anchors, positives, negatives)`` from a
+        triplet miner, ``(anchors1, positives, anchors2, negatives)`` from a pair miner,
+        ``(T,)`` int64 each. The distances are ``distance``'s (a ``BATCH_DISTANCES`` name
+        or a :class:`~deephash.distances.Distance`; mine with the loss's, ``loss.distance``,
+        for the tuples the trainer would choose), computed without gradients; a
+        margin-aware miner mines with the margin it was built with.
+        """
+        embeddings, labels = check_batch(embeddings, labels)
+        metric = BATCH_DISTANCES.create(distance) if isinstance(distance, str) else distance
+        with torch.no_grad():
+            detached = embeddings.detach()
+            mined = self.mine(MiningBatch(metric.matrix(detached), labels, detached))
+        return mined.indices_tuple()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -1,9 +1,9 @@
 """Images to a trained model's vectors: the backbone's features, then the model's head.
 
 ``deephash index`` computes the features of a whole data set (cached, through the fastest
-runtime) and calls :func:`vectors_of_features`; a query (``deephash search``, the service)
-runs :class:`Embedder`, which loads the backbone and the model once and embeds a batch of
-decoded images in one forward pass per view.
+runtime) and calls :func:`vectors_of_features`; a query (``deephash search``, the service,
+the Python API's :func:`deephash.load`) runs :class:`Embedder`, which loads the backbone
+and the model once and embeds a batch of decoded images in one forward pass per view.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from PIL import Image
 
 from deephash.backbones import Backbone, create_backbone
 from deephash.data.transforms import TransformSpec
+from deephash.features import transform_spec
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.training.config import TrainConfig
 from deephash.training.inputs import FeatureInputs
@@ -69,19 +70,29 @@ class Embedder:
     """A model and its feature backbone, loaded once, on the CPU in eval mode.
 
     ``spec`` is the index's ``index.json["spec"]``: the transform the indexed images went
-    through (size, normalisation, interpolation), applied to every query.
+    through (size, normalisation, interpolation), applied to every query; ``backbone`` the
+    model's :func:`feature_backbone`, when the caller has built it.
     """
 
     def __init__(self, train_config: TrainConfig, model: EmbeddingModel,
-                 spec: dict[str, Any]) -> None:
+                 spec: dict[str, Any], backbone: Backbone | None = None) -> None:
         self.model = model.eval()
         self.codes = train_config.training.codes
-        self.backbone = feature_backbone(train_config).eval()
+        self.backbone = (feature_backbone(train_config) if backbone is None else backbone).eval()
         self.image_size = int(spec["image_size"])
         self.views = [TransformSpec(spec["image_size"], tuple(spec["mean"]), tuple(spec["std"]),
                                     spec["interpolation"], view)
                       for view in views_of(train_config)]
         self._pixels = [view.build_pixels() for view in self.views]
+
+    @classmethod
+    def of_model(cls, train_config: TrainConfig, model: EmbeddingModel) -> Embedder:
+        """The embedder of a model without an index folder: the transform ``deephash
+        index`` applies to the model's images (its backbone's preprocessing at the
+        configuration's image size)."""
+        backbone = feature_backbone(train_config)
+        spec = transform_spec(backbone, train_config.backbone.image_size).describe()
+        return cls(train_config, model, spec, backbone)
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         """``(V, 3, S, S)`` uint8: the pixels of each view of an RGB image (resized and

@@ -1,13 +1,14 @@
 """The triplet procedure: per batch, the trainer mines and the loss scores the tuples.
 
-Per batch (:func:`batch_loss`): embeddings -> the loss's differentiable distance matrix ->
-the miner's triplets or pairs, mined on its detached copy with the loss's margin -> the
-loss (the softmax loss, which mines nothing, classifies the embeddings). Per epoch
-(:func:`train_epoch`): this epoch's scheduled margin and regulariser weights, and
-diagnostics (loss, fraction of active triplets, mean anchor-positive and anchor-negative
-distances, embedding norm, empty batches). :func:`fit` runs the epochs through the shared
-driver (:func:`deephash.training.epochs.run_epochs`: validation, ``best.pt``,
-``last.pt``, ``--resume``) with a cosine learning-rate schedule over all steps.
+Per batch (:func:`~deephash.losses.base.batch_loss`, re-exported here): embeddings -> the
+loss's differentiable distance matrix -> the miner's triplets or pairs, mined on its
+detached copy with the loss's margin -> the loss (the softmax loss, which mines nothing,
+classifies the embeddings). Per epoch (:func:`train_epoch`): this epoch's scheduled
+margin and regulariser weights, and diagnostics (loss, fraction of active triplets, mean
+anchor-positive and anchor-negative distances, embedding norm, empty batches). :func:`fit`
+runs the epochs through the shared driver (:func:`deephash.training.epochs.run_epochs`:
+validation, ``best.pt``, ``last.pt``, ``--resume``) with a cosine learning-rate schedule
+over all steps.
 
 Under torchrun (:mod:`deephash.distributed`) each rank embeds its share of every global
 batch through the DDP-wrapped model; the miner and the loss see the gathered global batch
@@ -26,8 +27,7 @@ import torch
 from deephash.distributed import check_batch, data_parallel, gather_batch, ranks
 from deephash.errors import ConfigError
 from deephash.hashing.regularizers import get_regularizer
-from deephash.losses import BatchLoss, LossOutput, TripletLoss
-from deephash.miners import Miner, MiningBatch
+from deephash.losses import BatchLoss, batch_loss
 from deephash.progress import progress_bar
 from deephash.training.epochs import EpochRecord, EpochStats, Save, check_finite, epoch_steps
 from deephash.training.evaluation import embed, validate, validation_scores
@@ -57,24 +57,6 @@ def _margin_owner(loss: BatchLoss) -> BatchLoss | None:
     """The loss, if its formula has a margin (``loss.margin``: a metric loss's, DSH's), the
     one to schedule and record."""
     return loss if loss.uses_margin else None
-
-
-def batch_loss(loss: BatchLoss, miner: Miner, embeddings: torch.Tensor,
-               labels: torch.Tensor) -> LossOutput:
-    """The loss of one batch of ``(B, D)`` embeddings and its labels, ``(B,)`` int64 class
-    ids or ``(B, C)`` bool multi-hot rows (:meth:`TrainingSetup.batch_labels`).
-
-    A metric loss: its differentiable ``(B, B)`` distance matrix, the miner's tuples chosen
-    on the detached copy with the loss's margin, then the loss of those tuples. A loss
-    that mines nothing (the softmax classifier) scores the embeddings directly.
-    """
-    if not isinstance(loss, TripletLoss):
-        return loss.compute(embeddings, labels)
-    loss.check_miner(miner)
-    distances = loss.distance.matrix(embeddings)
-    mined = miner.mine(MiningBatch(distances.detach(), labels, embeddings.detach(),
-                                   loss.margin))
-    return loss(distances, mined)
 
 
 def _autocast(device: torch.device) -> torch.autocast:
