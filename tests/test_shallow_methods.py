@@ -205,7 +205,7 @@ def test_a_shallow_run_indexes_and_searches_like_a_trained_one(
     coder = (ITQ if method == "itq" else LSH)(16, seed=config.seed)
     relaxed = coder.fit(x[np.array(splits["train"])]).transform(x)
     with torch.no_grad():
-        outputs = model(torch.from_numpy(np.asarray(x))).numpy()
+        outputs = model(torch.from_numpy(np.array(x, dtype=np.float32))).numpy()
     np.testing.assert_allclose(outputs, relaxed, rtol=1e-4, atol=1e-4)
     saved = np.load(sub / "codes" / "database.npz")
     ones = np.unpackbits(saved["codes"], axis=1, count=16).astype(bool)
