@@ -5,6 +5,7 @@ after a resumed one."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import sys
@@ -53,15 +54,49 @@ def assert_csv_is_history(run: Path) -> None:
                 assert type(value)(row[key]) == value, key
 
 
-def test_history_csv_equals_history_json_after_a_run_and_after_a_resumed_one(
+def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the event files in ``folder``: tag -> [(step, value)] in order."""
+    accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator").EventAccumulator(
+        str(folder), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+            for tag in accumulator.Tags()["scalars"]}
+
+
+def assert_events_are_history(run: Path) -> None:
+    """Each field of ``history.json`` is a scalar with one event per epoch that has a
+    finite value (float32, as TensorBoard keeps it); ``metrics/map@all`` is metrics.json's."""
+    logged, expected = scalars(run / "tensorboard"), history(run)
+    for key in COLUMNS[1:]:
+        finite = [(h["epoch"], h[key]) for h in expected if math.isfinite(h[key])]
+        assert [step for step, _ in logged.get(key, [])] == [step for step, _ in finite], key
+        assert [value for _, value in logged.get(key, [])] == pytest.approx(
+            [value for _, value in finite], rel=1e-6), key
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert logged["metrics/map@all"][-1] == (expected[-1]["epoch"],
+                                             pytest.approx(metrics["map@all"], rel=1e-6))
+
+
+def test_history_csv_and_tensorboard_equal_history_json_after_a_run_and_a_resumed_one(
         folder: Path, tmp_path: Path) -> None:
+    """The CSV always; the TensorBoard events too where tensorboard is installed (the dev
+    extra installs it): a new event file on resume, each epoch in it once."""
+    board = importlib.util.find_spec("tensorboard") is not None
+    log = ["--log", "tensorboard"] if board else []
     run = tmp_path / "run"
-    train(folder, run, tmp_path / "cache", 2)
+    train(folder, run, tmp_path / "cache", 2, *log)
     assert_csv_is_history(run)
     assert read_csv(run / "history.csv")[1][0]["val_map"] == ""  # the first: not validated
-    train(folder, run, tmp_path / "cache", 3, "--resume")
+    if board:
+        assert_events_are_history(run)
+        assert [step for step, _ in scalars(run / "tensorboard")["val_map"]] == [1]  # no NaN
+    train(folder, run, tmp_path / "cache", 3, *log, "--resume")
     assert [h["epoch"] for h in history(run)] == [0, 1, 2]
     assert_csv_is_history(run)  # rewritten from the whole history: no epoch twice
+    if board:
+        assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
+        assert_events_are_history(run)  # epochs 0-2, each once
 
 
 def test_a_resumed_history_older_than_a_field_gets_empty_cells(tmp_path: Path) -> None:
@@ -105,63 +140,16 @@ def test_mlflow_metric_names_are_valid() -> None:
     assert metric_key("loss") == "loss"
 
 
-# ------------------------------------------------------------------------- TensorBoard
-
-def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar of the event files in ``folder``: tag -> [(step, value)] in order."""
-    accumulator = pytest.importorskip(
-        "tensorboard.backend.event_processing.event_accumulator").EventAccumulator(
-        str(folder), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-            for tag in accumulator.Tags()["scalars"]}
-
-
-def assert_events_are_history(run: Path) -> None:
-    """Each field of ``history.json`` is a scalar with one event per epoch that has a
-    finite value (float32, as TensorBoard keeps it); ``metrics/map@all`` is metrics.json's."""
-    logged, expected = scalars(run / "tensorboard"), history(run)
-    for key in COLUMNS[1:]:
-        finite = [(h["epoch"], h[key]) for h in expected if math.isfinite(h[key])]
-        assert [step for step, _ in logged.get(key, [])] == [step for step, _ in finite], key
-        assert [value for _, value in logged.get(key, [])] == pytest.approx(
-            [value for _, value in finite], rel=1e-6), key
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert logged["metrics/map@all"][-1] == (expected[-1]["epoch"],
-                                             pytest.approx(metrics["map@all"], rel=1e-6))
-
-
-def test_tensorboard_events_read_back_after_a_run_and_after_a_resumed_one(
-        folder: Path, tmp_path: Path) -> None:
-    pytest.importorskip("tensorboard")
-    run = tmp_path / "run"
-    train(folder, run, tmp_path / "cache", 2, "--log", "tensorboard")
-    assert_events_are_history(run)
-    assert [step for step, _ in scalars(run / "tensorboard")["val_map"]] == [1]  # no NaN
-    train(folder, run, tmp_path / "cache", 3, "--log", "tensorboard", "--resume")
-    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
-    assert_events_are_history(run)  # epochs 0-2, each once
-    assert_csv_is_history(run)
-
-
-def test_tensorboard_added_on_resume_logs_the_earlier_epochs(folder: Path,
-                                                             tmp_path: Path) -> None:
-    pytest.importorskip("tensorboard")
-    run = tmp_path / "run"
-    train(folder, run, tmp_path / "cache", 1)
-    assert not (run / "tensorboard").exists()
-    train(folder, run, tmp_path / "cache", 2, "--log", "tensorboard", "--resume")
-    assert_events_are_history(run)
-
-
 # ------------------------------------------------------------------------------ MLflow
 
 def test_mlflow_runs_of_a_hash_sweep_read_back_after_a_run_and_after_a_resumed_one(
         folder: Path, tmp_path: Path) -> None:
     """``deephash hash --bits 8 16 --log mlflow``: one MLflow run per code length in its own
     store (``bits-K/mlruns``) with the configuration as parameters, each epoch's figures
-    once (also after ``--resume`` trained more) and metrics.json's figures."""
+    once (also after ``--resume`` trained more) and metrics.json's figures. TensorBoard,
+    added on resume, first logs the earlier epochs."""
     pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
     from mlflow.tracking import MlflowClient
 
     run = tmp_path / "hash"
@@ -171,7 +159,7 @@ def test_mlflow_runs_of_a_hash_sweep_read_back_after_a_run_and_after_a_resumed_o
     ids = {bits: json.loads((run / f"bits-{bits}" / "mlflow_run.json").read_text())["run_id"]
            for bits in (8, 16)}
     args[args.index("--epochs") + 1] = "2"
-    assert main([*args, "--resume"]) == 0
+    assert main([*args, "tensorboard", "--resume"]) == 0
     for bits in (8, 16):
         sub = run / f"bits-{bits}"
         saved = json.loads((sub / "mlflow_run.json").read_text())
@@ -190,3 +178,4 @@ def test_mlflow_runs_of_a_hash_sweep_read_back_after_a_run_and_after_a_resumed_o
         metrics = json.loads((sub / "metrics.json").read_text())
         assert logged.data.metrics["metrics/map_at_all"] == pytest.approx(metrics["map@all"])
         assert_csv_is_history(sub)
+        assert_events_are_history(sub)
