@@ -15,6 +15,10 @@ os.environ.setdefault("DEEPHASH_PROGRESS", "0")
 
 SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
 
+#: why the browser tests (the report's page, the service's page) skip; the end of the run
+#: counts them (pytest_terminal_summary), since only .ci/run installs Chromium
+NO_CHROMIUM = "no Chromium (.ci/run installs it: apt-get install chromium)"
+
 #: one base colour per class, so that even random features separate the classes somewhat
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 40), (40, 60, 220), (230, 210, 30)]
 
@@ -37,6 +41,19 @@ def make_image_folder(root: Path, n_classes: int = 3, n_train: int = 8, n_test: 
                     image = image.resize((size[0] + 7, size[1] + 3))  # odd sizes
                 image.save(folder / f"{i:02d}.png")
     return root
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """End the run saying how many browser tests skipped for want of Chromium: ``./run
+    tests`` on a fresh machine skips them, and a line among the skip reasons is easy to
+    miss."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", [])
+               if NO_CHROMIUM in (report.longrepr[2] if isinstance(report.longrepr, tuple)
+                                  else str(report.longrepr))]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} browser test(s) skipped: no Chromium; .ci/run installs it "
+            "(apt-get install chromium)", yellow=True, bold=True)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -79,6 +96,19 @@ def tiny_run_args(data: Path, cache: Path, epochs: int = 2) -> list[str]:
             "--num-workers", "0", "--tsne-points", "0", "--batch-classes", "3",
             "--batch-samples", "4", "--hidden-dims", "16", "--epochs", str(epochs),
             "--no-flip-augment"]
+
+
+def headline_line(run: Path, metrics: Mapping[str, Any]) -> str:
+    """The line a run ends with: its headline test figures (as in its metrics.json)."""
+    m = metrics
+    return (f"{run}: test mAP@all {m['map@all']:.4f}, mAP@1000 {m['map@1000']:.4f}, "
+            f"kNN@1 {m['knn_acc@1']:.4f}, P@100 {m['p@100']:.4f} ({m['protocol']}, "
+            f"{m['n_query']:,} queries, {m['distance']} distance)")
+
+
+def last_line(caplog: pytest.LogCaptureFixture) -> str:
+    """The last message deephash logged."""
+    return [r.getMessage() for r in caplog.records if r.name.startswith("deephash")][-1]
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import headline_line, last_line
 
 from deephash.backbones import BACKBONES
 from deephash.cli import main
@@ -27,9 +28,11 @@ def baseline(data: Path, out: Path, cache: Path, *extra: str) -> int:
                  "--tsne-points", "30", *extra])
 
 
-def test_baseline_writes_the_run_folder(folder: Path, tmp_path: Path) -> None:
+def test_baseline_writes_the_run_folder(folder: Path, tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     run = tmp_path / "run"
-    assert baseline(folder, run, tmp_path / "cache") == 0
+    with caplog.at_level("INFO"):
+        assert baseline(folder, run, tmp_path / "cache") == 0
     for name in ("config.yaml", "run.json", "splits.json", "metrics.json", "tsne.png",
                  "pr_curve.json", "pr_curve.png", "embeddings/query.npz",
                  "embeddings/database.npz"):
@@ -39,6 +42,7 @@ def test_baseline_writes_the_run_folder(folder: Path, tmp_path: Path) -> None:
     for key in FLAT_KEYS:
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["knn_acc@1"] > 0.5  # class colours are easy for ImageNet features
+    assert last_line(caplog) == headline_line(run, metrics)  # one readable line, no dict
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["backbone"]["image_size"] == 32 and config["data"]["protocol"] == "auto"
     splits = Splits.from_json(run / "splits.json")

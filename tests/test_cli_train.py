@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import headline_line, last_line
 
 from deephash.cli import main
 from deephash.training.checkpoint import load_model
@@ -23,10 +24,12 @@ def train(data: Path, out: Path, cache: Path, *extra: str) -> int:
 
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
-def test_train_writes_the_run_folder(folder: Path, tmp_path: Path, mode: str) -> None:
+def test_train_writes_the_run_folder(folder: Path, tmp_path: Path, mode: str,
+                                     caplog: pytest.LogCaptureFixture) -> None:
     run = tmp_path / "run"
-    assert train(folder, run, tmp_path / "cache", "--mode", mode, "--epochs", "2",
-                 "--miner", "batch-hard", "--margin", "0.3") == 0
+    with caplog.at_level("INFO"):
+        assert train(folder, run, tmp_path / "cache", "--mode", mode, "--epochs", "2",
+                     "--miner", "batch-hard", "--margin", "0.3") == 0
     for name in ("config.yaml", "splits.json", "metrics.json", "tsne.png", "pr_curve.json",
                  "embeddings/query.npz", "embeddings/database.npz", "best.pt", "last.pt",
                  "history.json", "curves.png"):
@@ -34,6 +37,7 @@ def test_train_writes_the_run_folder(folder: Path, tmp_path: Path, mode: str) ->
     metrics = json.loads((run / "metrics.json").read_text())
     assert all(0.0 <= metrics[k] <= 1.0 for k in FLAT_KEYS)
     assert metrics["best_epoch"] in (1, 2) and 0 <= metrics["val_map@all"] <= 1
+    assert last_line(caplog) == headline_line(run, metrics)  # it ends with its test figures
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
     config, model = load_model(run / "best.pt")

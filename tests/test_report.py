@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from deephash.cli import main
-from tests.conftest import tiny_run_args
+from tests.conftest import NO_CHROMIUM, tiny_run_args
 
 ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artefacts"
 
@@ -205,7 +205,7 @@ def chromium() -> str | None:
                  if (p := shutil.which(name))), None)
 
 
-@pytest.mark.skipif(chromium() is None, reason="no Chromium (.ci/run installs Debian's)")
+@pytest.mark.skipif(chromium() is None, reason=NO_CHROMIUM)
 def test_report_opens_in_a_browser_offline(runs: Path) -> None:
     """Headless Chromium with every network request refused: every image decodes, the
     console stays clean, every section is there; the screenshot is kept as an artefact
@@ -312,3 +312,41 @@ def test_gallery_frames_a_multi_label_hit_by_a_shared_label(tmp_path: Path) -> N
     assert frames == [("query", "class0, class1 (pool 6)"), ("", "class1 (pool 0)"),
                       ("wrong", "class2 (pool 2)"), ("", "class0, class2 (pool 4)")]
     assert "green: shares a label with the query, red: shares none" in html
+
+
+def test_run_sections_name_the_figures_in_reading_order(runs: Path) -> None:
+    """Each run's figures under readable names (the metrics.json key as tooltip), mAP@all
+    first, then mAP@k, P@k, kNN@k, ..., the run's facts last."""
+    _, text, _ = report(runs, "--queries", "0")
+    tables = re.findall(r"<table class=\"metrics\">(.*?)</table>", text)
+    assert len(tables) == 4
+    for table in tables:
+        rows = re.findall(r"<tr><td title=\"([^\"]+)\">([^<]+)</td>", table)
+        keys, names = [key for key, _ in rows], [name for _, name in rows]
+        assert names[:2] == ["mAP@all", "mAP@1000"]
+        assert (names.index("P@10") < names.index("P@100") < names.index("kNN@1")
+                < names.index("kNN@10") < names.index("protocol") < names.index("queries"))
+        assert "knn_acc@1" in keys and not {"knn_acc@1", "p@100", "n_query"} & set(names)
+    codes = next(table for table in tables if "title=\"bits\"" in table)
+    names = re.findall(r"<tr><td title=\"[^\"]+\">([^<]+)</td>", codes)
+    assert names.index("kNN@10") < names.index("prec@r2") < names.index("mAP@all (index order)")
+
+
+def test_a_long_title_fits_its_pr_curve() -> None:
+    """A run's PR-curve title is long (method, data, distance): it wraps inside the PNG."""
+    import matplotlib.pyplot as plt
+
+    from deephash.viz.curves import pr_figure
+
+    title = ("DTSH likelihood + batch-all (margin 8) on a-rather-long-data-set-name: "
+             "precision-recall (hamming)")
+    fig = pr_figure(np.linspace(0, 1, 5), np.linspace(1, 0.2, 5), title)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    box = ax.title.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    assert "\n" in ax.get_title() and ax.get_title().replace("\n", " ") == title
+    short = pr_figure(np.linspace(0, 1, 5), np.linspace(1, 0.2, 5), "frozen features")
+    assert short.axes[0].get_title() == "frozen features"
+    plt.close(fig)
+    plt.close(short)

@@ -170,3 +170,30 @@ def test_index_writes_no_cache_outside_the_chosen_one(
         assert any(chosen.rglob("*.npy")) or any(chosen.rglob("*.npz"))
     else:
         assert not chosen.exists()
+
+
+def test_search_json_has_what_the_table_shows(trained: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--json: one JSON object with the table's rows (rank, item, path, labels, distance,
+    relevance) and the tie line's facts, nothing else on stdout."""
+    tree = Path(shutil.copytree(trained, tmp_path / "a"))
+    index = _index(tree)
+    query = tree / "data" / "test" / "class1" / "02.png"
+    table = _search(index, query, capsys, "-k", "5")
+    capsys.readouterr()
+    assert main(["search", str(query), "--index", str(index), "-k", "5", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["query"] == str(query) and answer["k"] == 5
+    hits = answer["hits"]
+    assert [list(hit) for hit in hits] == [["rank", "item", "path", "labels", "distance",
+                                            "relevant"]] * 5
+    assert [[str(h["rank"]), f"{h['distance']:.3g}", ",".join(h["labels"]), h["path"]]
+            for h in hits] == table
+    items = np.load(index / "items.npz")
+    for hit in hits:
+        assert hit["path"].endswith(str(items["paths"][hit["item"]]))
+        assert hit["relevant"] == (hit["labels"] == ["class1"])
+    ties = answer["ties"]
+    assert set(ties) == {"distance", "count", "shown", "order"}
+    assert ties["distance"] == hits[-1]["distance"] and ties["shown"] <= ties["count"]
+    assert ties["order"] == "continuous outputs"

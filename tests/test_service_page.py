@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 
 from deephash.cli import main
-from tests.conftest import make_image_folder, tiny_run_args
+from tests.conftest import NO_CHROMIUM, make_image_folder, tiny_run_args
 from tests.test_report import ARTEFACTS, chromium
 
-pytestmark = pytest.mark.skipif(chromium() is None,
-                                reason="no Chromium (.ci/run installs Debian's)")
+pytestmark = pytest.mark.skipif(chromium() is None, reason=NO_CHROMIUM)
 
 K = 20  # more than a class holds (16): some results are of another class
 #: decoded, visible (not lazy) images: every <img> of the page has loaded and has pixels

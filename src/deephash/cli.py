@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deephash import __version__
 from deephash.commands import COMMANDS
 from deephash.config import add_arguments, apply_arguments, load_yaml
 from deephash.errors import DeephashError
@@ -59,9 +60,25 @@ class _Parser(argparse.ArgumentParser):
                      f"{self.prog}: error: {message}\n")
 
 
+#: what ``deephash --help`` says above the commands (plain text: the module docstring is
+#: for readers of the code)
+DESCRIPTION = ("deephash: image embeddings and binary codes with triplet networks, and "
+               "retrieval with them. Each command writes a run, index or report folder; "
+               "'deephash COMMAND --help' lists its options and their defaults.")
+EPILOG = ("Every option is checked before a command starts: a bad one is a single "
+          "'deephash: error:' line (exit code 2), as is a full disk or a folder that cannot "
+          "be written (exit code 1). Progress goes to stderr: a bar on a terminal, a line "
+          "every DEEPHASH_PROGRESS_EVERY seconds (default 10) elsewhere; DEEPHASH_PROGRESS=0 "
+          "silences it.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="deephash", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = _Parser(prog="deephash", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"deephash {__version__}")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="warnings and errors only (no progress, no notes)")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.text, description=command.text)
@@ -83,10 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rank, world = (os.environ.get(name, default) for name, default in (("RANK", "0"),
                                                                         ("WORLD_SIZE", "1")))
-    quiet = rank not in ("0", "")  # under torchrun, rank 0 alone reports
+    quiet = args.quiet or rank not in ("0", "")  # under torchrun, rank 0 alone reports
     logging.basicConfig(level=logging.WARNING if quiet else logging.DEBUG if args.verbose
                         else logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
+    # -q silences the progress bars too (deephash.progress reads its logger's level)
+    logging.getLogger("deephash.progress").setLevel(logging.WARNING if args.quiet
+                                                    else logging.NOTSET)
     if world not in ("1", "") and args.command not in DISTRIBUTED_COMMANDS:
         print(f"deephash: error: {args.command} runs in one process; under torchrun (WORLD_SIZE "
               f"{world}) only {' and '.join(DISTRIBUTED_COMMANDS)} do", file=sys.stderr)

@@ -180,6 +180,9 @@ class SearchConfig:
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})
     rerank: str = field(default="ties", metadata={"parse": parse_rerank, "help": RERANK_HELP})
+    json: bool = field(default=False, metadata={
+        "help": "print the results as one JSON object (query, k, hits: rank, item, path, "
+                "labels, distance, relevant; ties) instead of a table"})
 
 
 @dataclass

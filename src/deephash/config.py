@@ -172,6 +172,16 @@ def _default_of(f: dataclasses.Field[Any]) -> Any:
     return None
 
 
+def default_at(cls: type, path: tuple[str, ...]) -> Any:
+    """The default of the leaf at ``path`` of ``cls`` as ``cls`` sets it: a nested field's
+    default is read from its parent's default, so ``hash``'s ``training.loss`` is DTSH's
+    ``dtsh``, not ``TrainingConfig``'s ``facenet``."""
+    value = _default_of(next(f for f in dataclasses.fields(cls) if f.name == path[0]))
+    for name in path[1:]:
+        value = getattr(value, name)
+    return value
+
+
 #: metadata key -> (how the bound reads, what a value within it satisfies)
 _BOUNDS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
     "min": ("at least", operator.ge), "max": ("at most", operator.le),
@@ -198,7 +208,8 @@ def _parsed_by(item_type: Any, check: Any) -> Any:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one flag per leaf field of ``cls``; unspecified flags stay absent."""
+    """Add one flag per leaf field of ``cls``; unspecified flags stay absent. Each help text
+    ends with the default ``cls`` gives the field (:func:`default_at`)."""
     for path, tp, f in _leaves(cls):
         flag = _flag(path, f)
         flags = (flag, *f.metadata.get("aliases", ()))
@@ -206,7 +217,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         help_text = f.metadata.get("help", "")
         bounds = "".join(f"; {word} {f.metadata[key]}" for key, (word, _) in _BOUNDS.items()
                          if key in f.metadata)
-        help_text = f"{help_text} (default: {_default_of(f)}{bounds})".strip()
+        help_text = f"{help_text} (default: {default_at(cls, path)}{bounds})".strip()
         kwargs: dict[str, Any] = {"dest": "__".join(path), "default": argparse.SUPPRESS,
                                   "help": help_text}
         if "choices" in f.metadata:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import faiss
 import numpy as np
 
 from deephash.errors import ConfigError
 from deephash.fileio import npz_array
 from deephash.index.base import BinaryIndex, RetrievalIndex, padded_bits
+from deephash.index.faiss_library import faiss
 
 
 def _binary_structure(factory: str, dim: int) -> Any:

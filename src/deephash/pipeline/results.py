@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,14 @@ from deephash.fileio import save_json, save_npz
 from deephash.labels import LabelSet, LabelsLike, as_label_set
 from deephash.metrics import EvaluationSpec, RetrievalReport, evaluate_retrieval
 from deephash.metrics.evaluate_codes import evaluate_codes
+from deephash.metrics.names import headline
 from deephash.metrics.verification import verification_metrics
 from deephash.pipeline.config import EvalConfig
 from deephash.pipeline.protocol import protocol_evaluation
 from deephash.viz.curves import plot_pr_curve
 from deephash.viz.tsne import tsne_plot
+
+log = logging.getLogger(__name__)
 
 
 def write_embeddings(run: Path, name: str, x: np.ndarray, y: LabelsLike,
@@ -96,7 +100,9 @@ def write_results(run: Path, embeddings: np.ndarray, dataset: ImageDataset, spli
     retrieval metrics, ``triplet_acc`` and ``pair_auc`` on fixed, seeded triplets and pairs
     of the queries (:mod:`deephash.metrics.verification`); the protocol's headline cut-off
     joins ``cfg.map_cutoffs`` (:func:`~deephash.pipeline.protocol.protocol_evaluation`).
-    Returns the dict written to ``metrics.json``.
+    Returns the dict written to ``metrics.json``; logs the headline test figures as one
+    line (:func:`~deephash.metrics.names.headline`), the last of ``baseline``, ``train``
+    and each code length of ``hash``.
     """
     labels = dataset.labels
     cfg = protocol_evaluation(cfg, splits)
@@ -119,4 +125,7 @@ def write_results(run: Path, embeddings: np.ndarray, dataset: ImageDataset, spli
                   n_points=cfg.tsne_points, seed=seed,
                   title=f"{title}: query {'relaxed codes' if codes else 'embeddings'}")
     save_json(run / "metrics.json", metrics)
+    log.info("%s: test %s (%s, %s queries, %s distance)", run,
+             headline(metrics, splits.map_cutoff), splits.protocol, f"{len(splits.query):,}",
+             metrics["distance"])
     return metrics

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from deephash.metrics.names import metric_name, metric_order
 from deephash.reporting.gallery import Ranked, image_uri, open_images, png_uri, thumbnail
 from deephash.reporting.runs import RunRecord
 from deephash.reporting.studies import StudyFigure, StudyTable, parse_markdown_table
@@ -106,11 +107,16 @@ def gallery_section(ranked: list[Ranked], names: dict[Path, str]) -> str:
 
 
 def _metrics_table(run: RunRecord) -> str:
+    """The run's figures in reading order under readable names (mAP@all, mAP@1000, P@k,
+    kNN@k, prec@r2, ...: :mod:`deephash.metrics.names`), each name's tooltip its key in
+    ``metrics.json``; lists (a code's bit balance) and NaN are left out."""
+    shown = {key: v for key, v in run.metrics.items()
+             if isinstance(v, (int, float, str)) and not (isinstance(v, float) and math.isnan(v))}
     rows = "".join(
-        f"<tr><td>{_e(key)}</td><td>{_e(f'{v:.4f}' if isinstance(v, float) else v)}</td></tr>"
-        for key, v in sorted(run.metrics.items())
-        if isinstance(v, (int, float, str)) and not (isinstance(v, float) and math.isnan(v)))
-    return f"<table>{rows}</table>"
+        f"<tr><td title=\"{_e(key)}\">{_e(metric_name(key))}</td>"
+        f"<td>{_e(f'{shown[key]:.4f}' if isinstance(shown[key], float) else shown[key])}</td></tr>"
+        for key in metric_order(shown))
+    return f"<table class=\"metrics\">{rows}</table>"
 
 
 def run_section(run: RunRecord, runs: list[RunRecord], names: dict[Path, str]) -> str:

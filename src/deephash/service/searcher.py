@@ -29,13 +29,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple
 
-import faiss
 import numpy as np
 from PIL import Image
 
 from deephash.data.decode import open_rgb
 from deephash.distances import as_distance
 from deephash.errors import DeephashError
+from deephash.index.faiss_library import faiss
 from deephash.index.rerank import CodeRanker, Rerank
 from deephash.labels import LabelSet
 from deephash.service.embedder import Embedder, Query, vectors_of_outputs

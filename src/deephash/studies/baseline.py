@@ -49,6 +49,4 @@ def run_baseline(config: BaselineConfig) -> dict[str, Any]:
         metrics = write_results(run, features, dataset, splits, config.evaluation, config.seed,
                                 title,
                                 extra_metrics={f"val_{k}": v for k, v in val.metrics.items()})
-    log.info("wrote %s: %s", run, {k: round(v, 4) for k, v in metrics.items()
-                                   if isinstance(v, float)})
     return metrics

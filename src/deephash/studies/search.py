@@ -9,11 +9,11 @@ and the SHA-256 of those files (checked before they are read). ``search`` embeds
 image with that checkpoint and prints the k nearest images with their labels
 (comma-separated names; an index of unlabelled images prints no label column; a ``-k``
 beyond the index's size prints them all, with a note) and how many items tie with the
-k-th; it can also save a picture of the query beside its first results (at most
-:data:`SHOW_MAX`), framed green where a result shares a label with the query (``--label``,
-else the query's folder name where that is a class), red where it shares none. Any data
-set can be indexed, labelled or not (an unlabelled folder: one note line says that nothing
-is marked).
+k-th, or with ``--json`` the same as one JSON object (:func:`json_answer`). It can also
+save a picture of the query beside its first results (at most :data:`SHOW_MAX`), framed
+green where a result shares a label with the query (``--label``, else the query's folder
+name where that is a class), red where it shares none. Any data set can be indexed,
+labelled or not (an unlabelled folder: one note line says that nothing is marked).
 
 Index folders are relocatable. ``index.json`` records the checkpoint and, for an image
 folder, the data root *relative to the index folder* (``"../run/best.pt"``), with the
@@ -32,6 +32,7 @@ decoder, same transform, same forward pass, same index search.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -177,19 +178,16 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
     k = max(1, min(config.k, searcher.state.size))
     if k < config.k:
         log.info("-k %d: the index holds %d images; showing them all", config.k, k)
-    rows = []
     answer = searcher.answer_images([query], k, labels=labels)[0]
-    labelled = bool(items.labels.labelled.any())  # an unlabelled folder: no label column
-    print(f"{'rank':>4}  {'distance':>8}  {'label':<12}  path" if labelled
-          else f"{'rank':>4}  {'distance':>8}  path")
-    for rank, hit in enumerate(answer.hits, start=1):
-        row = {"rank": rank, "distance": hit["distance"], "label": ",".join(hit["labels"]) or "-",
-               "path": searcher.full_path(hit), "relevant": hit["shares_label"]}
-        rows.append(row)
-        print(f"{rank:>4}  {row['distance']:>8.3g}  {row['label']:<12}  {row['path']}" if labelled
-              else f"{rank:>4}  {row['distance']:>8.3g}  {row['path']}")
-    if answer.ties is not None:
-        print(ties_line(answer.ties, k))
+    rows = [{"rank": rank, "item": hit["id"], "distance": hit["distance"],
+             "label": ",".join(hit["labels"]) or "-", "labels": hit["labels"],
+             "path": searcher.full_path(hit), "relevant": hit["shares_label"]}
+            for rank, hit in enumerate(answer.hits, start=1)]
+    if config.json:
+        print(json.dumps(json_answer(config.image, config.index, k, rows, answer.ties),
+                         indent=2))
+    else:
+        print_table(rows, answer.ties, k, labelled=bool(items.labels.labelled.any()))
     if config.show:
         from deephash.viz.search import plot_results
 
@@ -198,6 +196,31 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
         title = None if labels is None else ",".join(items.label_name(i) for i in labels.lists()[0])
         plot_results(query, rows[:SHOW_MAX], title, Path(config.show).expanduser())
     return rows
+
+
+def print_table(rows: list[dict[str, Any]], ties: dict[str, Any] | None, k: int,
+                labelled: bool) -> None:
+    """``search``'s text output: rank, distance, label (none for an unlabelled index) and
+    path per result, then for codes the line on the ties at the k-th distance."""
+    print(f"{'rank':>4}  {'distance':>8}  {'label':<12}  path" if labelled
+          else f"{'rank':>4}  {'distance':>8}  path")
+    for row in rows:
+        print(f"{row['rank']:>4}  {row['distance']:>8.3g}  {row['label']:<12}  {row['path']}"
+              if labelled else f"{row['rank']:>4}  {row['distance']:>8.3g}  {row['path']}")
+    if ties is not None:
+        print(ties_line(ties, k))
+
+
+def json_answer(image: str, index: str, k: int, rows: list[dict[str, Any]],
+                ties: dict[str, Any] | None) -> dict[str, Any]:
+    """``search --json``: the query image, the index folder, k, each hit (rank, its item
+    id in the index, path, labels, distance, and ``relevant``: whether it shares a label
+    with the query, ``null`` where unknown) and for codes the ties at the k-th distance
+    (``{"distance", "count", "shown", "order"}``; ``null`` for float embeddings)."""
+    keys = ("rank", "item", "path", "labels", "distance", "relevant")
+    return {"query": image, "index": index, "k": k,
+            "hits": [{key: row[key] for key in keys} for row in rows],
+            "ties": ties}
 
 
 def query_labels(items: Items, given: str | None, folder: str) -> LabelSet | None:

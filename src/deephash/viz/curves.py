@@ -9,10 +9,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
+
+from deephash.viz.titles import fitted
+
+#: points of the title (matplotlib's default is 14.4; a run's title is long)
+TITLE_SIZE = 10
 
 
-def plot_pr_curve(recall: np.ndarray, precision: np.ndarray, path: Path, title: str) -> None:
-    """Mean precision against mean recall over rank cut-offs, saved as PNG."""
+def pr_figure(recall: np.ndarray, precision: np.ndarray, title: str) -> Figure:
+    """Mean precision ``(C,)`` against mean recall ``(C,)`` over rank cut-offs (or Hamming
+    radii), titled ``title`` in lines that fit the figure."""
     fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
     ax.plot(recall, precision, marker=".", markersize=3)
     ax.set_xlabel("recall")
@@ -20,7 +27,13 @@ def plot_pr_curve(recall: np.ndarray, precision: np.ndarray, path: Path, title: 
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title(title)
+    ax.set_title(fitted(fig, title, TITLE_SIZE), fontsize=TITLE_SIZE)
     fig.tight_layout()
+    return fig
+
+
+def plot_pr_curve(recall: np.ndarray, precision: np.ndarray, path: Path, title: str) -> None:
+    """:func:`pr_figure`, saved as PNG."""
+    fig = pr_figure(recall, precision, title)
     fig.savefig(path)
     plt.close(fig)

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from deephash.viz.titles import fitted
+
 
 def plot_miner_study(curves: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]],
                      path: Path, title: str, cpu: bool = True) -> None:
@@ -37,7 +39,7 @@ def plot_miner_study(curves: dict[str, list[dict[str, Any]]], rows: list[dict[st
     right.set_xlabel(f"total training {clock} (s)")
     right.set_ylabel("test score (o mAP@all, ^ 10-NN accuracy)")
     right.grid(alpha=0.3)
-    fig.suptitle(f"miner study: {title}", fontsize=11)
+    fig.suptitle(fitted(fig, f"miner study: {title}", 11), fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -56,7 +58,7 @@ def plot_schedule_study(curves: dict[str, list[dict[str, Any]]], path: Path,
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(fitted(fig, title, 11), fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

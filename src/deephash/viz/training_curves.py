@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from deephash.viz.titles import fitted
+
 
 def plot_training_curves(history: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """Loss, active fraction, mean distances and validation scores against epoch (epochs
@@ -37,7 +39,7 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: Path, title: s
         ax.grid(alpha=0.3)
         if len(series) > 1:
             ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(fitted(fig, title, 11), fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -13,6 +13,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from deephash.labels import LabelsLike, as_label_set
+from deephash.viz.titles import fitted
 
 
 def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -53,7 +54,7 @@ def plot_tsne(points: np.ndarray, labels: np.ndarray, class_names: list[str], pa
         if mask.any():
             ax.scatter(points[mask, 0], points[mask, 1], s=4, color=cmap(c % cmap.N),
                        label=name, alpha=0.8, linewidths=0)
-    ax.set_title(title)
+    ax.set_title(fitted(fig, title, 11), fontsize=11)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5),
