@@ -49,7 +49,11 @@ CASES: dict[str, Case] = {
                        "argument --train-distance: invalid choice: 'manhattan'"),
     "distance": (["baseline", "--distance", "hamming"], 2, "argument --distance: invalid choice"),
     "backbone": (["baseline", "--backbone", "resnet9"], 2,
-                 "argument --backbone: invalid choice: 'resnet9'"),
+                 "argument --backbone: unknown backbone 'resnet9'; known: efficientnet_lite0, "
+                 "resnet18, resnet34, resnet50, vgg16, vgg19, timm:NAME"),
+    "timm backbone without a name": (["baseline", "--backbone", "timm:"], 2,
+                                     "argument --backbone: backbone 'timm:': name a timm model "
+                                     "after timm:"),
     "hashing method": (["hash", "--method", "sh"], 2, "argument --method: invalid choice: 'sh'"),
     "study miners": (["miner-study", "--miners", "semi-hard", "hardest"], 2,
                      "argument --miners: invalid choice: 'hardest'"),

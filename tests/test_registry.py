@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from deephash import registries as registries_module
-from deephash.backbones import BACKBONES
+from deephash.backbones import BACKBONES, create_backbone
 from deephash.cli import COMMANDS, build_parser, main
 from deephash.config import _leaves
 from deephash.data import make_splits
@@ -98,11 +98,19 @@ def _protocol_probe(name: str) -> str:
     return splits.protocol.replace(":1", ":<N>")
 
 
+def _backbone_probe(name: str) -> str:
+    """A named backbone's factory names it; ``timm:<NAME>`` builds one timm model (random
+    weights) and reads back ``<NAME>`` from its name."""
+    if "<NAME>" in name:
+        return create_backbone(name.replace("<NAME>", "resnet10t"), "none").name.replace(
+            "resnet10t", "<NAME>")
+    return (getattr(BACKBONES.get(name), "args", ()) or (BACKBONES.get(name).__name__,))[0]
+
+
 #: registry -> (a registered name -> the name of what its factory built)
 PROBES: dict[str, Callable[[str], str]] = {
     # building every backbone is test_backbones' job; here: the factory is the named one
-    "backbones": lambda name: (getattr(BACKBONES.get(name), "args", ()) or
-                               (BACKBONES.get(name).__name__,))[0],
+    "backbones": _backbone_probe,
     "protocols": lambda name: _protocol_probe(name),
     "losses": lambda name: create_loss(name, 0.2, num_classes=3, embedding_dim=4).name,
     "miners": lambda name: create_miner(name, 0.2).name,
@@ -149,7 +157,7 @@ def test_every_lazy_entry_builds_what_its_name_says(kind: str, name: str) -> Non
 def test_backbone_table_matches_the_torchvision_architectures() -> None:
     from deephash.backbones.torchvision_models import ARCHITECTURES
 
-    assert set(BACKBONES.names()) == {"efficientnet_lite0", *ARCHITECTURES}
+    assert set(BACKBONES.names()) == {"efficientnet_lite0", *ARCHITECTURES, "timm:<NAME>"}
 
 
 @pytest.mark.parametrize("factory, parsed", [

@@ -31,12 +31,47 @@ if TYPE_CHECKING:
 
 _TORCHVISION = "deephash.backbones.torchvision_models:torchvision_backbone"
 
-#: ``create_backbone(name, weights)``
+#: ``create_backbone(name, weights)``; ``timm:<NAME>`` stands for any timm model, whose
+#: factory takes ``(model_name, weights)`` (see ``parse_backbone``)
 BACKBONES: Registry[Backbone] = Registry("backbone", {
     "efficientnet_lite0": "deephash.backbones.efficientnet_lite:efficientnet_lite0",
     **{name: Lazy(_TORCHVISION, (name,))
        for name in ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19")},
+    "timm:<NAME>": "deephash.backbones.timm_models:timm_backbone",
 })
+#: ``--backbone`` help: the names, and what ``timm:NAME`` means
+BACKBONE_HELP = (
+    "backbone: efficientnet_lite0 (default), resnet18, resnet34, resnet50, vgg16, vgg19, or "
+    "timm:NAME, any model of timm (timm:vit_small_patch14_dinov2.lvd142m, timm:convnext_tiny; "
+    "its pooled pre-logits and its preprocessing, docs/backbones.md)")
+#: what a timm model name may hold: architecture, then an optional ``.tag``
+_TIMM_NAME = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)?")
+
+
+def parse_backbone(name: str) -> tuple[str, str | None]:
+    """``"timm:resnet50"`` -> ``("timm:<NAME>", "resnet50")``; ``"resnet18"`` ->
+    ``("resnet18", None)``.
+
+    Raises ``ConfigError`` naming the known backbones for anything else (whether timm has
+    the model is checked where timm is imported: ``deephash.backbones.timm_models``).
+    """
+    if name in BACKBONES and "<" not in name:
+        return name, None
+    prefix, colon, model = name.partition(":")
+    if colon and f"{prefix}:<NAME>" in BACKBONES:
+        if _TIMM_NAME.fullmatch(model):
+            return f"{prefix}:<NAME>", model
+        raise ConfigError(f"backbone {name!r}: name a timm model after {prefix}: (e.g. "
+                          f"{prefix}:resnet50 or {prefix}:vit_small_patch14_dinov2.lvd142m)")
+    raise ConfigError(f"unknown backbone {name!r}; known: "
+                      f"{', '.join(n for n in BACKBONES if '<' not in n)}, timm:NAME (any timm "
+                      "model, e.g. timm:resnet50)")
+
+
+def check_backbone(name: str) -> None:
+    """``--backbone``: a name ``parse_backbone`` reads."""
+    parse_backbone(name)
+
 
 _FIELD_PROTOCOL = "deephash.data.protocols.field:field_protocol"
 

@@ -37,7 +37,7 @@ from deephash.config import check_fields
 from deephash.errors import ConfigError
 from deephash.folders import check_index_out, is_run_folder
 from deephash.pipeline.config import BackboneConfig, BaselineConfig
-from deephash.registries import HASHING_METHODS, REGULARIZERS
+from deephash.registries import HASHING_METHODS, REGULARIZERS, parse_backbone
 from deephash.training.config import TrainConfig, TrainingConfig
 
 
@@ -174,8 +174,30 @@ def _check_sizes(config: BaselineConfig) -> None:
                     "lower --image-size, --batch-samples or --batch-classes")
 
 
+def _check_backbone(backbone: BackboneConfig) -> None:
+    """``timm:NAME`` names a model (and pretrained tag) that timm has."""
+    model = parse_backbone(backbone.name)[1]
+    if model is not None:
+        from deephash.backbones.timm_models import check_timm_model
+
+        check_timm_model(model)
+
+
+def _check_partial(cfg: TrainingConfig, backbone: BackboneConfig) -> None:
+    """``--mode partial`` on a timm backbone: its architecture splits into blocks, at least
+    ``--trainable-blocks`` of them (read from the architecture, random weights; the
+    built-in backbones all split, see :mod:`deephash.backbones.split`)."""
+    if cfg.mode != "partial" or parse_backbone(backbone.name)[1] is None:
+        return
+    from deephash.backbones import RANDOM, create_backbone
+    from deephash.backbones.split import check_trainable_blocks
+
+    check_trainable_blocks(create_backbone(backbone.name, RANDOM), cfg.trainable_blocks)
+
+
 def _check_baseline(config: BaselineConfig) -> None:
     check_fields(config)
+    _check_backbone(config.backbone)
     _check_sizes(config)
     _existing_folder(config.out, "--out")
     _check_cache(config.extraction.cache_dir, config.extraction.cache)
@@ -275,6 +297,7 @@ def _(config: TrainConfig) -> None:
     _check_baseline(config)
     _check_training(config.training, config.seed)
     _check_coder_fits(config.training, config.backbone)
+    _check_partial(config.training, config.backbone)
 
 
 @validate.register
@@ -328,6 +351,7 @@ def _(config: HashConfig) -> None:
         method = HASHING_METHODS.create(config.hashing.method, training)
         _check_training(method, config.seed)
         _check_coder_fits(method, config.backbone)
+    _check_partial(config.training, config.backbone)
 
 
 @validate.register

@@ -22,19 +22,27 @@ PRETRAINED, RANDOM = "default", "none"
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How the pretrained weights expect pixels: normalisation, resampling, native size."""
+    """How the pretrained weights expect pixels: normalisation, resampling, native size.
+
+    ``fixed_size``: the network takes ``native_size`` px images only (a timm model whose
+    patch grid cannot change); the others take any ``--image-size`` that is a multiple of
+    ``side_step`` (a vision transformer's patch size, 1 for convolutional networks).
+    """
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
     native_size: int = 224
+    fixed_size: bool = False
+    side_step: int = 1
 
 
 class Backbone(nn.Module):
     """``(B, 3, H, W)`` normalised images -> ``(B, num_features)`` features.
 
     Features are the representation before the classifier: globally pooled features for
-    ResNet and EfficientNet, fc7 (after its ReLU) for VGG.
+    ResNet and EfficientNet, fc7 (after its ReLU) for VGG, the pooled pre-logits of a timm
+    model (:mod:`deephash.backbones.timm_models`).
 
     Attributes:
         name: registry name.
@@ -63,9 +71,12 @@ def file_digest(path: Path) -> str:
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``path`` (plain, or under a ``state_dict``/``model`` key)."""
+    """A state dict from ``path``: a ``.safetensors`` file, or a torch file (plain, or
+    under a ``state_dict``/``model`` key)."""
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
+    if path.suffix.lower() == ".safetensors":
+        return _load_safetensors(path)
     try:
         data = safe_torch_load(path)
     except UnsafeFileError as failure:
@@ -77,6 +88,20 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(data, Mapping):
         raise WeightsError(f"weights file {path} holds no state dict")
     return dict(data)
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (a format without code, so nothing to refuse)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise WeightsError(f"cannot load weights file {path}: {reason}; pass a .safetensors "
+                           "file written by safetensors, or a state dict saved with "
+                           "torch.save") from None
 
 
 def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

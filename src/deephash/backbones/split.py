@@ -26,8 +26,12 @@ family             blocks, first to last                                 K
 EfficientNet       the inverted-residual (and depthwise-separable)       17 (Lite0)
 (timm)             blocks of all stages, flattened; then the head conv
                    (``conv_head`` + ``bn2`` with its activation)
+MobileNetV3        the blocks of all stages, flattened; then the head    13
+(timm)             (global pool, then ``conv_head``, ``norm_head`` and   (small_050)
+                   ``act2``: timm pools before its head conv)
 ResNet             the residual blocks (BasicBlock / Bottleneck) of      8 (resnet18),
-(torchvision)      ``layer1`` .. ``layer4``                               16 (34, 50)
+(torchvision,      ``layer1`` .. ``layer4``                               16 (34, 50),
+timm)                                                                    4 (resnet10t)
 VGG                each conv layer with its ReLU and the max-pool that   15 (vgg16),
 (torchvision)      follows it, if any; then fc6 (with the 7 x 7           18 (vgg19)
                    average pool, flatten, ReLU); then fc7 (with the
@@ -40,7 +44,8 @@ the cache holds exactly what the rest of the network needs. The stems (ResNet's 
 max-pool, EfficientNet's conv_stem) always stay in the prefix. VGG has no residual blocks,
 so each conv layer is one; a max-pool closes the block before it, which makes the cache of
 a cut at a stage end 4x smaller. Parameter-free pooling after the last block (global
-average pool, flatten, timm's classifier dropout) is in every non-empty suffix.
+average pool, flatten, timm's classifier dropout) is in every non-empty suffix. Other timm
+families (ViT, ConvNeXt ...) are not split: ``--mode partial`` refuses them in one line.
 
 BatchNorm: the trainer keeps every BatchNorm of a trainable backbone in eval mode
 (:meth:`deephash.training.model.EmbeddingModel.train`), the suffix's included: running
@@ -60,6 +65,8 @@ from typing import Any
 
 import torch
 from timm.models.efficientnet import EfficientNet
+from timm.models.mobilenetv3 import MobileNetV3
+from timm.models.resnet import ResNet as TimmResNet
 from torch import nn
 from torchvision.models import VGG, ResNet
 
@@ -84,6 +91,21 @@ def _efficientnet(body: Any) -> Pieces:
                   [body.global_pool, *dropout, body.classifier])
 
 
+def _mobilenetv3(body: Any) -> Pieces:
+    blocks = [block for stage in body.blocks for block in stage]
+    blocks.append(nn.Sequential(body.global_pool, body.conv_head, body.norm_head, body.act2))
+    dropout = [nn.Dropout(body.drop_rate)] if body.drop_rate > 0 else []
+    return Pieces([body.conv_stem, body.bn1], blocks, [body.flatten, *dropout, body.classifier])
+
+
+def _timm_resnet(body: Any) -> Pieces:
+    blocks = [block for layer in (body.layer1, body.layer2, body.layer3, body.layer4)
+              for block in layer]
+    dropout = [nn.Dropout(float(body.drop_rate))] if body.drop_rate else []
+    return Pieces([body.conv1, body.bn1, body.act1, body.maxpool], blocks,
+                  [body.global_pool, *dropout, body.fc])
+
+
 def _resnet(body: Any) -> Pieces:
     blocks = [block for layer in (body.layer1, body.layer2, body.layer3, body.layer4)
               for block in layer]
@@ -106,7 +128,8 @@ def _vgg(body: Any) -> Pieces:
 
 #: body type -> how it falls into pieces
 FAMILIES: dict[type, Callable[[Any], Pieces]] = {
-    EfficientNet: _efficientnet, ResNet: _resnet, VGG: _vgg,
+    EfficientNet: _efficientnet, MobileNetV3: _mobilenetv3, ResNet: _resnet,
+    TimmResNet: _timm_resnet, VGG: _vgg,
 }
 
 
@@ -116,13 +139,22 @@ def backbone_pieces(backbone: Backbone) -> Pieces:
         if isinstance(backbone.body, family):
             return pieces(backbone.body)
     raise ConfigError(f"backbone {backbone.name} ({type(backbone.body).__name__}) cannot be "
-                      "split into blocks; --mode partial takes EfficientNet, ResNet or VGG "
-                      "backbones")
+                      "split into blocks; --mode partial takes EfficientNet, MobileNetV3, "
+                      "ResNet or VGG backbones (use --mode frozen or finetune)")
 
 
 def count_blocks(backbone: Backbone) -> int:
     """K, the number of blocks of ``backbone``: ``split_backbone`` takes N from 0 to K."""
     return len(backbone_pieces(backbone).blocks)
+
+
+def check_trainable_blocks(backbone: Backbone, trainable_blocks: int) -> None:
+    """Raise ``ConfigError`` unless ``backbone`` splits and ``trainable_blocks`` is in
+    0..:func:`count_blocks`."""
+    total, n = count_blocks(backbone), trainable_blocks
+    if not 0 <= n <= total:
+        raise ConfigError(f"--trainable-blocks {n} is out of range for {backbone.name}, which "
+                          f"has {total} blocks; use 0 to {total}")
 
 
 class Suffix(nn.Module):
@@ -166,11 +198,9 @@ def split_backbone(backbone: Backbone, trainable_blocks: int,
 
     Raises ``ConfigError`` when ``trainable_blocks`` is not in 0..:func:`count_blocks`.
     """
+    check_trainable_blocks(backbone, trainable_blocks)
     pieces = backbone_pieces(backbone)
     total, n = len(pieces.blocks), trainable_blocks
-    if not 0 <= n <= total:
-        raise ConfigError(f"--trainable-blocks {n} is out of range for {backbone.name}, which "
-                          f"has {total} blocks; use 0 to {total}")
     name, pre, weights = backbone.name, backbone.preprocessing, backbone.weights_id
     if n == 0:
         identity = Suffix((backbone.num_features,), nn.Sequential(), nn.Sequential())

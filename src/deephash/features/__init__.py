@@ -13,6 +13,7 @@ from deephash.backbones import Backbone
 from deephash.data import ImageDataset
 from deephash.data.augment import augmented_number
 from deephash.data.transforms import TransformSpec
+from deephash.errors import ConfigError
 from deephash.features.cache import FeatureCache, FeatureKey
 from deephash.features.extract import PixelImages, extract_features, extract_views
 from deephash.progress import progress_bar
@@ -20,8 +21,19 @@ from deephash.runtimes import Runtime, build_runtime
 
 
 def transform_spec(backbone: Backbone, image_size: int, view: str = "identity") -> TransformSpec:
-    """The evaluation transform a backbone's preprocessing data asks for."""
+    """The evaluation transform a backbone's preprocessing data asks for, at ``image_size``
+    px (``--image-size``). Raises ``ConfigError`` when the backbone cannot take that side
+    (``Preprocessing.fixed_size``, ``side_step``)."""
     pre = backbone.preprocessing
+    if pre.fixed_size and image_size != pre.native_size:
+        raise ConfigError(f"{backbone.name} takes {pre.native_size} px images only, not "
+                          f"--image-size {image_size}; pass --image-size {pre.native_size}")
+    if image_size % pre.side_step:
+        below = image_size - image_size % pre.side_step
+        sizes = " or ".join(str(side) for side in (below, below + pre.side_step) if side)
+        raise ConfigError(f"{backbone.name} takes sides that are multiples of its "
+                          f"{pre.side_step} px patches, not --image-size {image_size}; pass "
+                          f"--image-size {sizes}")
     return TransformSpec(image_size=image_size, mean=pre.mean, std=pre.std,
                          interpolation=pre.interpolation, view=view)
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deephash.registries import (
-    BACKBONES,
+    BACKBONE_HELP,
     DATASET_KINDS,
     DISTANCES,
     PRECISIONS,
     PROTOCOL_HELP,
     RUNTIME_CHOICES,
+    check_backbone,
     check_protocol,
 )
 
@@ -58,9 +59,11 @@ class DataConfig:
 @dataclass
 class BackboneConfig:
     name: str = field(default="efficientnet_lite0", metadata={
-        "flag": "--backbone", "choices": BACKBONES, "help": "backbone name"})
+        "flag": "--backbone", "parse": check_backbone, "help": BACKBONE_HELP})
     weights: str = field(default="default", metadata={
-        "help": "'default' (ImageNet), 'none' (random init) or a state-dict file"})
+        "help": "'default' (ImageNet; timm:NAME: timm's pretrained weights, from the Hugging "
+                "Face cache or downloaded into it), 'none' (random init) or a state-dict file "
+                "(.pth, or .safetensors)"})
     image_size: int = field(default=128, metadata={
         "min": 1, "max": MAX_IMAGE_SIZE,
         "help": "input side in pixels; 128 keeps 99%% of the 224-px kNN accuracy on CIFAR-10 "
