@@ -179,3 +179,17 @@ def test_mlflow_runs_of_a_hash_sweep_read_back_after_a_run_and_after_a_resumed_o
         assert logged.data.metrics["metrics/map_at_all"] == pytest.approx(metrics["map@all"])
         assert_csv_is_history(sub)
         assert_events_are_history(sub)
+
+
+def test_a_shallow_method_logs_its_final_figures(folder: Path, tmp_path: Path) -> None:
+    """``hash --method lsh`` trains no epochs: no history.csv, and TensorBoard gets
+    metrics.json's figures at step 0."""
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "lsh"
+    assert main(["hash", "--out", str(run), *tiny_run_args(folder, tmp_path / "cache"),
+                 "--method", "lsh", "--bits", "8", "--log", "tensorboard"]) == 0
+    sub = run / "bits-8"
+    metrics = json.loads((sub / "metrics.json").read_text())
+    logged = scalars(sub / "tensorboard")
+    assert logged["metrics/map@all"] == [(0, pytest.approx(metrics["map@all"], rel=1e-6))]
+    assert "loss" not in logged and not (sub / "history.csv").exists()
