@@ -117,6 +117,7 @@ def coder_model(config: TrainConfig, coder: LinearCoder) -> tuple[TrainConfig, E
         model.head.feature_mean.copy_(torch.from_numpy(coder.mean_.astype(np.float32)))
         model.head.feature_std.fill_(1.0)
         linear = model.head.layers[-1]
+        assert isinstance(linear, torch.nn.Linear)
         linear.weight.copy_(torch.from_numpy(coder.projection_.T.astype(np.float32)))
         linear.bias.zero_()
     return dataclasses.replace(config, training=training), model.eval()
