@@ -10,6 +10,7 @@ the published figures beside ours) and ``tables.stages``.
 
     ./run python benchmarks/bench_methods.py [--preset methods|methods-quick]
           [--data ../shared/data/cifar10] [--out runs/study-methods] [--cache-dir DIR]
+          [--tables-only]
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from deephash.reporting.readme import stages_markdown
 
 
 def study_tables(out: Path) -> dict[str, Any]:
-    """The stages' record, each method-study stage's ``methods.json`` and the tables."""
+    """The stages' record, each finished method-study stage's ``methods.json`` and the
+    tables (a stage still running or stopped has none yet)."""
     study = json.loads((out / "study.json").read_text())
     stages: dict[str, Any] = {}
     tables = {"stages": stages_markdown(study)}
     for stage in study["stages"]:
-        if stage["command"] != "method-study":
+        if stage["command"] != "method-study" or stage["state"] not in ("ran", "reused"):
             continue
         record = json.loads((out / stage["name"] / "methods.json").read_text())
         stages[stage["name"]] = record
@@ -48,11 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="study folder (default runs/study-<preset>)")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--tables-only", action="store_true",
+                        help="run nothing: write the results of the study already in --out")
     args = parser.parse_args(argv)
     out = args.out or Path("runs") / f"study-{args.preset}"
     command = ["study", "--preset", args.preset, "--data-dir", str(args.data), "--out",
                str(out), *(["--cache-dir", args.cache_dir] if args.cache_dir else [])]
-    status = deephash(command)
+    status = 0 if args.tables_only else deephash(command)
     if status != 0:
         return status
     write_result(args.preset, {"command": "deephash " + " ".join(command),
