@@ -236,7 +236,7 @@ def test_an_empty_tuple_gives_a_zero_loss_with_a_gradient_path() -> None:
     none = torch.empty(0, dtype=torch.long)
     for name, tuples in (("facenet", (none, none, none)), ("contrastive", (none,) * 4)):
         value = create_loss(name, 0.5)(x, labels, tuples)
-        assert float(value) == 0.0
+        assert value.item() == 0.0
         (grad,) = torch.autograd.grad(value, x)
         assert torch.all(grad == 0)
 
