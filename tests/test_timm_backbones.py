@@ -7,6 +7,7 @@ vit_tiny_patch16_224 at small sides."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from safetensors.torch import save_file
 from timm.data import IMAGENET_DEFAULT_MEAN, create_transform, resolve_model_data_config
 from torch import nn
 
-from deephash.backbones import create_backbone
+from deephash.backbones import Backbone, create_backbone
 from deephash.backbones.base import file_digest
 from deephash.backbones.split import check_trainable_blocks, count_blocks, split_backbone
 from deephash.cli import main
@@ -44,6 +45,12 @@ def pre_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
+@functools.cache
+def random_backbone(name: str) -> Backbone:
+    """``timm:<name>`` with random weights, built once for the module (no test changes it)."""
+    return create_backbone(f"timm:{name}", "none")
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each tiny model's full timm state dict (classifier included), saved once."""
@@ -55,23 +62,22 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-@pytest.mark.parametrize("name", list(DIMS))
+@pytest.mark.parametrize("name", [RESNET, MOBILE])
 def test_features_are_timms_pooled_pre_logits(name: str, weights: dict[str, Path]) -> None:
     backbone = create_backbone(f"timm:{name}", str(weights[name]))
     assert backbone.name == f"timm:{name}" and backbone.num_features == DIMS[name]
     assert backbone.weights_id == f"file:{file_digest(weights[name])}" and not backbone.training
-    reference = reference_model(name)
-    side = 224 if name == VIT else 48  # the reference ViT takes its pretrained side only
-    x = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         features = backbone(x)
-    assert features.shape == (2, DIMS[name])
-    assert torch.allclose(features, pre_logits(reference, x), atol=1e-5)
-    assert not torch.allclose(features, create_backbone(f"timm:{name}", "none")(x), atol=1e-3)
+        assert features.shape == (2, DIMS[name])
+        assert torch.allclose(features, pre_logits(reference_model(name), x), atol=1e-5)
+        assert not torch.allclose(features, random_backbone(name)(x), atol=1e-3)
 
 
 def test_a_vit_takes_another_side_as_timms_set_input_size_does(weights: dict[str, Path]) -> None:
     backbone = create_backbone(f"timm:{VIT}", str(weights[VIT]))
+    assert backbone.num_features == DIMS[VIT]
     assert not backbone.preprocessing.fixed_size  # built with dynamic_img_size
     reference = reference_model(VIT)
     reference.set_input_size(img_size=(32, 32))  # resamples the position embeddings once
@@ -105,10 +111,10 @@ def test_weights_files_with_or_without_classifier_and_safetensors(weights: dict[
 
 
 def test_preprocessing_comes_from_the_pretrained_configuration() -> None:
-    vit = create_backbone(f"timm:{VIT}", "none")
+    vit = random_backbone(VIT)
     assert vit.preprocessing.mean == vit.preprocessing.std == (0.5, 0.5, 0.5)
     assert (vit.preprocessing.interpolation, vit.preprocessing.native_size) == ("bicubic", 224)
-    resnet = create_backbone(f"timm:{RESNET}", "none")
+    resnet = random_backbone(RESNET)
     assert resnet.preprocessing.mean == IMAGENET_DEFAULT_MEAN
     assert resnet.preprocessing.native_size == 176  # resnet10t.c3_in1k trains at 176 px
     spec = transform_spec(resnet, 32)  # --image-size: any side for a CNN
@@ -121,7 +127,7 @@ def test_the_pipelines_pixels_are_timms_at_a_full_crop(name: str) -> None:
     """deephash's transform at --image-size 32 against timm's own evaluation transform of
     the model's data configuration at 32 px, crop_pct 1 (deephash keeps the centre square):
     the same pixels up to resampling round-off (PIL's bicubic against torchvision's)."""
-    backbone = create_backbone(f"timm:{name}", "none")
+    backbone = random_backbone(name)
     config = {**resolve_model_data_config(backbone.body), "input_size": (3, 32, 32),
               "crop_pct": 1.0}
     theirs_transform = create_transform(**config)
@@ -165,7 +171,7 @@ def test_bad_names_and_offline_downloads_are_one_line(monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("name, blocks", [(RESNET, 4), (MOBILE, 13)])
 def test_partial_splits_timm_families(name: str, blocks: int) -> None:
-    backbone = create_backbone(f"timm:{name}", "none")
+    backbone = random_backbone(name)
     assert count_blocks(backbone) == blocks
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -193,40 +199,27 @@ def test_a_vit_is_refused_for_partial_training_before_any_work(folder: Path, tmp
     assert not out.exists() and not (tmp_path / "cache").exists()
 
 
-def test_baseline_and_hash_run_end_to_end(folder: Path, tmp_path: Path) -> None:
-    args = tiny_run_args(folder, tmp_path / "cache", epochs=1)
-    assert main(["baseline", "--backbone", f"timm:{RESNET}", "--weights", "none", "--out",
-                 str(tmp_path / "b"), *args[:10]]) == 0
-    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert 0 <= metrics["map@all"] <= 1
+def test_hash_runs_end_to_end_on_a_vit_at_32_px(folder: Path, tmp_path: Path) -> None:
     assert main(["hash", "--backbone", f"timm:{VIT}", "--weights", "none", "--bits", "8",
-                 "--out", str(tmp_path / "h"), *args]) == 0
+                 "--out", str(tmp_path / "h"), *tiny_run_args(folder, tmp_path / "c", 1)]) == 0
     config = yaml.safe_load((tmp_path / "h" / "bits-8" / "config.yaml").read_text())
     assert config["backbone"] == {"name": f"timm:{VIT}", "weights": "none", "image_size": 32}
-    assert json.loads((tmp_path / "h" / "bits-8" / "metrics.json").read_text())["distance"] \
-        == "hamming"
+    metrics = json.loads((tmp_path / "h" / "bits-8" / "metrics.json").read_text())
+    assert metrics["distance"] == "hamming" and 0 <= metrics["map@all"] <= 1
 
 
-def test_the_feature_cache_keeps_timm_models_apart(folder: Path, tmp_path: Path,
-                                                   weights: dict[str, Path],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_baseline_caches_two_timm_models_apart(folder: Path, tmp_path: Path,
+                                               weights: dict[str, Path]) -> None:
     cache = tmp_path / "cache"
-    args = tiny_run_args(folder, cache)[:10]
-
-    def baseline(name: str, out: str) -> dict[str, float]:
+    for name in (RESNET, MOBILE):
         assert main(["baseline", "--backbone", f"timm:{name}", "--weights", str(weights[name]),
-                     "--out", str(tmp_path / out), *args]) == 0
-        return dict(json.loads((tmp_path / out / "metrics.json").read_text()))
-
-    first = baseline(RESNET, "a")
-    baseline(MOBILE, "b")
-    keys = [json.loads(path.read_text()) for path in (cache / "features").glob("*/key.json")]
-    assert sorted((key["backbone"], key["dim"]) for key in keys) == [
-        (f"timm:{MOBILE}", DIMS[MOBILE]), (f"timm:{RESNET}", DIMS[RESNET])]
-    import deephash.features as features
-
-    def no_extraction(*args: object, **kwargs: object) -> None:
-        raise AssertionError("features were extracted again")
-
-    monkeypatch.setattr(features, "extract_views", no_extraction)
-    assert baseline(RESNET, "c")["map@all"] == first["map@all"]  # read from the cache
+                     "--out", str(tmp_path / name), *tiny_run_args(folder, cache)[:10]]) == 0
+        assert 0 <= json.loads((tmp_path / name / "metrics.json").read_text())["map@all"] <= 1
+    entries = sorted((cache / "features").glob("*/key.json"))
+    keys = {json.loads(path.read_text())["backbone"]: json.loads(path.read_text())
+            for path in entries}
+    assert len(entries) == 2 and set(keys) == {f"timm:{RESNET}", f"timm:{MOBILE}"}
+    for name in (RESNET, MOBILE):
+        key = keys[f"timm:{name}"]
+        assert (key["weights"], key["dim"]) == (f"file:{file_digest(weights[name])}", DIMS[name])
+        assert key["transform"]["mean"] == list(random_backbone(name).preprocessing.mean)

@@ -64,6 +64,12 @@ class Backbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
 
+    def exported(self, image_size: int) -> nn.Module:
+        """The module a runtime exports for ``image_size`` px inputs (``deephash.runtimes``):
+        the backbone itself; a subclass may fix what depends on the side first."""
+        del image_size
+        return self
+
 
 def file_digest(path: Path) -> str:
     """First 16 hex digits of the file's SHA-256."""

@@ -3,7 +3,7 @@
 
 Features are the model's pooled pre-logits: timm builds it with ``num_classes=0``, so its
 ``forward`` is ``forward_head(forward_features(x), pre_logits=True)``, the ``(B, D)``
-representation before the classifier (``D`` is read from one forward pass, as some heads
+representation before the classifier (``D`` is timm's ``head_hidden_size``: some heads
 widen the features past ``num_features``).
 
 Preprocessing comes from the model's pretrained configuration
@@ -31,6 +31,7 @@ Weights (``--weights``):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -153,19 +154,33 @@ def _patch_side(model: Any) -> int:
     return int(patch[0] if isinstance(patch, (tuple, list)) else patch)
 
 
-def _feature_dim(model: nn.Module, name: str, side: int) -> int:
-    """``D`` of the model's pooled pre-logits, from one forward pass of a blank image."""
-    with torch.no_grad():
-        out = model.eval()(torch.zeros(1, 3, side, side))
-    if out.ndim != 2:
-        raise ConfigError(f"{name} gives features of shape {tuple(out.shape[1:])}, not a "
-                          "pooled vector; choose a timm model with a global pool")
-    return int(out.shape[1])
+def _feature_dim(model: Any) -> int:
+    """``D`` of the model's pooled pre-logits: timm's ``head_hidden_size`` (the width after
+    a head's own layers, MobileNetV3's head conv), else ``num_features``."""
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
 def _weights_id(model_name: str, model: Any) -> str:
     arch, _, tag = model_name.partition(".")
     return f"timm:{arch}.{tag or model.pretrained_cfg.get('tag') or 'default'}"
+
+
+class TimmBackbone(Backbone):
+    """A timm model as a :class:`Backbone` (its ``body``, built with ``num_classes=0``)."""
+
+    def exported(self, image_size: int) -> nn.Module:
+        """A model built with ``dynamic_img_size`` resamples its position embeddings to each
+        input's patch grid; the runtimes would compute that resampling themselves in the
+        exported graph (ONNX has no antialiased bicubic, OpenVINO's differs by 1e-3). The
+        export is a copy whose embeddings timm's ``set_input_size`` resampled once, in
+        torch, for ``image_size``: the same values, and no resampling left in the graph."""
+        if not (getattr(self.body, "dynamic_img_size", False)
+                and hasattr(self.body, "set_input_size")):
+            return self
+        fixed = copy.deepcopy(self)
+        body: Any = fixed.body
+        body.set_input_size(img_size=(image_size, image_size))
+        return fixed
 
 
 def timm_backbone(model_name: str, weights: str = PRETRAINED) -> Backbone:
@@ -183,7 +198,5 @@ def timm_backbone(model_name: str, weights: str = PRETRAINED) -> Backbone:
         path = Path(weights)
         model = _load_file(model_name, path)
         weights_id = f"file:{file_digest(path)}"
-    name = f"timm:{model_name}"
-    preprocessing = preprocessing_of(model)
-    dim = _feature_dim(model, name, preprocessing.native_size)
-    return Backbone(name, model, dim, preprocessing, weights_id)
+    return TimmBackbone(f"timm:{model_name}", model, _feature_dim(model),
+                        preprocessing_of(model), weights_id)

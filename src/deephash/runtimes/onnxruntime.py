@@ -49,10 +49,11 @@ def _quiet() -> Iterator[None]:
 
 def _export(backbone: Backbone, image_size: int, folder: Path) -> None:
     example = torch.zeros(2, 3, image_size, image_size)
+    module = backbone.exported(image_size).cpu().eval()
     try:
         with warnings.catch_warnings(), torch.no_grad(), _quiet():
             warnings.simplefilter("ignore")  # the legacy-exporter notice and tracer warnings
-            torch.onnx.export(backbone.cpu().eval(), (example,), str(folder / "model.onnx"),
+            torch.onnx.export(module, (example,), str(folder / "model.onnx"),
                               dynamo=False, input_names=["images"], output_names=["features"],
                               dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
                               opset_version=OPSET)

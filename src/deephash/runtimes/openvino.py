@@ -59,10 +59,11 @@ def import_openvino() -> types.ModuleType:
 def _export(backbone: Backbone, image_size: int, folder: Path) -> None:
     ov = import_openvino()
     example = torch.zeros(2, 3, image_size, image_size)
+    module = backbone.exported(image_size).cpu().eval()
     try:
         with _without_telemetry(), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
-            model = ov.convert_model(backbone.cpu().eval(), example_input=example,
+            model = ov.convert_model(module, example_input=example,
                                      input=[ov.PartialShape([-1, 3, image_size, image_size])])
     except Exception as failure:  # OpConversionFailure and friends: one line for the user
         raise ExportError(OpenVinoRuntime.name, backbone.name, image_size, failure) from None
