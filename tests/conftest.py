@@ -43,10 +43,12 @@ def make_image_folder(root: Path, n_classes: int = 3, n_train: int = 8, n_test: 
     return root
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outside the terminal's own: after its
+def pytest_terminal_summary(terminalreporter: Any) -> Any:  # short summary, last
     """End the run saying how many browser tests skipped for want of Chromium: ``./run
     tests`` on a fresh machine skips them, and a line among the skip reasons is easy to
     miss."""
+    result = yield
     skipped = [report for report in terminalreporter.stats.get("skipped", [])
                if NO_CHROMIUM in (report.longrepr[2] if isinstance(report.longrepr, tuple)
                                   else str(report.longrepr))]
@@ -54,6 +56,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(
             f"{len(skipped)} browser test(s) skipped: no Chromium; .ci/run installs it "
             "(apt-get install chromium)", yellow=True, bold=True)
+    return result
 
 
 @pytest.fixture(autouse=True, scope="session")

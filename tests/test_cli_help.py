@@ -35,7 +35,8 @@ def option_help(text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(("command", "expected"), [
     ("hash", {"--loss": "dtsh", "--miner": "batch-all", "--margin": "8.0",
-              "--train-distance": "neg-half-inner", "--activation": "tanh"}),
+              "--train-distance": "neg-half-inner", "--activation": "tanh",
+              "--regularizers": "quantization=0.1 balance=0.1", "--loss-options": "none"}),
     ("method-study", {"--loss": "dtsh", "--miner": "batch-all", "--margin": "8.0"}),
     ("schedule-study", {"--loss": "dtsh", "--margin": "16.0"}),
     ("train", {"--loss": "facenet", "--miner": "semi-hard", "--margin": "0.2"}),
@@ -63,7 +64,8 @@ def test_every_flag_of_every_command_shows_its_commands_default() -> None:
         config = command.config()
         actions = {action.dest: action for action in commands[name]._actions}
         for path, _tp, _field in _leaves(command.config):
-            shown = value_at(config, path)
+            value = value_at(config, path)
+            shown = (" ".join(map(str, value)) or "none") if isinstance(value, tuple) else value
             assert re.search(rf"\(default: {re.escape(str(shown))}[;)]",
                              actions["__".join(path)].help), (name, path)
 

@@ -182,6 +182,14 @@ def default_at(cls: type, path: tuple[str, ...]) -> Any:
     return value
 
 
+def shown(value: Any) -> str:
+    """A default as the command line writes it: a tuple's items separated by spaces
+    (``quantization=0.1 balance=0.1``), an empty one ``none``."""
+    if isinstance(value, tuple):
+        return " ".join(map(str, value)) or "none"
+    return str(value)
+
+
 #: metadata key -> (how the bound reads, what a value within it satisfies)
 _BOUNDS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
     "min": ("at least", operator.ge), "max": ("at most", operator.le),
@@ -217,7 +225,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         help_text = f.metadata.get("help", "")
         bounds = "".join(f"; {word} {f.metadata[key]}" for key, (word, _) in _BOUNDS.items()
                          if key in f.metadata)
-        help_text = f"{help_text} (default: {default_at(cls, path)}{bounds})".strip()
+        help_text = f"{help_text} (default: {shown(default_at(cls, path))}{bounds})".strip()
         kwargs: dict[str, Any] = {"dest": "__".join(path), "default": argparse.SUPPRESS,
                                   "help": help_text}
         if "choices" in f.metadata:
