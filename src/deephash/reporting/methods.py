@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deephash.studies.tables import markdown_table
+from deephash.studies.tables import markdown_table, mean_cell
 
 #: the bits the published column quotes unless a figure says otherwise
 PUBLISHED_BITS = 48
@@ -61,14 +61,6 @@ PUBLISHED: dict[str, dict[str, Published]] = {
 }
 
 
-def _cell(row: Mapping[str, Any], key: str, seeds: int) -> str:
-    value = row.get(key)
-    if value is None:
-        return "—"
-    spread = row.get(f"{key}_spread")
-    return f"{value:.3f}" + (f" ± {spread / 2:.3f}" if seeds > 1 and spread is not None else "")
-
-
 def methods_readme_table(record: Mapping[str, Any]) -> str:
     """One row per method of a ``method-study``'s ``methods.json`` (``record``): the chosen
     hyper-parameter, tie-aware test mAP@all at each code length (mean over the seeds ±
@@ -87,14 +79,14 @@ def methods_readme_table(record: Mapping[str, Any]) -> str:
         if len(rows) == 1 and next(iter(rows)) not in lengths:  # the yardstick's own length
             (bits, reference), = rows.items()
             name = f"{method} ({bits} bits: the yardstick at every length)"
-            cells = [_cell(reference, "map@all", seeds)] * len(lengths)
+            cells = [mean_cell(reference, "map@all", seeds, 3)] * len(lengths)
         else:
             name = method
-            cells = [_cell(rows[b], "map@all", seeds) if b in rows else "—" for b in lengths]
+            cells = [mean_cell(rows[b], "map@all", seeds, 3) if b in rows else "—" for b in lengths]
             reference = rows.get(at, {})
         seconds = reference.get("train_cpu_s")
         lines.append([name, next(iter(rows.values())).get("selected", "—"), *cells,
-                      _cell(reference, "map@all_index_order", seeds),
+                      mean_cell(reference, "map@all_index_order", seeds, 3),
                       "—" if seconds is None else f"{seconds:.0f}",
                       published[method].cell() if method in published else "—"])
     header = ["method", "selected", *(f"{b} bits" for b in lengths),

@@ -44,7 +44,7 @@ from deephash.pipeline.protocol import open_protocol
 from deephash.registries import HASHING_METHODS
 from deephash.studies.hash import run_hash
 from deephash.studies.run_folder import open_run, run_load, run_seconds, sub_run_flags
-from deephash.studies.tables import load_footnote, markdown_table, metric_cell, time_cell
+from deephash.studies.tables import load_footnote, markdown_table, mean_cell, time_cell
 from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig
 from deephash.training.methods import METHOD_GRIDS, HyperGrid, classifier_training
@@ -173,21 +173,14 @@ def summarise(per_seed: list[dict[str, Any]], figures: tuple[str, ...]) -> dict[
     return summary
 
 
-def _mean_cell(row: dict[str, Any], key: str, seeds: int) -> str:
-    text = metric_cell(row, key)
-    spread = row.get(f"{key}_spread")
-    return text + (f" ± {spread / 2:.4f}" if seeds > 1 and spread is not None
-                   and text != "—" else "")
-
-
 def methods_table(rows: list[dict[str, Any]], seeds: int) -> str:
     """``methods.md``: one row per method and code length."""
     loads = [load for row in rows for load in row["loads"]]
     return markdown_table(
         ["method", "bits", "selected", "test mAP@all", "mAP@all (index order)", "prec@r2",
          "train CPU s"],
-        [[row["method"], row["bits"], row["selected"], _mean_cell(row, "map@all", seeds),
-          _mean_cell(row, "map@all_index_order", seeds), _mean_cell(row, "prec@r2", seeds),
+        [[row["method"], row["bits"], row["selected"], mean_cell(row, "map@all", seeds),
+          mean_cell(row, "map@all_index_order", seeds), mean_cell(row, "prec@r2", seeds),
           time_cell(row.get("train_cpu_s", float("nan")), digits=1,
                     load=combined_load(row["loads"]))]
          for row in rows]) + load_footnote(loads)

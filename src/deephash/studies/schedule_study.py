@@ -22,7 +22,7 @@ from deephash.pipeline.protocol import open_protocol
 from deephash.studies.configs import DEFAULT_VARIANTS, HashConfig, ScheduleStudyConfig
 from deephash.studies.hash import run_hash
 from deephash.studies.run_folder import open_run
-from deephash.studies.tables import markdown_table
+from deephash.studies.tables import markdown_table, mean_cell
 from deephash.training.schedules import parse_variant
 from deephash.validation import validate
 from deephash.viz.studies import plot_schedule_study
@@ -78,14 +78,11 @@ def _compare(config: ScheduleStudyConfig, parsed: dict[str, tuple[str, ...]],
                                    "regularizers": list(training.regularizers),
                                    "bits": config.hashing.bits[0], "rows": rows})
 
-    def cell(row: dict[str, Any], key: str) -> str:
-        text = f"{row[key]:.4f}"
-        return text + (f" ± {row[key + '_spread'] / 2:.4f}" if len(config.seeds) > 1 else "")
-
     (run / "study.md").write_text(markdown_table(
         ["schedules", "val mAP@all", "test mAP@all", "prec@r2", "kNN@1",
          "mAP@all (index order)"],
-        [[row["variant"], *(cell(row, key) for key in METRICS)] for row in rows]))
+        [[row["variant"], *(mean_cell(row, key, len(config.seeds)) for key in METRICS)]
+         for row in rows]))
     plot_schedule_study(curves, run / "study.png",
                         f"{training.loss}, {config.hashing.bits[0]} bits, seed "
                         f"{config.seeds[0]}")

@@ -15,7 +15,8 @@ from typing import Any
 
 from deephash.machine import LOADED, load_footnote, under_load
 
-__all__ = ["LOADED", "load_footnote", "markdown_table", "metric_cell", "time_cell", "under_load"]
+__all__ = ["LOADED", "load_footnote", "markdown_table", "mean_cell", "metric_cell", "time_cell",
+           "under_load"]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -31,6 +32,16 @@ def metric_cell(row: Mapping[str, Any], key: str, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:.{digits}f}"
+
+
+def mean_cell(row: Mapping[str, Any], key: str, seeds: int, digits: int = 4) -> str:
+    """A figure averaged over ``seeds`` seeds: :func:`metric_cell` of ``row[key]`` and, with
+    several seeds, ``± half the spread`` (``row[key + "_spread"]``: max - min)."""
+    text = metric_cell(row, key, digits)
+    spread = row.get(f"{key}_spread")
+    if seeds > 1 and spread is not None and text != "—":
+        text += f" ± {spread / 2:.{digits}f}"
+    return text
 
 
 def time_cell(seconds: float, digits: int = 0, wall: bool = False,
