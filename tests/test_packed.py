@@ -275,9 +275,13 @@ def test_cifar10_subset_packs_to_its_pixels(shared_cifar: Path, tmp_path: Path) 
     assert PackedDataset(copied).fingerprint() == folder.fingerprint()
 
 
-def test_gpu_finetune_check_runs_on_the_cpu_from_a_small_pack(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["hashnet", "triplet"])
+def test_gpu_finetune_check_runs_on_the_cpu_from_a_small_pack(tmp_path: Path,
+                                                              method: str) -> None:
     """benchmarks/gpu/finetune_check.sh end to end, dry-run on the CPU: a packed tiny
-    folder, one epoch, a metrics.json written where the device call would bring it back."""
+    folder, one epoch of the method's full finetuning (issue 22's HashNet, the default, and
+    issue 12's triplet recipe), a metrics.json written where the device call would bring
+    it back, and the run's config naming the method's loss."""
     import os
     import subprocess
     import sys
@@ -289,16 +293,19 @@ def test_gpu_finetune_check_runs_on_the_cpu_from_a_small_pack(tmp_path: Path) ->
     pack = tmp_path / "small.pack"
     assert main(["pack", str(make_image_folder(tmp_path / "folder")), str(pack)]) == 0
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "DEV": "cpu", "EPOCHS": "1", "PACK": str(pack),
+    env = {**os.environ, "METHOD": method, "DEV": "cpu", "EPOCHS": "1", "PACK": str(pack),
            "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
            "EXTRA": "--image-size 32 --batch-classes 3 --batch-samples 4 --hidden-dims 16 "
                     "--num-workers 0"}
     done = subprocess.run(["bash", "benchmarks/gpu/finetune_check.sh"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    metrics = json.loads((tmp_path / "out" / "finetune-48" / "bits-48" / "metrics.json")
-                         .read_text())
+    run = tmp_path / "out" / "finetune-48" / "bits-48"
+    metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["map@all"] <= 1 and not (tmp_path / "out" / "cache").exists()
+    config = (run / "config.yaml").read_text()
+    assert "mode: finetune" in config
+    assert f"loss: {'hashnet' if method == 'hashnet' else 'facenet'}" in config
 
 
 def _kinds(tmp_path: Path) -> dict[str, tuple[str, str, str | None]]:
