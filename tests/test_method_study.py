@@ -4,6 +4,7 @@ seeds' means and spreads, the yardstick row, resume, bad inputs."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,30 @@ def test_summarise_means_spreads_and_missing_figures() -> None:
     assert summary["train_cpu_s"] == pytest.approx(3.0)
     assert "prec@r2" not in summary  # no seed has it: left out, not NaN
     assert summary["loads"] == [{"over_cores": True}]
+    assert summary["train_wall"] is False
+
+
+def test_train_time_is_cpu_seconds_else_marked_wall_clock(tmp_path: Path) -> None:
+    """One rule for a finished run's training time (the method study's table and the
+    margin selection's): CPU seconds; wall-clock, marked, for a run.json without them."""
+    from deephash.studies.method_study import methods_table
+    from deephash.studies.run_folder import train_time
+
+    runs = {"cpu": {"seconds": {"train": 30.0}, "cpu_seconds": {"train": 50.0}},
+            "old": {"seconds": {"train": 30.0}}, "none": {}}
+    for name, info in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps(info))
+    assert train_time(tmp_path / "cpu") == (50.0, False)
+    assert train_time(tmp_path / "old") == (30.0, True)
+    seconds, wall = train_time(tmp_path / "none")
+    assert math.isnan(seconds) and wall
+    per_seed = [{"map@all": 0.5, "train_cpu_s": 50.0, "train_wall": False, "load": None},
+                {"map@all": 0.7, "train_cpu_s": 30.0, "train_wall": True, "load": None}]
+    row = {"method": "dpsh", "bits": 48, "selected": "paper",
+           **summarise(per_seed, ("map@all",))}
+    assert row["train_wall"] is True
+    assert methods_table([row], 2).splitlines()[2].endswith("| 40.0 (wall) |")
 
 
 def test_readme_table_has_every_length_the_yardstick_and_published_figures() -> None:

@@ -43,7 +43,7 @@ from deephash.machine import combined_load
 from deephash.pipeline.protocol import open_protocol
 from deephash.registries import HASHING_METHODS
 from deephash.studies.hash import run_hash
-from deephash.studies.run_folder import open_run, run_load, run_seconds, sub_run_flags
+from deephash.studies.run_folder import open_run, run_load, sub_run_flags, train_time
 from deephash.studies.tables import load_footnote, markdown_table, mean_cell, time_cell
 from deephash.studies.train import run_train
 from deephash.training.config import TrainConfig
@@ -101,11 +101,11 @@ def _select(config: MethodStudyConfig, method: str, grid: HyperGrid,
     return scored[best]["value"], scored
 
 
-def _train_seconds(folder: Path) -> tuple[float, dict[str, Any] | None]:
-    """A finished run's training CPU seconds (wall-clock where it kept none) and load."""
-    cpu = run_seconds(folder, "cpu_seconds").get("train")
-    seconds = run_seconds(folder).get("train", float("nan")) if cpu is None else cpu
-    return float(seconds), run_load(folder)
+def _train_time(folder: Path) -> dict[str, Any]:
+    """A finished run's ``train_cpu_s`` (wall-clock, and ``train_wall`` true, where it kept
+    no CPU time) and ``load``."""
+    seconds, wall = train_time(folder)
+    return {"train_cpu_s": seconds, "train_wall": wall, "load": run_load(folder)}
 
 
 def _compare(config: MethodStudyConfig, run: Path) -> dict[str, Any]:
@@ -124,9 +124,8 @@ def _compare(config: MethodStudyConfig, run: Path) -> dict[str, Any]:
             out = run / method / f"seed-{seed}"
             for metrics in run_hash(_hash_config(config, method, out, config.bits, seed,
                                                  settings)):
-                seconds, load = _train_seconds(out / f"bits-{metrics['bits']}")
-                per_bits[metrics["bits"]].append({**metrics, "seed": seed,
-                                                  "train_cpu_s": seconds, "load": load})
+                per_bits[metrics["bits"]].append(
+                    {**metrics, "seed": seed, **_train_time(out / f"bits-{metrics['bits']}")})
         for bits, per_seed in per_bits.items():
             rows.append({"method": method, "bits": bits,
                          "selected": grid.label(chosen) if grid is not None else "—",
@@ -151,9 +150,8 @@ def _yardstick(config: MethodStudyConfig, run: Path) -> dict[str, Any]:
         metrics = run_train(variant(config, TrainConfig, out=str(out), overwrite=overwrite,
                                     seed=seed, training=dataclasses.replace(
                                         classifier_training(config.training), resume=resume)))
-        seconds, load = _train_seconds(out)
         per_seed.append({**{name: metrics[key] for key, name in CLASSIFIER_FIGURES.items()},
-                         "seed": seed, "train_cpu_s": seconds, "load": load})
+                         "seed": seed, **_train_time(out)})
     bits = int(metrics["classifier_codes_bits"])
     return {"method": CLASSIFIER_ROW, "bits": bits, "selected": "—",
             **summarise(per_seed, tuple(CLASSIFIER_FIGURES.values())), "per_seed": per_seed}
@@ -161,15 +159,16 @@ def _yardstick(config: MethodStudyConfig, run: Path) -> dict[str, Any]:
 
 def summarise(per_seed: list[dict[str, Any]], figures: tuple[str, ...]) -> dict[str, Any]:
     """Each figure's mean over the seeds and ``<figure>_spread`` (max - min); the mean
-    training CPU time and whether any seed trained under load."""
+    training CPU time, whether any seed's time is wall-clock (``train_wall``) and the
+    loads the seeds trained under."""
     summary: dict[str, Any] = {}
     for key in (*figures, "train_cpu_s"):
         values = [float(m[key]) for m in per_seed if key in m]
         if values:
             summary[key] = sum(values) / len(values)
             summary[f"{key}_spread"] = max(values) - min(values)
-    loads = [m["load"] for m in per_seed if m.get("load")]
-    summary["loads"] = loads
+    summary["train_wall"] = any(m.get("train_wall", False) for m in per_seed)
+    summary["loads"] = [m["load"] for m in per_seed if m.get("load")]
     return summary
 
 
@@ -182,5 +181,5 @@ def methods_table(rows: list[dict[str, Any]], seeds: int) -> str:
         [[row["method"], row["bits"], row["selected"], mean_cell(row, "map@all", seeds),
           mean_cell(row, "map@all_index_order", seeds), mean_cell(row, "prec@r2", seeds),
           time_cell(row.get("train_cpu_s", float("nan")), digits=1,
-                    load=combined_load(row["loads"]))]
+                    wall=row.get("train_wall", False), load=combined_load(row["loads"]))]
          for row in rows]) + load_footnote(loads)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import shutil
 import subprocess
@@ -202,6 +203,16 @@ def run_seconds(path: Path, clock: str = "seconds") -> dict[str, float]:
     ``clock="cpu_seconds"`` its CPU-time figures (empty in a run.json older than them)."""
     info = read_parsed(path / "run.json", json.loads)
     return dict(info.get(clock) or {}) if isinstance(info, dict) else {}
+
+
+def train_time(path: Path) -> tuple[float, bool]:
+    """A finished run's training time: its CPU seconds, or where its ``run.json`` kept none
+    (a run from before deephash kept CPU times) its wall-clock seconds, and whether the
+    figure is wall-clock; ``nan`` when it has neither."""
+    cpu = run_seconds(path, "cpu_seconds").get("train")
+    if cpu is not None:
+        return float(cpu), False
+    return float(run_seconds(path).get("train", math.nan)), True
 
 
 def run_load(path: Path) -> dict[str, Any] | None:

@@ -22,9 +22,9 @@ from deephash.studies.configs import SelectMarginConfig
 from deephash.studies.run_folder import (
     open_run,
     run_load,
-    run_seconds,
     save_config,
     sub_run_flags,
+    train_time,
 )
 from deephash.studies.tables import load_footnote, markdown_table, time_cell
 from deephash.studies.train import run_train
@@ -64,10 +64,9 @@ def _select(config: SelectMarginConfig, run: Path) -> dict[str, Any]:
         sub = with_margin(config, margin, out, *sub_run_flags(config.training.resume, out))
         summary = run_train(sub, evaluate_test=False)
         rows.append({"margin": margin, **summary})
-        cpu = run_seconds(out, "cpu_seconds").get("train")  # times: from run.json only
         loads.append(run_load(out))
-        times.append(time_cell(run_seconds(out).get("train", 0.0) if cpu is None else cpu,
-                               wall=cpu is None, load=loads[-1]))
+        seconds, wall = train_time(out)  # from run.json only
+        times.append(time_cell(seconds, wall=wall, load=loads[-1]))
         log.info("margin %g: validation mAP@all %.4f", margin, summary["val_map@all"])
     chosen = max(rows, key=lambda r: (r["val_map@all"], -r["margin"]))
     save_json(run / "margins.json", {"selected_margin": chosen["margin"], "rows": rows})
