@@ -105,11 +105,22 @@ def test_a_non_finite_loss_stops_training_at_once(folder: Path, tmp_path: Path,
     assert not (run / "metrics.json").exists()
 
 
+def test_the_default_batch_classes_train_a_folder_of_fewer_classes(
+        folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The default --batch-classes 10 on a 3-class folder: batches of all 3 classes."""
+    with caplog.at_level("INFO"):
+        assert train(folder, tmp_path / "r", tmp_path / "c", "--batch-classes", "10",
+                     "--epochs", "1") == 0
+    assert "every batch holds all 3" in caplog.text
+    assert "batches of 3 x 4" in caplog.text
+
+
 def test_train_errors_are_one_line(folder: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     # (bad option values are in test_bad_input.py; these depend on the data or the folder)
-    assert train(folder, tmp_path / "r", tmp_path / "c", "--batch-classes", "5") == 2
-    assert "between 2 and the 3 classes" in capsys.readouterr().err
+    assert train(folder, tmp_path / "r", tmp_path / "c", "--loss", "facenet",
+                 "--miner", "offline", "--batch-classes", "2", "--batch-samples", "1") == 2
+    assert "a batch needs at least one tuple" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before the run folder is written
     assert not list((tmp_path / "c").glob("features/*"))  # and before any extraction
     assert train(folder, tmp_path / "new", tmp_path / "c", "--resume") == 2

@@ -60,7 +60,23 @@ def test_a_loss_without_positives_accepts_one_image_classes() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ConfigError, match="class 'lonely' has 1 training image"):
         BalancedBatchSampler(labels_of([5, 1]), 2, 2, seed=0, class_names=["many", "lonely"])
-    with pytest.raises(ConfigError, match="between 2 and the 2 classes"):
-        BalancedBatchSampler(labels_of([5, 5]), 3, 2, seed=0)
+    with pytest.raises(ConfigError, match="at least 2 classes, the training split has 1"):
+        BalancedBatchSampler(labels_of([5]), 2, 2, seed=0)
+    with pytest.raises(ConfigError, match="--batch-classes must be at least 2"):
+        BalancedBatchSampler(labels_of([5, 5]), 1, 2, seed=0)
     with pytest.raises(ConfigError, match="at least 2"):
         BalancedBatchSampler(labels_of([5, 5]), 2, 1, seed=0)
+
+
+def test_more_batch_classes_than_present_means_all_of_them(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A user's 3-class folder trains with the default P = 10: every batch holds each of
+    the 3 classes K times (batches of 3 x K, the epoch sized by them), and the log says so."""
+    labels = np.repeat(np.arange(3), 8)
+    with caplog.at_level("INFO"):
+        sampler = BalancedBatchSampler(labels, 10, 4, seed=0)
+    assert "--batch-classes 10 is more than the 3 classes present" in caplog.text
+    assert (sampler.n_classes, sampler.batch_size, len(sampler)) == (3, 12, 2)
+    assert sampler.shape == "3 x 4"
+    for batch in sampler.epoch(0):
+        assert np.bincount(labels[batch], minlength=3).tolist() == [4, 4, 4]

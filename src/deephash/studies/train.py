@@ -193,16 +193,16 @@ def _train(folder: RunFolder, config: TrainConfig, setup: TrainingSetup, dataset
                  cfg.margin, cfg.epochs)
     elif setup.loss.every_pair:
         log.info("training %s on every pair of each batch (no miner), %s mode, %d epochs of %d "
-                 "batches of %d x %d", cfg.loss, cfg.mode, cfg.epochs, len(setup.sampler),
-                 cfg.batch_classes, cfg.batch_samples)
+                 "batches of %s", cfg.loss, cfg.mode, cfg.epochs, len(setup.sampler),
+                 setup.sampler.shape)
     elif not setup.loss.uses_miner:
         log.info("training a %s classifier on the embedding (no miner), %s mode, %d epochs "
-                 "of %d batches of %d x %d", cfg.loss, cfg.mode, cfg.epochs,
-                 len(setup.sampler), cfg.batch_classes, cfg.batch_samples)
+                 "of %d batches of %s", cfg.loss, cfg.mode, cfg.epochs,
+                 len(setup.sampler), setup.sampler.shape)
     else:
-        log.info("training %s + %s (margin %g), %s mode, %d epochs of %d batches of %d x %d",
+        log.info("training %s + %s (margin %g), %s mode, %d epochs of %d batches of %s",
                  cfg.loss, cfg.miner, cfg.margin, cfg.mode, cfg.epochs, len(setup.sampler),
-                 cfg.batch_classes, cfg.batch_samples)
+                 setup.sampler.shape)
 
     def save(path: Path, extra: dict[str, Any]) -> None:
         save_checkpoint(path, config, setup.model, loss=setup.loss.state_dict(), **extra)

@@ -57,6 +57,11 @@ class OfflineSampler:
     def __len__(self) -> int:
         return self.batches_per_epoch
 
+    @property
+    def shape(self) -> str:
+        """``"53 triplets"`` (or pairs)."""
+        return f"{self.tuples_per_batch} {'triplets' if self.tuple_size == 3 else 'pairs'}"
+
     def epoch(self, epoch: int) -> Iterator[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
         for _ in range(self.batches_per_epoch):

@@ -3,6 +3,7 @@ miner needs."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -14,6 +15,8 @@ from deephash.training.config import TrainingConfig
 from deephash.training.label_support import has_negative_pair
 from deephash.training.offline import OfflineSampler
 
+log = logging.getLogger(__name__)
+
 SMALL_CLASS_POLICIES = ("replace", "error")
 
 
@@ -22,13 +25,20 @@ class BatchSampler(Protocol):
 
     batch_size: int
 
+    @property
+    def shape(self) -> str:
+        """The batch's make-up for the log: ``"10 x 16"``, ``"53 triplets"``."""
+        ...
+
     def __len__(self) -> int: ...
 
     def epoch(self, epoch: int) -> Iterator[np.ndarray]: ...
 
 
 class BalancedBatchSampler:
-    """Batches of ``n_classes`` (P) distinct classes with ``n_samples`` (K) items each.
+    """Batches of ``n_classes`` (P) distinct classes with ``n_samples`` (K) items each; P
+    more than the classes present means all of them (a data set of 5 classes trains with
+    the default P = 10, in batches of 5 x K), and says so in the log.
 
     Within a class, items are drawn without replacement from a shuffled queue that is
     refilled when it runs out, so an epoch covers every item about equally often. A class
@@ -78,9 +88,15 @@ class BalancedBatchSampler:
                 raise ConfigError(f"class {name(c)!r} has {len(items)} training images, fewer "
                                   f"than --batch-samples {n_samples}; lower it or allow "
                                   "sampling with replacement")
-        if n_classes < 2 or n_classes > len(self.classes):
-            raise ConfigError(f"--batch-classes must be between 2 and the {len(self.classes)} "
-                              f"classes present (got {n_classes})")
+        if len(self.classes) < 2:
+            raise ConfigError(f"training needs images of at least 2 classes, the training "
+                              f"split has {len(self.classes)}")
+        if n_classes < 2:
+            raise ConfigError(f"--batch-classes must be at least 2 (got {n_classes})")
+        if n_classes > len(self.classes):
+            log.info("--batch-classes %d is more than the %d classes present: every batch "
+                     "holds all %d", n_classes, len(self.classes), len(self.classes))
+            n_classes = len(self.classes)
         if needs_positives and not has_negative_pair(self.labels):
             raise ConfigError("every two training images share a label, so no triplet or pair "
                               "has a negative; train the softmax classifier (--loss softmax) "
@@ -92,6 +108,11 @@ class BalancedBatchSampler:
 
     def __len__(self) -> int:
         return self.batches_per_epoch
+
+    @property
+    def shape(self) -> str:
+        """``"P x K"``."""
+        return f"{self.n_classes} x {self.n_samples}"
 
     def epoch(self, epoch: int) -> Iterator[np.ndarray]:
         """The ``(P*K,)`` position batches of one epoch."""
