@@ -63,7 +63,8 @@ class TrainingConfig:
         "min": 0, "help": "partial: how many of the backbone's last blocks train (0: none, "
                           "today's frozen head; see deephash.backbones.split)"})
     epochs: int = field(default=15, metadata={"min": 1, "help": "training epochs"})
-    batch_classes: int = field(default=10, metadata={"min": 2, "help": "P: classes per batch"})
+    batch_classes: int = field(default=10, metadata={
+        "min": 2, "help": "P: classes per batch (all of them where fewer are present)"})
     batch_samples: int = field(default=16, metadata={
         "min": 1, "help": "K: images per class per batch"})
     batches_per_epoch: int = field(default=0, metadata={
