@@ -102,3 +102,23 @@ def test_collapsed_database_codes_are_reported_and_warned(
     with caplog.at_level("WARNING"):
         database_code_health(rng.normal(size=(500, 16)), n_classes=10)
     assert "collapsing" not in caplog.text
+
+
+def test_the_collapse_warning_suggests_what_fits_the_training() -> None:
+    """DTSH and FaceNet have a margin to lower; DPSH and HashNet have their own options
+    instead; ITQ has no training to change."""
+    from deephash.pipeline.evaluate import collapse_remedy
+    from deephash.registries import HASHING_METHODS
+    from deephash.training.config import TrainingConfig
+
+    def remedy(method: str) -> str:
+        return collapse_remedy(HASHING_METHODS.create(method, TrainingConfig(embedding_dim=48)))
+
+    dtsh = collapse_remedy(dtsh_training())
+    assert "on by default for DTSH" in dtsh and "--margin" in dtsh
+    facenet = collapse_remedy(TrainingConfig(loss="facenet"))
+    assert "--margin" in facenet and "DTSH" not in facenet
+    for method in ("dpsh", "hashnet"):
+        assert "--margin" not in remedy(method) and "--loss-options" in remedy(method)
+    assert "eta=" in remedy("dpsh") and "alpha=" in remedy("hashnet")
+    assert remedy("itq").startswith("train the codes instead")

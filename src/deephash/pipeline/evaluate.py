@@ -17,14 +17,14 @@ from deephash.distributed import ranks
 from deephash.hashing.codes import binarize, pack_codes
 from deephash.hashing.health import code_health
 from deephash.labels import LabelSet
-from deephash.losses import SoftmaxLoss, loss_traits
+from deephash.losses import SoftmaxLoss, loss_options, loss_traits
 from deephash.metrics.classifier_codes import evaluate_classifier_codes
 from deephash.pipeline.config import EvalConfig
 from deephash.pipeline.protocol import open_protocol, write_splits
 from deephash.pipeline.results import evaluation_spec, write_results
 from deephash.pipeline.setup import training_setup
 from deephash.training.checkpoint import read_checkpoint
-from deephash.training.config import TrainConfig
+from deephash.training.config import TrainConfig, TrainingConfig
 from deephash.training.trainer import TrainingSetup, embed
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ def evaluate_on_test(run: Path, config: TrainConfig, setup: TrainingSetup, datas
         extra = {**extra, **classifier_code_metrics(setup.loss, vectors, dataset.labels, splits,
                                                     config.evaluation, setup.device)}
     if config.training.codes:
-        extra = {**extra, **database_code_health(vectors[splits.database], len(dataset.classes))}
+        extra = {**extra, **database_code_health(vectors[splits.database], len(dataset.classes),
+                                                 collapse_remedy(config.training))}
     title = f"{method_title(config.training.loss, config.training.miner)} on {dataset.name}"
     return write_results(run, vectors, dataset, splits, config.evaluation, config.seed, title,
                          extra_metrics=extra, codes=config.training.codes)
@@ -103,15 +104,31 @@ def classifier_code_metrics(loss: SoftmaxLoss, vectors: np.ndarray, labels: Labe
     return {f"classifier_codes_{key}": value for key, value in figures.items()}
 
 
-def database_code_health(relaxed: np.ndarray, n_classes: int) -> dict[str, Any]:
+def collapse_remedy(training: TrainingConfig) -> str:
+    """What to try when ``training``'s codes collapse, for its kind of training: a fitted
+    coder (ITQ, LSH) has no training to change; a loss with a margin has the margin and
+    its schedules; any other loss its own options."""
+    if training.procedure in ("itq", "lsh"):
+        return ("train the codes instead of fitting them to the features "
+                "(--method hashnet or dpsh), or use fewer bits")
+    balance = ("the balance regulariser (--regularizers balance=0.1"
+               + (", on by default for DTSH)" if training.loss == "dtsh" else ")"))
+    if loss_traits(training.loss).uses_margin:
+        return (f"{balance}, a smaller --margin or a margin schedule "
+                "(--schedules margin=step:1:16), or more training data")
+    return (f"{balance}, a lower --lr, the loss's own options (--loss-options "
+            f"{loss_options(training.loss)}), or more training data")
+
+
+def database_code_health(relaxed: np.ndarray, n_classes: int,
+                         remedy: str = "more training data") -> dict[str, Any]:
     """Code-health figures of the database's sign codes (``(N, K)`` relaxed codes), with a
-    warning in the log when they have collapsed."""
+    warning in the log naming ``remedy`` (:func:`collapse_remedy`) when they have
+    collapsed."""
     health = code_health(pack_codes(binarize(relaxed)), relaxed.shape[1])
     if problems := health.problems(n_classes):
         log.warning("WARNING: the database codes are collapsing (%s): they use fewer codes "
-                    "or bits than they have. Try the balance regulariser (--regularizers "
-                    "balance=0.1, on by default for DTSH), a smaller margin or a margin schedule "
-                    "(--schedules margin=step:1:16), or more training data", "; ".join(problems))
+                    "or bits than they have. Try %s", "; ".join(problems), remedy)
     return health.as_metrics()
 
 

@@ -32,7 +32,7 @@ from deephash.devices import resolve_device
 from deephash.fileio import save_json
 from deephash.hashing.shallow import LinearCoder, shallow_coder
 from deephash.labels import LabelSet
-from deephash.pipeline.evaluate import database_code_health
+from deephash.pipeline.evaluate import collapse_remedy, database_code_health
 from deephash.pipeline.features import load_features
 from deephash.pipeline.protocol import open_protocol, skipped_run_details, write_splits
 from deephash.pipeline.results import write_results
@@ -96,8 +96,9 @@ def run_shallow(config: TrainConfig, evaluate_test: bool = True) -> dict[str, An
                  summary["val_map@all"])
         with open_run_log(config, run) as logs:  # no epochs: the final figures only
             if evaluate_test:
-                extra = {**summary, **database_code_health(relaxed[splits.database],
-                                                           len(dataset.classes))}
+                extra = {**summary, **database_code_health(
+                    relaxed[splits.database], len(dataset.classes),
+                    collapse_remedy(config.training))}
                 summary = write_results(run, relaxed, dataset, splits, config.evaluation,
                                         config.seed, f"{coder.name} on {dataset.name}",
                                         extra_metrics=extra, codes=True)
