@@ -57,10 +57,13 @@ def test_sphinx_roles_are_shown_as_code() -> None:
 
 
 def _missing_tools() -> str | None:
-    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
-        if importlib.util.find_spec(module.split(".")[0]) is None or (
-                "." in module and importlib.util.find_spec(module) is None):
-            return module
+    """The first docs tool (mkdocs, its Material theme, mkdocstrings and its Python
+    handler) that is not installed, or None."""
+    for package, module in (("mkdocs", "mkdocs"), ("mkdocs-material", "material"),
+                            ("mkdocstrings", "mkdocstrings"),
+                            ("mkdocstrings-python", "mkdocstrings_handlers")):
+        if importlib.util.find_spec(module) is None:
+            return package
     return None
 
 
