@@ -87,13 +87,20 @@ def on_files(files: Any, config: Any) -> Any:
     return files
 
 
-#: a Sphinx cross-reference role before inline code, as mkdocstrings renders it
-ROLE = re.compile(r":(?:py:)?(?:func|meth|class|mod|data|attr|exc|obj|const):(?=<code)")
+#: a Sphinx cross-reference role and its inline code, as mkdocstrings renders them
+ROLE = re.compile(r":(?:py:)?(?:func|meth|class|mod|data|attr|exc|obj|const):"
+                  r"<code>(?P<short>~?)(?P<target>[^<]*)</code>")
+
+
+def _code(match: re.Match[str]) -> str:
+    target = match["target"]
+    return f"<code>{target.rsplit('.', 1)[-1] if match['short'] else target}</code>"
 
 
 def on_post_page(output: str, page: Any, config: Any) -> str:
-    """Docstrings use Sphinx roles (``:func:`name```); show their targets as code only."""
-    return ROLE.sub("", output)
+    """Docstrings use Sphinx roles (``:func:`name```, ``:class:`~a.B```); show their
+    targets as code, as Sphinx would (``~``: the last name only)."""
+    return ROLE.sub(_code, output)
 
 
 if __name__ == "__main__":

@@ -51,9 +51,11 @@ def test_the_cli_reference_has_every_command_and_option_of_the_parser() -> None:
 
 
 def test_sphinx_roles_are_shown_as_code() -> None:
-    html = "see :func:<code>deephash.load</code> and :mod:<code>x</code>, not: a:b"
-    assert _hooks().on_post_page(html, None, None) == ("see <code>deephash.load</code> and "
-                                                      "<code>x</code>, not: a:b")
+    html = ("see :func:<code>deephash.load</code>, :class:<code>~a.b.Miner</code> and "
+            ":py:mod:<code>x</code>, not: a:b <code>:func:</code>")
+    assert _hooks().on_post_page(html, None, None) == (
+        "see <code>deephash.load</code>, <code>Miner</code> and <code>x</code>, not: a:b "
+        "<code>:func:</code>")
 
 
 def _missing_tools() -> str | None:
