@@ -7,7 +7,7 @@ before), with ties at random, by the tie-aware expectation of the codes (``metri
 figures) and by the relaxed outputs alone; plus the median number of items tied at the 10th
 result's distance (:mod:`deephash.reporting.served`). Results, with the machine and the
 command, go to ``benchmarks/results/served_ranking.json``; its ``tables.served_ranking`` is
-the README's generated table (``python -m deephash.reporting.readme README.md``).
+the generated table of docs/service.md (``python -m deephash.reporting.readme``).
 
     ./run python benchmarks/bench_served_ranking.py NAME=RUN_FOLDER [NAME=RUN_FOLDER ...]
           [--queries 200] [--seed 0]

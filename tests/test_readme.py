@@ -1,15 +1,17 @@
-"""The README's generated tables (``deephash.reporting.readme``): rendered from committed
-report summaries, and the README itself up to date with them."""
+"""The generated tables of the README and the docs pages (``deephash.reporting.readme``):
+rendered from committed report summaries, every file up to date with them; and the README
+as the front door (its two commands first, its links and every page's figures there)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from deephash.errors import ConfigError
-from deephash.reporting.readme import blocks, main, regenerate
+from deephash.reporting.readme import blocks, main, markdown_files, regenerate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,11 +92,98 @@ def test_malformed_blocks_are_one_line_errors(folder: Path, text: str, message: 
         regenerate(text, folder)
 
 
-def test_the_readme_tables_are_what_the_committed_reports_give() -> None:
-    """Every generated table of the README equals its rendering from the committed source:
-    a table typed or edited by hand fails here (regenerate: python -m
-    deephash.reporting.readme README.md)."""
-    text = (ROOT / "README.md").read_text()
-    assert blocks(text), "the README has no generated table"
-    _, stale = regenerate(text, ROOT)
+def test_without_files_every_markdown_file_with_a_block_is_processed(
+        folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """README.md and docs/**/*.md, each block's source relative to its own file."""
+    (folder / "docs" / "deep").mkdir(parents=True)
+    stale = "<!-- generated: {} table codes -->\n| bits | map@all |\n<!-- /generated -->\n"
+    (folder / "README.md").write_text(stale.format("results/summary.json"))
+    (folder / "docs" / "deep" / "page.md").write_text(stale.format("../../results/summary.json"))
+    (folder / "docs" / "plain.md").write_text("no blocks\n")
+    assert markdown_files(folder) == [folder / "README.md", folder / "docs" / "deep" / "page.md"]
+    monkeypatch.chdir(folder)
+    assert main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "README.md: table codes" in out and "page.md: table codes" in out
+    assert main([]) == 0 and main(["--check"]) == 0
+    assert "| 48 | 0.84 |" in (folder / "docs" / "deep" / "page.md").read_text()
+    (folder / "README.md").write_text("none\n")
+    (folder / "docs" / "deep" / "page.md").write_text("none\n")
+    assert main(["--check"]) == 2
+    assert "no Markdown file with a generated block" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", markdown_files(ROOT), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_generated_tables_are_what_the_committed_reports_give(path: Path) -> None:
+    """Every generated table of the README and the docs equals its rendering from the
+    committed source: a table typed or edited by hand fails here (regenerate: python -m
+    deephash.reporting.readme)."""
+    text = path.read_text()
+    assert blocks(text)
+    _, stale = regenerate(text, path.parent)
     assert stale == [], [f"{b.kind} {b.arguments} from {b.source}" for b in stale]
+
+
+def test_the_tables_that_left_the_readme_are_still_generated() -> None:
+    """The study's, the methods', the service's and the multi-label tables moved from the
+    README into docs pages, and stay generated (and checked above) there."""
+    files = {str(path.relative_to(ROOT)) for path in markdown_files(ROOT)}
+    assert {"README.md", "docs/study.md", "docs/comparison.md", "docs/service.md",
+            "docs/multilabel.md"} <= files
+    sources = {block.source for path in markdown_files(ROOT)
+               for block in blocks(path.read_text())}
+    assert {"../results/study-full/summary.json", "../results/study-quick/study.json",
+            "../results/issue12/summary.json", "../benchmarks/results/methods.json",
+            "../benchmarks/results/served_ranking.json",
+            "../benchmarks/results/multilabel.json"} <= sources
+
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_the_readme_starts_with_the_two_commands() -> None:
+    first = re.search(r"```bash\n(.*?)```", README, re.DOTALL)
+    assert first and README.index("```bash") < README.index("\n## ")
+    lines = [line.split("#")[0].strip() for line in first.group(1).splitlines()]
+    assert lines == ["./run deephash study --preset quick --data-dir ../shared/data/cifar10 "
+                     "--out runs/study-quick", "./run tests"]
+    assert "./run tests" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_readme_is_the_front_door() -> None:
+    """What a newcomer needs in the first minute, and links to the rest (STYLE.md rule 10)."""
+    assert len(README.encode()) < 12_000
+    headings = re.findall(r"^## (.+)$", README, re.MULTILINE)
+    assert "Install" in headings and "Documentation" in headings
+    assert len(blocks(README)) == 1  # one results table
+
+
+#: a Markdown link or image to a file of the repository: [text](path) or ![alt](path),
+#: or an HTML <img src="path">
+LINK = re.compile(r"\]\((?!https?:|#|mailto:)([^)\s]+)\)|<img src=\"(?!https?:)([^\"]+)\"")
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_link_and_figure_points_at_a_file(path: Path) -> None:
+    """The README's links into docs/ and every page's figures exist (the site's strict build
+    checks the docs pages too, with their anchors, where mkdocs is installed)."""
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL)
+    targets = [a or b for a, b in LINK.findall(text)]
+    generated = {"cli.md"}  # written by docs/hooks.py when the site is built
+    missing = [target for target in targets
+               if target.split("#")[0] and target.split("#")[0] not in generated
+               and not (path.parent / target.split("#")[0]).exists()]
+    assert not missing
+    if path.name == "README.md":
+        assert sum(target.startswith("docs/") for target in targets) >= 15
+
+
+def test_every_figure_in_docs_is_shown_and_made_by_a_command() -> None:
+    """Each image under docs/images is on a page, and that page names the command that
+    makes it (a `./run` or `deephash` line), so every figure stays reproducible."""
+    pages = {page: page.read_text() for page in (ROOT / "docs").glob("*.md")}
+    for image in sorted((ROOT / "docs" / "images").iterdir()):
+        showing = [text for text in pages.values() if f"images/{image.name}" in text]
+        assert showing, f"{image.name} is on no page"
+        assert any("./run " in text or "deephash " in text for text in showing), image.name

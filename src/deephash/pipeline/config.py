@@ -67,7 +67,7 @@ class BackboneConfig:
     image_size: int = field(default=128, metadata={
         "min": 1, "max": MAX_IMAGE_SIZE,
         "help": "input side in pixels; 128 keeps 99%% of the 224-px kNN accuracy on CIFAR-10 "
-                "at 4x the speed (see README)"})
+                "at 4x the speed (docs/findings.md)"})
 
 
 @dataclass
@@ -94,7 +94,7 @@ class ExtractionConfig:
         "choices": PRECISIONS,
         "help": "fp32, or bf16 (openvino, torch): about 2x faster where the CPU has "
                 "bfloat16 units; features move (cosine 0.998 to fp32) and are cached apart "
-                "(see README)"})
+                "(docs/usage.md)"})
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The README's result tables, generated from reports instead of typed by hand.
+"""The result tables of the README and the docs pages, generated from reports instead of
+typed by hand.
 
 A generated block in a Markdown file is an HTML comment naming its source, the rendered
 table, and a closing comment::
@@ -7,7 +8,8 @@ table, and a closing comment::
     | run | method | ... |
     <!-- /generated -->
 
-The source is a file committed beside the README (paths relative to the README's folder):
+The source is a committed file, its path relative to the Markdown file's folder
+(``results/...`` in ``README.md``, ``../results/...`` in ``docs/study.md``):
 a report's ``summary.json`` (written by ``deephash report`` and ``deephash study``) or a
 study's ``study.json``. Kinds:
 
@@ -19,9 +21,11 @@ study's ``study.json``. Kinds:
   the time of a stage whose runs trained while the machine's load exceeded its cores marked
   ``†`` and explained under the table.
 
-``python -m deephash.reporting.readme README.md`` rewrites every block from its source;
-``--check`` only reports the blocks that differ (the test suite runs it on the README, so
-a table edited by hand, or a source changed without regenerating, fails the tests).
+``python -m deephash.reporting.readme`` rewrites every block of every Markdown file that has
+one — ``README.md`` and ``docs/**/*.md`` of the current folder (:func:`markdown_files`), or
+the files named; ``--check`` only reports the blocks that differ (the test suite checks every
+such file, so a table edited by hand, or a source changed without regenerating, fails the
+tests).
 """
 
 from __future__ import annotations
@@ -130,16 +134,30 @@ def regenerate(text: str, folder: Path) -> tuple[str, list[Block]]:
     return BLOCK.sub(replace, text), stale
 
 
+def markdown_files(root: Path) -> list[Path]:
+    """The Markdown files under ``root`` that hold a generated block: ``README.md`` and
+    ``docs/**/*.md``, in that order."""
+    candidates = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    return [path for path in candidates
+            if path.is_file() and "<!-- generated:" in path.read_text()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deephash.reporting.readme",
-                                     description="regenerate a Markdown file's tables from "
-                                                 "the reports they name")
-    parser.add_argument("files", nargs="+", type=Path)
+                                     description="regenerate the tables of Markdown files "
+                                                 "from the reports they name")
+    parser.add_argument("files", nargs="*", type=Path,
+                        help="Markdown files (default: README.md and docs/**/*.md of the "
+                             "current folder that hold a generated block)")
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if a block is not what its source gives")
     args = parser.parse_args(argv)
+    files = args.files or markdown_files(Path.cwd())
+    if not files:
+        print("no Markdown file with a generated block in README.md or docs/", file=sys.stderr)
+        return 2
     status = 0
-    for path in args.files:
+    for path in files:
         try:
             text, stale = regenerate(path.read_text(), path.parent)
         except (OSError, ConfigError) as exc:

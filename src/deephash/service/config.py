@@ -14,7 +14,7 @@ class ServeConfig:
         "help": "index folder written by deephash index"})
     host: str = field(default="127.0.0.1", metadata={
         "help": "address to bind; the default answers this machine only (put a reverse proxy "
-                "with TLS and authentication in front for anything else, see README)"})
+                "with TLS and authentication in front for anything else, docs/service.md)"})
     port: int = field(default=8000, metadata={"min": 1, "max": 65535, "help": "TCP port"})
     max_upload_bytes: int = field(default=10_000_000, metadata={
         "min": 1, "help": "largest request body and uploaded image file, in bytes (413 above)"})

@@ -15,8 +15,9 @@ PRESETS = tuple(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
 class StudyConfig:
     preset: str = field(default="quick", metadata={
         "choices": PRESETS, "help": "the shipped study to run (quick: a first look in "
-                                    "minutes; full: the README's study; methods: the hashing "
-                                    "methods side by side, methods-quick its first look)"})
+                                    "minutes; full: the study of docs/study.md; methods: "
+                                    "the hashing methods side by side, methods-quick its "
+                                    "first look)"})
     file: str | None = field(default=None, metadata={
         "help": "a study YAML of your own instead of a preset (see the presets: title, base "
                 "settings for every stage, stages with name, command, options)"})
