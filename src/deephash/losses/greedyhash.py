@@ -1,4 +1,4 @@
-"""GreedyHash (Su, Zhang, Zhou & Tian, "Greedy Hash: Towards Fast Optimization for Accurate
+"""GreedyHash (Su, Zhang, Han & Tian, "Greedy Hash: Towards Fast Optimization for Accurate
 Hash Coding in CNN", NeurIPS 2018).
 
 The hash layer takes the sign of the network's output h in the forward pass, b = sgn(h),
