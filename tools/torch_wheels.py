@@ -100,7 +100,7 @@ def installed_build(venv: Path) -> str | None:
 
 
 def pip_options(choice: str, index: str, forced: bool,
-                reach: Callable[[str], str | None] = probe) -> tuple[str, list[str]]:
+                reach: Callable[[str], str | None] | None = None) -> tuple[str, list[str]]:
     """(the wheels to install, pip's options for them): the CPU index as an extra index.
 
     An extra index, so that everything else still comes from PyPI (or the user's pip
@@ -110,7 +110,7 @@ def pip_options(choice: str, index: str, forced: bool,
     """
     if choice != "cpu":
         return "default", []
-    reason = reach(index)
+    reason = (reach or probe)(index)
     if reason is None:
         return "cpu", ["--extra-index-url", index]
     if forced:
