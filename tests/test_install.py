@@ -213,3 +213,12 @@ def test_script_cli(tmp_path) -> None:
     forced = _script("prepare", "cpu", str(tmp_path / "venv"), DEEPHASH_TORCH="cpu",
                      DEEPHASH_TORCH_INDEX=closed_port_url())
     assert forced.returncode == 2 and forced.stderr.startswith("run: DEEPHASH_TORCH=cpu, but")
+
+
+def test_docs_show_the_settings_the_index_and_the_fallback_line_as_they_are(capsys) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "install.md").read_text()
+    tw.pip_options("cpu", tw.CPU_INDEX, False, lambda _: "[Errno -2] Name or service not known")
+    assert "\n  " + capsys.readouterr().err in page  # the line, as docs/install.md quotes it
+    assert "| `DEEPHASH_TORCH` | `auto` (default), `cpu`, `default` |" in page
+    assert tw.SETTINGS == ("auto", "cpu", "default")
+    assert "| `DEEPHASH_TORCH_INDEX` |" in page and f"`{tw.CPU_INDEX}`" in page
