@@ -128,7 +128,8 @@ def prepare(choice: str, venv: Path, env: dict[str, str]) -> list[str]:
     forced = env.get(SETTING_VAR, "auto") == "cpu"
     wheels, options = pip_options(choice, env.get(INDEX_VAR, CPU_INDEX), forced)
     installed = installed_build(venv)
-    # A failed CPU index keeps a CPU build that is there: 6.5 GB of CUDA wheels are no cure.
+    # Only for the build that will come: a fallback (CPU index down) removes nothing, neither
+    # a CPU build already there (6.5 GB of CUDA wheels are no cure) nor a CUDA one.
     if installed is not None and installed != wheels and (wheels == "cpu" or choice == "default"):
         print(f"run: replacing the {installed} build of torch and torchvision in {venv} by the "
               f"{wheels} build", file=sys.stderr)
