@@ -185,5 +185,6 @@ def test_torchrun_refuses_what_it_cannot_share(folder: Path, tmp_path: Path) -> 
     assert done.returncode != 0
     assert "cannot be shared by 2 processes" in done.stderr
     assert not (tmp_path / "odd").exists()
-    done = torchrun("baseline", *common[:6], "--out", str(tmp_path / "b"))
-    assert done.returncode != 0 and "runs in one process" in done.stderr
+    done = torchrun("search", str(tmp_path / "query.png"), "--index", str(tmp_path / "i"))
+    assert done.returncode != 0 and "search runs in one process" in done.stderr
+    assert "only train, hash, index, baseline do" in done.stderr
