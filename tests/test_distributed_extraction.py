@@ -63,7 +63,8 @@ def test_the_shard_grid_ignores_the_process_count_and_names_row_ranges() -> None
 
 
 def test_shard_size_and_thread_settings() -> None:
-    assert shard_size_setting({}) == 4096 and shard_size_setting({"DEEPHASH_SHARD_SIZE": "16"}) == 16
+    assert shard_size_setting({}) == 4096
+    assert shard_size_setting({"DEEPHASH_SHARD_SIZE": "16"}) == 16
     for bad in ("0", "-3", "many", "1.5"):
         with pytest.raises(ConfigError, match="DEEPHASH_SHARD_SIZE"):
             shard_size_setting({"DEEPHASH_SHARD_SIZE": bad})
@@ -214,9 +215,10 @@ def test_two_processes_index_as_one_byte_for_byte(
 def test_a_failed_rank_resumes_to_one_process_baseline(
         model: tuple[Path, Path], tmp_path: Path, settings: None) -> None:
     """``baseline`` on 2 ranks where rank 1 cannot write its third shard (a folder stands
-    where the file goes): the run fails, keeping the finished shards (rank 1's first two at
-    least); the rerun (``--overwrite``: the failed run left its run folder) reuses every one of them, computes the rest and ends with one
-    process's features, byte for byte, and the same figures."""
+    where the file goes): the run fails, keeping the finished shards (rank 1's first two
+    at least). The rerun (``--overwrite``: the failed run left its run folder) reuses
+    every one of them, computes the rest and ends with one process's features, byte for
+    byte, and the same figures."""
     data = model[0]
 
     def baseline(name: str) -> list[str]:
