@@ -1,7 +1,8 @@
-"""Training on several processes with PyTorch DDP, as ``torchrun`` starts them.
+"""Training and extraction on several processes, as ``torchrun`` starts them (DDP).
 
-``torchrun --nproc-per-node N --no-python deephash train ...`` (or ``hash``) runs N copies
-of the command; :func:`init_from_environment` joins them into one process group (NCCL on
+``torchrun --nproc-per-node N --no-python deephash train ...`` (or ``hash``, ``index``,
+``baseline``: the last two share only their feature extraction) runs N copies of the
+command; :func:`init_from_environment` joins them into one process group (NCCL on
 CUDA, one GPU per process; gloo on the CPU). What the copies share:
 
 - **Batches.** Every rank draws the same global P x K batch from the same seeded sampler;
