@@ -125,10 +125,11 @@ def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_result(tmp_path: Pat
 
 
 def test_ranks_share_the_feature_cache_shards(tmp_path: Path) -> None:
-    """Shard i of a cache entry is computed by rank i mod 2 alone; rank 0 joins them and
-    every rank reads the whole entry."""
+    """The 3 shards of a 10-row cache entry go to the 2 ranks in contiguous blocks (rank 0
+    the first two, rank 1 the last), each computed once; rank 0 joins them and every rank
+    reads the whole entry."""
     shares = launch("cache", tmp_path / "out")
-    assert [r["computed"] for r in shares] == [[[0, 1, 2, 3], [8, 9]], [[4, 5, 6, 7]]]
+    assert [r["computed"] for r in shares] == [[[0, 1, 2, 3], [4, 5, 6, 7]], [[8, 9]]]
     for result in shares:
         np.testing.assert_array_equal(result["features"][:, 0], np.arange(10))
         assert not result["shards_left"]
@@ -184,5 +185,6 @@ def test_torchrun_refuses_what_it_cannot_share(folder: Path, tmp_path: Path) -> 
     assert done.returncode != 0
     assert "cannot be shared by 2 processes" in done.stderr
     assert not (tmp_path / "odd").exists()
-    done = torchrun("baseline", *common[:6], "--out", str(tmp_path / "b"))
-    assert done.returncode != 0 and "runs in one process" in done.stderr
+    done = torchrun("search", str(tmp_path / "query.png"), "--index", str(tmp_path / "i"))
+    assert done.returncode != 0 and "search runs in one process" in done.stderr
+    assert "only train, hash, index, baseline do" in done.stderr

@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: the commands that run as several processes under torchrun (deephash.distributed)
-DISTRIBUTED_COMMANDS = ("train", "hash")
+#: the commands that run as several processes under torchrun (deephash.distributed); index
+#: and baseline share their feature extraction only (docs/scale-extraction.md)
+DISTRIBUTED_COMMANDS = ("train", "hash", "index", "baseline")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                     else logging.NOTSET)
     if world not in ("1", "") and args.command not in DISTRIBUTED_COMMANDS:
         print(f"deephash: error: {args.command} runs in one process; under torchrun (WORLD_SIZE "
-              f"{world}) only {' and '.join(DISTRIBUTED_COMMANDS)} do", file=sys.stderr)
+              f"{world}) only {', '.join(DISTRIBUTED_COMMANDS)} do", file=sys.stderr)
         return 2
     try:
         return int(args.handler(args))

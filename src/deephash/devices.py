@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import torch
 
 from deephash.errors import ConfigError
+from deephash.threads import core_share
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,7 +33,8 @@ MAX_GPU_WORKERS = 8
 def decoding_workers(requested: int | None, device: torch.device) -> int:
     """DataLoader worker processes that decode images for a model on ``device``:
     ``requested`` when given, else none for a model on the CPU and one per spare core (at
-    most :data:`MAX_GPU_WORKERS`) for one on a GPU.
+    most :data:`MAX_GPU_WORKERS`) for one on a GPU; under torchrun, one per spare core of
+    this process's share of the machine (:func:`deephash.threads.core_share`).
 
     A model on the CPU keeps every core busy (OpenVINO and PyTorch both run on all of
     them); decoding processes only compete with it, and a parallel forward pass waits for
@@ -44,7 +46,7 @@ def decoding_workers(requested: int | None, device: torch.device) -> int:
         return requested
     if device.type == "cpu":
         return 0
-    return max(1, min(MAX_GPU_WORKERS, (os.cpu_count() or 2) - 1))
+    return max(1, min(MAX_GPU_WORKERS, core_share(os.cpu_count() or 2) - 1))
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
-"""Training on several processes with PyTorch DDP, as ``torchrun`` starts them.
+"""Training and extraction on several processes, as ``torchrun`` starts them (DDP).
 
-``torchrun --nproc-per-node N --no-python deephash train ...`` (or ``hash``) runs N copies
-of the command; :func:`init_from_environment` joins them into one process group (NCCL on
+``torchrun --nproc-per-node N --no-python deephash train ...`` (or ``hash``, ``index``,
+``baseline``: the last two share only their feature extraction) runs N copies of the
+command; :func:`init_from_environment` joins them into one process group (NCCL on
 CUDA, one GPU per process; gloo on the CPU). What the copies share:
 
 - **Batches.** Every rank draws the same global P x K batch from the same seeded sampler;
@@ -17,8 +18,12 @@ CUDA, one GPU per process; gloo on the CPU). What the copies share:
 - **BatchNorm** of the embedding head normalises with the global batch's statistics
   (:class:`GlobalBatchNorm1d`; torch's SyncBatchNorm runs on GPUs only); the backbone's
   BatchNorm keeps its ImageNet statistics in every mode.
-- **Writing.** Rank 0 alone writes run folders, checkpoints, metrics and reports; the
-  feature cache's shards are split between the ranks (shard ``i`` by rank ``i mod W``).
+- **Writing.** Rank 0 alone writes run folders, checkpoints, metrics, reports and index
+  folders; the feature cache's shards are split between the ranks in contiguous blocks
+  (:meth:`Ranks.block`, :mod:`deephash.features.shards`), each rank writing its own, and
+  rank 0 joins them (``index`` and ``baseline`` share only this extraction).
+- **Threads.** On the CPU the N processes of a machine share its cores
+  (:mod:`deephash.threads`, applied by :func:`init_from_environment`).
 
 One process (no ``WORLD_SIZE`` above 1) is the W = 1 case of all of the above, with no
 process group and no cost.
@@ -39,6 +44,7 @@ import torch.distributed as dist
 from torch import nn
 
 from deephash.errors import ConfigError
+from deephash.threads import apply_thread_rule
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,14 @@ class Ranks:
         """Whether this rank computes work item ``number`` (of a sequence split by turns)."""
         return number % self.world == self.rank
 
+    def block(self, n: int) -> range:
+        """This rank's contiguous share of ``n`` work items: the W blocks are in rank order
+        and differ by at most one item (the first ``n mod W`` ranks take one more); ranks
+        beyond ``n`` get an empty range."""
+        size, extra = divmod(n, self.world)
+        start = self.rank * size + min(self.rank, extra)
+        return range(start, start + size + (self.rank < extra))
+
 
 #: a process on its own
 ONE_PROCESS = Ranks()
@@ -94,7 +108,9 @@ def environment_world_size() -> int:
 def init_from_environment(device: torch.device) -> torch.device:
     """Join torchrun's process group when it started several processes; returns the
     device this process trains on (``cuda:LOCAL_RANK`` on CUDA). A no-op for one process
-    or when the group exists."""
+    or when the group exists. Sets the process's torch threads
+    (:func:`deephash.threads.apply_thread_rule`) in every case."""
+    apply_thread_rule()
     if environment_world_size() <= 1 or (dist.is_available() and dist.is_initialized()):
         return _local_device(device)
     if not dist.is_available():

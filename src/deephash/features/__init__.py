@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,14 @@ from deephash.backbones import Backbone
 from deephash.data import ImageDataset
 from deephash.data.augment import augmented_number
 from deephash.data.transforms import TransformSpec
+from deephash.distributed import ranks
 from deephash.errors import ConfigError
 from deephash.features.cache import FeatureCache, FeatureKey
 from deephash.features.extract import PixelImages, extract_features, extract_views
 from deephash.progress import progress_bar
 from deephash.runtimes import Runtime, build_runtime
+
+log = logging.getLogger(__name__)
 
 
 def transform_spec(backbone: Backbone, image_size: int, view: str = "identity") -> TransformSpec:
@@ -60,7 +64,7 @@ def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec
                   subset: np.ndarray | None = None,
                   runtime: str = "torch", precision: str = "fp32", batch_size: int = 128,
                   num_workers: int | None = None, device: torch.device | None = None,
-                  shard_size: int = 4096) -> dict[str, np.ndarray]:
+                  shard_size: int | None = None) -> dict[str, np.ndarray]:
     """``{view: (len(dataset), D) float32}`` features of every pool image (or ``(len(subset),
     D)`` of the pool indices ``subset``, in its order), cached when possible; ``spec``'s own
     view is replaced by each of ``views`` in turn (``identity``, ``hflip``, ``aug<k>``).
@@ -70,7 +74,9 @@ def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec
     (and its export read from, or written to, ``cache_dir``) only when something is
     missing from the cache. Cached features come back memory-mapped and read-only.
     Random-weight backbones and ``cache_dir=None`` bypass the cache. An interrupted
-    extraction keeps its finished shards of ``shard_size`` images and resumes from them.
+    extraction keeps its finished shards of ``shard_size`` images (``None``:
+    ``DEEPHASH_SHARD_SIZE`` or 4096) and resumes from them. Under torchrun the ranks share
+    the shards and every rank gets the whole matrix (:mod:`deephash.features.cache`).
     The cache key's data fingerprint is remembered where the data set was opened to
     remember it: ``open_dataset(..., fingerprint_memo=memo_location(cache_dir))`` keeps
     everything under ``cache_dir``.
@@ -93,6 +99,10 @@ def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec
 
     try:
         if cache_dir is None or backbone.weights_id is None:
+            if ranks().world > 1 and ranks().main:
+                log.warning("without a feature cache (--no-cache, or random weights) the %d "
+                            "processes cannot share the extraction: each computes every "
+                            "image", ranks().world)
             return compute(np.arange(len(pool)), tuple(views))
         keys = {view: feature_key(backbone, dataset, dataclasses.replace(spec, view=view),
                                   precision, subset) for view in views}
@@ -105,7 +115,8 @@ def compute_views(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec
 def compute_features(dataset: ImageDataset, backbone: Backbone, spec: TransformSpec, *,
                      cache_dir: Path | None, runtime: str = "torch", precision: str = "fp32",
                      batch_size: int = 128, num_workers: int | None = None,
-                     device: torch.device | None = None, shard_size: int = 4096) -> np.ndarray:
+                     device: torch.device | None = None,
+                     shard_size: int | None = None) -> np.ndarray:
     """``(len(dataset), D)`` float32 features of every pool image in ``spec``'s view,
     cached when possible: :func:`compute_views` of that one view."""
     return compute_views(dataset, backbone, spec, (spec.view,), cache_dir=cache_dir,

@@ -3,13 +3,18 @@
 An entry is a folder ``<root>/features/<digest>/`` holding ``key.json`` (the full key)
 and ``features.npy`` (``(N, D)`` float32, one row per pool index). ``features.npy`` is
 written atomically and last, so an interrupted run never leaves an entry that reads as
-valid. While an entry is being computed, finished shards of ``shard_size`` images sit in
-``shards/``; a rerun resumes from them and deletes them once ``features.npy`` exists.
-Several views of the same images (:meth:`FeatureCache.get_or_compute_views`) are computed
-together, shard by shard, each into its own entry. Under torchrun the ranks share the
-shards (shard ``i`` by rank ``i mod W``, :mod:`deephash.distributed`) and rank 0 joins
-them, so ``--cache-dir`` must be a folder every rank sees. Entries are read memory-mapped and
-read-only: a 60,000 x 1280 pool costs no copy until rows are used.
+valid. While an entry is being computed, finished shards of ``shard_size`` images
+(``rows-000000-004096.npy``, ...: :mod:`deephash.features.shards`) sit in ``shards/``,
+each written atomically; a rerun resumes from them (computing only the missing ones) and
+deletes them once ``features.npy`` exists. Several views of the same images
+(:meth:`FeatureCache.get_or_compute_views`) are computed together, shard by shard, each
+into its own entry. Under torchrun each rank computes a contiguous block of the shards,
+rank 0 reports the whole pool's progress as the others' shards appear, and once all are
+written (a barrier) joins them in row order, streaming one shard at a time; so
+``--cache-dir`` must be a folder every rank sees (a shared file system across machines).
+A rerun after a killed rank or machine reuses every finished shard, whichever rank wrote
+it. Entries are read memory-mapped and read-only: a 60,000 x 1280 pool costs no copy until
+rows are used.
 
 What is *not* in the key: the device and the runtime that computed the features. The
 cache promises that its content does not depend on them: float32 features of PyTorch on
@@ -26,16 +31,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from deephash.distributed import barrier, ranks
-from deephash.fileio import save_json, save_npy
+from deephash.features.shards import ShardPlan, await_others, shard_size_setting
+from deephash.fileio import atomic_write, save_json, save_npy
+
+log = logging.getLogger(__name__)
 
 #: Bump when a code change alters extracted features, so old entries stop matching.
 FEATURE_FORMAT_VERSION = 1
@@ -72,9 +81,9 @@ ComputeViews = Callable[[np.ndarray, tuple[str, ...]], Mapping[str, np.ndarray]]
 class FeatureCache:
     """Get-or-compute feature matrices under a cache root."""
 
-    def __init__(self, root: Path, shard_size: int = 4096) -> None:
+    def __init__(self, root: Path, shard_size: int | None = None) -> None:
         self.root = Path(root)
-        self.shard_size = shard_size
+        self.shard_size = shard_size_setting() if shard_size is None else shard_size
 
     def entry(self, key: FeatureKey) -> Path:
         return self.root / "features" / key.digest()
@@ -112,8 +121,8 @@ class FeatureCache:
         Shard by shard, ``compute(indices, views)`` is asked for the views whose shard is
         missing, all at once (one decode of the images serves them all); each view is
         stored in its own entry. ``on_resume(n)`` is told of ``n`` rows found (in shards
-        or whole entries) instead of computed. Across ranks, each computes its turns of the
-        shards; every rank must call.
+        or whole entries) instead of computed by this process (on rank 0: by another rank
+        too). Across ranks, each computes its block of the shards; every rank must call.
         """
         found = {view: self.load(key) for view, key in keys.items()}
         out = {view: rows for view, rows in found.items() if rows is not None}
@@ -129,44 +138,35 @@ class FeatureCache:
         for key in missing.values():
             (self.entry(key) / "shards").mkdir(parents=True, exist_ok=True)
             save_json(self.entry(key) / "key.json", key.as_dict())
-        group = ranks()
-        starts = range(0, first.n_images, self.shard_size)
-        parts: dict[str, dict[int, np.ndarray]] = {view: {} for view in missing}
-        for number, start in enumerate(starts):
-            if not group.owns(number):
-                continue
-            indices = np.arange(start, min(start + self.shard_size, first.n_images))
-            paths = {view: self._shard_path(key, number) for view, key in missing.items()}
-            shard = {view: self._load_shard(path, len(indices), first.dim)
-                     for view, path in paths.items()}
-            todo = tuple(view for view, rows in shard.items() if rows is None)
-            if on_resume is not None and len(todo) < len(shard):
-                on_resume(len(indices) * (len(shard) - len(todo)))
-            computed = compute(indices, todo) if todo else {}
-            for view in missing:
-                rows = shard[view]
-                if rows is None:
-                    rows = np.ascontiguousarray(computed[view], dtype=np.float32)
-                    if rows.shape != (len(indices), first.dim):
-                        raise ValueError(f"computed {rows.shape} features for {len(indices)} "
-                                         f"images of dimension {first.dim}")
-                    save_npy(paths[view], rows)
-                parts[view][number] = rows
+        group, plan = ranks(), ShardPlan(first.n_images, self.shard_size)
+        mine = plan.numbers(group)
+
+        def finished(number: int) -> bool:
+            return all(self._shard_path(key, plan.ranges[number]).is_file()
+                       for key in missing.values())
+
+        def report(rows: range) -> None:
+            if on_resume is not None:
+                on_resume(len(rows) * len(missing))
+
+        earlier: set[int] = set()
+        if group.main:
+            earlier = {number for number in range(len(plan.ranges)) if finished(number)}
+            if earlier:
+                log.info("feature cache: %d of %d shards finished by an earlier run are "
+                         "reused; computing the other %d", len(earlier), len(plan.ranges),
+                         len(plan.ranges) - len(earlier))
+            for number in earlier - set(mine):
+                report(plan.ranges[number])
+        barrier()  # rank 0 has seen what an earlier run left before anyone adds to it
+        for number in mine:
+            self._compute_shard(missing, plan.ranges[number], first.dim, compute, on_resume)
+        if group.main and group.world > 1:  # the whole pool's progress, as shards appear
+            await_others(plan, set(mine) | earlier, finished, report)
         barrier()  # every rank's shards are written
-        for view, key in missing.items() if group.main else ():
-            rows_of = [parts[view].get(number) for number in range(len(starts))]
-            for number, start in enumerate(starts):
-                if rows_of[number] is None:  # another rank's
-                    rows_of[number] = self._load_shard(
-                        self._shard_path(key, number),
-                        min(self.shard_size, first.n_images - start), first.dim)
-            if any(rows is None for rows in rows_of):
-                raise OSError(f"feature cache {self.entry(key)}: another process's shard is "
-                              "missing; give every rank the same --cache-dir")
-            features = (np.concatenate(rows_of) if rows_of  # type: ignore[arg-type]
-                        else np.empty((0, key.dim), np.float32))
-            save_npy(self.entry(key) / "features.npy", features)
-            shutil.rmtree(self.entry(key) / "shards", ignore_errors=True)
+        if group.main:
+            for key in missing.values():
+                self._assemble(key, plan)
         barrier()  # rank 0 has joined them
         for view, key in missing.items():
             loaded = self.load(key)
@@ -176,8 +176,50 @@ class FeatureCache:
             out[view] = loaded
         return {view: out[view] for view in keys}
 
-    def _shard_path(self, key: FeatureKey, number: int) -> Path:
-        return self.entry(key) / "shards" / f"{number:05d}.npy"
+    def _compute_shard(self, missing: Mapping[str, FeatureKey], rows: range, dim: int,
+                       compute: ComputeViews,
+                       on_resume: Callable[[int], object] | None) -> None:
+        """The shard of ``rows`` of every view in ``missing``: the views whose shard file
+        is absent or damaged are computed together and written atomically."""
+        paths = {view: self._shard_path(key, rows) for view, key in missing.items()}
+        found = {view: self._load_shard(path, len(rows), dim) is not None
+                 for view, path in paths.items()}
+        todo = tuple(view for view, ok in found.items() if not ok)
+        if on_resume is not None and len(todo) < len(found):
+            on_resume(len(rows) * (len(found) - len(todo)))
+        if not todo:
+            return
+        computed = compute(np.arange(rows.start, rows.stop), todo)
+        for view in todo:
+            values = np.ascontiguousarray(computed[view], dtype=np.float32)
+            if values.shape != (len(rows), dim):
+                raise ValueError(f"computed {values.shape} features for {len(rows)} images "
+                                 f"of dimension {dim}")
+            save_npy(paths[view], values)
+
+    def _assemble(self, key: FeatureKey, plan: ShardPlan) -> None:
+        """Join the entry's shards, in row order, into ``features.npy`` (streamed, so
+        memory holds one shard at a time; written atomically), then delete them."""
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                  "fortran_order": False, "shape": (key.n_images, key.dim)}
+        shards = [self._shard_path(key, rows) for rows in plan.ranges]
+
+        def write(handle: IO[bytes]) -> None:
+            np.lib.format.write_array_header_1_0(handle, header)
+            for path, rows in zip(shards, plan.ranges, strict=True):
+                values = self._load_shard(path, len(rows), key.dim)
+                if values is None:
+                    raise OSError(f"feature cache {self.entry(key)}: shard {path.name} of "
+                                  "another process is missing or damaged; give every rank "
+                                  "the same --cache-dir and run again (finished shards are "
+                                  "kept)")
+                handle.write(values.tobytes())
+
+        atomic_write(self.entry(key) / "features.npy", write)
+        shutil.rmtree(self.entry(key) / "shards", ignore_errors=True)
+
+    def _shard_path(self, key: FeatureKey, rows: range) -> Path:
+        return self.entry(key) / "shards" / ShardPlan.name(rows)
 
     @staticmethod
     def _load_shard(path: Path, n: int, dim: int) -> np.ndarray | None:

@@ -45,7 +45,7 @@ def outputs_of_features(model: EmbeddingModel, features: Sequence[np.ndarray]) -
     inputs = FeatureInputs(features[0], features[1] if len(features) > 1 else None, seed=0,
                            augment=False)
     return embed(model, inputs, np.arange(len(features[0])), torch.device("cpu"),
-                 test_time_flip=len(features) > 1)
+                 test_time_flip=len(features) > 1, across_ranks=False)  # rank 0 alone
 
 
 def vectors_of_outputs(outputs: np.ndarray, codes: bool) -> np.ndarray:

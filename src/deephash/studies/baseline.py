@@ -1,7 +1,8 @@
 """The baseline study: frozen pretrained features, measured on a protocol.
 
 ``run_baseline`` opens the data set, writes the seeded splits, extracts (or reads cached)
-backbone features of every pool image, and evaluates them: validation queries against
+backbone features of every pool image (shared between the processes under torchrun:
+:mod:`deephash.features.cache`), and evaluates them: validation queries against
 the training part (for later model selection) and the test protocol (query against
 database), with kNN accuracy, mAP, precision@k, a PR curve and a t-SNE map.
 """
@@ -13,6 +14,7 @@ import time
 from typing import Any
 
 from deephash.devices import resolve_device
+from deephash.distributed import init_from_environment, ranks
 from deephash.pipeline.cache import cache_location
 from deephash.pipeline.config import BaselineConfig
 from deephash.pipeline.features import load_features
@@ -30,18 +32,21 @@ __all__ = ["cache_location", "load_features", "open_protocol", "run_baseline"]
 def run_baseline(config: BaselineConfig) -> dict[str, Any]:
     """Run the study into ``config.out``; returns the metrics written to ``metrics.json``."""
     validate(config)
+    device = init_from_environment(resolve_device(config.extraction.device))  # torchrun
     folder = open_run(config.out, config, overwrite=config.overwrite)
     dataset, splits = open_protocol(config)
-    device = resolve_device(config.extraction.device)
     folder.details.update(skipped_run_details(dataset))
     with folder:
         run = folder.path
         folder.device = str(device)
-        write_splits(run, splits, dataset)
+        if ranks().main:
+            write_splits(run, splits, dataset)
         log.info("%s: %d images, %d classes; protocol %s: %s", dataset.name, len(dataset),
                  len(dataset.classes), splits.protocol, splits.sizes())
         start = time.perf_counter()
         features = load_features(config, dataset, device)["identity"]
+        if not ranks().main:  # torchrun: the ranks shared the extraction; rank 0 evaluates
+            return {}
         folder.seconds["features"] = time.perf_counter() - start
         val = validation_report(features, dataset.labels, splits, config.evaluation)
         folder.seconds["validation"] = time.perf_counter() - start - folder.seconds["features"]

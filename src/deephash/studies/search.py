@@ -44,6 +44,7 @@ from deephash.data import open_dataset
 from deephash.data.dataset import ImageDataset
 from deephash.data.fingerprint import memo_location
 from deephash.devices import resolve_device
+from deephash.distributed import init_from_environment, ranks
 from deephash.errors import ConfigError, DataError
 from deephash.features import compute_views, transform_spec
 from deephash.index import create_index
@@ -77,8 +78,11 @@ __all__ = ["IndexConfig", "SearchConfig", "build_index", "feature_backbone", "se
 def build_index(config: IndexConfig, dataset: ImageDataset | None = None) -> dict[str, Any]:
     """Embed every image of ``data_dir`` (or of ``dataset``, already opened) with the
     checkpoint and index the results into ``out`` (:mod:`deephash.studies.index_folder`:
-    when it may be replaced, and how it is written atomically)."""
+    when it may be replaced, and how it is written atomically). Under torchrun the ranks
+    share the extraction (:mod:`deephash.features.cache`) and rank 0 alone builds and
+    writes the index (the other ranks return ``{}``)."""
     validate(config)  # --checkpoint given and a file; --out may receive an index
+    device = init_from_environment(resolve_device(config.device))  # torchrun: share extraction
     train_config, model = load_model(Path(config.checkpoint))
     if train_config.training.mode == "finetune":
         raise ConfigError("indexing supports frozen and partial models (cached features or "
@@ -95,7 +99,9 @@ def build_index(config: IndexConfig, dataset: ImageDataset | None = None) -> dic
     spec = transform_spec(backbone, train_config.backbone.image_size)
     views = compute_views(dataset, backbone, spec, views_of(train_config), cache_dir=cache,
                           runtime="auto", precision=train_config.extraction.precision,
-                          device=resolve_device(config.device))
+                          device=device)
+    if not ranks().main:  # torchrun: the others shared the extraction; rank 0 indexes
+        return {}
     features = [views[view] for view in views_of(train_config)]
     codes = train_config.training.codes
     outputs = outputs_of_features(model, features)

@@ -27,15 +27,19 @@ VALIDATION_SPEC = EvaluationSpec(knn_k=(10,), map_cutoffs=(), precision_k=())
 
 @torch.no_grad()
 def embed(model: EmbeddingModel, inputs: Inputs, indices: np.ndarray, device: torch.device,
-          batch_size: int = 1024, test_time_flip: bool = False) -> np.ndarray:
+          batch_size: int = 1024, test_time_flip: bool = False,
+          across_ranks: bool = True) -> np.ndarray:
     """``(len(indices), embedding_dim)`` float32 embeddings in eval mode.
 
     ``test_time_flip``: the mean of each image's embedding and its mirror image's (for codes,
     the mean of the relaxed outputs, binarised afterwards). Across ranks, each embeds its
-    share of ``indices`` and every rank gets them all (every rank must call).
+    share of ``indices`` and every rank gets them all (every rank must call);
+    ``across_ranks=False``: this process embeds them all, alone.
     """
-    group = ranks()
-    mine = _embed_local(model, inputs, group.take(indices), device, batch_size, test_time_flip)
+    if not across_ranks:
+        return _embed_local(model, inputs, indices, device, batch_size, test_time_flip)
+    mine = _embed_local(model, inputs, ranks().take(indices), device, batch_size,
+                        test_time_flip)
     return gather_rows(mine, len(indices))
 
 
