@@ -1,16 +1,23 @@
-"""Writing an index folder's generations, atomically: a crash leaves the old state loadable.
+"""Writing an index folder: appends in O(batch), generations atomically; a crash loses at
+most the write under way, never what was committed before.
 
-Generation ``g`` writes, each file under a temporary name, fsynced and renamed into place
-(:func:`deephash.fileio.atomic_write`): the uploaded images (``added/<id>.<ext>``), the
-whole index (``index-<g>.npz``), items (``items-<g>.npz``) and, where the folder keeps
-them, the continuous outputs (``outputs-<g>.npz``), their SHA-256 going into
-``index.json`` (:func:`write_generation`; generation 0, a fresh ``deephash index``, names
-them ``index.npz`` and ``items.npz``). Nothing reads those yet; the one switch is rewriting
+An add (:func:`append_images`) saves the uploaded images (``added/<id>.<ext>``), then
+writes only its own rows as the next append segment ``append-<g>-<seq>.npz``
+(:mod:`deephash.service.segments`): temporary name, fsync, rename (the commit point), fsync
+of the folder. A crash before the rename leaves a temporary file no reader lists; a failed
+fsync after it removes the segment again, so the server and the disk agree.
+
+A generation ``g`` (:func:`write_generation`: a fresh ``deephash index``, ``--overwrite``,
+or :func:`compact` folding a state's base and segments together) writes, each file under a
+temporary name, fsynced and renamed into place: the whole index (``index-<g>.npz``), items
+(``items-<g>.npz``) and, where the folder keeps them, the continuous outputs
+(``outputs-<g>.npz``), their SHA-256 going into ``index.json`` (generation 0 names them
+``index.npz`` and ``items.npz``). Nothing reads those yet; the one switch is rewriting
 ``index.json`` to name them, again a rename. A crash before it leaves ``index.json`` naming
-generation ``g - 1``, whose files are untouched; after it, the new generation is complete
-on disk. Files older than the previous generation are then removed (a reader that opened
-``index.json`` just before the switch still finds its files). Adds are serialised by a lock
-file, and refused when another process added first.
+generation ``g - 1``, whose base and segments are untouched; after it, the new generation is
+complete on disk. Files and segments older than the previous generation are then removed (a
+reader that opened ``index.json`` just before the switch still finds its files). Writes are
+serialised by a lock file, and refused when another process appended or compacted first.
 """
 
 from __future__ import annotations
