@@ -47,15 +47,12 @@ from deephash.service.errors import ApiError
 from deephash.service.folder import check_fits, checkpoint_path, item_root, locate, read_info
 from deephash.service.rwlock import RWLock
 from deephash.service.state import IndexState, grown, load_state
-from deephash.service.store import ADDED, append_images, compact, due
+from deephash.service.store import ADDED, COMPACTION, append_images, compact, due
 from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
 
 Hit = dict[str, Any]
 log = logging.getLogger(__name__)
-
-#: compact after this many appended items or bytes (``serve --compact-items/--compact-bytes``)
-COMPACTION = (10_000, 256 * 2**20)
 
 
 def _row(labels: LabelSet | None, q: int) -> LabelSet | None:

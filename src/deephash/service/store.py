@@ -42,6 +42,9 @@ from deephash.service.outputs import save_outputs
 from deephash.service.segments import Segment, save_segment, segment_files, segment_name
 from deephash.service.state import IndexState, grown
 
+#: compact after this many appended items or bytes (``serve --compact-items/--compact-bytes``)
+COMPACTION = (10_000, 256 * 2**20)
+
 
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
@@ -61,13 +64,14 @@ def folder_lock(folder: Path) -> Iterator[None]:
 
 
 def append_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes, str]],
-                  labels: Sequence[int], classes: tuple[str, ...],
+                  labels: Sequence[int] | LabelSet, classes: tuple[str, ...],
                   outputs: np.ndarray | None = None) -> tuple[Segment, int]:
     """Persist ``images`` (encoded bytes, file extension) with their ``(n, W)`` ``vectors``
     (and ``(n, K)`` continuous ``outputs``, where the folder keeps them) as the folder's next
     append segment, each labelled with the class ids ``labels`` (empty: none) under
-    ``classes``; return the segment and its size in bytes. Writes O(n) bytes, whatever the
-    folder holds; ``state`` is not changed (:func:`deephash.service.state.grown` is)."""
+    ``classes``, or each with its own row of ``labels`` (a ``LabelSet`` over ``classes``);
+    return the segment and its size in bytes. Writes O(n) bytes, whatever the folder holds;
+    ``state`` is not changed (:func:`deephash.service.state.grown` is)."""
     if state.outputs is not None and (outputs is None or len(outputs) != len(images)):
         raise ValueError("the folder keeps continuous outputs: give one per added image")
     folder = state.folder
@@ -81,7 +85,9 @@ def append_images(state: IndexState, vectors: np.ndarray, images: list[tuple[byt
         none = Items(np.array([], dtype=str), LabelSet.from_ids(np.zeros(0, np.int64),
                                                                 len(classes)), classes,
                      np.zeros(0, dtype=bool))
-        segment = Segment(state.size, none.extended(paths, labels, classes),
+        rows = (Items(np.array(paths, dtype=str), labels, classes, np.ones(len(paths), bool))
+                if isinstance(labels, LabelSet) else none.extended(paths, labels, classes))
+        segment = Segment(state.size, rows,
                           np.asarray(vectors),
                           None if state.outputs is None else np.asarray(outputs, np.float16))
         written = folder / segment_name(state.generation, state.segments + 1)
