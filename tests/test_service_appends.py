@@ -296,3 +296,34 @@ def test_searches_keep_answering_during_appends_and_compactions(tmp_path: Path) 
     assert set(seen) <= set(range(100, 161, 5)) and len(set(seen)) > 1
     assert searcher.state.size == 160 and searcher.state.generation == 4  # 4 compactions
     same_state(load_state(folder), searcher.state)
+
+
+def test_the_rwlock_shares_reading_and_excludes_a_writer() -> None:
+    from deephash.service.rwlock import RWLock
+
+    lock, events = RWLock(), []
+    first_reading, writer_waiting = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        writer_waiting.set()
+        with lock.writing():
+            events.append("write")
+
+    with lock.reading():
+        with lock.reading():  # two readers at once
+            first_reading.set()
+        thread = threading.Thread(target=writer)
+        thread.start()
+        writer_waiting.wait()
+        thread.join(0.2)
+        assert thread.is_alive() and events == []  # the writer waits for the reader
+        events.append("read done")
+    thread.join(5)
+    assert events == ["read done", "write"]
+    with lock.writing():
+        reader = threading.Thread(target=lambda: lock.reading().__enter__())
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive()  # a reader waits for the writer
+    reader.join(5)
+    assert not reader.is_alive()
