@@ -26,7 +26,7 @@ from test_service_api import build_tree, cli_rows
 from deephash import fileio
 from deephash.cli import main
 from deephash.service.state import load_state
-from deephash.service.store import add_images
+from deephash.service.store import add_images, compact
 
 QUERY = Path("data") / "test" / "class1" / "03.png"
 
@@ -64,13 +64,15 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def add_one_image(index: Path) -> None:
-    """Add one image to the index as ``POST /items`` does (a copy of item 0's vector)."""
+    """Add one image to the index as ``POST /items`` does (a copy of item 0's vector), then
+    compact it into generation 1."""
     state = load_state(index)
     buffer = io.BytesIO()
     Image.new("RGB", (12, 10), (200, 200, 60)).save(buffer, format="PNG")
     outputs = None if state.outputs is None else state.outputs[:1]
-    add_images(state, state.vectors[:1], [(buffer.getvalue(), "png")], [0], state.items.classes,
-               outputs)
+    added = add_images(state, state.vectors[:1], [(buffer.getvalue(), "png")], [0],
+                       state.items.classes, outputs)
+    compact(added)  # the next generation, as a server compacts its appends
 
 
 # --- what --out may replace ------------------------------------------------------------------

@@ -111,9 +111,8 @@ def _old_state_still_loads(index: Path, capsys: pytest.CaptureFixture[str],
     assert cli_rows(index, query, 48, capsys) == before
 
 
-@pytest.mark.parametrize("crash", ["index written in part", "items written in part",
-                                   "outputs written in part", "before the switch",
-                                   "switch fails"])
+@pytest.mark.parametrize("crash", ["an image written in part", "segment written in part",
+                                   "images not synced", "segment not synced"])
 def test_a_crash_mid_add_leaves_the_old_state(tree: Path, crash: str,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,29 +122,30 @@ def test_a_crash_mid_add_leaves_the_old_state(tree: Path, crash: str,
     searcher = Searcher.open(index)
     client = local_client(create_app(searcher, ServeConfig(index=str(index))))
 
-    def crash_in_part(path: Path, **arrays: Any) -> None:
-        with open(path, "wb") as handle:  # half a file where the new generation goes
-            np.savez(handle, **arrays)
-        with open(path, "r+b") as handle:
-            handle.truncate(path.stat().st_size // 2)
+    def torn(path: Path, data: bytes) -> None:
+        """What a crash mid-write leaves: half the bytes under the temporary name."""
+        (path.parent / f".{path.name}.crash.tmp").write_bytes(data[:len(data) // 2])
         raise OSError(28, "No space left on device")
 
-    def fail(*args: Any, **kwargs: Any) -> None:
-        raise OSError(28, "No space left on device")
+    def torn_npz(path: Path, **arrays: Any) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        torn(path, buffer.getvalue())
 
-    if crash == "index written in part":
-        monkeypatch.setattr("deephash.index.base.save_npz", crash_in_part)
-    elif crash == "items written in part":
-        monkeypatch.setattr("deephash.service.items.save_npz", crash_in_part)
-    elif crash == "outputs written in part":
-        monkeypatch.setattr("deephash.service.outputs.save_npz", crash_in_part)
-    elif crash == "before the switch":
-        monkeypatch.setattr(store, "sync_folder", fail)
+    def sync_fails(folder: Path) -> None:
+        if (folder.name == "added") == (crash == "images not synced"):
+            raise OSError(5, "Input/output error")
+
+    if crash == "an image written in part":
+        monkeypatch.setattr(store, "save_bytes", torn)
+    elif crash == "segment written in part":
+        monkeypatch.setattr("deephash.service.segments.save_npz", torn_npz)
     else:
-        monkeypatch.setattr(store, "save_json", fail)
+        monkeypatch.setattr(store, "sync_folder", sync_fails)
     response = post_items(client, new_images(2), label="class0")
     assert response.status_code == 500 and list(response.json()) == ["error"]
     assert read_info(index).get("generation", 0) == 0
+    assert not list(index.glob("append-*.npz"))  # a torn or unsynced segment is not listed
     assert searcher.state.size == 48  # the live state did not move either
     assert client.get("/info").json()["size"] == 48
     _old_state_still_loads(index, capsys, before, query)
@@ -172,7 +172,7 @@ def test_concurrent_adds_each_get_their_own_ids(tree: Path) -> None:
     ids = sorted(record["id"] for records in added for record in records)
     assert ids == list(range(48, 54))
     fresh = load_state(index)
-    assert fresh.size == 54 and fresh.generation == 6
+    assert fresh.size == 54 and fresh.generation == 0 and fresh.segments == 6
     by_path = {record["path"]: record["id"] for records in added for record in records}
     for path, item in by_path.items():  # each file saved under its own id
         assert (index / path).read_bytes() in files and path == f"added/{item}.png"
@@ -184,10 +184,10 @@ def test_old_generations_are_removed_and_other_writers_are_refused(tree: Path) -
     first, second = Searcher.open(index), Searcher.open(index)
     for data in new_images(3):
         first.add([Image.open(io.BytesIO(data)).convert("RGB")], [(data, "png")], None)
-    names = sorted(p.name for p in index.glob("*.npz"))
-    assert names == ["index-2.npz", "index-3.npz", "items-2.npz", "items-3.npz",
-                     "outputs-2.npz", "outputs-3.npz"]
-    assert read_info(index)["index_file"] == "index-3.npz"
+    names = sorted(p.name for p in index.glob("*.npz"))  # one segment per add, base kept
+    assert names == ["append-0-1.npz", "append-0-2.npz", "append-0-3.npz", "index.npz",
+                     "items.npz", "outputs.npz"]
+    assert read_info(index)["index_file"] == "index.npz"
     data = new_images(1)[0]
     with pytest.raises(ApiError, match="changed on disk since this server loaded it") as info:
         second.add([Image.open(io.BytesIO(data)).convert("RGB")], [(data, "png")], None)
@@ -354,9 +354,13 @@ def test_added_images_append_their_outputs(tree: Path) -> None:
     images = [Image.open(io.BytesIO(data)).convert("RGB") for data in files]
     searcher.add(images, [(data, "png") for data in files], "class1")
     fresh = load_state(index)
-    assert read_info(index)["outputs_file"] == "outputs-1.npz" and fresh.outputs is not None
+    assert read_info(index)["outputs_file"] == "outputs.npz" and fresh.outputs is not None
+    assert np.load(index / "append-0-1.npz")["outputs"].dtype == np.float16  # in the segment
+    store.compact(searcher.state)  # and in the next generation's outputs file
     assert generation_files(read_info(index)) == ["index-1.npz", "items-1.npz",
                                                   "outputs-1.npz"]
+    fresh = load_state(index)
+    assert fresh.outputs is not None and fresh.segments == 0
     assert np.array_equal(fresh.outputs[:48], before)
     assert np.array_equal(fresh.outputs[48:], searcher.outputs(images).astype(np.float16))
     assert np.array_equal(fresh.outputs, searcher.state.outputs)  # type: ignore[arg-type]
@@ -434,7 +438,8 @@ def test_added_images_take_several_labels_or_none(tree: Path) -> None:
     info = client.get("/info").json()
     assert info["multi_label"] is True and info["classes"][-1] == "lemon"
     # items.npz now holds a multi-hot matrix, which a fresh load reads back
-    stored = np.load(index / read_info(index)["items_file"])["labels"]
+    assert np.load(index / "append-0-1.npz")["labels"].shape == (1, 4)  # its row only
+    stored = load_state(index).items.labels.as_array()
     assert stored.dtype == bool and stored.shape == (49, 4)
     assert stored[48].tolist() == [True, False, True, True]
     assert stored[:48].sum(axis=1).tolist() == [1] * 48
@@ -468,7 +473,7 @@ def test_a_single_label_items_file_is_written_and_read_as_before(tree: Path,
     client = client_of(index)
     post_items(client, new_images(1), label="class1")
     post_items(client, new_images(1))
-    after = np.load(index / read_info(index)["items_file"])["labels"]
+    after = load_state(index).items.labels.as_array()
     assert after.dtype == np.int64 and after.tolist()[-2:] == [1, -1]
     assert client.get("/info").json()["multi_label"] is False
 

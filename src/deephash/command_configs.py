@@ -164,6 +164,9 @@ class IndexConfig:
     cache_dir: str | None = field(default=None, metadata={
         "help": "feature cache folder (default $DEEPHASH_CACHE or ~/.cache/deephash)"})
     cache: bool = field(default=True, metadata={"help": "read and write the feature cache"})
+    add: str | None = field(default=None, metadata={
+        "help": "add this folder's images to the index already in --out, as one append "
+                "segment (docs/scale-appends.md); --checkpoint defaults to the index's"})
 
 
 @dataclass

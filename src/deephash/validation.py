@@ -390,6 +390,9 @@ def _(config: ScheduleStudyConfig) -> None:
 @validate.register
 def _(config: IndexConfig) -> None:
     check_fields(config)
+    if config.add is not None:
+        _check_add(config)
+        return
     if not config.checkpoint:
         raise ConfigError("--checkpoint is required (a trained run's best.pt)")
     _existing_file(config.checkpoint, "--checkpoint", "pass a trained run's best.pt")
@@ -403,6 +406,23 @@ def _(config: IndexConfig) -> None:
     _check_cache(config.cache_dir, config.cache)
     _check_device(config.device)
     check_index_out(config)  # a non-empty --out: --overwrite, and only an index folder
+
+
+def _check_add(config: IndexConfig) -> None:
+    """``index --add DIR --out INDEX``: DIR a folder, INDEX an index folder."""
+    if config.overwrite or config.data_dir is not None:
+        raise ConfigError("--add DIR adds DIR's images to the index in --out; drop "
+                          "--overwrite and --data-dir")
+    if not Path(config.add or "").expanduser().is_dir():
+        raise ConfigError(f"--add {config.add} is not a folder; pass a folder of images")
+    if not (Path(config.out).expanduser() / "index.json").is_file():
+        raise ConfigError(f"--out {config.out} holds no index to add to; build one with "
+                          "deephash index --data-dir DIR --out FOLDER first")
+    if config.checkpoint:
+        _existing_file(config.checkpoint, "--checkpoint", "pass the run's best.pt")
+    _check_image_root(config.image_root)
+    _check_cache(config.cache_dir, config.cache)
+    _check_device(config.device)
 
 
 @validate.register

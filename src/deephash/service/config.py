@@ -52,6 +52,11 @@ class ServeConfig:
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})
     rerank: str = field(default="ties", metadata={"parse": parse_rerank, "help": RERANK_HELP})
+    compact_items: int = field(default=10_000, metadata={
+        "min": 1, "help": "fold the append segments of POST /items into a new generation of "
+                          "the index once they hold this many items (docs/scale-appends.md)"})
+    compact_bytes: int = field(default=256 * 2**20, metadata={
+        "min": 1, "help": "... or once they take this many bytes on disk"})
 
 
 def check_limits(config: ServeConfig) -> None:

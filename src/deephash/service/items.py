@@ -46,24 +46,43 @@ class Items:
         integer ids or a boolean multi-hot matrix over the classes, boolean ``local``, one
         row each): anything else is a one-line ``ConfigError`` naming the file."""
         try:
-            arrays = load_npz(path)
-            paths = npz_array(arrays, "paths", "U", 1)
-            classes = tuple(str(c) for c in npz_array(arrays, "classes", "U", 1))
-            labels = _read_labels(arrays, len(classes))
-            local = (np.asarray(npz_array(arrays, "local", "b", 1), dtype=bool)
-                     if "local" in arrays else np.zeros(len(paths), dtype=bool))
-            if not len(paths) == len(labels) == len(local):
-                raise ValueError(f"it has {len(paths)} paths, {len(labels)} labels and "
-                                 f"{len(local)} local flags")
+            return cls.from_arrays(load_npz(path))
         except (OSError, ValueError, DataError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise ConfigError(f"cannot read {path}: {reason}; rebuild with deephash "
                               "index") from None
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Items:
+        """The items of :meth:`save`'s arrays (an append segment holds them too), their
+        structure checked: ``ValueError`` or ``DataError`` naming the problem."""
+        paths = npz_array(arrays, "paths", "U", 1)
+        classes = tuple(str(c) for c in npz_array(arrays, "classes", "U", 1))
+        labels = _read_labels(arrays, len(classes))
+        local = (np.asarray(npz_array(arrays, "local", "b", 1), dtype=bool)
+                 if "local" in arrays else np.zeros(len(paths), dtype=bool))
+        if not len(paths) == len(labels) == len(local):
+            raise ValueError(f"it has {len(paths)} paths, {len(labels)} labels and "
+                             f"{len(local)} local flags")
         return cls(paths.astype(str), labels, classes, local)
 
     def save(self, path: Path) -> None:
-        save_npz(path, paths=self.paths, labels=self.labels.as_array(),
-                 classes=np.array(self.classes), local=self.local)
+        save_npz(path, **self.arrays())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What :meth:`save` writes (``paths``, ``labels``, ``classes``, ``local``)."""
+        return {"paths": self.paths, "labels": self.labels.as_array(),
+                "classes": np.array(self.classes), "local": self.local}
+
+    def joined(self, more: Items) -> Items:
+        """These items followed by ``more`` (an append segment's), whose classes extend
+        these items' classes; ``ValueError`` when they do not."""
+        if more.classes[:len(self.classes)] != self.classes:
+            raise ValueError("its classes do not extend the folder's")
+        labels = _joined(self.labels, more.labels, max(len(more.classes),
+                                                         self.labels.n_classes))
+        return Items(np.concatenate([self.paths.astype(str), more.paths.astype(str)]), labels,
+                     more.classes, np.concatenate([self.local, more.local]))
 
     @property
     def multi_label(self) -> bool:
@@ -176,4 +195,16 @@ def _appended(labels: LabelSet, row: list[int], n: int, n_classes: int) -> Label
     hot = np.zeros((len(labels) + n, width), dtype=np.bool_)
     hot[:len(labels), :labels.n_classes] = labels.multi_hot
     hot[len(labels):, row] = True
+    return LabelSet.from_multi_hot(hot)
+
+
+def _joined(first: LabelSet, second: LabelSet, n_classes: int) -> LabelSet:
+    """``first``'s images then ``second``'s, over ``n_classes`` classes: ids while every
+    image has at most one label."""
+    width = max(n_classes, first.n_classes, second.n_classes)
+    if first.is_single and second.is_single:
+        return LabelSet.from_ids(np.concatenate([first.ids, second.ids]), width)
+    hot = np.zeros((len(first) + len(second), width), dtype=np.bool_)
+    hot[:len(first), :first.n_classes] = first.multi_hot
+    hot[len(first):, :second.n_classes] = second.multi_hot
     return LabelSet.from_multi_hot(hot)

@@ -16,8 +16,12 @@ the k-th result's distance (:class:`Answer`). At most
 ``forward_slots`` forward passes run at once (the server gives one per core, each pass on
 one thread); an index search runs on the calling thread alone (faiss's OpenMP team costs
 more than a query's scan: 24 ms against 0.1 ms for one query on 50,000 48-bit codes, two
-busy cores). Adds are serialised and swap in the next generation whole, so a concurrent
-query sees the old or the new one.
+busy cores). Adds are serialised: each writes one append segment (O(batch) on disk,
+:mod:`deephash.service.segments`), then, holding the readers-writer lock
+(:mod:`deephash.service.rwlock`) exclusively, adds the batch to the live index and swaps in
+the new state, so a concurrent query sees the items before or after it. When the segments
+exceed ``compaction`` (items, bytes), they are folded into the next generation
+(:func:`deephash.service.store.compact`) while searches keep answering.
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ from deephash.labels import LabelSet
 from deephash.service.embedder import Embedder, Query, vectors_of_outputs
 from deephash.service.errors import ApiError
 from deephash.service.folder import check_fits, checkpoint_path, item_root, locate, read_info
-from deephash.service.state import IndexState, load_state
-from deephash.service.store import ADDED, add_images
+from deephash.service.rwlock import RWLock
+from deephash.service.state import IndexState, grown, load_state
+from deephash.service.store import ADDED, COMPACTION, append_images, compact, due
 from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
 
@@ -82,8 +87,10 @@ class Searcher:
 
     def __init__(self, state: IndexState, embedder: Embedder, checkpoint: Path,
                  train_config: TrainConfig, forward_slots: int = 1,
-                 rerank: Rerank = "ties") -> None:
+                 rerank: Rerank = "ties", compaction: tuple[int, int] = COMPACTION) -> None:
         self._state = state
+        self.compaction = compaction
+        self._lock = RWLock()
         self.embedder = embedder
         self.checkpoint = checkpoint
         self.train_config = train_config
@@ -98,7 +105,8 @@ class Searcher:
 
     @classmethod
     def open(cls, folder: Path, checkpoint: str | None = None,
-             forward_slots: int = 1, rerank: Rerank = "ties") -> Searcher:
+             forward_slots: int = 1, rerank: Rerank = "ties",
+             compaction: tuple[int, int] = COMPACTION) -> Searcher:
         """Load the folder's current generation and its model (``checkpoint`` overrides the
         one ``index.json`` names); ``rerank``: how code ties are ordered
         (:func:`deephash.registries.parse_rerank`)."""
@@ -110,7 +118,7 @@ class Searcher:
         check_fits(train_config.training.codes, train_config.training.embedding_dim,
                    state.info, path)
         return cls(state, Embedder(train_config, model, state.info["spec"]), path, train_config,
-                   forward_slots, rerank)
+                   forward_slots, rerank, compaction)
 
     @property
     def state(self) -> IndexState:
@@ -141,13 +149,14 @@ class Searcher:
                     ) -> tuple[dict[str, Any], Answer]:
         """Item ``item``'s record and the answer of its stored vector and outputs (itself
         among the hits; each hit says whether it shares a label with the item)."""
-        state = self._state
-        self._check_id(state, item)
-        outputs = None if state.outputs is None else state.outputs[item:item + 1]
-        labels = state.items.labels[np.array([item])]
-        return (state.items.describe(item),
-                self.answer_vectors(state.vectors[item:item + 1], k, radius, state, outputs,
-                                    labels)[0])
+        with self._lock.reading():
+            state = self._state
+            self._check_id(state, item)
+            outputs = None if state.outputs is None else state.outputs[item:item + 1]
+            labels = state.items.labels[np.array([item])]
+            return (state.items.describe(item),
+                    self._answer(state.vectors[item:item + 1], k, radius, state, outputs,
+                                 labels)[0])
 
     def answer_vectors(self, vectors: np.ndarray, k: int, radius: int | None = None,
                        state: IndexState | None = None, outputs: np.ndarray | None = None,
@@ -155,8 +164,14 @@ class Searcher:
         """The answers of ``(Q, W)`` query vectors (``(Q, D)`` continuous ``outputs`` of
         codes re-rank their ties): the ``k`` nearest, and with ``radius`` (codes only) only
         those within that Hamming distance; ``labels``: the queries' label sets, when known
-        (the hits' ``shares_label``)."""
-        state = state or self._state
+        (the hits' ``shares_label``); ``state``: a state of this searcher, the current
+        one by default."""
+        with self._lock.reading():
+            return self._answer(vectors, k, radius, state or self._state, outputs, labels)
+
+    def _answer(self, vectors: np.ndarray, k: int, radius: int | None, state: IndexState,
+                outputs: np.ndarray | None, labels: LabelSet | None) -> list[Answer]:
+        """:meth:`answer_vectors`, the read lock held."""
         self.check_radius(radius)
         if labels is not None and len(labels) != len(vectors):
             raise ValueError(f"{len(labels)} label sets for {len(vectors)} queries")
@@ -247,12 +262,32 @@ class Searcher:
         with self._add_lock:
             state = self._state
             numbers, classes = state.items.labels_of(given)
-            added = add_images(state, vectors_of_outputs(outputs, self.codes), list(encoded),
-                               numbers, classes, outputs if self.codes else None)
-            if self.codes:
-                self._ranker(added)  # ready before the new generation answers
-            self._state = added
+            segment, nbytes = append_images(state, vectors_of_outputs(outputs, self.codes),
+                                            list(encoded), numbers, classes,
+                                            outputs if self.codes else None)
+            with self._lock.writing():  # the live index grows: no search reads it meanwhile
+                added = grown(state, segment, nbytes)
+                if self.codes:
+                    self._ranker(added)  # ready before the new state answers
+                self._state = added
+            if due(added, *self.compaction):
+                self._compact(added)
             return [added.items.describe(i) for i in range(state.size, added.size)]
+
+    def _compact(self, state: IndexState) -> None:
+        """Fold ``state``'s segments into the next generation (the add lock held; searches
+        go on); a failure is logged, the appended items being committed already."""
+        try:
+            compacted = compact(state)
+        except (OSError, DeephashError) as exc:
+            log.warning("compacting %s failed (%s); its append segments stay and are "
+                        "compacted after a later add", state.folder, exc)
+            return
+        with self._lock.writing():
+            ranked = self._ranked
+            if ranked is not None and ranked[0] is state:
+                self._ranked = (compacted, ranked[1])  # the same codes: no new ranker
+            self._state = compacted
 
     def full_path(self, hit: dict[str, Any]) -> str:
         """The hit's image path on this machine (as indexed where its root is unknown)."""

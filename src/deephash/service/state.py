@@ -1,9 +1,13 @@
 """One generation of an index folder in memory: its description, items, index, vectors and
 (hashing models) the items' continuous outputs.
 
-A state is never changed in place: adding images builds the next state
-(:mod:`deephash.service.store`), and a searcher swaps its reference, so a query always sees
-one whole generation. The stored vectors (``(N, W)`` packed ``uint8`` codes or ``(N, D)``
+A state is never changed in place, except its index: adding images builds the next state
+(:func:`grown`: the index gets ``add()`` of the batch, the other arrays are new) and a
+searcher swaps its reference under its readers-writer lock (:mod:`deephash.service.rwlock`),
+so a query always sees the items before or after an add. A state is its generation's base
+files followed by its append segments (:mod:`deephash.service.segments`).
+
+The stored vectors (``(N, W)`` packed ``uint8`` codes or ``(N, D)``
 float32 embeddings) are kept beside the index so that a query by item id reads its vector
 instead of embedding the image again; the ``(N, K)`` float16 continuous outputs
 (:mod:`deephash.service.outputs`, ``None`` in folders without them) re-rank Hamming ties.
@@ -22,6 +26,7 @@ from deephash.index import HammingIndex, RetrievalIndex, load_index
 from deephash.service.folder import INFO, data_files, outputs_file, read_info, verify_checksums
 from deephash.service.items import Items
 from deephash.service.outputs import load_outputs
+from deephash.service.segments import Segment, load_segment, segment_files
 
 
 def stored_vectors(index: RetrievalIndex) -> np.ndarray:
@@ -44,6 +49,9 @@ class IndexState:
     index: RetrievalIndex
     vectors: np.ndarray  # (N, W): row r is item r's stored code or embedding
     outputs: np.ndarray | None = None  # (N, K) float16 continuous outputs of codes, or None
+    segments: int = 0  # append segments after the generation's base files
+    segment_items: int = 0  # items they hold
+    segment_bytes: int = 0  # their size on disk
 
     @property
     def size(self) -> int:
@@ -75,4 +83,31 @@ def load_state(folder: Path, info: dict[str, Any] | None = None) -> IndexState:
                           "rebuild with deephash index")
     extra = outputs_file(info)
     outputs = None if extra is None else load_outputs(folder / extra, len(items))
-    return IndexState(folder, info, items, index, stored_vectors(index), outputs)
+    state = IndexState(folder, info, items, index, stored_vectors(index), outputs)
+    for path in segment_files(folder, state.generation):
+        segment = load_segment(path)
+        if segment.start != state.size or (segment.outputs is None) != (outputs is None):
+            raise ConfigError(f"{path} starts at item {segment.start} (the folder has "
+                              f"{state.size}) or does not match its outputs; delete it "
+                              "(losing that add) or rebuild with deephash index")
+        state = grown(state, segment, path.stat().st_size)
+    return state
+
+
+def grown(state: IndexState, segment: Segment, nbytes: int) -> IndexState:
+    """``state`` followed by ``segment`` (written in ``nbytes`` on disk): its vectors are
+    added to ``state``'s index (shared: ``state`` must no longer be searched), the other
+    arrays are new."""
+    ids = np.arange(state.size, state.size + len(segment), dtype=np.int64)
+    try:
+        items = state.items.joined(segment.items)
+    except ValueError as exc:
+        raise ConfigError(f"{state.folder}: an append segment at item {state.size}: {exc}; "
+                          "rebuild with deephash index") from None
+    vectors = np.concatenate([state.vectors, segment.vectors.astype(state.vectors.dtype)])
+    outputs = (None if state.outputs is None or segment.outputs is None
+               else np.concatenate([state.outputs, segment.outputs.astype(np.float16)]))
+    state.index.add(segment.vectors, ids=ids)
+    return IndexState(state.folder, state.info, items, state.index, vectors, outputs,
+                      state.segments + 1, state.segment_items + len(segment),
+                      state.segment_bytes + nbytes)

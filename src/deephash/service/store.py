@@ -1,21 +1,29 @@
-"""Writing an index folder's generations, atomically: a crash leaves the old state loadable.
+"""Writing an index folder: appends in O(batch), generations atomically; a crash loses at
+most the write under way, never what was committed before.
 
-Generation ``g`` writes, each file under a temporary name, fsynced and renamed into place
-(:func:`deephash.fileio.atomic_write`): the uploaded images (``added/<id>.<ext>``), the
-whole index (``index-<g>.npz``), items (``items-<g>.npz``) and, where the folder keeps
-them, the continuous outputs (``outputs-<g>.npz``), their SHA-256 going into
-``index.json`` (:func:`write_generation`; generation 0, a fresh ``deephash index``, names
-them ``index.npz`` and ``items.npz``). Nothing reads those yet; the one switch is rewriting
+An add (:func:`append_images`) saves the uploaded images (``added/<id>.<ext>``), then
+writes only its own rows as the next append segment ``append-<g>-<seq>.npz``
+(:mod:`deephash.service.segments`): temporary name, fsync, rename (the commit point), fsync
+of the folder. A crash before the rename leaves a temporary file no reader lists; a failed
+fsync after it removes the segment again, so the server and the disk agree.
+
+A generation ``g`` (:func:`write_generation`: a fresh ``deephash index``, ``--overwrite``,
+or :func:`compact` folding a state's base and segments together) writes, each file under a
+temporary name, fsynced and renamed into place: the whole index (``index-<g>.npz``), items
+(``items-<g>.npz``) and, where the folder keeps them, the continuous outputs
+(``outputs-<g>.npz``), their SHA-256 going into ``index.json`` (generation 0 names them
+``index.npz`` and ``items.npz``). Nothing reads those yet; the one switch is rewriting
 ``index.json`` to name them, again a rename. A crash before it leaves ``index.json`` naming
-generation ``g - 1``, whose files are untouched; after it, the new generation is complete
-on disk. Files older than the previous generation are then removed (a reader that opened
-``index.json`` just before the switch still finds its files). Adds are serialised by a lock
-file, and refused when another process added first.
+generation ``g - 1``, whose base and segments are untouched; after it, the new generation is
+complete on disk. Files and segments older than the previous generation are then removed (a
+reader that opened ``index.json`` just before the switch still finds its files). Writes are
+serialised by a lock file, and refused when another process appended or compacted first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,11 +34,16 @@ import numpy as np
 
 from deephash.fileio import save_bytes, save_json
 from deephash.folders import ADDED as ADDED  # moved there: below validation
-from deephash.index import load_index
+from deephash.labels import LabelSet
 from deephash.service.errors import ApiError
-from deephash.service.folder import INFO, checksums, data_files, read_info, verify_checksums
+from deephash.service.folder import INFO, checksums, read_info, verify_checksums
+from deephash.service.items import Items
 from deephash.service.outputs import save_outputs
-from deephash.service.state import IndexState
+from deephash.service.segments import Segment, save_segment, segment_files, segment_name
+from deephash.service.state import IndexState, grown
+
+#: compact after this many appended items or bytes (``serve --compact-items/--compact-bytes``)
+COMPACTION = (10_000, 256 * 2**20)
 
 
 @contextlib.contextmanager
@@ -50,38 +63,83 @@ def folder_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def add_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes, str]],
-               labels: Sequence[int], classes: tuple[str, ...],
-               outputs: np.ndarray | None = None) -> IndexState:
+def append_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes, str]],
+                  labels: Sequence[int] | LabelSet, classes: tuple[str, ...],
+                  outputs: np.ndarray | None = None) -> tuple[Segment, int]:
     """Persist ``images`` (encoded bytes, file extension) with their ``(n, W)`` ``vectors``
-    (and ``(n, K)`` continuous ``outputs``, appended where the folder keeps them) as the
-    folder's next generation, each labelled with the class ids ``labels`` (empty: none)
-    under ``classes``; return that generation's state."""
+    (and ``(n, K)`` continuous ``outputs``, where the folder keeps them) as the folder's next
+    append segment, each labelled with the class ids ``labels`` (empty: none) under
+    ``classes``, or each with its own row of ``labels`` (a ``LabelSet`` over ``classes``);
+    return the segment and its size in bytes. Writes O(n) bytes, whatever the folder holds;
+    ``state`` is not changed (:func:`deephash.service.state.grown` is)."""
+    if state.outputs is not None and (outputs is None or len(outputs) != len(images)):
+        raise ValueError("the folder keeps continuous outputs: give one per added image")
     folder = state.folder
-    kept = None  # the new generation's outputs, where the folder keeps them
-    if state.outputs is not None:
-        if outputs is None or len(outputs) != len(images):
-            raise ValueError("the folder keeps continuous outputs: give one per added image")
-        kept = np.concatenate([state.outputs, np.asarray(outputs, dtype=np.float16)])
     with folder_lock(folder):
-        if int(read_info(folder).get("generation", 0)) != state.generation:
-            raise ApiError(409, f"{folder} changed on disk since this server loaded it (another "
-                                "process added images); restart the server to load it")
-        verify_checksums(folder, state.info)  # the copy below is read from disk
-        ids = np.arange(state.size, state.size + len(images), dtype=np.int64)
+        check_current(state)
+        ids = range(state.size, state.size + len(images))
         paths = [f"{ADDED}/{i}.{ext}" for i, (_data, ext) in zip(ids, images, strict=True)]
         for path, (data, _ext) in zip(paths, images, strict=True):
             save_bytes(folder / path, data)
-        index = load_index(folder / data_files(state.info)[0])  # a copy; the live one stays
-        index.add(vectors, ids=ids)
-        items = state.items.extended(paths, labels, classes)
-        parts: dict[str, Callable[[Path], None]] = {"index": index.save, "items": items.save}
-        if kept is not None:
-            parts["outputs"] = lambda path: save_outputs(path, kept)
         sync_folder(folder / ADDED)
+        none = Items(np.array([], dtype=str), LabelSet.from_ids(np.zeros(0, np.int64),
+                                                                len(classes)), classes,
+                     np.zeros(0, dtype=bool))
+        rows = (Items(np.array(paths, dtype=str), labels, classes, np.ones(len(paths), bool))
+                if isinstance(labels, LabelSet) else none.extended(paths, labels, classes))
+        segment = Segment(state.size, rows,
+                          np.asarray(vectors),
+                          None if state.outputs is None else np.asarray(outputs, np.float16))
+        written = folder / segment_name(state.generation, state.segments + 1)
+        save_segment(written, segment)  # the commit point: the rename
+        try:
+            sync_folder(folder)
+        except OSError:  # not known durable: undo it, so this process and the disk agree
+            written.unlink(missing_ok=True)
+            raise
+    return segment, written.stat().st_size
+
+
+def add_images(state: IndexState, vectors: np.ndarray, images: list[tuple[bytes, str]],
+               labels: Sequence[int], classes: tuple[str, ...],
+               outputs: np.ndarray | None = None) -> IndexState:
+    """:func:`append_images`, then the state with the images (its index grown in place)."""
+    segment, nbytes = append_images(state, vectors, images, labels, classes, outputs)
+    return grown(state, segment, nbytes)
+
+
+def check_current(state: IndexState) -> None:
+    """Refuse (409) to write after ``state`` when another process added or compacted."""
+    folder = state.folder
+    if (int(read_info(folder).get("generation", 0)) != state.generation
+            or len(segment_files(folder, state.generation)) != state.segments):
+        raise ApiError(409, f"{folder} changed on disk since this server loaded it (another "
+                            "process added images); restart the server to load it")
+
+
+def due(state: IndexState, max_items: int, max_bytes: int) -> bool:
+    """Whether ``state``'s append segments hold ``max_items`` items or ``max_bytes`` bytes."""
+    return state.segments > 0 and (state.segment_items >= max_items
+                                   or state.segment_bytes >= max_bytes)
+
+
+def compact(state: IndexState) -> IndexState:
+    """Fold ``state`` (its base and append segments) into the folder's next generation,
+    atomically (:func:`write_generation`: a crash before the switch leaves the base and
+    segments loadable); its segments are removed with the generation after. The index is
+    only read: searches of ``state`` may run meanwhile."""
+    folder = state.folder
+    parts: dict[str, Callable[[Path], None]] = {"index": state.index.save,
+                                                "items": state.items.save}
+    kept = state.outputs
+    if kept is not None:
+        parts["outputs"] = lambda path: save_outputs(path, kept)
+    with folder_lock(folder):
+        check_current(state)
+        verify_checksums(folder, state.info)  # what the base was read from is still whole
         info = write_generation(folder, state.generation + 1,
-                                {**state.info, "n_items": len(items)}, parts)
-    return IndexState(folder, info, items, index, np.concatenate([state.vectors, vectors]), kept)
+                                {**state.info, "n_items": state.size}, parts)
+    return dataclasses.replace(state, info=info, segments=0, segment_items=0, segment_bytes=0)
 
 
 def generation_file(part: str, generation: int) -> str:
@@ -121,9 +179,11 @@ def sync_folder(folder: Path) -> None:
 
 def remove_stale(folder: Path, generation: int, parts: tuple[str, ...] = ("index", "items")
                  ) -> None:
-    """Delete the files of ``parts`` older than the previous generation."""
+    """Delete the files of ``parts`` and the append segments older than the previous
+    generation."""
     names = "|".join(map(re.escape, parts))
     for path in folder.iterdir():
-        match = re.fullmatch(rf"(?:{names})(?:-(\d+))?\.npz", path.name)
+        match = (re.fullmatch(rf"(?:{names})(?:-(\d+))?\.npz", path.name)
+                 or re.fullmatch(r"append-(\d+)-\d+\.npz", path.name))
         if match and int(match.group(1) or 0) < generation - 1:
             path.unlink(missing_ok=True)

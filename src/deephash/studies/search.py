@@ -82,6 +82,10 @@ def build_index(config: IndexConfig, dataset: ImageDataset | None = None) -> dic
     share the extraction (:mod:`deephash.features.cache`) and rank 0 alone builds and
     writes the index (the other ranks return ``{}``)."""
     validate(config)  # --checkpoint given and a file; --out may receive an index
+    if config.add is not None:  # one append segment to the index in --out
+        from deephash.studies.index_add import add_folder
+
+        return add_folder(config)
     device = init_from_environment(resolve_device(config.device))  # torchrun: share extraction
     train_config, model = load_model(Path(config.checkpoint))
     if train_config.training.mode == "finetune":

@@ -1,0 +1,329 @@
+"""Appends that stay cheap: each add writes one segment of its own rows (bytes independent
+of the folder's size), durably (a crash loses at most that add), loads as the same items
+stored in one go, compacts atomically, and searches keep answering meanwhile."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from deephash.index import create_index
+from deephash.labels import LabelSet
+from deephash.service import store
+from deephash.service.folder import read_info
+from deephash.service.items import Items
+from deephash.service.outputs import save_outputs
+from deephash.service.searcher import Searcher
+from deephash.service.state import IndexState, load_state
+
+BITS, DIM = 48, 8
+
+
+class Died(BaseException):
+    """The process ends here (nothing after it runs, no cleanup of the write)."""
+
+
+def rows(n: int, seed: int, codes: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` items' vectors and continuous outputs (codes: the outputs' packed signs)."""
+    outputs = np.random.default_rng(seed).normal(size=(n, BITS if codes else DIM))
+    if codes:
+        return np.packbits(outputs >= 0, axis=1), outputs.astype(np.float16)
+    return outputs.astype(np.float32), outputs.astype(np.float16)
+
+
+def write_folder(folder: Path, n: int, codes: bool = True, seed: int = 0,
+                 items: Items | None = None, vectors: np.ndarray | None = None,
+                 outputs: np.ndarray | None = None) -> Path:
+    """An index folder of ``n`` synthetic items (or the given ones), generation 0."""
+    if vectors is None or outputs is None:
+        vectors, outputs = rows(n, seed, codes)
+    if items is None:
+        labels = LabelSet.from_ids(np.arange(n) % 3, 3)
+        items = Items(np.array([f"c/{i}.png" for i in range(n)]), labels, ("a", "b", "c"),
+                      np.zeros(n, dtype=bool))
+    index = create_index("BFlat-numpy" if codes else "Flat", BITS if codes else DIM)
+    index.add(vectors, ids=np.arange(len(vectors)))
+    kept = outputs
+    parts: dict[str, Any] = {"index": index.save, "items": items.save}
+    if codes:
+        parts["outputs"] = lambda path: save_outputs(path, kept)
+    folder.mkdir(parents=True)
+    store.write_generation(folder, 0, {"codes": codes, "dim": BITS if codes else DIM,
+                                       "index": index.factory, "checkpoint": "none.pt"}, parts)
+    return folder
+
+
+def append(state: IndexState, n: int, seed: int, labels: list[int],
+           classes: tuple[str, ...] | None = None) -> IndexState:
+    """``n`` images (a few bytes each) added as ``POST /items`` adds them."""
+    vectors, outputs = rows(n, seed, bool(state.info["codes"]))
+    images = [(bytes([seed, i]) * 50, "png") for i in range(n)]
+    return store.add_images(state, vectors, images, labels, classes or state.items.classes,
+                            outputs if state.outputs is not None else None)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def same_state(a: IndexState, b: IndexState) -> None:
+    assert a.size == b.size and a.items.classes == b.items.classes
+    assert np.array_equal(a.items.paths, b.items.paths)
+    assert np.array_equal(a.items.local, b.items.local)
+    assert a.items.labels == b.items.labels
+    assert np.array_equal(a.vectors, b.vectors)
+    assert (a.outputs is None) == (b.outputs is None)
+    if a.outputs is not None:
+        assert np.array_equal(a.outputs, b.outputs)  # type: ignore[arg-type]
+    queries = a.vectors[::7]
+    found, expected = a.index.search(queries, a.size), b.index.search(queries, b.size)
+    assert np.array_equal(found.ids, expected.ids)
+    assert np.array_equal(found.distances, expected.distances)
+
+
+def test_bytes_written_per_append_do_not_grow_with_the_folder(tmp_path: Path) -> None:
+    written = {}
+    for n in (50, 20_000):
+        folder = write_folder(tmp_path / str(n), n)
+        before = files(folder)
+        append(load_state(folder), 4, seed=1, labels=[0])
+        after = files(folder)
+        assert all(after[name] == data for name, data in before.items())  # nothing rewritten
+        new = {name: len(data) for name, data in after.items() if name not in before}
+        assert sorted(new) == ["added/" + f"{n + i}.png" for i in range(4)] + ["append-0-1.npz"]
+        written[n] = sum(new.values())
+        assert load_state(folder).size == n + 4
+    base = sum(len(d) for d in files(tmp_path / "20000").values())
+    assert written[20_000] <= written[50] * 1.05  # a few more digits in the paths at most
+    assert written[20_000] < base / 100
+
+
+@pytest.mark.parametrize("codes", [True, False], ids=["codes", "embeddings"])
+def test_base_and_segments_load_as_the_same_items_stored_in_one_go(tmp_path: Path,
+                                                                   codes: bool) -> None:
+    folder = write_folder(tmp_path / "appended", 30, codes)
+    state = load_state(folder)
+    state = append(state, 1, seed=1, labels=[2])
+    state = append(state, 4, seed=2, labels=[], classes=("a", "b", "c", "lemon"))
+    state = append(state, 2, seed=3, labels=[0, 3])  # two labels: the items turn multi-hot
+    loaded = load_state(folder)
+    assert loaded.segments == 3 and loaded.segment_items == 7 and loaded.generation == 0
+    assert loaded.items.multi_label and loaded.items.label_ids(36) == [0, 3]
+    assert loaded.items.label_ids(31) == [] and loaded.items.label_ids(30) == [2]
+    same_state(loaded, state)  # a fresh load is what the live state became
+    at_once = write_folder(tmp_path / "at-once", 0, codes, items=state.items,
+                           vectors=state.vectors,
+                           outputs=state.outputs if codes else rows(37, 0, codes)[1])
+    same_state(loaded, load_state(at_once))
+    compacted = store.compact(loaded)
+    assert compacted.generation == 1 and compacted.segments == 0
+    fresh = load_state(folder)
+    assert fresh.generation == 1 and fresh.segments == 0
+    same_state(fresh, load_state(at_once))
+
+
+def test_a_torn_segment_is_ignored_and_earlier_appends_stay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_folder(tmp_path / "f", 20)
+    state = append(append(load_state(folder), 2, 1, [0]), 3, 2, [1])
+
+    def torn(path: Path, **arrays: Any) -> None:
+        (path.parent / f".{path.name}.x.tmp").write_bytes(b"PK\x03\x04 half a segment")
+        raise Died
+
+    monkeypatch.setattr("deephash.service.segments.save_npz", torn)
+    with pytest.raises(Died):
+        append(state, 2, 3, [2])
+    monkeypatch.undo()
+    assert (folder / ".append-0-3.npz.x.tmp").exists()
+    same_state(load_state(folder), state)  # every committed item, nothing of the torn add
+    assert append(load_state(folder), 1, 4, [0]).size == 26  # and the next add goes on
+
+
+def test_a_crash_just_after_the_rename_keeps_that_append(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_folder(tmp_path / "f", 20)
+    state = append(load_state(folder), 2, 1, [0])
+    calls: list[Path] = []
+
+    def died(where: Path) -> None:
+        calls.append(where)
+        if where == folder:  # the sync after the segment's rename
+            raise Died
+
+    monkeypatch.setattr(store, "sync_folder", died)
+    with pytest.raises(Died):
+        append(state, 3, 2, [1])
+    monkeypatch.undo()
+    fresh = load_state(folder)
+    assert fresh.size == 25 and fresh.segments == 2
+    assert np.array_equal(fresh.vectors[:22], state.vectors)
+    assert np.array_equal(fresh.vectors[22:], rows(3, 2, True)[0])
+
+
+def test_a_failed_sync_after_the_rename_undoes_the_append(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_folder(tmp_path / "f", 20)
+    state = append(load_state(folder), 2, 1, [0])
+
+    def fails(where: Path) -> None:
+        if where == folder:
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store, "sync_folder", fails)
+    with pytest.raises(OSError):
+        append(state, 3, 2, [1])
+    monkeypatch.undo()
+    assert not (folder / "append-0-2.npz").exists()  # this process and the disk agree
+    same_state(load_state(folder), state)
+    assert append(state, 1, 3, [1]).size == 23
+
+
+def test_a_damaged_segment_is_refused_in_one_line(tmp_path: Path) -> None:
+    from deephash.errors import ConfigError
+
+    folder = write_folder(tmp_path / "f", 20)
+    append(load_state(folder), 2, 1, [0])
+    path = folder / "append-0-1.npz"
+    arrays = dict(np.load(path))
+    arrays["vectors"] = arrays["vectors"] ^ 1  # edited, its digest kept
+    np.savez(path, **arrays)
+    with pytest.raises(ConfigError, match=r"cannot read .*append-0-1.npz: .*delete it"):
+        load_state(folder)
+
+
+def test_due_counts_items_and_bytes(tmp_path: Path) -> None:
+    state = load_state(write_folder(tmp_path / "f", 20))
+    assert not store.due(state, 1, 1)  # nothing appended
+    state = append(state, 3, 1, [0])
+    assert store.due(state, 3, 10**9) and not store.due(state, 4, 10**9)
+    assert store.due(state, 10**9, state.segment_bytes)
+    assert not store.due(state, 10**9, state.segment_bytes + 1)
+    assert state.segment_bytes == (state.folder / "append-0-1.npz").stat().st_size
+
+
+@pytest.mark.parametrize("crash", ["index written in part", "items written in part",
+                                   "before the switch", "after the switch"])
+def test_a_crash_mid_compaction_leaves_every_committed_item(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str) -> None:
+    folder = write_folder(tmp_path / "f", 20)
+    state = append(append(load_state(folder), 2, 1, [0]), 3, 2, [1, 2])
+
+    def torn(path: Path, **arrays: Any) -> None:
+        (path.parent / f".{path.name}.x.tmp").write_bytes(b"half")
+        raise Died
+
+    def died(*args: Any, **kwargs: Any) -> None:
+        raise Died
+
+    if crash == "index written in part":
+        monkeypatch.setattr("deephash.index.base.save_npz", torn)
+    elif crash == "items written in part":
+        monkeypatch.setattr("deephash.service.items.save_npz", torn)
+    elif crash == "before the switch":
+        monkeypatch.setattr(store, "save_json", died)
+    else:
+        monkeypatch.setattr(store, "remove_stale", died)
+    with pytest.raises(Died):
+        store.compact(state)
+    monkeypatch.undo()
+    fresh = load_state(folder)
+    assert fresh.generation == (1 if crash == "after the switch" else 0)
+    same_state(fresh, state)
+    again = store.compact(fresh) if fresh.segments else fresh  # compaction completes later
+    same_state(load_state(folder), again)
+
+
+def test_old_segments_are_removed_one_generation_later(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "f", 20)
+    state = store.compact(append(load_state(folder), 2, 1, [0]))
+    assert (folder / "append-0-1.npz").exists()  # a reader of generation 0 may still read it
+    state = store.compact(append(state, 1, 2, [0]))
+    names = sorted(p.name for p in folder.glob("*.npz"))
+    assert names == ["append-1-1.npz", "index-1.npz", "index-2.npz", "items-1.npz",
+                     "items-2.npz", "outputs-1.npz", "outputs-2.npz"]
+    assert read_info(folder)["generation"] == 2 and load_state(folder).size == 23
+
+
+class RowsEmbedder:
+    """Stands in for the model: an "image" is its ``(D,)`` output row already."""
+
+    def outputs(self, images: Any) -> np.ndarray:
+        return np.stack(images).astype(np.float32)
+
+
+def test_searches_keep_answering_during_appends_and_compactions(tmp_path: Path) -> None:
+    """Readers search for every item while a writer appends batches of 5 and compacts
+    every 15 items: no search fails, and each sees exactly the items of one committed
+    state (before or after an add, never part of one)."""
+    folder = write_folder(tmp_path / "f", 100, codes=False)
+    config = SimpleNamespace(training=SimpleNamespace(distance="euclidean"))
+    searcher = Searcher(load_state(folder), RowsEmbedder(), folder / "none.pt",  # type: ignore[arg-type]
+                        config, compaction=(15, 1 << 30))  # type: ignore[arg-type]
+    query = np.zeros((1, DIM), dtype=np.float32)
+    seen: list[int] = []
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                hits = searcher.answer_vectors(query, 10_000)[0].hits
+                ids = sorted(hit["id"] for hit in hits)
+                assert ids == list(range(len(ids))), "a search saw part of an add"
+                seen.append(len(ids))
+        except BaseException as exc:
+            failures.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        for batch in range(12):
+            outputs = rows(5, 10 + batch, False)[0]
+            searcher.add(list(outputs), [(b"x" * 10, "png")] * 5, None)
+    finally:
+        done.set()
+        for thread in readers:
+            thread.join()
+    assert not failures, failures[0]
+    assert set(seen) <= set(range(100, 161, 5)) and len(set(seen)) > 1
+    assert searcher.state.size == 160 and searcher.state.generation == 4  # 4 compactions
+    same_state(load_state(folder), searcher.state)
+
+
+def test_the_rwlock_shares_reading_and_excludes_a_writer() -> None:
+    from deephash.service.rwlock import RWLock
+
+    lock, events = RWLock(), []
+    first_reading, writer_waiting = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        writer_waiting.set()
+        with lock.writing():
+            events.append("write")
+
+    with lock.reading():
+        with lock.reading():  # two readers at once
+            first_reading.set()
+        thread = threading.Thread(target=writer)
+        thread.start()
+        writer_waiting.wait()
+        thread.join(0.2)
+        assert thread.is_alive() and events == []  # the writer waits for the reader
+        events.append("read done")
+    thread.join(5)
+    assert events == ["read done", "write"]
+    with lock.writing():
+        reader = threading.Thread(target=lambda: lock.reading().__enter__())
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive()  # a reader waits for the writer
+    reader.join(5)
+    assert not reader.is_alive()
