@@ -52,6 +52,10 @@ class ServeConfig:
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})
     rerank: str = field(default="ties", metadata={"parse": parse_rerank, "help": RERANK_HELP})
+    nprobe: int | None = field(default=None, metadata={
+        "min": 1, "help": "IVF indexes: lists scanned per query (default: as indexed)"})
+    ef_search: int | None = field(default=None, metadata={
+        "min": 1, "help": "HNSW indexes: candidates kept per query (default: as indexed)"})
 
 
 def check_limits(config: ServeConfig) -> None:

@@ -82,7 +82,9 @@ class Searcher:
 
     def __init__(self, state: IndexState, embedder: Embedder, checkpoint: Path,
                  train_config: TrainConfig, forward_slots: int = 1,
-                 rerank: Rerank = "ties") -> None:
+                 rerank: Rerank = "ties", settings: dict[str, int | None] | None = None) -> None:
+        self.settings = dict(settings or {})  # nprobe, efSearch over the index's saved ones
+        state.index.configure(**self.settings)
         self._state = state
         self.embedder = embedder
         self.checkpoint = checkpoint
@@ -98,10 +100,12 @@ class Searcher:
 
     @classmethod
     def open(cls, folder: Path, checkpoint: str | None = None,
-             forward_slots: int = 1, rerank: Rerank = "ties") -> Searcher:
+             forward_slots: int = 1, rerank: Rerank = "ties",
+             settings: dict[str, int | None] | None = None) -> Searcher:
         """Load the folder's current generation and its model (``checkpoint`` overrides the
         one ``index.json`` names); ``rerank``: how code ties are ordered
-        (:func:`deephash.registries.parse_rerank`)."""
+        (:func:`deephash.registries.parse_rerank`); ``settings``: search-time settings of an
+        approximate index (``nprobe``, ``efSearch``; ``None``: as saved with it)."""
         # the checkpoint first: a crafted one is refused before anything else is read
         info = read_info(Path(folder))
         path = checkpoint_path(Path(folder), info, checkpoint)
@@ -110,7 +114,7 @@ class Searcher:
         check_fits(train_config.training.codes, train_config.training.embedding_dim,
                    state.info, path)
         return cls(state, Embedder(train_config, model, state.info["spec"]), path, train_config,
-                   forward_slots, rerank)
+                   forward_slots, rerank, settings)
 
     @property
     def state(self) -> IndexState:
@@ -249,6 +253,7 @@ class Searcher:
             numbers, classes = state.items.labels_of(given)
             added = add_images(state, vectors_of_outputs(outputs, self.codes), list(encoded),
                                numbers, classes, outputs if self.codes else None)
+            added.index.configure(**self.settings)  # it was read back with the saved ones
             if self.codes:
                 self._ranker(added)  # ready before the new generation answers
             self._state = added
