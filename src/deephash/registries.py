@@ -263,18 +263,14 @@ def parse_index(factory: str) -> tuple[str, int | None]:
                                   f"{most} (e.g. BHNSW32, BMIH4, BIVF1024)")
             if value >= 1:
                 return name, value
-    unknown = (f"unknown index {factory!r}; known: {', '.join(INDEXES)} (<M>, <h>: an integer "
-               f"from 1 to {INDEX_PARAMETER_MAX}, e.g. BHNSW32, BMIH4; <faiss-factory>: a "
-               "faiss factory string over float embeddings, e.g. IVF1024,Flat, IVF4096,PQ32, "
-               "HNSW32, PQ16)")
+    named = ", ".join(name for name in INDEXES if not name.startswith("<"))
+    unknown = (f"unknown index {factory!r}; known: {named} (<M>, <h>: an integer from 1 to "
+               f"{INDEX_PARAMETER_MAX}, e.g. BHNSW32, BMIH4) or a faiss factory string over "
+               "float embeddings (IVF1024,Flat, IVF4096,PQ32, HNSW32, PQ16)")
     if not re.fullmatch(r"[A-Z][A-Za-z0-9_.,]*", factory) or factory.startswith("B"):
         raise ConfigError(unknown)
     from deephash.index.float_index import check_float_factory  # faiss, only for these
-
-    try:
-        check_float_factory(factory)
-    except ConfigError as exc:
-        raise ConfigError(f"{unknown}: {exc}") from None
+    check_float_factory(factory)  # faiss's reason, with examples, in one line
     return "<faiss-factory>", None
 
 

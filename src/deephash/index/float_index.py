@@ -27,9 +27,10 @@ METRICS = {"l2": faiss.METRIC_L2, "cosine": faiss.METRIC_INNER_PRODUCT}
 _REFUSED = ("IDMap", "IDMap2")
 
 
-def float_structure(factory: str, dim: int, metric: str = "l2") -> Any:
+def float_structure(factory: str, dim: int, metric: str = "l2", problem: str = "") -> Any:
     """The faiss structure ``factory`` builds over ``dim``-d vectors; a one-line
-    ``ConfigError`` naming the string when faiss cannot build it."""
+    ``ConfigError`` naming the string when faiss cannot build it (``problem``: how the
+    error begins; default ``faiss cannot build index F over D-d embeddings``)."""
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if factory == "Flat":  # the exact index of every version (IndexFlatL2 files stay readable)
@@ -41,8 +42,8 @@ def float_structure(factory: str, dim: int, metric: str = "l2") -> Any:
         return faiss.index_factory(dim, factory, METRICS[metric])
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1].split(": ", 1)[-1]
-        raise ConfigError(f"faiss cannot build index {factory!r} over {dim}-d embeddings "
-                          f"({reason}); check the factory string (e.g. IVF1024,Flat, "
+        problem = problem or f"faiss cannot build index {factory!r} over {dim}-d embeddings"
+        raise ConfigError(f"{problem} ({reason}); check the factory string (e.g. IVF1024,Flat, "
                           "IVF4096,PQ32, HNSW32, PQ16; PQ<m> needs m to divide the "
                           "dimension)") from None
 
@@ -51,7 +52,8 @@ def check_float_factory(factory: str) -> None:
     """``ConfigError`` when ``factory`` is no faiss float index whatever the dimension (it
     is built once at a dimension every ``PQ<m>`` of it divides)."""
     splits = [int(m) for m in re.findall(r"PQ(\d+)", factory) if 0 < int(m) <= 1024]
-    float_structure(factory, math.lcm(8, *splits))
+    float_structure(factory, math.lcm(8, *splits),
+                    problem=f"unknown index {factory!r}: faiss cannot read it")
 
 
 class FloatIndex(FaissBacked, RetrievalIndex):

@@ -31,7 +31,6 @@ decoder, same transform, same forward pass, same index search.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Callable
