@@ -36,8 +36,9 @@ def float_structure(factory: str, dim: int, metric: str = "l2", problem: str = "
     if factory == "Flat":  # the exact index of every version (IndexFlatL2 files stay readable)
         return faiss.IndexFlatL2(dim) if metric == "l2" else faiss.IndexFlatIP(dim)
     if factory.startswith("B") or any(part in factory.split(",") for part in _REFUSED):
-        raise ConfigError(f"{factory} is not a faiss index over float embeddings; use e.g. "
-                          "IVF1024,Flat, IVF4096,PQ32, HNSW32 or PQ16")
+        raise ConfigError(f"{problem or f'index {factory!r}'} (not a faiss index over float "
+                          "embeddings that numbers its rows itself); use e.g. IVF1024,Flat, "
+                          "IVF4096,PQ32, HNSW32 or PQ16")
     try:
         return faiss.index_factory(dim, factory, METRICS[metric])
     except RuntimeError as exc:

@@ -12,7 +12,8 @@ a compressed code's estimate). Any item as near as the k-th true neighbour count
 for binary codes, where many items tie at d_k, returning another of the tied items is no
 miss (the usual set intersection would count it as one, and would put even an exact index
 below 1.0 where ties are broken differently). Without ties it is the usual
-``|top-k ∩ exact top-k| / k``. An index with fewer than k rows uses k = its size.
+``|top-k ∩ exact top-k| / k`` (float distances within float32 rounding, 1e-6 relative, of
+``d_k`` count as tied). An index with fewer than k rows uses k = its size.
 """
 
 from __future__ import annotations
@@ -73,6 +74,6 @@ def recall_at_k(index: RetrievalIndex, vectors: np.ndarray, k: int = 10,
     positions = index._search(queries, k)[1]
     found = positions >= 0
     true = _true_distances(index, queries, database[np.maximum(positions, 0)])
-    tolerance = 0 if isinstance(index, BinaryIndex) else 1e-5 * (1 + np.abs(kth))
+    tolerance = 0 if isinstance(index, BinaryIndex) else 1e-6 * (1 + np.abs(kth))
     hits = found & (true <= (kth + tolerance)[:, None])
     return Recall(float(hits.sum(axis=1).mean() / k), k, len(rows))
