@@ -16,7 +16,7 @@ from test_service_api import build_tree
 
 from deephash.cli import main
 from deephash.errors import ConfigError
-from deephash.index import create_index, load_index, recall_at_k
+from deephash.index import FloatIndex, create_index, load_index, recall_at_k
 from deephash.index.approximate import suggest_nlist
 from deephash.registries import parse_index
 from deephash.service.searcher import Searcher
@@ -123,7 +123,7 @@ def test_save_and_reload_keep_metric_settings_and_results(
     again = load_index(tmp_path / "index.npz")
     assert again.factory == factory and again.settings == index.settings
     assert {**settings} == {k: v for k, v in again.settings.items() if k in settings}
-    assert getattr(again, "metric") == metric
+    assert isinstance(again, FloatIndex) and again.metric == metric
     before, after = index.search(x[:100], 10), again.search(x[:100], 10)
     assert np.array_equal(before.ids, after.ids)
     assert np.array_equal(before.distances, after.distances)

@@ -110,7 +110,7 @@ def apply_settings(structure: Any, factory: str, settings: dict[str, int | None]
         if int(value) < 1:
             raise ConfigError(f"{name} must be at least 1 (got {value})")
         if isinstance(structure, faiss.IndexBinary):
-            inner = faiss.downcast_IndexBinary(structure)
+            inner: Any = faiss.downcast_IndexBinary(structure)
             if name == "nprobe":
                 inner.nprobe = int(value)
             else:
@@ -124,14 +124,15 @@ def read_settings(structure: Any) -> dict[str, int]:
     found = {}
     for name in applicable(structure):
         if isinstance(structure, faiss.IndexBinary):
-            inner = faiss.downcast_IndexBinary(structure)
-            found[name] = int(inner.nprobe if name == "nprobe" else inner.hnsw.efSearch)
+            binary: Any = faiss.downcast_IndexBinary(structure)
+            found[name] = int(binary.nprobe if name == "nprobe" else binary.hnsw.efSearch)
         elif name == "nprobe":
             found[name] = int(faiss.extract_index_ivf(structure).nprobe)
         else:
-            inner = _innermost(structure)
-            hnsw = inner.hnsw if hasattr(inner, "hnsw") else faiss.downcast_index(
-                inner.quantizer).hnsw
+            wrapped: Any = _innermost(structure)
+            owner: Any = (wrapped if hasattr(wrapped, "hnsw")
+                          else faiss.downcast_index(wrapped.quantizer))
+            hnsw = owner.hnsw
             found[name] = int(hnsw.efSearch)
     return found
 
