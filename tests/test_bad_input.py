@@ -57,8 +57,11 @@ CASES: dict[str, Case] = {
     "hashing method": (["hash", "--method", "sh"], 2, "argument --method: invalid choice: 'sh'"),
     "study miners": (["miner-study", "--miners", "semi-hard", "hardest"], 2,
                      "argument --miners: invalid choice: 'hardest'"),
-    "index kind": (["index", "--index", "IVF4096"], 2,
-                   "argument --index: unknown index 'IVF4096'; known: BFlat, BFlat-numpy"),
+    "index kind": (["index", "--index", "ivf4096"], 2,
+                   "argument --index: unknown index 'ivf4096'; known: BFlat, BFlat-numpy"),
+    "faiss factory": (["index", "--index", "IVF4096"], 2,
+                      "argument --index: unknown index 'IVF4096': faiss cannot read it (could "
+                      "not parse index string IVF4096); check the factory string"),
     "index parameter": (["index", "--index", "BHNSW0"], 2, "unknown index 'BHNSW0'"),
     "index parameter too large": (["index", "--index", "BHNSW99999999"], 2,
                                   "index 'BHNSW99999999': <M> must be at most 256"),

@@ -85,7 +85,8 @@ def test_lazy_entries_import_their_module_on_first_use(tmp_path: Path,
 
 
 def _index_example(kind: str) -> str:
-    return kind.replace("<M>", "8").replace("<h>", "2")
+    return (kind.replace("<M>", "8").replace("<h>", "2").replace("<nlist>", "4")
+            .replace("<faiss-factory>", "IVF4,PQ8"))
 
 
 def _protocol_probe(name: str) -> str:
@@ -162,13 +163,15 @@ def test_backbone_table_matches_the_torchvision_architectures() -> None:
 
 @pytest.mark.parametrize("factory, parsed", [
     ("BFlat", ("BFlat", None)), ("BFlat-numpy", ("BFlat-numpy", None)), ("Flat", ("Flat", None)),
-    ("BHNSW32", ("BHNSW<M>", 32)), ("BMIH4", ("BMIH<h>", 4)),
+    ("BHNSW32", ("BHNSW<M>", 32)), ("BMIH4", ("BMIH<h>", 4)), ("BIVF4096", ("BIVF<nlist>", 4096)),
+    ("IVF4096,PQ32", ("<faiss-factory>", None)), ("HNSW32", ("<faiss-factory>", None)),
+    ("OPQ16_64,IVF256,PQ16", ("<faiss-factory>", None)), ("PQ7", ("<faiss-factory>", None)),
 ])
 def test_index_factory_strings_parse(factory: str, parsed: tuple[str, int | None]) -> None:
     assert parse_index(factory) == parsed
 
 
-@pytest.mark.parametrize("factory", ["BHNSW", "BHNSW0", "BMIHx", "IVF4096", "BHNSW<M>", "flat",
+@pytest.mark.parametrize("factory", ["BHNSW", "BHNSW0", "BMIHx", "BIVF0", "BHNSW<M>", "flat",
                                      ""])
 def test_bad_index_factory_strings_are_refused(factory: str) -> None:
     with pytest.raises(ConfigError, match=f"unknown index '{re.escape(factory)}'; known: BFlat"):

@@ -158,8 +158,22 @@ class IndexConfig:
                 "a run, the data or the cache)"})
     index: str = field(default="auto", metadata={
         "parse": check_index,
-        "help": "BFlat-numpy, BFlat, BHNSW<M>, BMIH<h> (codes) or Flat (embeddings); auto: "
-                "BFlat for a hashing model, Flat for an embedding model"})
+        "help": "BFlat-numpy, BFlat, BHNSW<M>, BMIH<h>, BIVF<nlist> (codes) or a faiss factory "
+                "string over embeddings: Flat (exact), IVF1024,Flat, IVF4096,PQ32, HNSW32, "
+                "PQ16, ...; auto: BFlat for a hashing model, Flat for an embedding model "
+                "(docs/scale-indexes.md)"})
+    nprobe: int | None = field(default=None, metadata={
+        "min": 1, "help": "IVF indexes: lists scanned per query, saved with the index "
+                          "(default 1; search --nprobe overrides it)"})
+    ef_search: int | None = field(default=None, metadata={
+        "min": 1, "help": "HNSW indexes: candidates kept per query, saved with the index "
+                          "(default 16; search --ef-search overrides it)"})
+    train_sample: int | None = field(default=None, metadata={
+        "min": 1, "help": "most vectors an index that needs training (IVF, PQ) is trained "
+                          "on, a seeded sample (default 256 per IVF list, at least 65,536)"})
+    recall_queries: int = field(default=1000, metadata={
+        "min": 0, "help": "approximate indexes: sampled items whose recall@10 against "
+                          "exact search is logged and kept in index.json (0: skip)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]"})
     cache_dir: str | None = field(default=None, metadata={
         "help": "feature cache folder (default $DEEPHASH_CACHE or ~/.cache/deephash)"})
@@ -183,6 +197,10 @@ class SearchConfig:
         "help": "the model that built the index, when it is no longer where index.json "
                 "says (a moved or copied run's best.pt)"})
     rerank: str = field(default="ties", metadata={"parse": parse_rerank, "help": RERANK_HELP})
+    nprobe: int | None = field(default=None, metadata={
+        "min": 1, "help": "IVF indexes: lists scanned per query (default: as indexed)"})
+    ef_search: int | None = field(default=None, metadata={
+        "min": 1, "help": "HNSW indexes: candidates kept per query (default: as indexed)"})
     json: bool = field(default=False, metadata={
         "help": "print the results as one JSON object (query, k, hits: rank, item, path, "
                 "labels, distance, relevant; ties) instead of a table"})

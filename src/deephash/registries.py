@@ -134,13 +134,17 @@ DISTANCES: Registry[Distance] = Registry("distance", {
     name: _DISTANCE_CLASSES[name] for name in ("euclidean", "sqeuclidean", "cosine")
 })
 
-#: index kinds; ``<M>``/``<h>`` stand for a positive integer (``BHNSW32``), see ``parse_index``
+#: index kinds; ``<M>``/``<h>``/``<nlist>`` stand for a positive integer (``BHNSW32``), and
+#: ``<faiss-factory>`` for any faiss factory string over float embeddings (``IVF1024,Flat``,
+#: ``IVF4096,PQ32``, ``HNSW32``, ``PQ16``), see ``parse_index``
 INDEXES: Registry[RetrievalIndex] = Registry("index", {
     "BFlat-numpy": "deephash.index.hamming:HammingIndex",
     "BFlat": "deephash.index.faiss_indexes:FaissBinaryIndex",
     "BHNSW<M>": "deephash.index.faiss_indexes:FaissBinaryIndex",
     "BMIH<h>": "deephash.index.faiss_indexes:FaissBinaryIndex",
-    "Flat": "deephash.index.faiss_indexes:FloatIndex",
+    "BIVF<nlist>": "deephash.index.faiss_indexes:FaissBinaryIndex",
+    "Flat": "deephash.index.float_index:FloatIndex",
+    "<faiss-factory>": "deephash.index.float_index:FloatIndex",
 })
 
 #: ``deephash hash --method``: the method's training configuration from the user's one
@@ -233,13 +237,18 @@ LISTABLE: dict[str, Any] = {
 #: factory string: HNSW keeps 2M links per code at its base level (256: 2 KiB a code, the
 #: codes themselves are a few bytes), MIH at most one table per bit of a code
 INDEX_PARAMETER_MAX = 256
+#: the most lists of a binary IVF index (``BIVF<nlist>``)
+IVF_LISTS_MAX = 1 << 20
 
 
 def parse_index(factory: str) -> tuple[str, int | None]:
-    """``"BHNSW32"`` -> ``("BHNSW<M>", 32)``; ``"BFlat"`` -> ``("BFlat", None)``.
+    """``"BHNSW32"`` -> ``("BHNSW<M>", 32)``; ``"BFlat"`` -> ``("BFlat", None)``;
+    ``"IVF1024,PQ16"`` -> ``("<faiss-factory>", None)`` (faiss builds it, at a width its
+    ``PQ<m>`` divide).
 
     Raises ``ConfigError`` naming the known kinds for anything else, and the bound for a
-    parameter above :data:`INDEX_PARAMETER_MAX` (``BHNSW99999999``).
+    parameter above :data:`INDEX_PARAMETER_MAX` (``BHNSW99999999``; ``<nlist>``:
+    :data:`IVF_LISTS_MAX`).
     """
     if factory in INDEXES and "<" not in factory:
         return factory, None
@@ -247,14 +256,22 @@ def parse_index(factory: str) -> tuple[str, int | None]:
     if match:
         for name in INDEXES.names(match.group(1) + "<*>"):
             digits = match.group(2)
-            value = int(digits) if len(digits) < 10 else INDEX_PARAMETER_MAX + 1
-            if value > INDEX_PARAMETER_MAX:
+            most = IVF_LISTS_MAX if name.endswith("<nlist>") else INDEX_PARAMETER_MAX
+            value = int(digits) if len(digits) < 10 else most + 1
+            if value > most:
                 raise ConfigError(f"index {factory!r}: {name[name.index('<'):]} must be at most "
-                                  f"{INDEX_PARAMETER_MAX} (e.g. BHNSW32, BMIH4)")
+                                  f"{most} (e.g. BHNSW32, BMIH4, BIVF1024)")
             if value >= 1:
                 return name, value
-    raise ConfigError(f"unknown index {factory!r}; known: {', '.join(INDEXES)} (<M>, <h>: an "
-                      f"integer from 1 to {INDEX_PARAMETER_MAX}, e.g. BHNSW32, BMIH4)")
+    named = ", ".join(name for name in INDEXES if not name.startswith("<"))
+    unknown = (f"unknown index {factory!r}; known: {named} (<M>, <h>: an integer from 1 to "
+               f"{INDEX_PARAMETER_MAX}, e.g. BHNSW32, BMIH4) or a faiss factory string over "
+               "float embeddings (IVF1024,Flat, IVF4096,PQ32, HNSW32, PQ16)")
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9_.,]*", factory) or factory.startswith("B"):
+        raise ConfigError(unknown)
+    from deephash.index.float_index import check_float_factory  # faiss, only for these
+    check_float_factory(factory)  # faiss's reason, with examples, in one line
+    return "<faiss-factory>", None
 
 
 def parse_protocol(name: str) -> tuple[str, int | None]:

@@ -15,21 +15,34 @@ import numpy as np
 from deephash.errors import ConfigError
 from deephash.fileio import load_npz, npz_array
 from deephash.index.base import BinaryIndex, RetrievalIndex, SearchResult
-from deephash.index.faiss_indexes import FaissBinaryIndex, FloatIndex
+from deephash.index.faiss_indexes import FaissBinaryIndex
+from deephash.index.float_index import FloatIndex
 from deephash.index.hamming import HammingIndex
+from deephash.index.recall import recall_at_k
 from deephash.index.rerank import CodeRanker, Ranked
 from deephash.registries import parse_index
 
 
-def create_index(factory: str, dim: int) -> RetrievalIndex:
-    """``BFlat-numpy`` (ours), ``BFlat``, ``BHNSW<M>``, ``BMIH<h>`` (faiss, binary; ``dim``
-    = bits) or ``Flat`` (faiss, float32; ``dim`` = dimension)."""
+def is_binary(factory: str) -> bool:
+    """Whether the index ``factory`` names holds packed codes (``B...``), not floats."""
+    return factory.startswith("B")
+
+
+def create_index(factory: str, dim: int, metric: str = "l2",
+                 train_sample: int | None = None) -> RetrievalIndex:
+    """``BFlat-numpy`` (ours), ``BFlat``, ``BHNSW<M>``, ``BMIH<h>``, ``BIVF<nlist>`` (faiss,
+    binary; ``dim`` = bits) or a faiss factory string over float32 embeddings (``Flat``,
+    ``IVF1024,Flat``, ``HNSW32``, ...; ``dim`` = dimension, ``metric`` ``l2`` or
+    ``cosine``). ``train_sample``: the most vectors an index that needs training is trained
+    on (default :func:`deephash.index.approximate.default_sample`)."""
     parse_index(factory)  # an unknown kind, or an absurd <M>/<h>: one line
     if factory == HammingIndex.factory:
         return HammingIndex(dim)
-    if factory == FloatIndex.factory:
-        return FloatIndex(dim)
-    return FaissBinaryIndex(dim, factory)
+    if not is_binary(factory):
+        return FloatIndex(dim, factory, metric, train_sample)
+    index = FaissBinaryIndex(dim, factory)
+    index.train_sample = train_sample
+    return index
 
 
 #: the widest vectors an index file may declare (a crafted ``dim`` allocates nothing)
@@ -62,4 +75,5 @@ def load_index(path: Path) -> RetrievalIndex:
 
 
 __all__ = ["BinaryIndex", "CodeRanker", "FaissBinaryIndex", "FloatIndex", "HammingIndex", "Ranked",
-           "RetrievalIndex", "SearchResult", "create_index", "load_index"]
+           "RetrievalIndex", "SearchResult", "create_index", "is_binary", "load_index",
+           "recall_at_k"]

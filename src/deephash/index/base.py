@@ -61,6 +61,24 @@ class RetrievalIndex(abc.ABC):
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         return SearchResult(distances, ids.astype(np.int64))
 
+    @property
+    def approximate(self) -> bool:
+        """Whether a search may miss some of the true nearest (exact indexes: never)."""
+        return False
+
+    @property
+    def settings(self) -> dict[str, int]:
+        """Search-time settings (``nprobe``, ``efSearch``); an exact index has none."""
+        return {}
+
+    def configure(self, **settings: int | None) -> None:
+        """Set search-time settings (``None``: unchanged); an index without them refuses
+        any value in one line."""
+        for name, value in settings.items():
+            if value is not None:
+                raise ConfigError(f"{name} applies to approximate indexes and {self.factory} "
+                                  "has none; leave it out")
+
     def save(self, path: Path) -> None:
         save_npz(Path(path), factory=np.array(self.factory), dim=np.array(self.dim),
                  ids=self.ids, **self._state())

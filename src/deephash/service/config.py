@@ -57,6 +57,10 @@ class ServeConfig:
                           "the index once they hold this many items (docs/scale-appends.md)"})
     compact_bytes: int = field(default=256 * 2**20, metadata={
         "min": 1, "help": "... or once they take this many bytes on disk"})
+    nprobe: int | None = field(default=None, metadata={
+        "min": 1, "help": "IVF indexes: lists scanned per query (default: as indexed)"})
+    ef_search: int | None = field(default=None, metadata={
+        "min": 1, "help": "HNSW indexes: candidates kept per query (default: as indexed)"})
 
 
 def check_limits(config: ServeConfig) -> None:

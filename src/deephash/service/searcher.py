@@ -87,7 +87,10 @@ class Searcher:
 
     def __init__(self, state: IndexState, embedder: Embedder, checkpoint: Path,
                  train_config: TrainConfig, forward_slots: int = 1,
-                 rerank: Rerank = "ties", compaction: tuple[int, int] = COMPACTION) -> None:
+                 rerank: Rerank = "ties", compaction: tuple[int, int] = COMPACTION,
+                 settings: dict[str, int | None] | None = None) -> None:
+        self.settings = dict(settings or {})  # nprobe, efSearch over the index's saved ones
+        state.index.configure(**self.settings)
         self._state = state
         self.compaction = compaction
         self._lock = RWLock()
@@ -106,10 +109,12 @@ class Searcher:
     @classmethod
     def open(cls, folder: Path, checkpoint: str | None = None,
              forward_slots: int = 1, rerank: Rerank = "ties",
-             compaction: tuple[int, int] = COMPACTION) -> Searcher:
+             compaction: tuple[int, int] = COMPACTION,
+             settings: dict[str, int | None] | None = None) -> Searcher:
         """Load the folder's current generation and its model (``checkpoint`` overrides the
         one ``index.json`` names); ``rerank``: how code ties are ordered
-        (:func:`deephash.registries.parse_rerank`)."""
+        (:func:`deephash.registries.parse_rerank`); ``settings``: search-time settings of an
+        approximate index (``nprobe``, ``efSearch``; ``None``: as saved with it)."""
         # the checkpoint first: a crafted one is refused before anything else is read
         info = read_info(Path(folder))
         path = checkpoint_path(Path(folder), info, checkpoint)
@@ -118,7 +123,7 @@ class Searcher:
         check_fits(train_config.training.codes, train_config.training.embedding_dim,
                    state.info, path)
         return cls(state, Embedder(train_config, model, state.info["spec"]), path, train_config,
-                   forward_slots, rerank, compaction)
+                   forward_slots, rerank, compaction, settings)
 
     @property
     def state(self) -> IndexState:

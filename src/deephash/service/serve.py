@@ -84,7 +84,9 @@ def run_serve(config: ServeConfig) -> None:
         slots = max(1, (cores or 1) // config.threads)
         searcher = Searcher.open(Path(config.index), config.checkpoint, forward_slots=slots,
                                  rerank=parse_rerank(config.rerank),
-                                 compaction=(config.compact_items, config.compact_bytes))
+                                 compaction=(config.compact_items, config.compact_bytes),
+                                 settings={"nprobe": config.nprobe,
+                                           "efSearch": config.ef_search})
         app = create_app(searcher, config)
         state = searcher.state
         log.info("serving %s (%d items, %s) on http://%s:%d/", config.index, state.size,

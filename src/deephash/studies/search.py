@@ -31,7 +31,6 @@ decoder, same transform, same forward pass, same index search.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from deephash.devices import resolve_device
 from deephash.distributed import init_from_environment, ranks
 from deephash.errors import ConfigError, DataError
 from deephash.features import compute_views, transform_spec
-from deephash.index import create_index
+from deephash.index import RetrievalIndex, create_index, is_binary, recall_at_k
 from deephash.labels import LabelSet
 from deephash.pipeline.cache import cache_location
 from deephash.registries import parse_rerank
@@ -99,6 +98,9 @@ def build_index(config: IndexConfig, dataset: ImageDataset | None = None) -> dic
     if not dataset.labels.labelled.any():
         log.info("note: %s has no labels; search ranks its images by similarity alone, "
                  "with no relevance marks and no metrics", dataset.name)
+    codes = train_config.training.codes
+    index = new_index(config, codes, train_config.training.embedding_dim,
+                      "cosine" if train_config.evaluation.distance == "cosine" else "l2")
     backbone = feature_backbone(train_config)
     spec = transform_spec(backbone, train_config.backbone.image_size)
     views = compute_views(dataset, backbone, spec, views_of(train_config), cache_dir=cache,
@@ -107,31 +109,59 @@ def build_index(config: IndexConfig, dataset: ImageDataset | None = None) -> dic
     if not ranks().main:  # torchrun: the others shared the extraction; rank 0 indexes
         return {}
     features = [views[view] for view in views_of(train_config)]
-    codes = train_config.training.codes
     outputs = outputs_of_features(model, features)
     vectors = vectors_of_outputs(outputs, codes)
     dim = train_config.training.embedding_dim
-    if config.index == "auto":
-        config = dataclasses.replace(config, index="BFlat" if codes else "Flat")
-    if codes == (config.index == "Flat"):
-        raise ConfigError(f"index {config.index} does not fit a "
-                          f"{'hashing' if codes else 'float embedding'} model; use "
-                          f"{'BFlat' if codes else 'Flat'}")
-    index = create_index(config.index, dim)
     index.add(vectors, ids=np.arange(len(dataset)))
+    quality = measured_recall(index, vectors, config.recall_queries)
     out = Path(config.out).expanduser()
     paths, places = _item_paths(dataset, out, config.data_dir)
     items = Items(paths, dataset.labels, tuple(dataset.classes), np.zeros(len(paths), dtype=bool))
     checkpoint = Path(config.checkpoint).resolve()
     info = {"checkpoint": relative(checkpoint, out), "checkpoint_absolute": str(checkpoint),
-            **places, "index": config.index, "codes": codes, "dim": dim,
-            "n_items": len(dataset), "data": dataset.name, "spec": spec.describe()}
+            **places, "index": index.factory, "codes": codes, "dim": dim,
+            "n_items": len(dataset), "data": dataset.name, "spec": spec.describe(),
+            **({} if codes else {"metric": getattr(index, "metric", "l2")}),
+            **({"search_settings": index.settings} if index.settings else {}), **quality}
     parts: dict[str, Callable[[Path], None]] = {"index": index.save, "items": items.save}
     if codes:  # what Hamming ties are ordered by (deephash.index.rerank)
         parts["outputs"] = lambda path: save_outputs(path, outputs)
     info = write_index(out, info, parts)
-    log.info("indexed %d images into %s (%s)", len(dataset), out, config.index)
+    log.info("indexed %d images into %s (%s)", len(dataset), out, index.factory)
     return info
+
+
+def new_index(config: IndexConfig, codes: bool, dim: int, metric: str) -> RetrievalIndex:
+    """The empty index ``--index`` names for a model's vectors (``codes``: packed bits,
+    else ``dim``-d embeddings compared by ``metric``), its settings applied: every mistake
+    (a binary index for embeddings, a PQ that does not divide ``dim``, ``--nprobe`` for an
+    index without lists) is one line before anything is extracted."""
+    factory = config.index if config.index != "auto" else "BFlat" if codes else "Flat"
+    if codes != is_binary(factory):
+        fits = ("BFlat, BHNSW<M>, BMIH<h> or BIVF<nlist>" if codes
+                else "Flat or a faiss factory string (IVF1024,Flat, HNSW32, ...)")
+        raise ConfigError(f"index {factory} does not fit a "
+                          f"{'hashing' if codes else 'float embedding'} model; use {fits}")
+    index = create_index(factory, dim, metric, config.train_sample)
+    index.configure(nprobe=config.nprobe, efSearch=config.ef_search)
+    return index
+
+
+def measured_recall(index: RetrievalIndex, vectors: np.ndarray,
+                    queries: int) -> dict[str, Any]:
+    """An approximate index's recall@10 against exact search on ``queries`` sampled items
+    (:func:`deephash.index.recall_at_k`), logged in one line, as ``index.json`` keeps it;
+    ``{}`` for an exact index or ``queries`` 0."""
+    if not index.approximate or queries == 0:
+        return {}
+    recall = recall_at_k(index, vectors, k=10, n_queries=queries)
+    exact = "BFlat" if is_binary(index.factory) else "Flat"
+    settings = ", ".join(f"{name} {value}" for name, value in index.settings.items())
+    log.info("recall@%d of %s%s against exact %s: %.4f (%d sampled items as queries)",
+             recall.k, index.factory, f" ({settings})" if settings else "", exact, recall.value,
+             recall.queries)
+    return {"recall": {"k": recall.k, "value": recall.value, "queries": recall.queries,
+                       "against": exact, "settings": index.settings}}
 
 
 def _item_paths(dataset: ImageDataset, out: Path,
@@ -180,7 +210,8 @@ def search_image(config: SearchConfig) -> list[dict[str, Any]]:
         raise DataError(f"cannot read image {config.image}: {exc.strerror}") from None
     # the checkpoint is checked before anything index.json says is used (a crafted one)
     searcher = Searcher.open(Path(config.index), config.checkpoint,
-                             rerank=parse_rerank(config.rerank))
+                             rerank=parse_rerank(config.rerank),
+                             settings={"nprobe": config.nprobe, "efSearch": config.ef_search})
     # decoded as the service decodes an upload (a large image no larger than the model needs)
     query = decode_query(data, config.image, searcher.embedder.image_size, "pass an image file")
     items = searcher.state.items
