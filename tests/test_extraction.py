@@ -71,7 +71,8 @@ def test_corrupt_image_stops_with_its_name_and_keeps_finished_shards(
             compute_features(data, backbone, spec, cache_dir=tmp_path, num_workers=workers,
                              batch_size=4, shard_size=8)
     shards = FeatureCache(tmp_path).entry(feature_key(backbone, data, spec)) / "shards"
-    assert sorted(p.name for p in shards.iterdir()) == ["00000.npy", "00001.npy", "00002.npy"]
+    assert sorted(p.name for p in shards.iterdir()) == [
+        "rows-000000-000008.npy", "rows-000008-000016.npy", "rows-000016-000024.npy"]
 
 
 def test_non_finite_features_are_refused(image_folder: Path) -> None:
