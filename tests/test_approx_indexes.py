@@ -18,6 +18,7 @@ from deephash.cli import main
 from deephash.errors import ConfigError
 from deephash.index import FloatIndex, create_index, load_index, recall_at_k
 from deephash.index.approximate import suggest_nlist
+from deephash.index.faiss_library import faiss
 from deephash.registries import parse_index
 from deephash.service.searcher import Searcher
 from deephash.service.state import load_state
@@ -193,6 +194,34 @@ def test_bivf_against_bflat() -> None:
     assert recall_at_k(ivf, codes).value < 1.0
 
 
+def test_bivf_candidates_are_the_rows_of_the_probed_lists() -> None:
+    """What the service's ranker scans behind a binary IVF: every row of the nprobe lists
+    nearest the query (the rows the coarse quantiser assigns there), a superset of faiss's
+    own top k; an exact index proposes every row (None)."""
+    codes = binary_codes()
+    flat, ivf, hnsw = create_index("BFlat", 24), create_index("BIVF16", 24), create_index(
+        "BHNSW8", 24)
+    for index in (flat, ivf, hnsw):
+        index.add(codes)
+    assert flat.candidates(codes[:3], 10) is None
+    ivf.configure(nprobe=16)
+    assert all(np.array_equal(rows, np.arange(len(codes)))
+               for rows in ivf.candidates(codes[:5], 10))
+    ivf.configure(nprobe=2)
+    quantizer = faiss.downcast_IndexBinary(ivf.index).quantizer
+    assigned = quantizer.search(codes, 1)[1][:, 0]
+    queries = codes[sample_rows(len(codes))[:50]]
+    probed = quantizer.search(queries, 2)[1]
+    found = ivf.search(queries, 10).ids
+    for rows, lists, top in zip(ivf.candidates(queries, 10), probed, found, strict=True):
+        np.testing.assert_array_equal(rows, np.flatnonzero(np.isin(assigned, lists)))
+        assert set(top[top >= 0]) <= set(rows)
+        assert len(rows) < len(codes)
+    for rows, top in zip(hnsw.candidates(queries, 10), hnsw.search(queries, 10).ids,
+                         strict=True):
+        np.testing.assert_array_equal(rows, top[top >= 0])
+
+
 def test_recall_of_codes_counts_ties_at_the_kth_distance_as_hits() -> None:
     codes = np.packbits(np.random.default_rng(1).random((2000, 8)) > 0.5, axis=1)  # 256 codes
     ivf = create_index("BIVF8", 8)
@@ -298,6 +327,16 @@ def test_index_with_hnsw_and_bivf(float_tree: Path, tmp_path: Path,
     capsys.readouterr()
     assert main(["search", str(query), "--index", str(hashing / "bivf"), "-k", "5"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 7  # header, 5, ties line
+    exact = Searcher.open(hashing / "index").answer_item(7, 10)[1]
+    every_list = Searcher.open(hashing / "bivf").answer_item(7, 10)[1]  # nprobe 4 of 4
+    assert every_list == exact
+    one_list = Searcher.open(hashing / "bivf", settings={"nprobe": 1})
+    rows = one_list.state.index.candidates(one_list.state.vectors[7:8], 10)[0]
+    answer = one_list.answer_item(7, 10)[1]
+    assert {hit["id"] for hit in answer.hits} <= set(rows.tolist())
+    # the nearest among fewer rows are never nearer, rank by rank
+    assert all(hit["distance"] >= best["distance"]
+               for hit, best in zip(answer.hits, exact.hits, strict=False))
     assert index_cli(hashing, "bad", "--index", "HNSW8", checkpoint="run/bits-16/best.pt") == 2
     assert "index HNSW8 does not fit a hashing model; use BFlat" in error_line(capsys)
 

@@ -123,3 +123,9 @@ class BinaryIndex(RetrievalIndex):
             vectors = vectors.copy()
             vectors[:, -1] &= keep
         return vectors
+
+    def candidates(self, queries: np.ndarray, k: int) -> list[np.ndarray] | None:
+        """Per packed ``(Q, W)`` query, the ``(M,)`` int64 rows an exact ranking of the
+        ``k`` nearest should look at (:class:`deephash.index.rerank.CodeRanker`'s ``rows``),
+        or ``None``: every row (an exact index)."""
+        return None

@@ -22,6 +22,7 @@ from deephash.fileio import npz_array
 from deephash.index.approximate import (
     applicable,
     apply_settings,
+    ivf_lists,
     parse_settings,
     read_settings,
     settings_json,
@@ -130,3 +131,23 @@ class FaissBinaryIndex(FaissBacked, BinaryIndex):
         super().__init__(dim)
         self.factory = factory
         self.index = _binary_structure(factory, dim)
+
+    def candidates(self, queries: np.ndarray, k: int) -> list[np.ndarray] | None:
+        """``None`` for ``BFlat``; a binary IVF's rows in the ``nprobe`` lists nearest each
+        query (all of them, so the ties at the k-th distance among them are all seen);
+        another approximate index's own ``k`` nearest."""
+        if not self.approximate:
+            return None
+        queries = self._check(queries)
+        if ivf_lists(self.index) == 0:
+            return [ids[ids >= 0].astype(np.int64) for ids in self._search(queries, k)[1]]
+        ivf: Any = faiss.downcast_IndexBinary(self.index)
+        lists = ivf.quantizer.search(queries, ivf.nprobe)[1]
+        invlists = ivf.invlists
+        found = []
+        for probed in lists:
+            rows = [faiss.rev_swig_ptr(invlists.get_ids(int(i)), invlists.list_size(int(i)))
+                    for i in probed if i >= 0 and invlists.list_size(int(i))]
+            found.append(np.sort(np.concatenate(rows)).astype(np.int64) if rows
+                         else np.zeros(0, dtype=np.int64))
+        return found

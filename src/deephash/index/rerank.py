@@ -7,9 +7,11 @@ top-k does, shows the first classes of a class-sorted pool for every tied query.
 every top-k list of codes (``deephash search``, ``serve`` by upload and by id, the
 report's gallery, the served-ranking benchmark) is one call of :meth:`CodeRanker.rank`:
 
-1. an exact scan gives every item's Hamming distance, and the distance d_k of the k-th
-   nearest; **every** item at distance <= d_k is a candidate (not just k of them), so the
-   choice among the tied does not depend on where they sit in the pool;
+1. an exact scan (:mod:`deephash.index.scan`) gives every item's Hamming distance, and the
+   distance d_k of the k-th nearest; **every** item at distance <= d_k is a candidate (not
+   just k of them), so the choice among the tied does not depend on where they sit in the
+   pool. Behind an approximate index the scan covers the rows it proposes (a binary IVF's
+   probed lists: :meth:`deephash.index.base.BinaryIndex.candidates`), ties counted there;
 2. the candidates are ordered by (Hamming distance, distance between the query's and the
    item's continuous outputs, a seeded random key): *feature re-ranking* of the ties
    (``rerank="ties"``, the default). ``rerank=R`` (an integer) orders the R nearest by
@@ -32,12 +34,14 @@ order and of items added later (their keys are new; the others keep theirs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from deephash.distances import Distance
-from deephash.hashing.codes import as_words, words_hamming
+from deephash.hashing.codes import as_words
+from deephash.index.scan import scan, within
 
 Rerank = str | int  # "ties", "none" or R >= 1 (see registries.parse_rerank)
 
@@ -107,39 +111,46 @@ class CodeRanker:
         return (self.rerank != "none" and self.outputs is not None
                 and self.distance is not None and query_outputs is not None)
 
-    def rank(self, queries: np.ndarray, k: int,
-             query_outputs: np.ndarray | None = None) -> Ranked:
+    def rank(self, queries: np.ndarray, k: int, query_outputs: np.ndarray | None = None,
+             rows: Sequence[np.ndarray] | None = None) -> Ranked:
         """The top ``k`` of packed ``(Q, W)`` queries; ``query_outputs``: their ``(Q, K)``
-        continuous outputs (``None``: ties at random)."""
-        n_queries, n = len(queries), self.size
+        continuous outputs (``None``: ties at random); ``rows``: per query, the ``(M,)``
+        database rows to rank (an approximate index's candidates; ``None``: every row), the
+        ties then being counted among them."""
+        n_queries = len(queries)
         positions = np.full((n_queries, k), -1, dtype=np.int64)
         distances = np.full((n_queries, k), -1, dtype=np.int32)
         tie = np.full(n_queries, -1, dtype=np.int32)
         tied = np.zeros(n_queries, dtype=np.int64)
         shown = np.zeros(n_queries, dtype=np.int64)
         words = as_words(queries)
-        chunk = max(1, (1 << 24) // max(n, 1))  # (chunk, N) int32 distances: ~64 MB
-        for start in range(0, n_queries if n else 0, chunk):
-            block = words_hamming(words[start:start + chunk], self.words)
-            for row, hamming in enumerate(block, start=start):
-                outputs = None if query_outputs is None else query_outputs[row:row + 1]
-                top, tie[row], tied[row], shown[row] = self._rank_one(
-                    hamming, words[row], k, outputs)
-                positions[row, :len(top)] = top
-                distances[row, :len(top)] = hamming[top]
+        for row in range(n_queries):
+            among = None if rows is None else np.asarray(rows[row], dtype=np.int64)
+            if (self.size if among is None else len(among)) == 0:
+                continue
+            outputs = None if query_outputs is None else query_outputs[row:row + 1]
+            top, found, tie[row], tied[row], shown[row] = self._rank_one(
+                words[row], k, outputs, among)
+            positions[row, :len(top)] = top
+            distances[row, :len(top)] = found
         return Ranked(positions, distances, tie, tied, shown)
 
-    def _rank_one(self, hamming: np.ndarray, query_words: np.ndarray, k: int,
-                  query_outputs: np.ndarray | None) -> tuple[np.ndarray, int, int, int]:
-        """One query's top rows, d_k, the items at d_k and how many of them are shown."""
-        counts = np.bincount(hamming, minlength=self.bits + 1)
+    def _rank_one(self, query_words: np.ndarray, k: int, query_outputs: np.ndarray | None,
+                  among: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+        """One query's top rows and their distances, d_k, the items at d_k and how many of
+        them are shown; ``among``: the rows to rank (``None``: all)."""
+        words = self.words if among is None else self.words[among]
+        hamming, counts = scan(words, query_words, self.bits)
         reached = np.cumsum(counts)
-        kept = min(k, self.size)
+        kept = min(k, len(words))
         tie = int(np.searchsorted(reached, kept))  # the first distance reaching k items
         limit = tie
         if isinstance(self.rerank, int):  # the R nearest, completed to whole groups
-            limit = max(tie, int(np.searchsorted(reached, min(self.rerank, self.size))))
-        candidates = np.flatnonzero(hamming <= limit)
+            limit = max(tie, int(np.searchsorted(reached, min(self.rerank, len(words)))))
+        local = within(hamming, limit)
+        candidates = local if among is None else among[local]
+        near = hamming[local]
         keys = [random_keys(candidates, query_words, self.seed)]  # the last key sorts first
         reranking = self.reranks(query_outputs)
         if reranking:
@@ -148,6 +159,7 @@ class CodeRanker:
                 np.asarray(query_outputs, dtype=np.float32),
                 np.asarray(self.outputs[candidates], dtype=np.float32))[0])
         if not (reranking and isinstance(self.rerank, int)):
-            keys.append(hamming[candidates])
-        top = candidates[np.lexsort(tuple(keys))[:kept]]
-        return top, tie, int(counts[tie]), int((hamming[top] == tie).sum())
+            keys.append(near)
+        order = np.lexsort(tuple(keys))[:kept]
+        return (candidates[order], near[order], tie, int(counts[tie]),
+                int((near[order] == tie).sum()))

@@ -12,7 +12,9 @@ embeddings are ranked by the index (exact L2, ties in insertion order). Codes ar
 :class:`deephash.index.rerank.CodeRanker`, the one ranking of every top-k list of codes:
 Hamming distance, then (``rerank``) the distance of the continuous outputs, then a
 seeded random key, never the pool's order; each answer also says how many items tie at
-the k-th result's distance (:class:`Answer`). At most
+the k-th result's distance (:class:`Answer`). Behind an approximate binary index (``BIVF``:
+its ``nprobe`` nearest lists) the ranker sees only the rows the index proposes
+(:meth:`deephash.index.base.BinaryIndex.candidates`), and the ties are counted among them. At most
 ``forward_slots`` forward passes run at once (the server gives one per core, each pass on
 one thread); an index search runs on the calling thread alone (faiss's OpenMP team costs
 more than a query's scan: 24 ms against 0.1 ms for one query on 50,000 48-bit codes, two
@@ -187,7 +189,8 @@ class Searcher:
                     for q, (d, i) in enumerate(zip(result.distances, result.ids, strict=True))]
         ranker = self._ranker(state)
         with one_openmp_thread():
-            ranked = ranker.rank(vectors, k, outputs)
+            rows = state.index.candidates(vectors, k)  # type: ignore[attr-defined]
+            ranked = ranker.rank(vectors, k, outputs, rows)
         order = "continuous outputs" if ranker.reranks(outputs) else "random"
         return [Answer(self._hits(state, ranked.distances[q], ranked.positions[q], radius,
                                   _row(labels, q)),
