@@ -82,3 +82,20 @@ def test_ranking_candidate_rows_is_ranking_them_alone(rerank: str | int,
         expected = alone.rank(queries[q:q + 1], 10, outputs[q:q + 1].astype(np.float32))
         np.testing.assert_array_equal(ranked.distances[q], expected.distances[0])
         np.testing.assert_array_equal(got, subset[expected.positions[0][:kept]])
+
+
+@pytest.mark.parametrize("n", [5, 2000, 50_000])
+def test_smallest_lexicographic_is_the_head_of_lexsort(n: int) -> None:
+    """Against numpy's full lexsort, with heavy ties in the leading keys (a few Hamming
+    distances, float distances repeated) and a last key without repeats (random keys)."""
+    from deephash.index.rerank import smallest_lexicographic
+
+    rng = np.random.default_rng(n)
+    hamming = rng.integers(0, 3, n).astype(np.uint8)
+    distance = rng.integers(0, 5, n).astype(np.float32) / 4
+    unique = rng.permutation(n).astype(np.uint64)
+    for keys in ([hamming, distance, unique], [distance, unique], [hamming, unique],
+                 [np.zeros(n, np.uint8), unique]):
+        for m in (1, 10, 999, n):
+            np.testing.assert_array_equal(smallest_lexicographic(keys, m),
+                                          np.lexsort(tuple(keys[::-1]))[:m])

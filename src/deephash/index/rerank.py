@@ -70,6 +70,27 @@ def random_keys(positions: np.ndarray, query_words: np.ndarray, seed: int) -> np
     return splitmix64(np.asarray(positions, dtype=np.uint64) ^ salt)
 
 
+def smallest_lexicographic(keys: Sequence[np.ndarray], m: int) -> np.ndarray:
+    """The positions of the ``m`` smallest rows in the lexicographic order of ``keys``
+    (``(M,)`` arrays, the first the most significant), in that order: ``np.lexsort(keys[::-1])
+    [:m]`` without sorting all M rows (a query whose k-th distance ties with a million items
+    sorts only its first m). The first key is partitioned at its m-th value; the rows tied
+    there are chosen by the remaining keys, recursively. Exact when the last key has no
+    repeats (the random tie-break keys have none)."""
+    n = len(keys[0])
+    if m >= n or n <= 8 * m + 1024:
+        return np.lexsort(tuple(keys[::-1]))[:m]
+    first = keys[0]
+    boundary = np.partition(first, m - 1)[m - 1]
+    below = np.flatnonzero(first < boundary)
+    at = np.flatnonzero(first == boundary)
+    need = m - len(below)
+    chosen_at = (at[smallest_lexicographic([key[at] for key in keys[1:]], need)]
+                 if len(keys) > 1 else at[:need])
+    chosen = np.concatenate([below, chosen_at])
+    return chosen[np.lexsort(tuple(key[chosen] for key in keys[::-1]))]
+
+
 @dataclass(frozen=True)
 class Ranked:
     """The top k of Q queries. ``positions``: ``(Q, k)`` int64 database rows (``-1`` past
@@ -160,6 +181,6 @@ class CodeRanker:
                 np.asarray(self.outputs[candidates], dtype=np.float32))[0])
         if not (reranking and isinstance(self.rerank, int)):
             keys.append(near)
-        order = np.lexsort(tuple(keys))[:kept]
+        order = smallest_lexicographic(keys[::-1], kept)
         return (candidates[order], near[order], tie, int(counts[tie]),
                 int((near[order] == tie).sum()))

@@ -1,0 +1,402 @@
+"""Index and serve at scale: 1M and 10M 48-bit codes, 1M 256-d float embeddings.
+
+Collections (``--collections``, each ``KIND-SOURCE-SIZE``):
+
+* ``codes-synthetic-<n>``: 48-bit codes with a cluster structure: ``n / 1000`` random centre
+  codes, each item its centre with every bit flipped with probability 0.08 (about 4 bits
+  from its centre, 24 from another centre's items); the continuous outputs agree with the
+  bits (sign) with magnitudes uniform in [0.3, 1]; the label is the cluster modulo 100.
+* ``codes-cifar10-<n>``: the real CIFAR-10 database codes and continuous outputs of a hashing
+  run (``--cifar-codes``: a run's ``bits-48/codes/database.npz``, 50,000 codes), replicated
+  ``n / 50,000`` times (every code and its outputs repeated: the ties grow with ``n``).
+* ``floats-synthetic-<n>``: 256-d float32 embeddings, ``n / 1000`` Gaussian centres
+  (N(0, 1)) and each item its centre plus N(0, 0.7^2) noise, squared L2.
+
+For each collection and index (``BFlat`` and ``BIVF<nlist>`` for codes; ``Flat``,
+``IVF<nlist>,Flat`` and optionally ``HNSW32`` for floats) an index folder is written with
+deephash's own writer (:func:`deephash.studies.index_folder.write_index`, the model being a
+tiny hashing or embedding run made here, at 32 px, so that ``serve`` can load it), then:
+
+1. **build**: the index's train + add time and the folder's write time (with checksums);
+2. **serve**: ``deephash serve`` started as a subprocess (start-up time, resident memory
+   after loading: ``VmRSS``), then search by item id (``GET /items/ID/search?k=10``, random
+   seeded ids): one client (``--sequential`` requests) and 8 concurrent clients
+   (``--concurrent`` requests): p50 / p99 latency;
+3. **recall@10 as served** for the approximate indexes, on ``--recall-queries`` item
+   queries: a hit counts when its true distance is at most the exact 10th nearest's (the
+   tie-aware rule of :mod:`deephash.index.recall`), the exact one computed here by a full
+   scan;
+4. **appends** (``--appends``, the codes collections): in this process, ``add_images`` of a
+   1,000-item segment to the loaded folder (segment written, index and arrays grown; no
+   model), repeated; then through ``serve``, ``POST /items`` of 1,000 PNGs (embedded by the
+   tiny model) while 8 clients search, and the search latency meanwhile.
+
+Goals (issue 24, this 2-core CPU): 10M codes p50 < 50 ms exact and < 5 ms approximate with
+recall@10 >= 0.95; 1M floats p50 < 5 ms approximate with recall@10 >= 0.95; an append of
+1,000 items < 1 s at 10M. Results: ``benchmarks/results/scale.json``; the folders go to
+``--work`` (about 2.5 GB per 10M-code folder; removed unless ``--keep``).
+
+    ./run python benchmarks/bench_scale.py --cifar-codes RUN/bits-48/codes/database.npz
+          [--collections codes-synthetic-1M,...] [--work /tmp/deephash-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_service import Client, multipart, requests_of, run_clients, server
+from common import rss_mb, write_result
+from PIL import Image
+
+from deephash.cli import main as cli
+from deephash.index import create_index
+from deephash.index.rerank import CodeRanker
+from deephash.labels import LabelSet
+from deephash.service.folder import relative
+from deephash.service.items import Items
+from deephash.service.outputs import save_outputs
+from deephash.studies.index_folder import write_index
+
+BITS, FLOAT_DIM, K = 48, 256, 10
+GOALS = {"codes_10M_exact_p50_ms": 50.0, "codes_10M_approximate_p50_ms": 5.0,
+         "floats_1M_approximate_p50_ms": 5.0, "recall_at_10": 0.95, "append_1000_at_10M_s": 1.0}
+SIZES = {"20K": 20_000, "100K": 100_000, "1M": 1_000_000, "10M": 10_000_000}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- collections ---------------------------------------------------------------------------
+
+
+def synthetic_codes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(n, 6)`` packed codes, ``(n, 48)`` float16 outputs, ``(n,)`` labels (docstring)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 2, (max(1, n // 1000), BITS), dtype=np.uint8)
+    cluster = rng.integers(0, len(centres), n)
+    codes = np.empty((n, BITS // 8), dtype=np.uint8)
+    outputs = np.empty((n, BITS), dtype=np.float16)
+    for start in range(0, n, 1 << 20):
+        rows = slice(start, min(start + (1 << 20), n))
+        bits = centres[cluster[rows]] ^ (rng.random((len(cluster[rows]), BITS),
+                                                    dtype=np.float32) < 0.08)
+        codes[rows] = np.packbits(bits, axis=1)
+        outputs[rows] = (2.0 * bits - 1) * rng.uniform(0.3, 1.0, bits.shape).astype(np.float32)
+    return codes, outputs, cluster % 100
+
+
+def cifar_codes(n: int, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A run's database codes, outputs and labels, replicated to ``n`` rows."""
+    with np.load(path) as saved:
+        codes, outputs, labels = saved["codes"], saved["relaxed"], saved["y"]
+    reps = -(-n // len(codes))
+    return (np.tile(codes, (reps, 1))[:n], np.tile(outputs, (reps, 1))[:n],
+            np.tile(labels, reps)[:n])
+
+
+def synthetic_floats(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, 256)`` float32 embeddings and ``(n,)`` labels (docstring)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(1, n // 1000), FLOAT_DIM), dtype=np.float32)
+    cluster = rng.integers(0, len(centres), n)
+    vectors = np.empty((n, FLOAT_DIM), dtype=np.float32)
+    for start in range(0, n, 1 << 18):
+        rows = slice(start, min(start + (1 << 18), n))
+        vectors[rows] = centres[cluster[rows]] + 0.7 * rng.standard_normal(
+            (len(cluster[rows]), FLOAT_DIM), dtype=np.float32)
+    return vectors, cluster % 100
+
+
+# --- folders -------------------------------------------------------------------------------
+
+
+def tiny_models(work: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """A 48-bit hashing run and a 256-d embedding run on 36 tiny images: their best.pt and
+    the transform spec ``deephash index`` records for them."""
+    data = work / "tiny-data"
+    rng = np.random.default_rng(0)
+    for part, count in (("train", 8), ("test", 4)):
+        for c in range(3):
+            (data / part / f"class{c}").mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(60 + 70 * c, 30, (32, 32, 3)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(
+                    data / part / f"class{c}" / f"{i:02d}.png")
+    common = ["--data-dir", str(data), "--cache-dir", str(work / "cache"), "--image-size",
+              "32", "--num-workers", "0", "--tsne-points", "0", "--batch-classes", "3",
+              "--batch-samples", "4", "--hidden-dims", "16", "--epochs", "1",
+              "--no-flip-augment"]
+    runs = {"codes": (["hash", "--bits", str(BITS)], f"bits-{BITS}/best.pt"),
+            "floats": (["train", "--embedding-dim", str(FLOAT_DIM)], "best.pt")}
+    found = {}
+    for kind, (command, checkpoint) in runs.items():
+        run = work / f"tiny-{kind}"
+        if not (run / checkpoint).is_file():
+            assert cli([*command, "--out", str(run), "--overwrite", *common]) == 0
+        index = work / f"tiny-{kind}-index"
+        if not (index / "index.json").is_file():
+            assert cli(["index", "--checkpoint", str(run / checkpoint), "--data-dir", str(data),
+                        "--out", str(index), "--overwrite", "--cache-dir",
+                        str(work / "cache")]) == 0
+        found[kind] = (run / checkpoint, json.loads((index / "index.json").read_text())["spec"])
+    return found
+
+
+def write_folder(out: Path, model: tuple[Path, dict[str, Any]], factory: str, vectors: np.ndarray,
+                 labels: np.ndarray, outputs: np.ndarray | None, nprobe: int | None,
+                 source: str) -> dict[str, Any]:
+    """An index folder of ``vectors`` built with ``factory`` for ``model`` (checkpoint,
+    transform spec); returns the build times."""
+    checkpoint, spec = model
+    codes = outputs is not None
+    dim = BITS if codes else FLOAT_DIM
+    index = create_index(factory, dim)
+    start = time.perf_counter()
+    index.add(vectors)
+    if nprobe:
+        index.configure(nprobe=nprobe)
+    built = time.perf_counter() - start
+    n = len(vectors)
+    classes = tuple(f"c{c}" for c in range(int(labels.max()) + 1))
+    paths = np.char.add(f"{source}:", np.arange(n).astype(str))
+    items = Items(paths, LabelSet.from_ids(labels.astype(np.int64), len(classes)), classes,
+                  np.zeros(n, dtype=bool))
+    info = {"checkpoint": relative(checkpoint, out), "checkpoint_absolute": str(checkpoint),
+            "index": index.factory, "codes": codes, "dim": dim, "n_items": n, "data": source,
+            "spec": spec, **({} if codes else {"metric": "l2"}),
+            **({"search_settings": index.settings} if index.settings else {})}
+    parts: dict[str, Any] = {"index": index.save, "items": items.save}
+    if outputs is not None:
+        parts["outputs"] = lambda path: save_outputs(path, outputs)
+    if out.exists():
+        shutil.rmtree(out)
+    start = time.perf_counter()
+    write_index(out, info, parts)
+    written = time.perf_counter() - start
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    return {"index_s": round(built, 2), "write_s": round(written, 2),
+            "folder_mb": round(size / 2**20, 1)}
+
+
+# --- measurements --------------------------------------------------------------------------
+
+
+def exact_kth(vectors: np.ndarray, queries: np.ndarray, codes: bool) -> np.ndarray:
+    """``(Q,)`` the exact 10th-nearest distance of each query row (a full scan)."""
+    if codes:
+        ranker = CodeRanker(vectors, BITS)
+        return ranker.rank(vectors[queries], K).tie_distance.astype(np.float64)
+    import faiss
+
+    distances = faiss.knn(vectors[queries], vectors, K)[0]
+    return distances[:, -1].astype(np.float64)
+
+
+def served_recall(port: int, vectors: np.ndarray, queries: np.ndarray, codes: bool
+                  ) -> float:
+    """Recall@10 of the served answers to item queries (tie-aware, module docstring)."""
+    kth = exact_kth(vectors, queries, codes)
+    client, recalls = Client(port), []
+    for q, d_k in zip(queries, kth, strict=True):
+        hits = client.json("GET", f"/items/{int(q)}/search?k={K}")["results"]
+        ids = np.array([hit["id"] for hit in hits], dtype=np.int64)
+        if codes:
+            true = np.unpackbits(vectors[ids] ^ vectors[q], axis=1).sum(axis=1)
+            recalls.append(float((true <= d_k).sum()) / K)
+        else:
+            true = ((vectors[ids] - vectors[q]) ** 2).sum(axis=1, dtype=np.float64)
+            recalls.append(float((true <= d_k * (1 + 1e-5) + 1e-6).sum()) / K)
+    return round(float(np.mean(recalls)), 4)
+
+
+def serve_latency(folder: Path, n: int, args: argparse.Namespace, vectors: np.ndarray,
+                  codes: bool, approximate: bool) -> dict[str, Any]:
+    """Start-up, memory, latency at 1 and 8 clients and (approximate) recall through serve."""
+    start = time.perf_counter()
+    with server(folder, startup_s=900) as served:
+        result: dict[str, Any] = {"startup_s": round(time.perf_counter() - start, 1),
+                                  "rss_mb": round(rss_mb("VmRSS", served.pid))}
+        warm = run_clients(served.port, requests_of("by_id", 20, n, [], K, 99), 1)
+        # slow answers (a million tied items to re-rank) get fewer requests: ~30 s a part
+        share = min(1.0, max(0.1, 30_000 / (warm["p50_ms"] * args.sequential)))
+        result["sequential"] = run_clients(
+            served.port, requests_of("by_id", round(args.sequential * share), n, [], K, 1), 1)
+        result["concurrent"] = run_clients(
+            served.port, requests_of("by_id", round(args.concurrent * share), n, [], K, 2), 8)
+        if approximate:
+            queries = np.sort(np.random.default_rng(3).choice(
+                n, max(20, round(args.recall_queries * share)), False))
+            result["recall_at_10"] = served_recall(served.port, vectors, queries, codes)
+    return result
+
+
+def png_batch(count: int, seed: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")
+        images.append(buffer.getvalue())
+    return images
+
+
+def library_appends(folder: Path, batches: int, size: int) -> dict[str, Any]:
+    """``add_images`` of ``batches`` segments of ``size`` items to the loaded folder."""
+    from deephash.service.state import load_state
+    from deephash.service.store import add_images
+
+    start = time.perf_counter()
+    state = load_state(folder)
+    loaded = time.perf_counter() - start
+    rng = np.random.default_rng(7)
+    images = [(data, "png") for data in png_batch(size, 8)]
+    times = []
+    for _ in range(batches):
+        vectors = rng.integers(0, 256, (size, BITS // 8), dtype=np.uint8)
+        outputs = rng.standard_normal((size, BITS)).astype(np.float16)
+        start = time.perf_counter()
+        state = add_images(state, vectors, images, [0], state.items.classes, outputs)
+        times.append(time.perf_counter() - start)
+    return {"load_s": round(loaded, 1), "batch": size,
+            "append_s": [round(t, 3) for t in times],
+            "median_append_s": round(float(np.median(times)), 3)}
+
+
+def served_appends(folder: Path, n: int, batches: int, size: int) -> dict[str, Any]:
+    """``POST /items`` of ``size`` PNGs, ``batches`` times, while 8 clients search by id."""
+    options = ["--max-batch", str(size), "--max-upload-bytes", str(64 * 2**20)]
+    with server(folder, startup_s=900, options=options) as served:
+        run_clients(served.port, requests_of("by_id", 20, n, [], K, 99), 1)
+        bodies = []
+        for b in range(batches):
+            fields = [multipart("images", f"a{i}.png", data)
+                      for i, data in enumerate(png_batch(size, 100 + b))]
+            bodies.append(join_multipart(fields))
+        searching: dict[str, Any] = {}
+        done = threading.Event()
+
+        def search() -> None:
+            searching.update(run_clients(served.port, requests_of(
+                "by_id", 100_000, n, [], K, 5)[:max(200, 40 * batches)], 8))
+            done.set()
+
+        thread = threading.Thread(target=search)
+        thread.start()
+        client, times = Client(served.port, timeout=600), []
+        for body, headers in bodies:
+            start = time.perf_counter()
+            status, answer = client.request("POST", "/items", body, headers)
+            times.append(time.perf_counter() - start)
+            if status != 200:
+                raise SystemExit(f"POST /items: HTTP {status}: {answer[:300]!r}")
+        thread.join()
+    return {"batch": size, "post_s": [round(t, 3) for t in times],
+            "median_post_s": round(float(np.median(times)), 3),
+            "searches_meanwhile": searching}
+
+
+def join_multipart(fields: list[tuple[bytes, dict[str, str]]]) -> tuple[bytes, dict[str, str]]:
+    """One multipart body of several single-field bodies of :func:`multipart`."""
+    boundary = "deephash-scale-boundary"
+    parts = []
+    for body, headers in fields:
+        own = headers["Content-Type"].split("boundary=")[1].encode()
+        inner = body.split(b"--" + own)[1]  # "\r\nheaders\r\n\r\ndata\r\n"
+        parts.append(b"--" + boundary.encode() + inner)
+    return (b"".join(parts) + b"--" + boundary.encode() + b"--\r\n",
+            {"Content-Type": f"multipart/form-data; boundary={boundary}",
+             "X-Requested-With": "bench_scale"})
+
+
+# --- the study -----------------------------------------------------------------------------
+
+
+def run_collection(name: str, args: argparse.Namespace,
+                   models: dict[str, tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    kind, source, size = name.split("-")
+    n = SIZES[size]
+    log(f"{name}: generating")
+    outputs = None
+    if kind == "codes":
+        vectors, outputs, labels = (cifar_codes(n, args.cifar_codes) if source == "cifar10"
+                                    else synthetic_codes(n))
+        factories: list[tuple[str, int | None]] = [("BFlat", None),
+                                                   (f"BIVF{args.bivf}", args.bivf_nprobe)]
+    else:
+        vectors, labels = synthetic_floats(n)
+        factories = [("Flat", None), (f"IVF{args.ivf},Flat", args.ivf_nprobe)]
+        if args.hnsw:
+            factories.append(("HNSW32", None))
+    result: dict[str, Any] = {"n": n, "kind": kind, "source": source, "indexes": {}}
+    for factory, nprobe in factories:
+        folder = args.work / f"{name}-{factory.replace(',', '_')}"
+        log(f"{name} {factory}: building")
+        entry = write_folder(folder, models[kind], factory, vectors, labels, outputs, nprobe,
+                             f"{source}-{size}")
+        if nprobe:
+            entry["nprobe"] = nprobe
+        log(f"{name} {factory}: {entry}; serving")
+        entry.update(serve_latency(folder, n, args, vectors, kind == "codes",
+                                   factory not in ("Flat", "BFlat")))
+        if kind == "codes" and args.appends and size in args.appends:
+            log(f"{name} {factory}: appends")
+            entry["appends_library"] = library_appends(folder, args.append_batches, 1000)
+            entry["appends_served"] = served_appends(folder, n, args.append_batches, 1000)
+        log(f"{name} {factory}: {json.dumps(entry)}")
+        result["indexes"][factory] = entry
+        if not args.keep:
+            shutil.rmtree(folder)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--collections", default="codes-synthetic-1M,codes-synthetic-10M,"
+                        "codes-cifar10-1M,codes-cifar10-10M,floats-synthetic-1M")
+    parser.add_argument("--cifar-codes", type=Path)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/deephash-scale"))
+    parser.add_argument("--bivf", type=int, default=1024, help="nlist of BIVF")
+    parser.add_argument("--bivf-nprobe", type=int, default=8)
+    parser.add_argument("--ivf", type=int, default=1024, help="nlist of IVF,Flat")
+    parser.add_argument("--ivf-nprobe", type=int, default=16)
+    parser.add_argument("--hnsw", action="store_true", help="also HNSW32 (a long build)")
+    parser.add_argument("--sequential", type=int, default=200)
+    parser.add_argument("--concurrent", type=int, default=400)
+    parser.add_argument("--recall-queries", type=int, default=200)
+    parser.add_argument("--appends", default="10M", help="sizes whose code folders get the "
+                        "append measurements (comma-separated; empty: none)")
+    parser.add_argument("--append-batches", type=int, default=5)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--name", default="scale", help="the results file's name")
+    args = parser.parse_args()
+    args.appends = [s for s in args.appends.split(",") if s]
+    names = [c for c in args.collections.split(",") if c]
+    if any("cifar10" in c for c in names) and not (args.cifar_codes
+                                                   and args.cifar_codes.is_file()):
+        sys.exit("--cifar-codes: give a hashing run's bits-48/codes/database.npz")
+    args.work.mkdir(parents=True, exist_ok=True)
+    models = tiny_models(args.work)
+    collections = {}
+    for name in names:
+        collections[name] = run_collection(name, args, models)
+    write_result(args.name, {
+        "what": "index folders of 1M/10M 48-bit codes and 1M 256-d floats served by deephash "
+                "serve on localhost: build, memory, search by item id at 1 and 8 clients, "
+                "recall@10 as served (tie-aware), appends of 1,000 items",
+        "goals": GOALS, "settings": {k: (str(v) if isinstance(v, Path) else v)
+                                     for k, v in vars(args).items()},
+        "collections": collections})
+
+
+if __name__ == "__main__":
+    main()
