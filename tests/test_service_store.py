@@ -123,8 +123,12 @@ def test_a_crash_mid_add_leaves_the_old_state(tree: Path, crash: str,
     client = local_client(create_app(searcher, ServeConfig(index=str(index))))
 
     def torn(path: Path, data: bytes) -> None:
-        """What a crash mid-write leaves: half the bytes under the temporary name."""
-        (path.parent / f".{path.name}.crash.tmp").write_bytes(data[:len(data) // 2])
+        """What a crash mid-write leaves: half the bytes (an image is written in place, a
+        segment under a temporary name)."""
+        target = path if path.parent.name == "added" else (
+            path.parent / f".{path.name}.crash.tmp")
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(data[:len(data) // 2])
         raise OSError(28, "No space left on device")
 
     def torn_npz(path: Path, **arrays: Any) -> None:
@@ -137,7 +141,7 @@ def test_a_crash_mid_add_leaves_the_old_state(tree: Path, crash: str,
             raise OSError(5, "Input/output error")
 
     if crash == "an image written in part":
-        monkeypatch.setattr(store, "save_bytes", torn)
+        monkeypatch.setattr(store, "write_unnamed", torn)
     elif crash == "segment written in part":
         monkeypatch.setattr("deephash.service.segments.save_npz", torn_npz)
     else:
@@ -150,8 +154,10 @@ def test_a_crash_mid_add_leaves_the_old_state(tree: Path, crash: str,
     assert client.get("/info").json()["size"] == 48
     _old_state_still_loads(index, capsys, before, query)
     monkeypatch.undo()
-    assert post_items(client, new_images(1), label="class0").json()["size"] == 49  # recovers
+    retry = new_images(1, seed=9)
+    assert post_items(client, retry, label="class0").json()["size"] == 49  # recovers
     assert load_state(index).size == 49
+    assert searcher.image_file(48).read_bytes() == retry[0]  # a torn image was overwritten
 
 
 def test_concurrent_adds_each_get_their_own_ids(tree: Path) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from deephash.fileio import save_bytes, save_json
+from deephash.fileio import save_json, write_unnamed
 from deephash.folders import ADDED as ADDED  # moved there: below validation
 from deephash.labels import LabelSet
 from deephash.service.errors import ApiError
@@ -80,7 +80,7 @@ def append_images(state: IndexState, vectors: np.ndarray, images: list[tuple[byt
         ids = range(state.size, state.size + len(images))
         paths = [f"{ADDED}/{i}.{ext}" for i, (_data, ext) in zip(ids, images, strict=True)]
         for path, (data, _ext) in zip(paths, images, strict=True):
-            save_bytes(folder / path, data)
+            write_unnamed(folder / path, data)  # named by the segment only
         sync_folder(folder / ADDED)
         none = Items(np.array([], dtype=str), LabelSet.from_ids(np.zeros(0, np.int64),
                                                                 len(classes)), classes,
