@@ -208,6 +208,22 @@ def test_due_counts_items_and_bytes(tmp_path: Path) -> None:
     assert state.segment_bytes == (state.folder / "append-0-1.npz").stat().st_size
 
 
+def test_due_waits_for_a_tenth_of_the_index(tmp_path: Path) -> None:
+    """Compaction is O(N): it waits for 0.1 N appended items (and 0.1 of the base files'
+    bytes) however low the thresholds, so an add stays amortised O(batch)."""
+    folder = write_folder(tmp_path / "f", 100)
+    state = append(load_state(folder), 9, 1, [0])  # 9 of 109 items
+    assert not store.due(state, 1, 10**12)  # 9 < 10.9
+    state = append(state, 3, 2, [0])  # 12 of 112
+    assert store.due(state, 1, 10**12) and not store.due(state, 13, 10**12)
+    base = sum(path.stat().st_size for path in folder.glob("*.npz")
+               if not path.name.startswith("append-"))
+    assert store.base_bytes(state) == base
+    assert store.due(state, 10**9, 1) == (state.segment_bytes >= 0.1 * base)
+    state = append(state, 100, 3, [0])  # 111 appended: past 0.1 of the base's bytes
+    assert store.due(state, 10**9, 1) and not store.due(state, 10**9, state.segment_bytes + 1)
+
+
 @pytest.mark.parametrize("crash", ["index written in part", "items written in part",
                                    "before the switch", "after the switch"])
 def test_a_crash_mid_compaction_leaves_every_committed_item(
@@ -294,7 +310,8 @@ def test_searches_keep_answering_during_appends_and_compactions(tmp_path: Path) 
             thread.join()
     assert not failures, failures[0]
     assert set(seen) <= set(range(100, 161, 5)) and len(set(seen)) > 1
-    assert searcher.state.size == 160 and searcher.state.generation == 4  # 4 compactions
+    # compactions at 115, 130 and 145 items; at 160 the 15 appended are under 0.1 * 160
+    assert searcher.state.size == 160 and searcher.state.generation == 3
     same_state(load_state(folder), searcher.state)
 
 
