@@ -344,3 +344,28 @@ def test_the_rwlock_shares_reading_and_excludes_a_writer() -> None:
         assert reader.is_alive()  # a reader waits for the writer
     reader.join(5)
     assert not reader.is_alive()
+
+
+def test_a_searcher_grown_by_adds_answers_as_the_folder_loaded_afresh(tmp_path: Path) -> None:
+    """Adds grow the live state and code ranker in place (deephash.growing); their answers
+    (ids, distances, tie order by continuous outputs) are a fresh load's, and the state
+    before an add still answers with its own items."""
+    folder = write_folder(tmp_path / "f", 60)
+    config = SimpleNamespace(training=SimpleNamespace(distance="euclidean"))
+    searcher = Searcher(load_state(folder), RowsEmbedder(), folder / "none.pt",  # type: ignore[arg-type]
+                        config, compaction=(10**6, 1 << 40))  # type: ignore[arg-type]
+    before = searcher.state
+    for batch, labels in enumerate([None, "b", "lemon", None, "a"]):
+        outputs = np.random.default_rng(batch).normal(size=(3 + batch, BITS))
+        searcher.add(list(outputs), [(b"x" * 10, "png")] * len(outputs), labels)
+    assert searcher.state.size == 60 + 3 + 4 + 5 + 6 + 7 and searcher.state.segments == 5
+    fresh = Searcher(load_state(folder), RowsEmbedder(), folder / "none.pt",  # type: ignore[arg-type]
+                     config)  # type: ignore[arg-type]
+    same_state(fresh.state, searcher.state)
+    queries, query_outputs = rows(6, 99, True)
+    for live, loaded in zip(searcher.answer_vectors(queries, 15, outputs=query_outputs),
+                            fresh.answer_vectors(queries, 15, outputs=query_outputs),
+                            strict=True):
+        assert live.hits == loaded.hits
+    old = searcher.answer_vectors(queries, 100, state=before, outputs=query_outputs)
+    assert all(hit["id"] < 60 for answer in old for hit in answer.hits)
