@@ -15,7 +15,7 @@ import pytest
 from deephash.index import create_index
 from deephash.labels import LabelSet
 from deephash.service import store
-from deephash.service.folder import read_info
+from deephash.service.folder import base_bytes, read_info
 from deephash.service.items import Items
 from deephash.service.outputs import save_outputs
 from deephash.service.searcher import Searcher
@@ -218,7 +218,7 @@ def test_due_waits_for_a_tenth_of_the_index(tmp_path: Path) -> None:
     assert store.due(state, 1, 10**12) and not store.due(state, 13, 10**12)
     base = sum(path.stat().st_size for path in folder.glob("*.npz")
                if not path.name.startswith("append-"))
-    assert store.base_bytes(state) == base
+    assert base_bytes(state.folder, state.info) == base
     assert store.due(state, 10**9, 1) == (state.segment_bytes >= 0.1 * base)
     state = append(state, 100, 3, [0])  # 111 appended: past 0.1 of the base's bytes
     assert store.due(state, 10**9, 1) and not store.due(state, 10**9, state.segment_bytes + 1)

@@ -36,8 +36,7 @@ from deephash.fileio import save_bytes, save_json
 from deephash.folders import ADDED as ADDED  # moved there: below validation
 from deephash.labels import LabelSet
 from deephash.service.errors import ApiError
-from deephash.service.folder import (INFO, checksums, data_files, outputs_file, read_info,
-                                     verify_checksums)
+from deephash.service.folder import INFO, base_bytes, checksums, read_info, verify_checksums
 from deephash.service.items import Items
 from deephash.service.outputs import save_outputs
 from deephash.service.segments import Segment, save_segment, segment_files, segment_name
@@ -134,18 +133,8 @@ def due(state: IndexState, max_items: int, max_bytes: int) -> bool:
     if state.segment_items >= max(max_items, COMPACT_FRACTION * state.size):
         return True
     return (state.segment_bytes >= max_bytes
-            and state.segment_bytes >= COMPACT_FRACTION * base_bytes(state))
+            and state.segment_bytes >= COMPACT_FRACTION * base_bytes(state.folder, state.info))
 
-
-def base_bytes(state: IndexState) -> int:
-    """The size on disk of ``state``'s generation's base files (0 for those missing)."""
-    extra = outputs_file(state.info)
-    names = (*data_files(state.info), *(() if extra is None else (extra,)))
-    total = 0
-    for name in names:
-        with contextlib.suppress(OSError):
-            total += (state.folder / name).stat().st_size
-    return total
 
 
 def compact(state: IndexState) -> IndexState:
