@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from deephash.index import create_index
+from deephash.index.rerank import CodeRanker
 from deephash.labels import LabelSet
 from deephash.service import store
 from deephash.service.folder import base_bytes, read_info
@@ -346,7 +347,8 @@ def test_the_rwlock_shares_reading_and_excludes_a_writer() -> None:
     assert not reader.is_alive()
 
 
-def test_a_searcher_grown_by_adds_answers_as_the_folder_loaded_afresh(tmp_path: Path) -> None:
+def test_a_searcher_grown_by_adds_answers_as_the_folder_loaded_afresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Adds grow the live state and code ranker in place (deephash.growing); their answers
     (ids, distances, tie order by continuous outputs) are a fresh load's, and the state
     before an add still answers with its own items."""
@@ -355,10 +357,16 @@ def test_a_searcher_grown_by_adds_answers_as_the_folder_loaded_afresh(tmp_path: 
     searcher = Searcher(load_state(folder), RowsEmbedder(), folder / "none.pt",  # type: ignore[arg-type]
                         config, compaction=(10**6, 1 << 40))  # type: ignore[arg-type]
     before = searcher.state
+    built: list[int] = []
+    init = CodeRanker.__init__
+    monkeypatch.setattr(CodeRanker, "__init__",
+                        lambda self, codes, *args: built.append(len(codes)) or init(
+                            self, codes, *args))
     for batch, labels in enumerate([None, "b", "lemon", None, "a"]):
         outputs = np.random.default_rng(batch).normal(size=(3 + batch, BITS))
         searcher.add(list(outputs), [(b"x" * 10, "png")] * len(outputs), labels)
     assert searcher.state.size == 60 + 3 + 4 + 5 + 6 + 7 and searcher.state.segments == 5
+    assert built == []  # the code ranker was extended by each add, never rebuilt
     fresh = Searcher(load_state(folder), RowsEmbedder(), folder / "none.pt",  # type: ignore[arg-type]
                      config)  # type: ignore[arg-type]
     same_state(fresh.state, searcher.state)
