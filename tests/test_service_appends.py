@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from deephash.index import create_index
+from deephash.index.rerank import CodeRanker
 from deephash.labels import LabelSet
 from deephash.service import store
-from deephash.service.folder import read_info
+from deephash.service.folder import base_bytes, read_info
 from deephash.service.items import Items
 from deephash.service.outputs import save_outputs
 from deephash.service.searcher import Searcher
@@ -208,6 +209,22 @@ def test_due_counts_items_and_bytes(tmp_path: Path) -> None:
     assert state.segment_bytes == (state.folder / "append-0-1.npz").stat().st_size
 
 
+def test_due_waits_for_a_tenth_of_the_index(tmp_path: Path) -> None:
+    """Compaction is O(N): it waits for 0.1 N appended items (and 0.1 of the base files'
+    bytes) however low the thresholds, so an add stays amortised O(batch)."""
+    folder = write_folder(tmp_path / "f", 100)
+    state = append(load_state(folder), 9, 1, [0])  # 9 of 109 items
+    assert not store.due(state, 1, 10**12)  # 9 < 10.9
+    state = append(state, 3, 2, [0])  # 12 of 112
+    assert store.due(state, 1, 10**12) and not store.due(state, 13, 10**12)
+    base = sum(path.stat().st_size for path in folder.glob("*.npz")
+               if not path.name.startswith("append-"))
+    assert base_bytes(state.folder, state.info) == base
+    assert store.due(state, 10**9, 1) == (state.segment_bytes >= 0.1 * base)
+    state = append(state, 100, 3, [0])  # 111 appended: past 0.1 of the base's bytes
+    assert store.due(state, 10**9, 1) and not store.due(state, 10**9, state.segment_bytes + 1)
+
+
 @pytest.mark.parametrize("crash", ["index written in part", "items written in part",
                                    "before the switch", "after the switch"])
 def test_a_crash_mid_compaction_leaves_every_committed_item(
@@ -294,7 +311,8 @@ def test_searches_keep_answering_during_appends_and_compactions(tmp_path: Path) 
             thread.join()
     assert not failures, failures[0]
     assert set(seen) <= set(range(100, 161, 5)) and len(set(seen)) > 1
-    assert searcher.state.size == 160 and searcher.state.generation == 4  # 4 compactions
+    # compactions at 115, 130 and 145 items; at 160 the 15 appended are under 0.1 * 160
+    assert searcher.state.size == 160 and searcher.state.generation == 3
     same_state(load_state(folder), searcher.state)
 
 
@@ -327,3 +345,35 @@ def test_the_rwlock_shares_reading_and_excludes_a_writer() -> None:
         assert reader.is_alive()  # a reader waits for the writer
     reader.join(5)
     assert not reader.is_alive()
+
+
+def test_a_searcher_grown_by_adds_answers_as_the_folder_loaded_afresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adds grow the live state and code ranker in place (deephash.growing); their answers
+    (ids, distances, tie order by continuous outputs) are a fresh load's, and the state
+    before an add still answers with its own items."""
+    folder = write_folder(tmp_path / "f", 60)
+    config = SimpleNamespace(training=SimpleNamespace(distance="euclidean"))
+    searcher = Searcher(load_state(folder), RowsEmbedder(), folder / "none.pt",  # type: ignore[arg-type]
+                        config, compaction=(10**6, 1 << 40))  # type: ignore[arg-type]
+    before = searcher.state
+    built: list[int] = []
+    init = CodeRanker.__init__
+    monkeypatch.setattr(CodeRanker, "__init__",
+                        lambda self, codes, *args: built.append(len(codes)) or init(
+                            self, codes, *args))
+    for batch, labels in enumerate([None, "b", "lemon", None, "a"]):
+        outputs = np.random.default_rng(batch).normal(size=(3 + batch, BITS))
+        searcher.add(list(outputs), [(b"x" * 10, "png")] * len(outputs), labels)
+    assert searcher.state.size == 60 + 3 + 4 + 5 + 6 + 7 and searcher.state.segments == 5
+    assert built == []  # the code ranker was extended by each add, never rebuilt
+    fresh = Searcher(load_state(folder), RowsEmbedder(), folder / "none.pt",  # type: ignore[arg-type]
+                     config)  # type: ignore[arg-type]
+    same_state(fresh.state, searcher.state)
+    queries, query_outputs = rows(6, 99, True)
+    for live, loaded in zip(searcher.answer_vectors(queries, 15, outputs=query_outputs),
+                            fresh.answer_vectors(queries, 15, outputs=query_outputs),
+                            strict=True):
+        assert live.hits == loaded.hits
+    old = searcher.answer_vectors(queries, 100, state=before, outputs=query_outputs)
+    assert all(hit["id"] < 60 for answer in old for hit in answer.hits)

@@ -55,10 +55,12 @@ class LabelSet:
     # -- constructors -------------------------------------------------------------------
     @classmethod
     def from_ids(cls, ids: np.ndarray | Sequence[int] | torch.Tensor,
-                 n_classes: int | None = None) -> LabelSet:
+                 n_classes: int | None = None, copy: bool = True) -> LabelSet:
         """``(N,)`` integer class ids in ``[0, n_classes)``, ``-1`` for unlabelled.
 
-        ``n_classes`` defaults to the largest id + 1.
+        ``n_classes`` defaults to the largest id + 1. ``copy=False`` keeps int64 ``ids``
+        themselves (read-only view: the caller never changes those rows; a grown array's
+        view, :mod:`deephash.growing`), checked in two passes, nothing copied.
         """
         array = np.asarray(ids)
         if array.ndim != 1:
@@ -74,7 +76,7 @@ class LabelSet:
         n = largest + 1 if n_classes is None else int(n_classes)
         if largest >= n:
             raise DataError(f"class id {largest} is outside the {n} classes")
-        return cls(_read_only(np.array(values)), None, n)
+        return cls(_read_only(np.array(values) if copy else values), None, n)
 
     @classmethod
     def from_multi_hot(cls, matrix: np.ndarray | torch.Tensor) -> LabelSet:

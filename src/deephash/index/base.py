@@ -20,6 +20,7 @@ import numpy as np
 
 from deephash.errors import ConfigError
 from deephash.fileio import save_npz
+from deephash.growing import GrowingArray
 
 
 class SearchResult(NamedTuple):
@@ -35,6 +36,7 @@ class RetrievalIndex(abc.ABC):
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.ids = np.empty(0, dtype=np.int64)
+        self._grown_ids = GrowingArray()  # spare room: an add copies its own ids only
 
     @property
     def ntotal(self) -> int:
@@ -47,7 +49,7 @@ class RetrievalIndex(abc.ABC):
         if len(new_ids) != len(vectors):
             raise ConfigError(f"{len(vectors)} vectors but {len(new_ids)} ids")
         self._add(vectors)
-        self.ids = np.concatenate([self.ids, new_ids])
+        self.ids = self._grown_ids.append(self.ids, new_ids)
 
     def search(self, queries: np.ndarray, k: int) -> SearchResult:
         queries = self._check(queries)

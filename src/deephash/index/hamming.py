@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from deephash.fileio import npz_array
+from deephash.growing import GrowingArray
 from deephash.hashing.codes import hamming_matrix
 from deephash.index.base import BinaryIndex
 
@@ -24,9 +25,10 @@ class HammingIndex(BinaryIndex):
     def __init__(self, dim: int) -> None:
         super().__init__(dim)
         self.codes = np.empty((0, -(-dim // 8)), dtype=np.uint8)
+        self._grown = GrowingArray()  # spare room: an add copies its own codes only
 
     def _add(self, vectors: np.ndarray) -> None:
-        self.codes = np.concatenate([self.codes, vectors])
+        self.codes = self._grown.append(self.codes, vectors)
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.codes)

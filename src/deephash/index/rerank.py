@@ -34,12 +34,14 @@ order and of items added later (their keys are new; the others keep theirs).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from deephash.distances import Distance
+from deephash.growing import GrowingArray
 from deephash.hashing.codes import as_words
 from deephash.index.scan import scan, within
 
@@ -117,6 +119,7 @@ class CodeRanker:
         if outputs is not None and len(outputs) != len(codes):
             raise ValueError(f"{len(outputs)} continuous outputs for {len(codes)} codes")
         self.words = as_words(codes)
+        self._growing = GrowingArray()  # the words' spare room (:meth:`extended`)
         self.bits = bits
         self.outputs = outputs
         self.distance = distance
@@ -126,6 +129,19 @@ class CodeRanker:
     @property
     def size(self) -> int:
         return len(self.words)
+
+    def extended(self, codes: np.ndarray, outputs: np.ndarray | None) -> CodeRanker:
+        """This ranker with packed ``(B, W)`` ``codes`` appended (O(B): their words go to
+        spare room, :mod:`deephash.growing`; this ranker still ranks its own N);
+        ``outputs``: the ``(N + B, K)`` continuous outputs of all items, shared, or
+        ``None``. Ranks as a ranker built over all N + B codes does."""
+        if outputs is not None and len(outputs) != self.size + len(codes):
+            raise ValueError(f"{len(outputs)} continuous outputs for "
+                             f"{self.size + len(codes)} codes")
+        grown = copy.copy(self)
+        grown.words = self._growing.append(self.words, as_words(codes))
+        grown.outputs = outputs
+        return grown
 
     def reranks(self, query_outputs: np.ndarray | None) -> bool:
         """Whether ties are ordered by continuous outputs (else at random)."""

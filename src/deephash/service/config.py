@@ -54,9 +54,11 @@ class ServeConfig:
     rerank: str = field(default="ties", metadata={"parse": parse_rerank, "help": RERANK_HELP})
     compact_items: int = field(default=10_000, metadata={
         "min": 1, "help": "fold the append segments of POST /items into a new generation of "
-                          "the index once they hold this many items (docs/scale-appends.md)"})
+                          "the index once they hold this many items and a tenth of the "
+                          "index's items (docs/scale-appends.md)"})
     compact_bytes: int = field(default=256 * 2**20, metadata={
-        "min": 1, "help": "... or once they take this many bytes on disk"})
+        "min": 1, "help": "... or once they take this many bytes on disk and a tenth of the "
+                          "generation's base files"})
     nprobe: int | None = field(default=None, metadata={
         "min": 1, "help": "IVF indexes: lists scanned per query (default: as indexed)"})
     ef_search: int | None = field(default=None, metadata={

@@ -16,6 +16,7 @@ as they are read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
@@ -79,6 +80,17 @@ def outputs_file(info: dict[str, Any]) -> str | None:
     """The current generation's continuous-outputs file (``None``: the folder has none)."""
     found = info.get("outputs_file")
     return None if found is None else str(found)
+
+
+def base_bytes(folder: Path, info: dict[str, Any]) -> int:
+    """The size on disk of the current generation's base files (index, items, outputs;
+    0 for those missing)."""
+    extra = outputs_file(info)
+    total = 0
+    for name in (*data_files(info), *(() if extra is None else (extra,))):
+        with contextlib.suppress(OSError):
+            total += (folder / name).stat().st_size
+    return total
 
 
 def generation_files(info: dict[str, Any]) -> list[Any]:

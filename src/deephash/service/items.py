@@ -27,6 +27,7 @@ import numpy as np
 
 from deephash.errors import ConfigError, DataError
 from deephash.fileio import load_npz, npz_array, save_npz
+from deephash.growing import Growth
 from deephash.labels import UNLABELLED, LabelSet, relevance
 
 
@@ -74,15 +75,18 @@ class Items:
         return {"paths": self.paths, "labels": self.labels.as_array(),
                 "classes": np.array(self.classes), "local": self.local}
 
-    def joined(self, more: Items) -> Items:
+    def joined(self, more: Items, growth: Growth | None = None) -> Items:
         """These items followed by ``more`` (an append segment's), whose classes extend
-        these items' classes; ``ValueError`` when they do not."""
+        these items' classes; ``ValueError`` when they do not. ``growth``: the growers
+        of these items' arrays (O(len(more)) while every image has at most one label;
+        ``None``: new arrays)."""
         if more.classes[:len(self.classes)] != self.classes:
             raise ValueError("its classes do not extend the folder's")
+        growth = Growth() if growth is None else growth
         labels = _joined(self.labels, more.labels, max(len(more.classes),
-                                                         self.labels.n_classes))
-        return Items(np.concatenate([self.paths.astype(str), more.paths.astype(str)]), labels,
-                     more.classes, np.concatenate([self.local, more.local]))
+                                                         self.labels.n_classes), growth)
+        return Items(growth.append("paths", _text(self.paths), _text(more.paths)), labels,
+                     more.classes, growth.append("local", self.local, more.local))
 
     @property
     def multi_label(self) -> bool:
@@ -198,12 +202,19 @@ def _appended(labels: LabelSet, row: list[int], n: int, n_classes: int) -> Label
     return LabelSet.from_multi_hot(hot)
 
 
-def _joined(first: LabelSet, second: LabelSet, n_classes: int) -> LabelSet:
+def _text(paths: np.ndarray) -> np.ndarray:
+    """``paths`` as a unicode array (itself when it is one)."""
+    return paths if paths.dtype.kind == "U" else paths.astype(str)
+
+
+def _joined(first: LabelSet, second: LabelSet, n_classes: int, growth: Growth) -> LabelSet:
     """``first``'s images then ``second``'s, over ``n_classes`` classes: ids while every
-    image has at most one label."""
+    image has at most one label (grown by ``growth``, O(len(second)) copied; a multi-hot
+    matrix is new, O(N))."""
     width = max(n_classes, first.n_classes, second.n_classes)
     if first.is_single and second.is_single:
-        return LabelSet.from_ids(np.concatenate([first.ids, second.ids]), width)
+        return LabelSet.from_ids(growth.append("labels", first.ids, second.ids), width,
+                                 copy=False)
     hot = np.zeros((len(first) + len(second), width), dtype=np.bool_)
     hot[:len(first), :first.n_classes] = first.multi_hot
     hot[len(first):, :second.n_classes] = second.multi_hot

@@ -209,10 +209,14 @@ class Searcher:
         return [{**state.items.describe(int(i)), "distance": float(d), "shares_label": s}
                 for d, i, s in zip(distances[keep], found, shared, strict=True)]
 
-    def _ranker(self, state: IndexState) -> CodeRanker:
-        """The ranker of ``state``'s codes (built once per generation)."""
+    def _ranker(self, state: IndexState, grown_from: IndexState | None = None) -> CodeRanker:
+        """The ranker of ``state``'s codes (built once per generation; ``grown_from``: the
+        state ``state`` was grown from, whose ranker is extended by the new codes)."""
         ranked = self._ranked
-        if ranked is None or ranked[0] is not state:
+        if ranked is not None and grown_from is not None and ranked[0] is grown_from:
+            ranked = (state, ranked[1].extended(state.vectors[grown_from.size:], state.outputs))
+            self._ranked = ranked
+        elif ranked is None or ranked[0] is not state:
             distance = as_distance(self.train_config.training.distance)
             ranked = (state, CodeRanker(state.vectors, int(state.info["dim"]), state.outputs,
                                         distance, self.rerank))
@@ -276,7 +280,7 @@ class Searcher:
             with self._lock.writing():  # the live index grows: no search reads it meanwhile
                 added = grown(state, segment, nbytes)
                 if self.codes:
-                    self._ranker(added)  # ready before the new state answers
+                    self._ranker(added, state)  # ready before the new state answers
                 self._state = added
             if due(added, *self.compaction):
                 self._compact(added)

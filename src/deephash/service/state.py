@@ -15,13 +15,14 @@ instead of embedding the image again; the ``(N, K)`` float16 continuous outputs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deephash.errors import ConfigError
+from deephash.growing import Growth
 from deephash.index import HammingIndex, RetrievalIndex, load_index
 from deephash.service.folder import INFO, data_files, outputs_file, read_info, verify_checksums
 from deephash.service.items import Items
@@ -52,6 +53,7 @@ class IndexState:
     segments: int = 0  # append segments after the generation's base files
     segment_items: int = 0  # items they hold
     segment_bytes: int = 0  # their size on disk
+    growth: Growth = field(default_factory=Growth, compare=False, repr=False)  # spare room
 
     @property
     def size(self) -> int:
@@ -97,17 +99,19 @@ def load_state(folder: Path, info: dict[str, Any] | None = None) -> IndexState:
 def grown(state: IndexState, segment: Segment, nbytes: int) -> IndexState:
     """``state`` followed by ``segment`` (written in ``nbytes`` on disk): its vectors are
     added to ``state``'s index (shared: ``state`` must no longer be searched), the other
-    arrays are new."""
+    arrays are longer views of ``state.growth``'s buffers (O(batch): ``state``'s views keep
+    their rows, :mod:`deephash.growing`)."""
     ids = np.arange(state.size, state.size + len(segment), dtype=np.int64)
     try:
-        items = state.items.joined(segment.items)
+        items = state.items.joined(segment.items, state.growth)
     except ValueError as exc:
         raise ConfigError(f"{state.folder}: an append segment at item {state.size}: {exc}; "
                           "rebuild with deephash index") from None
-    vectors = np.concatenate([state.vectors, segment.vectors.astype(state.vectors.dtype)])
+    growth = state.growth
+    vectors = growth.append("vectors", state.vectors, segment.vectors)
     outputs = (None if state.outputs is None or segment.outputs is None
-               else np.concatenate([state.outputs, segment.outputs.astype(np.float16)]))
+               else growth.append("outputs", state.outputs, segment.outputs))
     state.index.add(segment.vectors, ids=ids)
     return IndexState(state.folder, state.info, items, state.index, vectors, outputs,
                       state.segments + 1, state.segment_items + len(segment),
-                      state.segment_bytes + nbytes)
+                      state.segment_bytes + nbytes, growth)

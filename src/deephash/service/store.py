@@ -36,7 +36,7 @@ from deephash.fileio import save_json, write_unnamed
 from deephash.folders import ADDED as ADDED  # moved there: below validation
 from deephash.labels import LabelSet
 from deephash.service.errors import ApiError
-from deephash.service.folder import INFO, checksums, read_info, verify_checksums
+from deephash.service.folder import INFO, base_bytes, checksums, read_info, verify_checksums
 from deephash.service.items import Items
 from deephash.service.outputs import save_outputs
 from deephash.service.segments import Segment, save_segment, segment_files, segment_name
@@ -44,6 +44,13 @@ from deephash.service.state import IndexState, grown
 
 #: compact after this many appended items or bytes (``serve --compact-items/--compact-bytes``)
 COMPACTION = (10_000, 256 * 2**20)
+
+#: compact no sooner than the segments hold this fraction of the state's items (and of its
+#: base files' bytes): a compaction rewrites the whole folder, O(N), so doing it once per
+#: 0.1 N added items keeps an add amortised O(batch) (each item is rewritten at most ~11
+#: times over its life), where a fixed 10,000 items would rewrite a 10-million-item folder
+#: every 10,000 items
+COMPACT_FRACTION = 0.1
 
 
 @contextlib.contextmanager
@@ -118,9 +125,16 @@ def check_current(state: IndexState) -> None:
 
 
 def due(state: IndexState, max_items: int, max_bytes: int) -> bool:
-    """Whether ``state``'s append segments hold ``max_items`` items or ``max_bytes`` bytes."""
-    return state.segments > 0 and (state.segment_items >= max_items
-                                   or state.segment_bytes >= max_bytes)
+    """Whether ``state``'s append segments hold ``max(max_items, COMPACT_FRACTION * N)``
+    items (``N``: the state's) or ``max(max_bytes, COMPACT_FRACTION * base bytes)`` bytes
+    (:data:`COMPACT_FRACTION`)."""
+    if state.segments == 0:
+        return False
+    if state.segment_items >= max(max_items, COMPACT_FRACTION * state.size):
+        return True
+    return (state.segment_bytes >= max_bytes
+            and state.segment_bytes >= COMPACT_FRACTION * base_bytes(state.folder, state.info))
+
 
 
 def compact(state: IndexState) -> IndexState:
