@@ -10,7 +10,8 @@ Collections (``--collections``, each ``KIND-SOURCE-SIZE``):
   run (``--cifar-codes``: a run's ``bits-48/codes/database.npz``, 50,000 codes), replicated
   ``n / 50,000`` times (every code and its outputs repeated: the ties grow with ``n``).
 * ``floats-synthetic-<n>``: 256-d float32 embeddings, ``n / 1000`` Gaussian centres
-  (N(0, 1)) and each item its centre plus N(0, 0.7^2) noise, squared L2.
+  (N(0, 1)) and each item its centre plus N(0, 1) noise (an item is as far from its
+  cluster's other items as two centres are from each other), squared L2.
 
 For each collection and index (``BFlat`` and ``BIVF<nlist>`` for codes; ``Flat``,
 ``IVF<nlist>,Flat`` and optionally ``HNSW32`` for floats) an index folder is written with
@@ -112,7 +113,7 @@ def synthetic_floats(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     vectors = np.empty((n, FLOAT_DIM), dtype=np.float32)
     for start in range(0, n, 1 << 18):
         rows = slice(start, min(start + (1 << 18), n))
-        vectors[rows] = centres[cluster[rows]] + 0.7 * rng.standard_normal(
+        vectors[rows] = centres[cluster[rows]] + 1.0 * rng.standard_normal(
             (len(cluster[rows]), FLOAT_DIM), dtype=np.float32)
     return vectors, cluster % 100
 
@@ -152,9 +153,9 @@ def tiny_models(work: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
     return found
 
 
-def write_folder(out: Path, model: tuple[Path, dict[str, Any]], factory: str, vectors: np.ndarray,
-                 labels: np.ndarray, outputs: np.ndarray | None, nprobe: int | None,
-                 source: str) -> dict[str, Any]:
+def write_folder(out: Path, model: tuple[Path, dict[str, Any]], factory: str,
+                 vectors: np.ndarray, labels: np.ndarray, outputs: np.ndarray | None,
+                 nprobe: int | None, source: str, sweep: list[int]) -> dict[str, Any]:
     """An index folder of ``vectors`` built with ``factory`` for ``model`` (checkpoint,
     transform spec); returns the build times."""
     checkpoint, spec = model
@@ -163,9 +164,12 @@ def write_folder(out: Path, model: tuple[Path, dict[str, Any]], factory: str, ve
     index = create_index(factory, dim)
     start = time.perf_counter()
     index.add(vectors)
-    if nprobe:
-        index.configure(nprobe=nprobe)
     built = time.perf_counter() - start
+    swept = None
+    if nprobe:
+        queries = np.sort(np.random.default_rng(4).choice(len(vectors), 200, replace=False))
+        swept = nprobe_sweep(index, vectors, codes, queries, sweep)
+        index.configure(nprobe=nprobe)
     n = len(vectors)
     classes = tuple(f"c{c}" for c in range(int(labels.max()) + 1))
     paths = np.char.add(f"{source}:", np.arange(n).astype(str))
@@ -185,7 +189,7 @@ def write_folder(out: Path, model: tuple[Path, dict[str, Any]], factory: str, ve
     written = time.perf_counter() - start
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     return {"index_s": round(built, 2), "write_s": round(written, 2),
-            "folder_mb": round(size / 2**20, 1)}
+            "folder_mb": round(size / 2**20, 1), **({"nprobe_sweep": swept} if swept else {})}
 
 
 # --- measurements --------------------------------------------------------------------------
@@ -217,6 +221,37 @@ def served_recall(port: int, vectors: np.ndarray, queries: np.ndarray, codes: bo
             true = ((vectors[ids] - vectors[q]) ** 2).sum(axis=1, dtype=np.float64)
             recalls.append(float((true <= d_k * (1 + 1e-5) + 1e-6).sum()) / K)
     return round(float(np.mean(recalls)), 4)
+
+
+def nprobe_sweep(index: Any, vectors: np.ndarray, codes: bool, queries: np.ndarray,
+                 values: list[int]) -> list[dict[str, Any]]:
+    """In this process, one thread: recall@10 and mean time per query of ``index`` at each
+    ``nprobe``, codes ranked as served (the ranker over the index's candidate rows)."""
+    from deephash.service.searcher import one_openmp_thread
+
+    kth = exact_kth(vectors, queries, codes)
+    ranker = CodeRanker(vectors, BITS) if codes else None
+    found = []
+    for nprobe in values:
+        index.configure(nprobe=nprobe)
+        start = time.perf_counter()
+        with one_openmp_thread():
+            if ranker is not None:
+                rows = index.candidates(vectors[queries], K)
+                ids = ranker.rank(vectors[queries], K, None, rows).positions
+            else:
+                ids = index.search(vectors[queries], K).ids
+        elapsed = (time.perf_counter() - start) / len(queries)
+        if codes:
+            true = np.unpackbits(vectors[ids] ^ vectors[queries][:, None, :], axis=2).sum(
+                axis=2).astype(np.float64)
+            hits = true <= kth[:, None]
+        else:
+            true = ((vectors[ids] - vectors[queries][:, None, :]) ** 2).sum(axis=2)
+            hits = true <= kth[:, None] * (1 + 1e-5) + 1e-6
+        found.append({"nprobe": nprobe, "recall_at_10": round(float(hits.mean()), 4),
+                      "ms_per_query": round(elapsed * 1000, 2)})
+    return found
 
 
 def serve_latency(folder: Path, n: int, args: argparse.Namespace, vectors: np.ndarray,
@@ -342,13 +377,13 @@ def run_collection(name: str, args: argparse.Namespace,
         folder = args.work / f"{name}-{factory.replace(',', '_')}"
         log(f"{name} {factory}: building")
         entry = write_folder(folder, models[kind], factory, vectors, labels, outputs, nprobe,
-                             f"{source}-{size}")
+                             f"{source}-{size}", args.sweep)
         if nprobe:
             entry["nprobe"] = nprobe
         log(f"{name} {factory}: {entry}; serving")
         entry.update(serve_latency(folder, n, args, vectors, kind == "codes",
                                    factory not in ("Flat", "BFlat")))
-        if kind == "codes" and args.appends and size in args.appends:
+        if kind == "codes" and factory == "BFlat" and size in args.appends:
             log(f"{name} {factory}: appends")
             entry["appends_library"] = library_appends(folder, args.append_batches, 1000)
             entry["appends_served"] = served_appends(folder, n, args.append_batches, 1000)
@@ -359,6 +394,55 @@ def run_collection(name: str, args: argparse.Namespace,
     return result
 
 
+def goal_of(kind: str, n: int, approximate: bool) -> float | None:
+    """The issue's p50 goal (ms) for a collection and index kind, where it sets one."""
+    if kind == "codes" and n == SIZES["10M"]:
+        return GOALS["codes_10M_approximate_p50_ms" if approximate else "codes_10M_exact_p50_ms"]
+    if kind == "floats" and n == SIZES["1M"] and approximate:
+        return GOALS["floats_1M_approximate_p50_ms"]
+    return None
+
+
+def tables(collections: dict[str, Any], cpu: str) -> dict[str, str]:
+    """The Markdown tables of the README's "At scale" section."""
+    lines = ["| collection | index | build (index + folder) | folder | server memory | "
+             "p50 / p99, 1 client | p50 / p99, 8 clients | recall@10 as served | goal |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    appends = ["| collection | index | append 1,000 items: index and folder (median) | "
+               "POST /items of 1,000 PNGs, embedded (median) | searches meanwhile, 8 clients, "
+               "p50 / p99 |", "|---|---|---|---|---|"]
+    for name, collection in collections.items():
+        n, kind = collection["n"], collection["kind"]
+        for factory, entry in collection["indexes"].items():
+            approximate = factory not in ("Flat", "BFlat")
+            one, eight = entry["sequential"], entry["concurrent"]
+            recall = entry.get("recall_at_10")
+            goal = goal_of(kind, n, approximate)
+            met = []
+            if goal is not None:
+                met.append(f"p50 < {goal:g} ms: {'met' if one['p50_ms'] < goal else 'not met'}")
+            if approximate and goal is not None:
+                ok = recall is not None and recall >= GOALS["recall_at_10"]
+                met.append(f"recall >= 0.95: {'met' if ok else 'not met'}")
+            shown = factory + (f" (nprobe {entry['nprobe']})" if "nprobe" in entry else "")
+            lines.append(
+                f"| {name} | {shown} | {entry['index_s']:.0f} s + {entry['write_s']:.0f} s | "
+                f"{entry['folder_mb']:,.0f} MB | {entry['rss_mb']:,} MB | "
+                f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f} ms | "
+                f"{eight['p50_ms']:.1f} / {eight['p99_ms']:.1f} ms | "
+                f"{'exact' if recall is None else f'{recall:.3f}'} | {'; '.join(met) or '—'} |")
+            if "appends_library" in entry:
+                library, served = entry["appends_library"], entry["appends_served"]
+                meanwhile = served["searches_meanwhile"]
+                appends.append(
+                    f"| {name} | {shown} | {library['median_append_s']:.2f} s | "
+                    f"{served['median_post_s']:.2f} s | {meanwhile['p50_ms']:.1f} / "
+                    f"{meanwhile['p99_ms']:.1f} ms |")
+    note = f"\n*{cpu}; measured by `benchmarks/bench_scale.py`.*\n"
+    return {"scale": "\n".join(lines) + "\n" + note,
+            "appends": "\n".join(appends) + "\n" + note}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--collections", default="codes-synthetic-1M,codes-synthetic-10M,"
@@ -366,9 +450,11 @@ def main() -> None:
     parser.add_argument("--cifar-codes", type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/deephash-scale"))
     parser.add_argument("--bivf", type=int, default=1024, help="nlist of BIVF")
-    parser.add_argument("--bivf-nprobe", type=int, default=8)
+    parser.add_argument("--bivf-nprobe", type=int, default=4)
     parser.add_argument("--ivf", type=int, default=1024, help="nlist of IVF,Flat")
     parser.add_argument("--ivf-nprobe", type=int, default=16)
+    parser.add_argument("--sweep", default="1,2,4,8,16,32",
+                        help="nprobe values measured in process (recall, time per query)")
     parser.add_argument("--hnsw", action="store_true", help="also HNSW32 (a long build)")
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--concurrent", type=int, default=400)
@@ -380,6 +466,7 @@ def main() -> None:
     parser.add_argument("--name", default="scale", help="the results file's name")
     args = parser.parse_args()
     args.appends = [s for s in args.appends.split(",") if s]
+    args.sweep = [int(v) for v in args.sweep.split(",") if v]
     names = [c for c in args.collections.split(",") if c]
     if any("cifar10" in c for c in names) and not (args.cifar_codes
                                                    and args.cifar_codes.is_file()):
@@ -389,7 +476,12 @@ def main() -> None:
     collections = {}
     for name in names:
         collections[name] = run_collection(name, args, models)
+    from common import machine
+
+    description = machine()
+    cpu = f"{description.get('cpu', 'CPU')}, {description.get('cores', '?')} cores"
     write_result(args.name, {
+        "tables": tables(collections, cpu),
         "what": "index folders of 1M/10M 48-bit codes and 1M 256-d floats served by deephash "
                 "serve on localhost: build, memory, search by item id at 1 and 8 clients, "
                 "recall@10 as served (tie-aware), appends of 1,000 items",
