@@ -19,6 +19,11 @@ deephash's own writer (:func:`deephash.studies.index_folder.write_index`, the mo
 tiny hashing or embedding run made here, at 32 px, so that ``serve`` can load it), then:
 
 1. **build**: the index's train + add time and the folder's write time (with checksums);
+   for an IVF, the **nprobe sweep** (``--sweep``), in this process on one thread: recall@10
+   and the median time of one query at each ``nprobe`` on 200 item queries, codes ranked as
+   served; the folder is saved with ``--bivf-nprobe`` / ``--ivf-nprobe``, by default
+   (``auto``) the smallest swept ``nprobe`` reaching recall@10 0.95, as a user would choose
+   it from the sweep (the served recall below is measured on other queries);
 2. **serve**: ``deephash serve`` started as a subprocess (start-up time, resident memory
    after loading: ``VmRSS``), then search by item id (``GET /items/ID/search?k=10``, random
    seeded ids): one client (``--sequential`` requests) and 8 concurrent clients
@@ -27,8 +32,9 @@ tiny hashing or embedding run made here, at 32 px, so that ``serve`` can load it
    queries: a hit counts when its true distance is at most the exact 10th nearest's (the
    tie-aware rule of :mod:`deephash.index.recall`), the exact one computed here by a full
    scan;
-4. **appends** (``--appends``, the codes collections): in this process, ``add_images`` of a
-   1,000-item segment to the loaded folder (segment written, index and arrays grown; no
+4. **appends** (``--appends``: the sizes of the codes collections measured; on their
+   ``BFlat`` folders only): in this process, ``add_images`` of a 1,000-item segment to the
+   loaded folder (segment written, index and arrays grown; no
    model), repeated; then through ``serve``, ``POST /items`` of 1,000 PNGs (embedded by the
    tiny model) while 8 clients search, and the search latency meanwhile.
 
@@ -155,9 +161,10 @@ def tiny_models(work: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
 
 def write_folder(out: Path, model: tuple[Path, dict[str, Any]], factory: str,
                  vectors: np.ndarray, labels: np.ndarray, outputs: np.ndarray | None,
-                 nprobe: int | None, source: str, sweep: list[int]) -> dict[str, Any]:
+                 nprobe: str | None, source: str, sweep: list[int]) -> dict[str, Any]:
     """An index folder of ``vectors`` built with ``factory`` for ``model`` (checkpoint,
-    transform spec); returns the build times."""
+    transform spec) and saved with ``nprobe`` (:func:`chosen_nprobe`); returns the build
+    times, the sweep and the ``nprobe`` saved."""
     checkpoint, spec = model
     codes = outputs is not None
     dim = BITS if codes else FLOAT_DIM
@@ -165,11 +172,12 @@ def write_folder(out: Path, model: tuple[Path, dict[str, Any]], factory: str,
     start = time.perf_counter()
     index.add(vectors)
     built = time.perf_counter() - start
-    swept = None
+    swept, saved = None, None
     if nprobe:
         queries = np.sort(np.random.default_rng(4).choice(len(vectors), 200, replace=False))
         swept = nprobe_sweep(index, vectors, codes, queries, sweep)
-        index.configure(nprobe=nprobe)
+        saved = chosen_nprobe(swept, nprobe)
+        index.configure(nprobe=saved)
     n = len(vectors)
     classes = tuple(f"c{c}" for c in range(int(labels.max()) + 1))
     paths = np.char.add(f"{source}:", np.arange(n).astype(str))
@@ -189,7 +197,8 @@ def write_folder(out: Path, model: tuple[Path, dict[str, Any]], factory: str,
     written = time.perf_counter() - start
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     return {"index_s": round(built, 2), "write_s": round(written, 2),
-            "folder_mb": round(size / 2**20, 1), **({"nprobe_sweep": swept} if swept else {})}
+            "folder_mb": round(size / 2**20, 1),
+            **({"nprobe_sweep": swept, "nprobe": saved} if swept else {})}
 
 
 # --- measurements --------------------------------------------------------------------------
@@ -225,8 +234,9 @@ def served_recall(port: int, vectors: np.ndarray, queries: np.ndarray, codes: bo
 
 def nprobe_sweep(index: Any, vectors: np.ndarray, codes: bool, queries: np.ndarray,
                  values: list[int]) -> list[dict[str, Any]]:
-    """In this process, one thread: recall@10 and mean time per query of ``index`` at each
-    ``nprobe``, codes ranked as served (the ranker over the index's candidate rows)."""
+    """In this process, one thread: recall@10 and the median time of one query (queries
+    one at a time, as a served search asks) of ``index`` at each ``nprobe``, codes ranked
+    as served (the ranker over the index's candidate rows)."""
     from deephash.service.searcher import one_openmp_thread
 
     kth = exact_kth(vectors, queries, codes)
@@ -234,14 +244,16 @@ def nprobe_sweep(index: Any, vectors: np.ndarray, codes: bool, queries: np.ndarr
     found = []
     for nprobe in values:
         index.configure(nprobe=nprobe)
-        start = time.perf_counter()
+        ids, times = np.empty((len(queries), K), dtype=np.int64), []
         with one_openmp_thread():
-            if ranker is not None:
-                rows = index.candidates(vectors[queries], K)
-                ids = ranker.rank(vectors[queries], K, None, rows).positions
-            else:
-                ids = index.search(vectors[queries], K).ids
-        elapsed = (time.perf_counter() - start) / len(queries)
+            for q, row in enumerate(queries):
+                query = vectors[row:row + 1]
+                start = time.perf_counter()
+                if ranker is not None:
+                    ids[q] = ranker.rank(query, K, None, index.candidates(query, K)).positions
+                else:
+                    ids[q] = index.search(query, K).ids
+                times.append(time.perf_counter() - start)
         if codes:
             true = np.unpackbits(vectors[ids] ^ vectors[queries][:, None, :], axis=2).sum(
                 axis=2).astype(np.float64)
@@ -250,8 +262,24 @@ def nprobe_sweep(index: Any, vectors: np.ndarray, codes: bool, queries: np.ndarr
             true = ((vectors[ids] - vectors[queries][:, None, :]) ** 2).sum(axis=2)
             hits = true <= kth[:, None] * (1 + 1e-5) + 1e-6
         found.append({"nprobe": nprobe, "recall_at_10": round(float(hits.mean()), 4),
-                      "ms_per_query": round(elapsed * 1000, 2)})
+                      "ms_per_query": round(float(np.median(times)) * 1000, 2)})
     return found
+
+
+def chosen_nprobe(swept: list[dict[str, Any]], asked: str) -> int:
+    """``asked`` as a number, or for ``auto`` the smallest swept ``nprobe`` whose recall@10
+    reaches the goal (the largest swept where none does): what a user reads off the sweep."""
+    if asked != "auto":
+        return int(asked)
+    enough = [s["nprobe"] for s in swept if s["recall_at_10"] >= GOALS["recall_at_10"]]
+    return min(enough) if enough else max(s["nprobe"] for s in swept)
+
+
+def warm_up_concurrency(port: int, n: int) -> None:
+    """8 clients at once, unmeasured: the server's first concurrent requests after start-up
+    wait up to ~0.3 s once (its worker threads starting), which would otherwise be the 8
+    clients' p99."""
+    run_clients(port, requests_of("by_id", 40, n, [], K, 98), 8)
 
 
 def serve_latency(folder: Path, n: int, args: argparse.Namespace, vectors: np.ndarray,
@@ -262,6 +290,7 @@ def serve_latency(folder: Path, n: int, args: argparse.Namespace, vectors: np.nd
         result: dict[str, Any] = {"startup_s": round(time.perf_counter() - start, 1),
                                   "rss_mb": round(rss_mb("VmRSS", served.pid))}
         warm = run_clients(served.port, requests_of("by_id", 20, n, [], K, 99), 1)
+        warm_up_concurrency(served.port, n)
         # slow answers (a million tied items to re-rank) get fewer requests: ~30 s a part
         share = min(1.0, max(0.1, 30_000 / (warm["p50_ms"] * args.sequential)))
         result["sequential"] = run_clients(
@@ -312,6 +341,7 @@ def served_appends(folder: Path, n: int, batches: int, size: int) -> dict[str, A
     options = ["--max-batch", str(size), "--max-upload-bytes", str(64 * 2**20)]
     with server(folder, startup_s=900, options=options) as served:
         run_clients(served.port, requests_of("by_id", 20, n, [], K, 99), 1)
+        warm_up_concurrency(served.port, n)
         bodies = []
         for b in range(batches):
             fields = [multipart("images", f"a{i}.png", data)
@@ -365,7 +395,7 @@ def run_collection(name: str, args: argparse.Namespace,
     if kind == "codes":
         vectors, outputs, labels = (cifar_codes(n, args.cifar_codes) if source == "cifar10"
                                     else synthetic_codes(n))
-        factories: list[tuple[str, int | None]] = [("BFlat", None),
+        factories: list[tuple[str, str | None]] = [("BFlat", None),
                                                    (f"BIVF{args.bivf}", args.bivf_nprobe)]
     else:
         vectors, labels = synthetic_floats(n)
@@ -378,8 +408,6 @@ def run_collection(name: str, args: argparse.Namespace,
         log(f"{name} {factory}: building")
         entry = write_folder(folder, models[kind], factory, vectors, labels, outputs, nprobe,
                              f"{source}-{size}", args.sweep)
-        if nprobe:
-            entry["nprobe"] = nprobe
         log(f"{name} {factory}: {entry}; serving")
         entry.update(serve_latency(folder, n, args, vectors, kind == "codes",
                                    factory not in ("Flat", "BFlat")))
@@ -450,9 +478,10 @@ def main() -> None:
     parser.add_argument("--cifar-codes", type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/deephash-scale"))
     parser.add_argument("--bivf", type=int, default=1024, help="nlist of BIVF")
-    parser.add_argument("--bivf-nprobe", type=int, default=4)
+    parser.add_argument("--bivf-nprobe", default="auto", help="nprobe BIVF is served with: "
+                        "a number, or auto: the smallest swept one reaching recall@10 0.95")
     parser.add_argument("--ivf", type=int, default=1024, help="nlist of IVF,Flat")
-    parser.add_argument("--ivf-nprobe", type=int, default=16)
+    parser.add_argument("--ivf-nprobe", default="auto", help="as --bivf-nprobe, for IVF")
     parser.add_argument("--sweep", default="1,2,4,8,16,32",
                         help="nprobe values measured in process (recall, time per query)")
     parser.add_argument("--hnsw", action="store_true", help="also HNSW32 (a long build)")

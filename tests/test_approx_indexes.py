@@ -18,7 +18,9 @@ from deephash.cli import main
 from deephash.errors import ConfigError
 from deephash.index import FloatIndex, create_index, load_index, recall_at_k
 from deephash.index.approximate import suggest_nlist
+from deephash.index.faiss_indexes import TIE_ROOM
 from deephash.index.faiss_library import faiss
+from deephash.index.rerank import CodeRanker
 from deephash.registries import parse_index
 from deephash.service.searcher import Searcher
 from deephash.service.state import load_state
@@ -194,29 +196,56 @@ def test_bivf_against_bflat() -> None:
     assert recall_at_k(ivf, codes).value < 1.0
 
 
-def test_bivf_candidates_are_the_rows_of_the_probed_lists() -> None:
-    """What the service's ranker scans behind a binary IVF: every row of the nprobe lists
-    nearest the query (the rows the coarse quantiser assigns there), a superset of faiss's
-    own top k; an exact index proposes every row (None)."""
+@pytest.mark.parametrize("distinct", [None, 40])
+def test_bivf_candidates_are_the_probed_rows_within_the_kth_distance(distinct: int | None
+                                                                     ) -> None:
+    """What the service's ranker sees behind a binary IVF: the rows of the nprobe lists
+    nearest the query (those the coarse quantiser assigns there) that lie within the k-th
+    distance among all of those lists' rows, ties at it included, so ranking the
+    candidates gives what ranking every probed row gives; where the lists hold fewer than
+    k rows, all of them. An exact index proposes every row (None). ``distinct``: codes
+    collapsed onto that many (ties beyond faiss's first search: its range search)."""
     codes = binary_codes()
+    if distinct:
+        codes = codes[np.random.default_rng(2).integers(0, distinct, len(codes))]
     flat, ivf, hnsw = create_index("BFlat", 24), create_index("BIVF16", 24), create_index(
         "BHNSW8", 24)
     for index in (flat, ivf, hnsw):
         index.add(codes)
     assert flat.candidates(codes[:3], 10) is None
-    ivf.configure(nprobe=16)
-    assert all(np.array_equal(rows, np.arange(len(codes)))
-               for rows in ivf.candidates(codes[:5], 10))
-    ivf.configure(nprobe=2)
+    with pytest.raises(ConfigError, match="k must be at least 1"):
+        ivf.candidates(codes[:3], 0)
+    ranker = CodeRanker(codes, 24)
     quantizer = faiss.downcast_IndexBinary(ivf.index).quantizer
     assigned = quantizer.search(codes, 1)[1][:, 0]
     queries = codes[sample_rows(len(codes))[:50]]
-    probed = quantizer.search(queries, 2)[1]
-    found = ivf.search(queries, 10).ids
-    for rows, lists, top in zip(ivf.candidates(queries, 10), probed, found, strict=True):
+    crowded = roomy = 0
+    for nprobe, k in ((16, 10), (2, 10), (1, 40)):
+        ivf.configure(nprobe=nprobe)
+        probed = quantizer.search(queries, nprobe)[1]
+        tied = 0
+        for query, rows, lists in zip(queries, ivf.candidates(queries, k), probed,
+                                      strict=True):
+            every = np.flatnonzero(np.isin(assigned, lists))  # brute force
+            distance = np.unpackbits(codes[every] ^ query, axis=1).sum(axis=1)
+            d_k = np.sort(distance)[k - 1]
+            np.testing.assert_array_equal(rows, every[distance <= d_k])
+            tied += int((distance <= d_k).sum() > k)
+            by_rows, by_every = (ranker.rank(query[None], k, None, [among])
+                                 for among in (rows, every))
+            np.testing.assert_array_equal(by_rows.positions, by_every.positions)
+            np.testing.assert_array_equal(by_rows.tied, by_every.tied)
+        assert tied > 10  # the ties at the k-th distance were there to be kept
+        sizes = np.array([len(rows) for rows in ivf.candidates(queries, k)])
+        crowded += int((sizes > TIE_ROOM * k).sum())
+        roomy += int((sizes <= TIE_ROOM * k).sum())
+    assert crowded > 10  # ties beyond faiss's first search: its range search
+    assert distinct or roomy > 10  # and the first search alone
+    ivf.configure(nprobe=1)
+    few = len(codes)  # more than any one list holds: every row of the probed list
+    for rows, lists in zip(ivf.candidates(queries[:5], few),
+                           quantizer.search(queries[:5], 1)[1], strict=True):
         np.testing.assert_array_equal(rows, np.flatnonzero(np.isin(assigned, lists)))
-        assert set(top[top >= 0]) <= set(rows)
-        assert len(rows) < len(codes)
     for rows, top in zip(hnsw.candidates(queries, 10), hnsw.search(queries, 10).ids,
                          strict=True):
         np.testing.assert_array_equal(rows, top[top >= 0])

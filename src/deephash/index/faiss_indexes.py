@@ -120,6 +120,11 @@ class FaissBacked:
         return int(restored.ntotal)
 
 
+#: a binary IVF's candidates search for this many times k nearest: ties at the k-th distance
+#: that fit there need no second (range) search
+TIE_ROOM = 4
+
+
 class FaissBinaryIndex(FaissBacked, BinaryIndex):
     """A faiss binary index over ``dim``-bit codes (any length; faiss sees them padded to
     whole bytes)."""
@@ -133,21 +138,44 @@ class FaissBinaryIndex(FaissBacked, BinaryIndex):
         self.index = _binary_structure(factory, dim)
 
     def candidates(self, queries: np.ndarray, k: int) -> list[np.ndarray] | None:
-        """``None`` for ``BFlat``; a binary IVF's rows in the ``nprobe`` lists nearest each
-        query (all of them, so the ties at the k-th distance among them are all seen);
-        another approximate index's own ``k`` nearest."""
+        """``None`` for ``BFlat``; behind a binary IVF, the rows of the ``nprobe`` lists
+        nearest each query that are within its k-th distance there, so the ties at the k-th
+        distance among them are all seen, without the rows farther away: faiss's search of
+        those lists for the ``TIE_ROOM * k`` nearest, and where ties fill all of them, its
+        range search of the same lists; every row of those lists where they hold fewer
+        than ``k``. Another approximate index: its own ``k`` nearest."""
         if not self.approximate:
             return None
         queries = self._check(queries)
+        if k < 1:
+            raise ConfigError(f"k must be at least 1 (got {k})")
         if ivf_lists(self.index) == 0:
-            return [ids[ids >= 0].astype(np.int64) for ids in self._search(queries, k)[1]]
+            return [found[found >= 0].astype(np.int64) for found in self._search(queries, k)[1]]
         ivf: Any = faiss.downcast_IndexBinary(self.index)
-        lists = ivf.quantizer.search(queries, ivf.nprobe)[1]
+        distances, ids = self._search(queries, TIE_ROOM * k)
+        kth = distances[:, k - 1].astype(np.int64)
+        short = ids[:, k - 1] < 0  # the lists hold fewer than k rows
+        # every tie at d_k was found: a farther row or an empty slot came after them
+        seen = ~short & ((distances[:, -1] > kth) | (ids[:, -1] < 0))
+        found: dict[int, np.ndarray] = {
+            int(q): np.sort(ids[q][(ids[q] >= 0) & (distances[q] <= kth[q])]).astype(np.int64)
+            for q in np.flatnonzero(seen)}
+        crowded = np.flatnonzero(~short & ~seen)
+        if len(crowded):  # one range search for them (faiss's radius is strict), cut per query
+            limits, near, rows = ivf.range_search(queries[crowded], int(kth[crowded].max()) + 1)
+            for q, start, stop in zip(crowded, limits[:-1], limits[1:], strict=True):
+                keep = near[start:stop] <= kth[q]
+                found[int(q)] = np.sort(rows[start:stop][keep]).astype(np.int64)
+        return [found[q] if q in found else self._probed_rows(ivf, queries[q:q + 1])
+                for q in range(len(queries))]
+
+    @staticmethod
+    def _probed_rows(ivf: Any, query: np.ndarray) -> np.ndarray:
+        """``(M,)`` int64 sorted: every row of the ``nprobe`` lists nearest one ``(1, W)``
+        query."""
         invlists = ivf.invlists
-        found = []
-        for probed in lists:
-            rows = [faiss.rev_swig_ptr(invlists.get_ids(int(i)), invlists.list_size(int(i)))
-                    for i in probed if i >= 0 and invlists.list_size(int(i))]
-            found.append(np.sort(np.concatenate(rows)).astype(np.int64) if rows
-                         else np.zeros(0, dtype=np.int64))
-        return found
+        rows = [faiss.rev_swig_ptr(invlists.get_ids(int(i)), invlists.list_size(int(i)))
+                for i in ivf.quantizer.search(query, ivf.nprobe)[1][0]
+                if i >= 0 and invlists.list_size(int(i))]
+        return (np.sort(np.concatenate(rows)).astype(np.int64) if rows
+                else np.zeros(0, dtype=np.int64))
