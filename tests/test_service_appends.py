@@ -39,15 +39,19 @@ def rows(n: int, seed: int, codes: bool) -> tuple[np.ndarray, np.ndarray]:
 
 def write_folder(folder: Path, n: int, codes: bool = True, seed: int = 0,
                  items: Items | None = None, vectors: np.ndarray | None = None,
-                 outputs: np.ndarray | None = None) -> Path:
-    """An index folder of ``n`` synthetic items (or the given ones), generation 0."""
+                 outputs: np.ndarray | None = None, factory: str | None = None,
+                 nprobe: int | None = None) -> Path:
+    """An index folder of ``n`` synthetic items (or the given ones), generation 0, its index
+    ``factory`` (default ``BFlat-numpy`` or ``Flat``) saved with ``nprobe``."""
     if vectors is None or outputs is None:
         vectors, outputs = rows(n, seed, codes)
     if items is None:
         labels = LabelSet.from_ids(np.arange(n) % 3, 3)
         items = Items(np.array([f"c/{i}.png" for i in range(n)]), labels, ("a", "b", "c"),
                       np.zeros(n, dtype=bool))
-    index = create_index("BFlat-numpy" if codes else "Flat", BITS if codes else DIM)
+    index = create_index(factory or ("BFlat-numpy" if codes else "Flat"),
+                         BITS if codes else DIM)
+    index.configure(nprobe=nprobe)
     index.add(vectors, ids=np.arange(len(vectors)))
     kept = outputs
     parts: dict[str, Any] = {"index": index.save, "items": items.save}
@@ -377,3 +381,24 @@ def test_a_searcher_grown_by_adds_answers_as_the_folder_loaded_afresh(
         assert live.hits == loaded.hits
     old = searcher.answer_vectors(queries, 100, state=before, outputs=query_outputs)
     assert all(hit["id"] < 60 for answer in old for hit in answer.hits)
+
+
+@pytest.mark.parametrize("codes", [True, False])
+def test_a_served_nprobe_is_never_written_at_compaction(tmp_path: Path, codes: bool) -> None:
+    """``serve --nprobe`` overrides the folder's saved nprobe for that process only: the
+    generation a compaction writes keeps the saved one, while the server goes on with its
+    own."""
+    folder = write_folder(tmp_path / "f", 200, codes=codes,
+                          factory="BIVF4" if codes else "IVF4,Flat", nprobe=2)
+    config = SimpleNamespace(training=SimpleNamespace(distance="euclidean"))
+    searcher = Searcher(load_state(folder), RowsEmbedder(), folder / "none.pt",  # type: ignore[arg-type]
+                        config, compaction=(15, 1 << 30),  # type: ignore[arg-type]
+                        settings={"nprobe": 4})
+    assert searcher.state.index.settings == {"nprobe": 4}
+    for batch in range(5):
+        outputs = rows(5, 10 + batch, codes)[1].astype(np.float32)
+        searcher.add(list(outputs), [(b"x" * 10, "png")] * 5, None)
+    assert searcher.state.generation == 1  # compacted at 220 items
+    assert searcher.state.index.settings == {"nprobe": 4}
+    reloaded = load_state(folder)
+    assert reloaded.generation == 1 and reloaded.index.settings == {"nprobe": 2}

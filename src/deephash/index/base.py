@@ -73,9 +73,9 @@ class RetrievalIndex(abc.ABC):
         """Search-time settings (``nprobe``, ``efSearch``); an exact index has none."""
         return {}
 
-    def configure(self, **settings: int | None) -> None:
-        """Set search-time settings (``None``: unchanged); an index without them refuses
-        any value in one line."""
+    def configure(self, *, keep_saved: bool = False, **settings: int | None) -> None:
+        """Set search-time settings (``None``: unchanged; ``keep_saved``: not written by a
+        later save); an index without them refuses any value in one line."""
         for name, value in settings.items():
             if value is not None:
                 raise ConfigError(f"{name} applies to approximate indexes and {self.factory} "

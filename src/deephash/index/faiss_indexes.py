@@ -62,6 +62,7 @@ class FaissBacked:
     index: Any
     factory: str
     train_sample: int | None = None
+    _kept: dict[str, int] | None = None  # the settings saved while an override is on
     _serialize: Any
     _deserialize: Any
 
@@ -80,8 +81,14 @@ class FaissBacked:
         """The search-time settings (``nprobe``, ``efSearch``) the structure has, now."""
         return read_settings(self.index)
 
-    def configure(self, **settings: int | None) -> None:
-        """Set search-time settings (``nprobe=``, ``efSearch=``; ``None``: unchanged)."""
+    def configure(self, *, keep_saved: bool = False, **settings: int | None) -> None:
+        """Set search-time settings (``nprobe=``, ``efSearch=``; ``None``: unchanged);
+        ``keep_saved``: for this process only, a later :meth:`save` writing the settings
+        the index had before (a server's override is never written into the folder)."""
+        if keep_saved and self._kept is None:
+            self._kept = dict(self.settings)
+        elif not keep_saved:
+            self._kept = None
         apply_settings(self.index, self.factory, settings)
 
     def _expected(self, settings: dict[str, Any]) -> Any:
@@ -97,7 +104,7 @@ class FaissBacked:
                 "settings": settings_json(self._saved_settings())}
 
     def _saved_settings(self) -> dict[str, Any]:
-        return dict(self.settings)
+        return dict(self.settings if self._kept is None else self._kept)
 
     def _restore(self, state: dict[str, np.ndarray]) -> int:
         """The faiss structure from its bytes, which must be of the structure the factory

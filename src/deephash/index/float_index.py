@@ -89,7 +89,7 @@ class FloatIndex(FaissBacked, RetrievalIndex):
         return distances, positions
 
     def _saved_settings(self) -> dict[str, Any]:
-        return {**self.settings, "metric": self.metric}
+        return {**super()._saved_settings(), "metric": self.metric}
 
     def _expected(self, settings: dict[str, Any]) -> Any:
         metric = str(settings.get("metric", "l2"))

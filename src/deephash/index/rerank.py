@@ -11,7 +11,8 @@ report's gallery, the served-ranking benchmark) is one call of :meth:`CodeRanker
    distance d_k of the k-th nearest; **every** item at distance <= d_k is a candidate (not
    just k of them), so the choice among the tied does not depend on where they sit in the
    pool. Behind an approximate index the scan covers the rows it proposes (a binary IVF's
-   probed lists: :meth:`deephash.index.base.BinaryIndex.candidates`), ties counted there;
+   probed lists' rows within the k-th distance there:
+   :meth:`deephash.index.base.BinaryIndex.candidates`), ties counted among them;
 2. the candidates are ordered by (Hamming distance, distance between the query's and the
    item's continuous outputs, a seeded random key): *feature re-ranking* of the ties
    (``rerank="ties"``, the default). ``rerank=R`` (an integer) orders the R nearest by

@@ -13,17 +13,17 @@ embeddings are ranked by the index (exact L2, ties in insertion order). Codes ar
 Hamming distance, then (``rerank``) the distance of the continuous outputs, then a
 seeded random key, never the pool's order; each answer also says how many items tie at
 the k-th result's distance (:class:`Answer`). Behind an approximate binary index (``BIVF``:
-its ``nprobe`` nearest lists) the ranker sees only the rows the index proposes
-(:meth:`deephash.index.base.BinaryIndex.candidates`), and the ties are counted among them. At most
-``forward_slots`` forward passes run at once (the server gives one per core, each pass on
-one thread); an index search runs on the calling thread alone (faiss's OpenMP team costs
-more than a query's scan: 24 ms against 0.1 ms for one query on 50,000 48-bit codes, two
-busy cores). Adds are serialised: each writes one append segment (O(batch) on disk,
-:mod:`deephash.service.segments`), then, holding the readers-writer lock
-(:mod:`deephash.service.rwlock`) exclusively, adds the batch to the live index and swaps in
-the new state, so a concurrent query sees the items before or after it. When the segments
-exceed ``compaction`` (items, bytes), they are folded into the next generation
-(:func:`deephash.service.store.compact`) while searches keep answering.
+the rows of its ``nprobe`` nearest lists within the k-th distance there) the ranker sees
+only the rows the index proposes (:meth:`deephash.index.base.BinaryIndex.candidates`), and
+the ties are counted among them. At most ``forward_slots`` forward passes run at once (the
+server gives one per core, each pass on one thread); an index search runs on the calling
+thread alone (faiss's OpenMP team costs more than a query's scan: 24 ms against 0.1 ms for
+one query on 50,000 48-bit codes, two busy cores). Adds are serialised: each writes one
+append segment (O(batch) on disk, :mod:`deephash.service.segments`), then, holding the
+readers-writer lock (:mod:`deephash.service.rwlock`) exclusively, adds the batch to the
+live index and swaps in the new state, so a concurrent query sees the items before or after
+it. When the segments exceed ``compaction`` (items, bytes), they are folded into the next
+generation (:func:`deephash.service.store.compact`) while searches keep answering.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Searcher:
                  rerank: Rerank = "ties", compaction: tuple[int, int] = COMPACTION,
                  settings: dict[str, int | None] | None = None) -> None:
         self.settings = dict(settings or {})  # nprobe, efSearch over the index's saved ones
-        state.index.configure(**self.settings)
+        state.index.configure(keep_saved=True, **self.settings)  # never written at compaction
         self._state = state
         self.compaction = compaction
         self._lock = RWLock()
