@@ -40,8 +40,10 @@ tiny hashing or embedding run made here, at 32 px, so that ``serve`` can load it
 
 Goals (issue 24, this 2-core CPU): 10M codes p50 < 50 ms exact and < 5 ms approximate with
 recall@10 >= 0.95; 1M floats p50 < 5 ms approximate with recall@10 >= 0.95; an append of
-1,000 items < 1 s at 10M. Results: ``benchmarks/results/scale.json``; the folders go to
-``--work`` (about 2.5 GB per 10M-code folder; removed unless ``--keep``).
+1,000 items < 1 s at 10M. Results: ``benchmarks/results/scale.json``, with the README's
+and docs/scale.md's tables (``scale``, ``appends``, ``sweeps``; ``--retable`` rewrites them
+from the measurements alone); the folders go to ``--work`` (about 2.5 GB per 10M-code
+folder; removed unless ``--keep``).
 
     ./run python benchmarks/bench_scale.py --cifar-codes RUN/bits-48/codes/database.npz
           [--collections codes-synthetic-1M,...] [--work /tmp/deephash-scale]
@@ -466,9 +468,30 @@ def tables(collections: dict[str, Any], cpu: str) -> dict[str, str]:
                     f"| {name} | {shown} | {library['median_append_s']:.2f} s | "
                     f"{served['median_post_s']:.2f} s | {meanwhile['p50_ms']:.1f} / "
                     f"{meanwhile['p99_ms']:.1f} ms |")
+    sweeps = sweep_table(collections)
     note = f"\n*{cpu}; measured by `benchmarks/bench_scale.py`.*\n"
     return {"scale": "\n".join(lines) + "\n" + note,
-            "appends": "\n".join(appends) + "\n" + note}
+            "appends": "\n".join(appends) + "\n" + note,
+            "sweeps": "\n".join(sweeps) + "\n" + note}
+
+
+def sweep_table(collections: dict[str, Any]) -> list[str]:
+    """The nprobe sweeps: per IVF, recall@10 and the median time of one query in process,
+    at each swept nprobe (the one served in bold)."""
+    swept = [(name, factory, entry) for name, collection in collections.items()
+             for factory, entry in collection["indexes"].items() if "nprobe_sweep" in entry]
+    values = sorted({s["nprobe"] for _, _, entry in swept for s in entry["nprobe_sweep"]})
+    lines = ["| collection | index | " + " | ".join(f"nprobe {v}" for v in values) + " |",
+             "|---|---|" + "---|" * len(values)]
+    for name, factory, entry in swept:
+        at = {s["nprobe"]: s for s in entry["nprobe_sweep"]}
+        cells = []
+        for v in values:
+            cell = (f"{at[v]['recall_at_10']:.3f} / {at[v]['ms_per_query']:.2f} ms" if v in at
+                    else "—")
+            cells.append(f"**{cell}**" if v == entry.get("nprobe") else cell)
+        lines.append(f"| {name} | {factory} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
@@ -493,7 +516,18 @@ def main() -> None:
     parser.add_argument("--append-batches", type=int, default=5)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--name", default="scale", help="the results file's name")
+    parser.add_argument("--retable", action="store_true", help="only rewrite the tables of "
+                        "the results file from its measurements (nothing is measured)")
     args = parser.parse_args()
+    if args.retable:
+        path = Path(__file__).parent / "results" / f"{args.name}.json"
+        saved = json.loads(path.read_text())
+        machine = saved["machine"]
+        cpu = f"{machine.get('cpu', 'CPU')}, {machine.get('cores', '?')} cores"
+        saved["tables"] = tables(saved["collections"], cpu)
+        path.write_text(json.dumps(saved, indent=2) + "\n")
+        print(f"rewrote the tables of {path}")
+        return
     args.appends = [s for s in args.appends.split(",") if s]
     args.sweep = [int(v) for v in args.sweep.split(",") if v]
     names = [c for c in args.collections.split(",") if c]

@@ -23,7 +23,7 @@ from deephash.index.faiss_library import faiss
 from deephash.index.rerank import CodeRanker
 from deephash.registries import parse_index
 from deephash.service.searcher import Searcher
-from deephash.service.state import load_state
+from deephash.service.state import IndexState, load_state
 
 
 def clustered(n: int = 3000, dim: int = 32, clusters: int = 20, seed: int = 0) -> np.ndarray:
@@ -302,6 +302,23 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
+def check_nprobe_ladder(ladder: list[dict[str, float]], state: IndexState, nlist: int
+                       ) -> None:
+    """``index``'s nprobe ladder: 1, 2, 4, ... up to nlist or the first reaching 0.999,
+    each value the recall@10 the index gives at that nprobe (recomputed here), never
+    falling as more lists are probed."""
+    probes = [step["nprobe"] for step in ladder]
+    assert probes == [1 << i for i in range(len(probes))] or probes[-1] == nlist
+    assert ladder[-1]["value"] >= 0.999 or probes[-1] == nlist
+    assert all(step["value"] < 0.999 for step in ladder[:-1])
+    for step in ladder:
+        state.index.configure(nprobe=step["nprobe"])
+        assert step["value"] == recall_at_k(state.index, state.vectors).value
+        assert step["ms_per_query"] > 0
+    values = [step["value"] for step in ladder]
+    assert values == sorted(values) and len(ladder) > 1
+
+
 def test_index_with_ivf_reports_recall_and_search_uses_it(
         float_tree: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -309,13 +326,15 @@ def test_index_with_ivf_reports_recall_and_search_uses_it(
     with caplog.at_level(logging.INFO, logger="deephash"):
         assert index_cli(tree, "ivf", "--index", "IVF4,Flat", "--nprobe", "2") == 0
     lines = [r.getMessage() for r in caplog.records if "recall@10" in r.getMessage()]
-    assert len(lines) == 1 and lines[0].startswith(
+    assert len(lines) == 2 and lines[0].startswith(
         "recall@10 of IVF4,Flat (nprobe 2) against exact Flat: ")
+    assert lines[1].startswith("recall@10 by nprobe (ms per query, batched): 1: ")
     info = json.loads((tree / "ivf" / "index.json").read_text())
     assert info["index"] == "IVF4,Flat" and info["metric"] == "cosine"  # the run's distance
     assert info["search_settings"] == {"nprobe": 2}
     recall = info["recall"]
     assert recall["k"] == 10 and recall["queries"] == 48 and recall["against"] == "Flat"
+    check_nprobe_ladder(recall["by_nprobe"], load_state(tree / "ivf"), 4)
     state = load_state(tree / "ivf")
     exact = load_state(tree / "index")  # the Flat index of the same run
     assert np.allclose(state.vectors, exact.vectors / np.linalg.norm(exact.vectors, axis=1,
@@ -349,8 +368,10 @@ def test_index_with_hnsw_and_bivf(float_tree: Path, tmp_path: Path,
     assert index_cli(hashing, "bivf", "--index", "BIVF4", "--nprobe", "4",
                      checkpoint="run/bits-16/best.pt") == 0
     info = json.loads((hashing / "bivf" / "index.json").read_text())
+    ladder = info["recall"].pop("by_nprobe")
     assert info["recall"] == {"k": 10, "value": 1.0, "queries": 48, "against": "BFlat",
                               "settings": {"nprobe": 4}}
+    check_nprobe_ladder(ladder, load_state(hashing / "bivf"), 4)
     assert "metric" not in info
     query = hashing / "data" / "test" / "class1" / "02.png"
     capsys.readouterr()

@@ -18,6 +18,7 @@ below 1.0 where ties are broken differently). Without ties it is the usual
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -63,6 +64,36 @@ def recall_at_k(index: RetrievalIndex, vectors: np.ndarray, k: int = 10,
                 n_queries: int = RECALL_QUERIES, seed: int = 0) -> Recall:
     """Recall@k (module docstring) of ``index``, which holds ``vectors`` (``(N, W)``, the
     rows it was given, in insertion order)."""
+    database, queries, kth, k = _sample(index, vectors, k, n_queries, seed)
+    return _recall(index, database, queries, kth, k)[0]
+
+
+def recall_by_nprobe(index: RetrievalIndex, vectors: np.ndarray, values: list[int],
+                     k: int = 10, n_queries: int = RECALL_QUERIES, seed: int = 0,
+                     enough: float | None = None) -> list[tuple[int, Recall, float]]:
+    """For each ``nprobe`` of ``values`` (until the first whose recall reaches ``enough``):
+    it, the recall@k of ``index`` (an IVF) searched with it on the queries
+    :func:`recall_at_k` draws (exact search done once), and the mean milliseconds per query
+    of that batched search; the index's settings are restored after."""
+    database, queries, kth, k = _sample(index, vectors, k, n_queries, seed)
+    before = index.settings.get("nprobe")
+    found = []
+    try:
+        for nprobe in values:
+            index.configure(nprobe=nprobe)
+            recall, seconds = _recall(index, database, queries, kth, k)
+            found.append((nprobe, recall, seconds * 1000 / len(queries)))
+            if enough is not None and recall.value >= enough:
+                break
+    finally:
+        index.configure(nprobe=before)
+    return found
+
+
+def _sample(index: RetrievalIndex, vectors: np.ndarray, k: int, n_queries: int, seed: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The checked ``(N, W)`` database, its ``(Q, W)`` sampled query rows, their ``(Q,)``
+    exact k-th distances, and k (at most N)."""
     database = index._check(vectors)
     n = len(database)
     if n != index.ntotal or n == 0:
@@ -70,10 +101,18 @@ def recall_at_k(index: RetrievalIndex, vectors: np.ndarray, k: int = 10,
     k = min(k, n)
     rows = np.sort(np.random.default_rng(seed).choice(n, min(n_queries, n), replace=False))
     queries = database[rows]
-    kth = _exact_kth(index, queries, database, k)
+    return database, queries, _exact_kth(index, queries, database, k), k
+
+
+def _recall(index: RetrievalIndex, database: np.ndarray, queries: np.ndarray,
+            kth: np.ndarray, k: int) -> tuple[Recall, float]:
+    """The index's recall@k on ``queries`` whose exact k-th distances are ``kth``, and the
+    seconds its search of them took."""
+    start = time.perf_counter()
     positions = index._search(queries, k)[1]
+    seconds = time.perf_counter() - start
     found = positions >= 0
     true = _true_distances(index, queries, database[np.maximum(positions, 0)])
     tolerance = 0 if isinstance(index, BinaryIndex) else 1e-6 * (1 + np.abs(kth))
     hits = found & (true <= (kth + tolerance)[:, None])
-    return Recall(float(hits.sum(axis=1).mean() / k), k, len(rows))
+    return Recall(float(hits.sum(axis=1).mean() / k), k, len(queries)), seconds

@@ -46,7 +46,14 @@ from deephash.devices import resolve_device
 from deephash.distributed import init_from_environment, ranks
 from deephash.errors import ConfigError, DataError
 from deephash.features import compute_views, transform_spec
-from deephash.index import RetrievalIndex, create_index, is_binary, recall_at_k
+from deephash.index import (
+    RetrievalIndex,
+    create_index,
+    is_binary,
+    recall_at_k,
+    recall_by_nprobe,
+)
+from deephash.index.approximate import ivf_lists
 from deephash.labels import LabelSet
 from deephash.pipeline.cache import cache_location
 from deephash.registries import parse_rerank
@@ -70,6 +77,8 @@ log = logging.getLogger(__name__)
 
 #: the most results ``--show`` draws (one 160-pixel panel each)
 SHOW_MAX = 50
+#: the recall at which ``index``'s nprobe ladder stops
+LADDER_TOP = 0.999
 
 __all__ = ["IndexConfig", "SearchConfig", "build_index", "feature_backbone", "search_image"]
 
@@ -160,8 +169,27 @@ def measured_recall(index: RetrievalIndex, vectors: np.ndarray,
     log.info("recall@%d of %s%s against exact %s: %.4f (%d sampled items as queries)",
              recall.k, index.factory, f" ({settings})" if settings else "", exact, recall.value,
              recall.queries)
-    return {"recall": {"k": recall.k, "value": recall.value, "queries": recall.queries,
-                       "against": exact, "settings": index.settings}}
+    found = {"k": recall.k, "value": recall.value, "queries": recall.queries,
+             "against": exact, "settings": index.settings}
+    nlist = ivf_lists(getattr(index, "index", None))
+    if nlist:  # what another nprobe would give: the user's choice, read off this ladder
+        found["by_nprobe"] = nprobe_ladder(index, vectors, queries, nlist)
+    return {"recall": found}
+
+
+def nprobe_ladder(index: RetrievalIndex, vectors: np.ndarray, queries: int,
+                  nlist: int) -> list[dict[str, Any]]:
+    """An IVF's recall@10 and batched search time per query at ``nprobe`` 1, 2, 4, ...,
+    ``nlist``, up to the first reaching :data:`LADDER_TOP` recall, logged in one line."""
+    values = [1 << i for i in range(nlist.bit_length()) if 1 << i < nlist] + [nlist]
+    steps = [{"nprobe": nprobe, "value": recall.value, "ms_per_query": round(ms, 3)}
+             for nprobe, recall, ms in recall_by_nprobe(index, vectors, values, k=10,
+                                                        n_queries=queries,
+                                                        enough=LADDER_TOP)]
+    log.info("recall@10 by nprobe (ms per query, batched): %s; serve or search with "
+             "--nprobe N to choose another", ", ".join(
+                 f"{s['nprobe']}: {s['value']:.4f} ({s['ms_per_query']:.2f} ms)" for s in steps))
+    return steps
 
 
 def _item_paths(dataset: ImageDataset, out: Path,
