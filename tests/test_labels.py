@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from deephash.errors import DataError
+from deephash.growing import Growth
 from deephash.labels import LabelSet, as_label_set, batch_relevance, relevance
 
 
@@ -71,6 +72,41 @@ def test_row_selection() -> None:
     assert single[[2, 0]].ids.tolist() == [2, 4] and single[[2, 0]].n_classes == 5
     with pytest.raises(TypeError, match="slice"):
         labels[0]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("grown", [False, True], ids=["concatenated", "grown"])
+def test_followed_by_is_the_label_set_of_all_lists(grown: bool) -> None:
+    """Every change of form and width, against from_lists of the joined lists: single then
+    single, single then multi, multi then single, multi then multi, new classes, nothing."""
+    growth = Growth()
+    lists: list[list[int]] = [[0], [], [2]]
+    labels = LabelSet.from_lists(lists, 3)
+    for more, n_classes in (([[1], [2]], 3), ([[0, 1], []], 3), ([[2]], 3),
+                            ([[1, 2], [0]], 3), ([], 3), ([[0, 4]], 5), ([[3]], 6),
+                            ([[5], [1, 5]], 0)):
+        more_set = LabelSet.from_lists(more, max([n_classes, *(max(m) + 1 for m in more if m)]))
+        before = labels
+        labels = labels.followed_by(more_set, n_classes, growth.append if grown else None)
+        lists = lists + more
+        expected = LabelSet.from_lists(lists, max(n_classes, before.n_classes,
+                                                  more_set.n_classes))
+        assert labels == expected and labels.is_single == expected.is_single
+        assert labels.n_classes == expected.n_classes and labels.lists() == lists
+        assert before.lists() == lists[:len(before)]  # the set before is unchanged
+
+
+def test_a_grown_multi_hot_set_copies_no_old_row() -> None:
+    """O(len(more)) per append once the matrix has spare room, as the ids do."""
+    growth = Growth()
+    labels = LabelSet.from_lists([[0, 1], [2]] * 5_000, 3).followed_by(
+        LabelSet.from_lists([[1]], 3), grow=growth.append)  # the first: copied into room
+    for expected_single, more in ((False, [[2], [0, 2]]), (False, [[]])):
+        grown = labels.followed_by(LabelSet.from_lists(more, 3), grow=growth.append)
+        assert grown.is_single == expected_single
+        assert np.shares_memory(grown.multi_hot[:len(labels)], labels.multi_hot)
+        assert not grown.multi_hot.flags.writeable
+        assert grown.lists()[len(labels):] == more and len(labels.lists()) == len(labels)
+        labels = grown
 
 
 def test_label_sets_are_read_only_copies() -> None:

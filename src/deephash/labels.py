@@ -25,7 +25,7 @@ images are relevant asks these functions, never ``==`` on class ids.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,10 @@ import torch
 from deephash.errors import DataError
 
 UNLABELLED = -1
+
+#: ``grow(name, kept, added)``: the rows of ``kept`` then those of ``added`` (``name``: which
+#: array of the label set, ``"ids"`` or ``"hot"``), e.g. :meth:`deephash.growing.Growth.append`
+Grow = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
 
 
 class LabelSet:
@@ -114,6 +118,31 @@ class LabelSet:
             ids = np.where(n_labels > 0, first, UNLABELLED).astype(np.int64)
             return cls(_read_only(ids), None, hot.shape[1])
         return cls(None, _read_only(hot), hot.shape[1])
+
+    def followed_by(self, more: LabelSet, n_classes: int = 0,
+                    grow: Grow | None = None) -> LabelSet:
+        """These images' labels then ``more``'s, over the widest of ``n_classes`` and both
+        sets' classes.
+
+        ``grow(name, kept, added)`` returns ``kept``'s rows then ``added``'s (``name``:
+        ``"ids"`` or ``"hot"``; default :func:`numpy.concatenate`). With a grower's
+        append (:meth:`deephash.growing.Growth.append`) it costs O(len(more)): the ids
+        while no image has two labels, the ``(N, C)`` multi-hot matrix once one has. Only a
+        change of form (the first image with two labels) or new classes for a multi-hot
+        matrix build a new one, O(N).
+        """
+        width = max(n_classes, self.n_classes, more.n_classes)
+        grow = grow or _concatenated
+        if self.is_single and more.is_single:
+            return LabelSet.from_ids(grow("ids", self.ids, more.ids), width, copy=False)
+        if not self.is_single and self.n_classes == width:
+            hot = grow("hot", self.multi_hot, _widen(more.multi_hot, width))
+        else:
+            hot = np.zeros((len(self) + len(more), width), dtype=np.bool_)
+            hot[:len(self), :self.n_classes] = self.multi_hot
+            hot[len(self):, :more.n_classes] = more.multi_hot
+        # some image of either set has two labels: the joined matrix is canonical as it is
+        return LabelSet(None, _read_only(hot), width)
 
     # -- views --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -270,6 +299,11 @@ def _widen(matrix: np.ndarray, width: int) -> np.ndarray:
     if matrix.shape[1] == width:
         return matrix
     return np.pad(matrix, ((0, 0), (0, width - matrix.shape[1])))
+
+
+def _concatenated(name: str, kept: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """:data:`Grow` without spare room: a new array."""
+    return np.concatenate([kept, added])
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -78,13 +78,12 @@ class Items:
     def joined(self, more: Items, growth: Growth | None = None) -> Items:
         """These items followed by ``more`` (an append segment's), whose classes extend
         these items' classes; ``ValueError`` when they do not. ``growth``: the growers
-        of these items' arrays (O(len(more)) while every image has at most one label;
-        ``None``: new arrays)."""
+        of these items' arrays (O(len(more)), :meth:`LabelSet.followed_by`; ``None``: new
+        arrays)."""
         if more.classes[:len(self.classes)] != self.classes:
             raise ValueError("its classes do not extend the folder's")
         growth = Growth() if growth is None else growth
-        labels = _joined(self.labels, more.labels, max(len(more.classes),
-                                                         self.labels.n_classes), growth)
+        labels = self.labels.followed_by(more.labels, len(more.classes), growth.append)
         return Items(growth.append("paths", _text(self.paths), _text(more.paths)), labels,
                      more.classes, growth.append("local", self.local, more.local))
 
@@ -207,15 +206,3 @@ def _text(paths: np.ndarray) -> np.ndarray:
     return paths if paths.dtype.kind == "U" else paths.astype(str)
 
 
-def _joined(first: LabelSet, second: LabelSet, n_classes: int, growth: Growth) -> LabelSet:
-    """``first``'s images then ``second``'s, over ``n_classes`` classes: ids while every
-    image has at most one label (grown by ``growth``, O(len(second)) copied; a multi-hot
-    matrix is new, O(N))."""
-    width = max(n_classes, first.n_classes, second.n_classes)
-    if first.is_single and second.is_single:
-        return LabelSet.from_ids(growth.append("labels", first.ids, second.ids), width,
-                                 copy=False)
-    hot = np.zeros((len(first) + len(second), width), dtype=np.bool_)
-    hot[:len(first), :first.n_classes] = first.multi_hot
-    hot[len(first):, :second.n_classes] = second.multi_hot
-    return LabelSet.from_multi_hot(hot)
