@@ -17,6 +17,7 @@ from test_service_api import build_tree
 from deephash.cli import main
 from deephash.errors import ConfigError
 from deephash.index import FloatIndex, create_index, load_index, recall_at_k
+from deephash.index import recall as recall_module
 from deephash.index.approximate import suggest_nlist
 from deephash.index.faiss_indexes import TIE_ROOM
 from deephash.index.faiss_library import faiss
@@ -321,10 +322,15 @@ def check_nprobe_ladder(ladder: list[dict[str, float]], state: IndexState, nlist
 
 def test_index_with_ivf_reports_recall_and_search_uses_it(
         float_tree: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     tree = Path(shutil.copytree(float_tree, tmp_path / "tree"))
+    exact_searches = []
+    exact_kth = recall_module._exact_kth
+    monkeypatch.setattr(recall_module, "_exact_kth",
+                        lambda *a: exact_searches.append(1) or exact_kth(*a))
     with caplog.at_level(logging.INFO, logger="deephash"):
         assert index_cli(tree, "ivf", "--index", "IVF4,Flat", "--nprobe", "2") == 0
+    assert len(exact_searches) == 1  # the recall and every step of the ladder share it
     lines = [r.getMessage() for r in caplog.records if "recall@10" in r.getMessage()]
     assert len(lines) == 2 and lines[0].startswith(
         "recall@10 of IVF4,Flat (nprobe 2) against exact Flat: ")

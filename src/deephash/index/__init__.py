@@ -18,7 +18,7 @@ from deephash.index.base import BinaryIndex, RetrievalIndex, SearchResult
 from deephash.index.faiss_indexes import FaissBinaryIndex
 from deephash.index.float_index import FloatIndex
 from deephash.index.hamming import HammingIndex
-from deephash.index.recall import recall_at_k, recall_by_nprobe
+from deephash.index.recall import RecallSample, recall_at_k, recall_by_nprobe, recall_sample
 from deephash.index.rerank import CodeRanker, Ranked
 from deephash.registries import parse_index
 
@@ -74,6 +74,20 @@ def load_index(path: Path) -> RetrievalIndex:
     return index
 
 
-__all__ = ["BinaryIndex", "CodeRanker", "FaissBinaryIndex", "FloatIndex", "HammingIndex", "Ranked",
-           "RetrievalIndex", "SearchResult", "create_index", "is_binary", "load_index",
-           "recall_at_k", "recall_by_nprobe"]
+__all__ = [
+    "BinaryIndex",
+    "CodeRanker",
+    "FaissBinaryIndex",
+    "FloatIndex",
+    "HammingIndex",
+    "Ranked",
+    "RecallSample",
+    "RetrievalIndex",
+    "SearchResult",
+    "create_index",
+    "is_binary",
+    "load_index",
+    "recall_at_k",
+    "recall_by_nprobe",
+    "recall_sample",
+]

@@ -36,6 +36,16 @@ class Recall(NamedTuple):
     queries: int
 
 
+class RecallSample(NamedTuple):
+    """The queries recall is measured on and their exact answers (:func:`recall_sample`):
+    computed once, searched at as many settings as wanted."""
+
+    database: np.ndarray  # (N, W) the index's rows, checked
+    queries: np.ndarray  # (Q, W) sampled rows of the database
+    kth: np.ndarray  # (Q,) each query's exact k-th nearest distance
+    k: int  # at most N
+
+
 def _true_distances(index: RetrievalIndex, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``(Q, k)`` true distances from ``(Q, W)`` queries to ``(Q, k, W)`` rows, in the
     index's terms (Hamming; squared L2; cosine distance of normalised vectors)."""
@@ -61,28 +71,32 @@ def _exact_kth(index: RetrievalIndex, queries: np.ndarray, database: np.ndarray,
 
 
 def recall_at_k(index: RetrievalIndex, vectors: np.ndarray, k: int = 10,
-                n_queries: int = RECALL_QUERIES, seed: int = 0) -> Recall:
+                n_queries: int = RECALL_QUERIES, seed: int = 0,
+                sample: RecallSample | None = None) -> Recall:
     """Recall@k (module docstring) of ``index``, which holds ``vectors`` (``(N, W)``, the
-    rows it was given, in insertion order)."""
-    database, queries, kth, k = _sample(index, vectors, k, n_queries, seed)
-    return _recall(index, database, queries, kth, k)[0]
+    rows it was given, in insertion order); ``sample``: :func:`recall_sample`'s, reused
+    (then ``k``, ``n_queries`` and ``seed`` are its own)."""
+    sample = sample or recall_sample(index, vectors, k, n_queries, seed)
+    return _recall(index, sample)[0]
 
 
 def recall_by_nprobe(index: RetrievalIndex, vectors: np.ndarray, values: list[int],
                      k: int = 10, n_queries: int = RECALL_QUERIES, seed: int = 0,
-                     enough: float | None = None) -> list[tuple[int, Recall, float]]:
+                     enough: float | None = None, sample: RecallSample | None = None
+                     ) -> list[tuple[int, Recall, float]]:
     """For each ``nprobe`` of ``values`` (until the first whose recall reaches ``enough``):
     it, the recall@k of ``index`` (an IVF) searched with it on the queries
-    :func:`recall_at_k` draws (exact search done once), and the mean milliseconds per query
-    of that batched search; the index's settings are restored after."""
-    database, queries, kth, k = _sample(index, vectors, k, n_queries, seed)
+    :func:`recall_at_k` draws (exact search done once, or ``sample``'s reused), and the
+    mean milliseconds per query of that batched search; the index's settings are restored
+    after."""
+    sample = sample or recall_sample(index, vectors, k, n_queries, seed)
     before = index.settings.get("nprobe")
     found = []
     try:
         for nprobe in values:
             index.configure(nprobe=nprobe)
-            recall, seconds = _recall(index, database, queries, kth, k)
-            found.append((nprobe, recall, seconds * 1000 / len(queries)))
+            recall, seconds = _recall(index, sample)
+            found.append((nprobe, recall, seconds * 1000 / len(sample.queries)))
             if enough is not None and recall.value >= enough:
                 break
     finally:
@@ -90,10 +104,11 @@ def recall_by_nprobe(index: RetrievalIndex, vectors: np.ndarray, values: list[in
     return found
 
 
-def _sample(index: RetrievalIndex, vectors: np.ndarray, k: int, n_queries: int, seed: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The checked ``(N, W)`` database, its ``(Q, W)`` sampled query rows, their ``(Q,)``
-    exact k-th distances, and k (at most N)."""
+def recall_sample(index: RetrievalIndex, vectors: np.ndarray, k: int = 10,
+                  n_queries: int = RECALL_QUERIES, seed: int = 0) -> RecallSample:
+    """The seeded query sample of ``index`` holding ``vectors`` and the exact k-th
+    distances (one exact search): what :func:`recall_at_k` and :func:`recall_by_nprobe`
+    measure against."""
     database = index._check(vectors)
     n = len(database)
     if n != index.ntotal or n == 0:
@@ -101,13 +116,13 @@ def _sample(index: RetrievalIndex, vectors: np.ndarray, k: int, n_queries: int, 
     k = min(k, n)
     rows = np.sort(np.random.default_rng(seed).choice(n, min(n_queries, n), replace=False))
     queries = database[rows]
-    return database, queries, _exact_kth(index, queries, database, k), k
+    return RecallSample(database, queries, _exact_kth(index, queries, database, k), k)
 
 
-def _recall(index: RetrievalIndex, database: np.ndarray, queries: np.ndarray,
-            kth: np.ndarray, k: int) -> tuple[Recall, float]:
-    """The index's recall@k on ``queries`` whose exact k-th distances are ``kth``, and the
-    seconds its search of them took."""
+def _recall(index: RetrievalIndex, sample: RecallSample) -> tuple[Recall, float]:
+    """The index's recall@k on the sample's queries, and the seconds its search of them
+    took."""
+    database, queries, kth, k = sample
     start = time.perf_counter()
     positions = index._search(queries, k)[1]
     seconds = time.perf_counter() - start

@@ -47,11 +47,13 @@ from deephash.distributed import init_from_environment, ranks
 from deephash.errors import ConfigError, DataError
 from deephash.features import compute_views, transform_spec
 from deephash.index import (
+    RecallSample,
     RetrievalIndex,
     create_index,
     is_binary,
     recall_at_k,
     recall_by_nprobe,
+    recall_sample,
 )
 from deephash.index.approximate import ivf_lists
 from deephash.labels import LabelSet
@@ -163,7 +165,8 @@ def measured_recall(index: RetrievalIndex, vectors: np.ndarray,
     ``{}`` for an exact index or ``queries`` 0."""
     if not index.approximate or queries == 0:
         return {}
-    recall = recall_at_k(index, vectors, k=10, n_queries=queries)
+    sample = recall_sample(index, vectors, k=10, n_queries=queries)  # one exact search
+    recall = recall_at_k(index, vectors, sample=sample)
     exact = "BFlat" if is_binary(index.factory) else "Flat"
     settings = ", ".join(f"{name} {value}" for name, value in index.settings.items())
     log.info("recall@%d of %s%s against exact %s: %.4f (%d sampled items as queries)",
@@ -173,19 +176,19 @@ def measured_recall(index: RetrievalIndex, vectors: np.ndarray,
              "against": exact, "settings": index.settings}
     nlist = ivf_lists(getattr(index, "index", None))
     if nlist:  # what another nprobe would give: the user's choice, read off this ladder
-        found["by_nprobe"] = nprobe_ladder(index, vectors, queries, nlist)
+        found["by_nprobe"] = nprobe_ladder(index, vectors, sample, nlist)
     return {"recall": found}
 
 
-def nprobe_ladder(index: RetrievalIndex, vectors: np.ndarray, queries: int,
+def nprobe_ladder(index: RetrievalIndex, vectors: np.ndarray, sample: RecallSample,
                   nlist: int) -> list[dict[str, Any]]:
-    """An IVF's recall@10 and batched search time per query at ``nprobe`` 1, 2, 4, ...,
-    ``nlist``, up to the first reaching :data:`LADDER_TOP` recall, logged in one line."""
+    """An IVF's recall@10 on ``sample`` and batched search time per query at ``nprobe`` 1,
+    2, 4, ..., ``nlist``, up to the first reaching :data:`LADDER_TOP` recall, logged in one
+    line."""
     values = [1 << i for i in range(nlist.bit_length()) if 1 << i < nlist] + [nlist]
     steps = [{"nprobe": nprobe, "value": recall.value, "ms_per_query": round(ms, 3)}
-             for nprobe, recall, ms in recall_by_nprobe(index, vectors, values, k=10,
-                                                        n_queries=queries,
-                                                        enough=LADDER_TOP)]
+             for nprobe, recall, ms in recall_by_nprobe(index, vectors, values,
+                                                        enough=LADDER_TOP, sample=sample)]
     log.info("recall@10 by nprobe (ms per query, batched): %s; serve or search with "
              "--nprobe N to choose another", ", ".join(
                  f"{s['nprobe']}: {s['value']:.4f} ({s['ms_per_query']:.2f} ms)" for s in steps))
