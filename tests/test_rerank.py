@@ -8,6 +8,7 @@ import pytest
 
 from deephash.distances import as_distance
 from deephash.hashing.codes import as_words, hamming_matrix, pack_codes
+from deephash.index import rerank
 from deephash.index.rerank import CodeRanker, random_keys
 from deephash.registries import parse_rerank
 
@@ -101,9 +102,14 @@ def test_k_past_the_database_and_an_empty_database() -> None:
     assert empty.positions.tolist() == [[-1, -1]] and empty.tied.tolist() == [0]
 
 
+@pytest.mark.parametrize("chunk", [rerank.RANK_CHUNK, 7], ids=["one-chunk", "chunks-of-7"])
 @pytest.mark.parametrize(("distance", "bits"), [("euclidean", 12), ("neg-half-inner", 16),
                                                 ("cosine", 7)])
-def test_against_a_brute_force_sort_of_the_whole_database(distance: str, bits: int) -> None:
+def test_against_a_brute_force_sort_of_the_whole_database(
+        distance: str, bits: int, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against one lexsort of every item; the continuous distances of the candidates
+    compared in chunks (of 7 rows: many, one short) give the same order as in one go."""
+    monkeypatch.setattr(rerank, "RANK_CHUNK", chunk)
     rng = np.random.default_rng(bits)
     relaxed = np.tanh(rng.normal(size=(300, bits)))
     queries = np.tanh(rng.normal(size=(5, bits)))
