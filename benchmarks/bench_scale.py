@@ -38,6 +38,12 @@ tiny hashing or embedding run made here, at 32 px, so that ``serve`` can load it
    model), repeated; then through ``serve``, ``POST /items`` of 1,000 PNGs (embedded by the
    tiny model) while 8 clients search, and the search latency meanwhile.
 
+``--appends-only`` measures step 4's in-process appends alone, on each codes collection's
+``BFlat`` folder: loaded as it is and loaded with spare room made (as ``serve`` loads it,
+:func:`deephash.service.state.with_spare_room`), alternating over ``--append-rounds``, the
+part of each add spent in memory timed apart from the writes (results: ``scale-appends.json``,
+table ``first_appends``).
+
 Goals (issue 24, this 2-core CPU): 10M codes p50 < 50 ms exact and < 5 ms approximate with
 recall@10 >= 0.95; 1M floats p50 < 5 ms approximate with recall@10 >= 0.95; an append of
 1,000 items < 1 s at 10M. Results: ``benchmarks/results/scale.json``, with the README's
@@ -316,26 +322,106 @@ def png_batch(count: int, seed: int) -> list[bytes]:
     return images
 
 
-def library_appends(folder: Path, batches: int, size: int) -> dict[str, Any]:
-    """``add_images`` of ``batches`` segments of ``size`` items to the loaded folder."""
-    from deephash.service.state import load_state
-    from deephash.service.store import add_images
+def library_appends(folder: Path, batches: int, size: int, spare: bool = True
+                    ) -> dict[str, Any]:
+    """``add_images`` of ``batches`` segments of ``size`` items to the loaded folder;
+    ``spare``: the arrays moved into spare room after the load first, as ``serve`` does
+    (:func:`deephash.service.state.with_spare_room`; else the first add copies them)."""
+    from deephash.service.state import grown, load_state, with_spare_room
+    from deephash.service.store import append_images
 
     start = time.perf_counter()
     state = load_state(folder)
     loaded = time.perf_counter() - start
+    start = time.perf_counter()
+    if spare:
+        state = with_spare_room(state)
+    reserved = time.perf_counter() - start
     rng = np.random.default_rng(7)
     images = [(data, "png") for data in png_batch(size, 8)]
-    times = []
+    times, in_memory = [], []
     for _ in range(batches):
         vectors = rng.integers(0, 256, (size, BITS // 8), dtype=np.uint8)
         outputs = rng.standard_normal((size, BITS)).astype(np.float16)
-        start = time.perf_counter()
-        state = add_images(state, vectors, images, [0], state.items.classes, outputs)
+        start = time.perf_counter()  # add_images: written (fsync'd), then grown in memory
+        segment, nbytes = append_images(state, vectors, images, [0], state.items.classes,
+                                        outputs)
+        written = time.perf_counter()
+        state = grown(state, segment, nbytes)
         times.append(time.perf_counter() - start)
-    return {"load_s": round(loaded, 1), "batch": size,
+        in_memory.append(time.perf_counter() - written)
+    return {"load_s": round(loaded, 1), "spare_room": spare,
+            "spare_room_s": round(reserved, 2), "batch": size,
             "append_s": [round(t, 3) for t in times],
+            "in_memory_s": [round(t, 3) for t in in_memory],
             "median_append_s": round(float(np.median(times)), 3)}
+
+
+def appends_only(name: str, args: argparse.Namespace,
+                 models: dict[str, tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """``--appends-only``: a codes collection's BFlat folder, library appends without and
+    then with spare room made at load (side by side, nothing served)."""
+    kind, source, size = name.split("-")
+    if kind != "codes":
+        sys.exit(f"--appends-only measures codes collections, not {name}")
+    n = SIZES[size]
+    vectors, outputs, labels = (cifar_codes(n, args.cifar_codes) if source == "cifar10"
+                                else synthetic_codes(n))
+    folder = args.work / f"{name}-BFlat"
+    write_folder(folder, models[kind], "BFlat", vectors, labels, outputs, None,
+                 f"{source}-{size}", [])
+    del vectors, outputs, labels
+    found: dict[str, Any] = {"n": n, "without_spare_room": [], "with_spare_room": []}
+    for round_ in range(args.append_rounds):  # alternating: the disk's moods hit both
+        for spare in (False, True):
+            log(f"{name}: appends, round {round_ + 1}, spare room at load: {spare}")
+            found["with_spare_room" if spare else "without_spare_room"].append(
+                library_appends(folder, args.append_batches, 1000, spare))
+            undo_appends(folder)  # the next load is of the same base alone
+    if not args.keep:
+        shutil.rmtree(folder)
+    return found
+
+
+def undo_appends(folder: Path) -> None:
+    """Remove the append segments and added images of a generation-0 folder: the folder as
+    written (loading segments would move the arrays into spare room by itself)."""
+    from deephash.folders import ADDED
+    from deephash.service.segments import segment_files
+
+    for path in segment_files(folder, 0):
+        path.unlink()
+    shutil.rmtree(folder / ADDED, ignore_errors=True)
+
+
+def median_of(runs: list[dict[str, Any]], field: str, first: bool | None = None) -> float:
+    """The median of a field over :func:`library_appends` runs; of a per-add list, only
+    each run's first add (``first``), only the later ones (``not first``) or all."""
+    values = [value for run in runs
+              for i, value in enumerate(run[field] if isinstance(run[field], list)
+                                        else [run[field]])
+              if first is None or (i == 0) == first]
+    return float(np.median(values))
+
+
+def first_appends_table(measured: dict[str, Any], cpu: str) -> str:
+    """``--appends-only``'s table: per way of loading, medians over the rounds of the load,
+    the spare room, the first add and (over every later add) the later adds."""
+    lines = ["| collection | at load | load | spare room made | first append of 1,000 "
+             "(in memory) | later appends, median (in memory) |", "|---|---|---|---|---|---|"]
+    for name, found in measured.items():
+        for key, label in (("without_spare_room", "nothing more"),
+                           ("with_spare_room", "spare room (as `serve`)")):
+            runs = found[key]
+            made = (f"{median_of(runs, 'spare_room_s'):.2f} s" if runs[0]["spare_room"]
+                    else "—")
+            lines.append(f"| {name} | {label} | {median_of(runs, 'load_s'):.1f} s | {made} | "
+                         f"{median_of(runs, 'append_s', True):.2f} s "
+                         f"({median_of(runs, 'in_memory_s', True):.2f} s) | "
+                         f"{median_of(runs, 'append_s', False):.2f} s "
+                         f"({median_of(runs, 'in_memory_s', False):.2f} s) |")
+    return "\n".join(lines) + f"\n\n*{cpu}; measured by `benchmarks/bench_scale.py " \
+        "--appends-only`; medians over the rounds.*\n"
 
 
 def served_appends(folder: Path, n: int, batches: int, size: int) -> dict[str, Any]:
@@ -468,12 +554,13 @@ def goals_list(collections: dict[str, Any], cpu: str) -> str:
                              f"{entry['sequential']['p50_ms']:.1f} ms p50{at} "
                              f"({'; '.join(met)})")
             if "appends_library" in entry:
-                seconds = entry["appends_library"]["median_append_s"]
-                goal = GOALS["append_1000_at_10M_s"]
+                library = entry["appends_library"]
+                seconds, goal = library["median_append_s"], GOALS["append_1000_at_10M_s"]
                 met_append = "met" if seconds < goal else "not met"
                 appends.append(f"- {name}, `{factory}`: an append of 1,000 items in "
-                               f"{seconds:.2f} s while 8 clients search "
-                               f"(< {goal:g} s: {met_append})")
+                               f"{seconds:.2f} s (median of {len(library['append_s'])}; the "
+                               f"first after the load {library['append_s'][0]:.2f} s) while "
+                               f"8 clients search (< {goal:g} s: {met_append})")
     return "\n".join(lines + appends) + f"\n\n*{cpu}; measured by `benchmarks/bench_scale.py`.*\n"
 
 
@@ -554,6 +641,11 @@ def main() -> None:
     parser.add_argument("--append-batches", type=int, default=5)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--name", default="scale", help="the results file's name")
+    parser.add_argument("--appends-only", action="store_true", help="only the library appends "
+                        "of each codes collection's BFlat folder, without and with spare "
+                        "room made at load (results: --name, default scale-appends)")
+    parser.add_argument("--append-rounds", type=int, default=2, help="--appends-only: "
+                        "rounds of (without, with spare room)")
     parser.add_argument("--retable", action="store_true", help="only rewrite the tables of "
                         "the results file from its measurements (nothing is measured)")
     args = parser.parse_args()
@@ -574,6 +666,17 @@ def main() -> None:
         sys.exit("--cifar-codes: give a hashing run's bits-48/codes/database.npz")
     args.work.mkdir(parents=True, exist_ok=True)
     models = tiny_models(args.work)
+    if args.appends_only:
+        from common import machine
+
+        measured = {name: appends_only(name, args, models) for name in names}
+        description = machine()
+        cpu = f"{description.get('cpu', 'CPU')}, {description.get('cores', '?')} cores"
+        write_result("scale-appends" if args.name == "scale" else args.name, {
+            "tables": {"first_appends": first_appends_table(measured, cpu)},
+            "what": "appends of 1,000 items to a loaded BFlat folder in process, without "
+                    "and with spare room made at load", "collections": measured})
+        return
     collections = {}
     for name in names:
         collections[name] = run_collection(name, args, models)

@@ -33,7 +33,8 @@ def served(p50_ms: float, recall: float | None = None, nprobe: int | None = None
     if nprobe is not None:
         entry["nprobe"] = nprobe
     if append_s is not None:
-        entry["appends_library"] = {"median_append_s": append_s}
+        entry["appends_library"] = {"append_s": [2 * append_s, append_s, append_s],
+                                    "median_append_s": append_s}
         entry["appends_served"] = {"median_post_s": 3.0,
                                    "searches_meanwhile": {"p50_ms": 1.0, "p99_ms": 2.0}}
     return entry
@@ -69,8 +70,8 @@ def test_the_readme_goals_list_every_goal_and_the_appends(bench: ModuleType) -> 
         "- codes-synthetic-10M, `BFlat`: 30.0 ms p50 (p50 < 50 ms: met)",
         "- codes-synthetic-10M, `BIVF1024 (nprobe 8)`: 4.0 ms p50 at recall@10 0.960 "
         "(p50 < 5 ms: met; recall >= 0.95: met)",
-        "- codes-synthetic-10M, `BFlat`: an append of 1,000 items in 1.50 s while 8 clients "
-        "search (< 1 s: not met)"]
+        "- codes-synthetic-10M, `BFlat`: an append of 1,000 items in 1.50 s (median of 3; the "
+        "first after the load 3.00 s) while 8 clients search (< 1 s: not met)"]
     assert "A CPU, 2 cores" in text
 
 

@@ -20,7 +20,7 @@ from deephash.service.folder import base_bytes, read_info
 from deephash.service.items import Items
 from deephash.service.outputs import save_outputs
 from deephash.service.searcher import Searcher
-from deephash.service.state import IndexState, load_state
+from deephash.service.state import IndexState, load_state, with_spare_room
 
 BITS, DIM = 48, 8
 
@@ -402,3 +402,49 @@ def test_a_served_nprobe_is_never_written_at_compaction(tmp_path: Path, codes: b
     assert searcher.state.index.settings == {"nprobe": 4}
     reloaded = load_state(folder)
     assert reloaded.generation == 1 and reloaded.index.settings == {"nprobe": 2}
+
+
+def grown_arrays(state: IndexState) -> dict[str, np.ndarray]:
+    """Every array of a state that an add grows."""
+    labels = state.items.labels
+    found = {"paths": state.items.paths, "local": state.items.local,
+             "labels": labels.ids if labels.is_single else labels.multi_hot,
+             "vectors": state.vectors, "index ids": state.index.ids}
+    if state.outputs is not None:
+        found["outputs"] = state.outputs
+    if hasattr(state.index, "codes"):  # an exact numpy code index keeps its own
+        found["index codes"] = state.index.codes
+    return found
+
+
+@pytest.mark.parametrize(("codes", "multi"), [(True, False), (True, True), (False, False)],
+                         ids=["codes", "codes-multi-label", "embeddings"])
+def test_after_spare_room_at_load_the_first_add_copies_no_old_row(
+        tmp_path: Path, codes: bool, multi: bool) -> None:
+    """What serve does at load (``with_spare_room``): the same state, and the first add
+    then extends every array in place (without it, that add copies them all: O(N))."""
+    n = 2_000
+    lists = [[i % 3, (i + 1) % 3] if multi and i % 5 == 0 else [i % 3] for i in range(n)]
+    items = Items(np.array([f"c/{i}.png" for i in range(n)]), LabelSet.from_lists(lists, 3),
+                  ("a", "b", "c"), np.zeros(n, dtype=bool))
+    plain = load_state(write_folder(tmp_path / "plain", n, codes, items=items))
+    roomy = with_spare_room(load_state(write_folder(tmp_path / "roomy", n, codes,
+                                                    items=items)))
+    same_state(roomy, plain)
+    assert roomy.items.labels.is_single != multi
+    assert not np.shares_memory(roomy.vectors, plain.vectors)
+    for state, copies in ((plain, True), (roomy, False)):
+        before = grown_arrays(state)
+        after = grown_arrays(append(state, 3, seed=1, labels=[1]))
+        for name, old in before.items():
+            shared = np.shares_memory(after[name][:len(old)], old)
+            assert shared != copies, name
+            assert np.array_equal(after[name][:len(old)], old) and len(after[name]) == n + 3
+    if not codes:
+        return
+    ranker = CodeRanker(roomy.vectors, BITS, roomy.outputs).with_spare_room()
+    more = rows(3, 2, True)
+    extended = ranker.extended(more[0], np.concatenate([roomy.outputs, more[1]]))
+    assert np.shares_memory(extended.words[:n], ranker.words)
+    assert np.array_equal(extended.words, CodeRanker(np.concatenate([roomy.vectors, more[0]]),
+                                                     BITS).words)

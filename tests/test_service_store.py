@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -561,3 +562,25 @@ def test_multi_label_list_files_index_and_serve_their_labels(
     for row in printed:
         path = Path(row[3]).relative_to(data.resolve()).as_posix()
         assert row[2] == ",".join(expected[path])
+
+
+def test_the_images_of_an_add_are_written_at_once_and_a_failure_is_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = [f"added/{i}.png" for i in range(40)]
+    images = [bytes([i]) * (100 + i) for i in range(40)]
+    store.write_images(tmp_path, paths, images)
+    assert [(tmp_path / p).read_bytes() for p in paths] == images
+    written: list[str] = []
+
+    def fails_on_seven(path: Path, data: bytes) -> None:
+        if path.name == "7.png":
+            raise OSError(28, "No space left on device")
+        time.sleep(0.01)
+        written.append(path.name)
+
+    monkeypatch.setattr(store, "write_unnamed", fails_on_seven)
+    with pytest.raises(OSError, match="No space"):
+        store.write_images(tmp_path, paths, images)
+    ended = list(written)
+    time.sleep(0.1)
+    assert written == ended and "7.png" not in written  # none still under way

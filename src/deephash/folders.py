@@ -30,6 +30,12 @@ INFO = "index.json"
 ADDED = "added"
 
 
+def added_path(item: int, ext: str) -> str:
+    """The path, in an index folder, of the image added as item ``item`` (``ext``: its
+    file extension, as uploaded)."""
+    return f"{ADDED}/{item}.{ext}"
+
+
 def protected_folders(data_dir: str | None, dataset: str,
                       cache_dir: str | None) -> list[tuple[str, Path]]:
     """``(what, folder)`` pairs, resolved, that ``--overwrite`` must never replace: the

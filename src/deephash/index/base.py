@@ -51,6 +51,12 @@ class RetrievalIndex(abc.ABC):
         self._add(vectors)
         self.ids = self._grown_ids.append(self.ids, new_ids)
 
+    def reserve(self) -> None:
+        """Move the arrays an add grows into spare room now (one O(N) copy each, which the
+        first add would otherwise make; :mod:`deephash.growing`): a server does it at
+        load so that every add copies only its own rows."""
+        self.ids = self._grown_ids.append(self.ids, self.ids[:0])
+
     def search(self, queries: np.ndarray, k: int) -> SearchResult:
         queries = self._check(queries)
         if k < 1:

@@ -30,6 +30,10 @@ class HammingIndex(BinaryIndex):
     def _add(self, vectors: np.ndarray) -> None:
         self.codes = self._grown.append(self.codes, vectors)
 
+    def reserve(self) -> None:
+        super().reserve()
+        self.codes = self._grown.append(self.codes, self.codes[:0])
+
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.codes)
         if n == 0:

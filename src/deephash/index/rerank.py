@@ -147,6 +147,13 @@ class CodeRanker:
         grown.outputs = outputs
         return grown
 
+    def with_spare_room(self) -> CodeRanker:
+        """This ranker with its words in spare room (one O(N) copy now instead of in the
+        first :meth:`extended`, which then copies only the new codes' words)."""
+        grown = copy.copy(self)
+        grown.words = self._growing.append(self.words, self.words[:0])
+        return grown
+
     def reranks(self, query_outputs: np.ndarray | None) -> bool:
         """Whether ties are ordered by continuous outputs (else at random)."""
         return (self.rerank != "none" and self.outputs is not None

@@ -48,7 +48,7 @@ from deephash.service.embedder import Embedder, Query, vectors_of_outputs
 from deephash.service.errors import ApiError
 from deephash.service.folder import check_fits, checkpoint_path, item_root, locate, read_info
 from deephash.service.rwlock import RWLock
-from deephash.service.state import IndexState, grown, load_state
+from deephash.service.state import IndexState, grown, load_state, with_spare_room
 from deephash.service.store import ADDED, COMPACTION, append_images, compact, due
 from deephash.training.checkpoint import load_model
 from deephash.training.config import TrainConfig
@@ -121,7 +121,7 @@ class Searcher:
         info = read_info(Path(folder))
         path = checkpoint_path(Path(folder), info, checkpoint)
         train_config, model = load_model(path)
-        state = load_state(Path(folder), info)
+        state = with_spare_room(load_state(Path(folder), info))  # adds then O(batch)
         check_fits(train_config.training.codes, train_config.training.embedding_dim,
                    state.info, path)
         return cls(state, Embedder(train_config, model, state.info["spec"]), path, train_config,
@@ -219,7 +219,7 @@ class Searcher:
         elif ranked is None or ranked[0] is not state:
             distance = as_distance(self.train_config.training.distance)
             ranked = (state, CodeRanker(state.vectors, int(state.info["dim"]), state.outputs,
-                                        distance, self.rerank))
+                                        distance, self.rerank).with_spare_room())
             self._ranked = ranked
         return ranked[1]
 
