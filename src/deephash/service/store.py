@@ -113,8 +113,8 @@ def append_images(state: IndexState, vectors: np.ndarray, images: list[tuple[byt
 
 def write_images(folder: Path, paths: Sequence[str], images: Sequence[bytes]) -> None:
     """Write and fsync each image at its path in ``folder`` (named by the segment only,
-    written after them), :data:`IMAGE_WRITERS` at a time: concurrent fsyncs share the file
-    system's journal commits (1,000 small files: about twice as fast as one by one). No
+    written after them), :data:`IMAGE_WRITERS` at a time: concurrent fsyncs can share the
+    file system's journal commits, where one after another each waits for its own. No
     write is under way when this returns; after a failure (raised) the writes not yet
     begun are dropped."""
     with ThreadPoolExecutor(max(1, min(IMAGE_WRITERS, len(paths)))) as pool:
