@@ -102,8 +102,8 @@ def with_spare_room(state: IndexState) -> IndexState:
     """``state`` (its index shared) with every array an add grows moved into spare room:
     ``state.growth``'s buffers and the index's own (:mod:`deephash.growing`). That copies
     each array once, O(N), here: a server does it when it loads a folder, so that the first
-    add copies only its own rows, as every later one does (at 10M codes, about 2 s moved
-    from the first add to the start)."""
+    add copies only its own rows, as every later one does (at 10M codes, 2–4 s moved from
+    the first add to the start: ``bench_scale.py --appends-only``)."""
     growth = state.growth
     state.index.reserve()
     outputs = (None if state.outputs is None
